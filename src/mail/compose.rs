@@ -1,0 +1,164 @@
+//! Outbound mail → the exact RFC 5322 bytes that the outbox stores and the sender relays.
+//!
+//! Pure: the caller supplies the Message-ID and the date, so the same input always yields the
+//! same bytes (golden tests rely on it). lettre's builder does the encoding (RFC 2047 words,
+//! line folding, transfer encodings).
+
+use chrono::{DateTime, Utc};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::Mailbox as LettreMailbox;
+use lettre::Message;
+
+use super::address::EmailAddress;
+
+/// A recipient or sender with an optional display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Party {
+    pub name: Option<String>,
+    pub email: EmailAddress,
+}
+
+/// One mail to send.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub from: Party,
+    pub to: Vec<Party>,
+    pub cc: Vec<Party>,
+    pub reply_to: Option<Party>,
+    pub subject: String,
+    /// Without angle brackets.
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub date: DateTime<Utc>,
+    /// `auto-replied` / `auto-generated` for automatic mail, None for mail a person wrote.
+    pub auto_submitted: Option<&'static str>,
+    /// Marks level 1–2 mail urgent for clients (`Importance`, `X-Priority`).
+    pub urgent: bool,
+    pub body: String,
+}
+
+/// A recipient address lettre would not accept, or a builder failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("address `{0}` cannot be written in a mail header")]
+    Address(String),
+    #[error("mail could not be built: {0}")]
+    Build(#[from] lettre::error::Error),
+}
+
+impl Outgoing {
+    /// Lower-cased envelope recipients (To and Cc).
+    pub fn recipients(&self) -> Vec<String> {
+        self.to
+            .iter()
+            .chain(&self.cc)
+            .map(|p| p.email.key())
+            .collect()
+    }
+
+    /// The RFC 5322 message.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ComposeError> {
+        let mut b = Message::builder()
+            .from(mailbox(&self.from)?)
+            .subject(self.subject.clone())
+            .message_id(Some(format!("<{}>", self.message_id)))
+            .date(self.date.into());
+        for p in &self.to {
+            b = b.to(mailbox(p)?);
+        }
+        for p in &self.cc {
+            b = b.cc(mailbox(p)?);
+        }
+        if let Some(r) = &self.reply_to {
+            b = b.reply_to(mailbox(r)?);
+        }
+        if let Some(id) = &self.in_reply_to {
+            b = b.in_reply_to(format!("<{id}>"));
+        }
+        if !self.references.is_empty() {
+            let refs: Vec<String> = self.references.iter().map(|r| format!("<{r}>")).collect();
+            b = b.references(refs.join(" "));
+        }
+        if let Some(v) = self.auto_submitted {
+            b = b.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Auto-Submitted"),
+                v.to_string(),
+            ));
+            // Ask Exchange and friends not to answer automatic mail with more automatic mail.
+            b = b.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
+                "All".to_string(),
+            ));
+        }
+        if self.urgent {
+            b = b.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Importance"),
+                "high".to_string(),
+            ));
+            b = b.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("X-Priority"),
+                "1".to_string(),
+            ));
+        }
+        let msg = b.header(ContentType::TEXT_PLAIN).body(self.body.clone())?;
+        Ok(msg.formatted())
+    }
+}
+
+fn mailbox(p: &Party) -> Result<LettreMailbox, ComposeError> {
+    let addr = lettre::Address::new(p.email.local(), p.email.domain())
+        .map_err(|_| ComposeError::Address(p.email.to_string()))?;
+    Ok(LettreMailbox::new(
+        p.name.clone().filter(|n| !n.is_empty()),
+        addr,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn party(name: &str, email: &str) -> Party {
+        Party {
+            name: Some(name.into()),
+            email: EmailAddress::parse(email).unwrap(),
+        }
+    }
+
+    #[test]
+    fn headers_are_written() {
+        let o = Outgoing {
+            from: party("Example Support", "support@example.test"),
+            to: vec![party("José García", "Jose@clinic.example")],
+            cc: vec![],
+            reply_to: Some(party("Example Support", "support+abc@example.test")),
+            subject: "[#1001] Pager down".into(),
+            message_id: "m1@example.test".into(),
+            in_reply_to: Some("orig@clinic.example".into()),
+            references: vec!["a@b".into(), "orig@clinic.example".into()],
+            date: Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap(),
+            auto_submitted: Some("auto-replied"),
+            urgent: true,
+            body: "Hello\n".into(),
+        };
+        let raw = String::from_utf8(o.to_bytes().unwrap()).unwrap();
+        for h in [
+            "From: \"Example Support\" <support@example.test>",
+            "Reply-To: \"Example Support\" <support+abc@example.test>",
+            "Subject: [#1001] Pager down",
+            "Message-ID: <m1@example.test>",
+            "In-Reply-To: <orig@clinic.example>",
+            "References: <a@b> <orig@clinic.example>",
+            "Auto-Submitted: auto-replied",
+            "Importance: high",
+            "X-Priority: 1",
+            "Date: Mon, 23 Nov 2026 12:00:00 +0000",
+        ] {
+            assert!(raw.contains(h), "missing {h} in\n{raw}");
+        }
+        assert!(raw.contains("=?utf-8?"), "{raw}");
+        assert_eq!(o.recipients(), vec!["jose@clinic.example"]);
+    }
+}

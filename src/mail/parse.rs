@@ -1,0 +1,379 @@
+//! Raw RFC 5322 bytes → [`InboundMail`], the one domain type the rest of supportd sees.
+//!
+//! Pure: no I/O, never panics (mail-parser is lenient and fuzzed). A message that has no
+//! usable sender or no headers at all is a [`ParseError`], which the pipeline turns into a
+//! quarantine entry; everything else parses, however odd.
+
+use chrono::{DateTime, Utc};
+use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::address::EmailAddress;
+
+/// A person on a header line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mailbox {
+    #[serde(serialize_with = "display")]
+    pub email: EmailAddress,
+    pub name: Option<String>,
+}
+
+fn display<S: serde::Serializer>(a: &EmailAddress, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(a)
+}
+
+/// One attachment or inline part, bytes included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub size: usize,
+    /// For inline images referenced from HTML (`cid:`).
+    pub content_id: Option<String>,
+    #[serde(skip)]
+    pub data: Vec<u8>,
+}
+
+/// The headers that tell automatic mail from a person's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AutoHeaders {
+    pub auto_submitted: Option<String>,
+    pub precedence: Option<String>,
+    pub list_id: Option<String>,
+    pub x_auto_response_suppress: Option<String>,
+    pub x_autoreply: Option<String>,
+    pub x_autorespond: Option<String>,
+}
+
+/// Everything supportd needs from one inbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboundMail {
+    /// Without angle brackets; synthetic (`sha256-…@supportd.invalid`) when the mail had none.
+    pub message_id: String,
+    pub synthetic_message_id: bool,
+    /// From, else Sender, else Return-Path.
+    pub sender: Mailbox,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    /// RFC 2047 decoded; empty when absent.
+    pub subject: String,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub date: Option<DateTime<Utc>>,
+    /// `Some("")` for the null return path `<>` of bounces.
+    pub return_path: Option<String>,
+    pub auto: AutoHeaders,
+    /// Top-level MIME type, lower-case (`multipart/report` marks a DSN).
+    pub content_type: String,
+    /// The text body: text/plain preferred, HTML rendered to text when it is the only body.
+    pub body: String,
+    pub body_from_html: bool,
+    pub attachments: Vec<Attachment>,
+    /// Message-IDs of messages embedded in this one (the original in a bounce report).
+    pub embedded_message_ids: Vec<String>,
+    /// Raw `Authentication-Results` header values, for agent spoofing checks.
+    pub authentication_results: Vec<String>,
+    /// Size of the raw message in bytes.
+    pub size: usize,
+}
+
+/// Why a message cannot become a ticket; it is quarantined with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("empty message")]
+    Empty,
+    #[error("no RFC 5322 header section could be parsed")]
+    NoHeaders,
+    #[error("no sender address: From, Sender and Return-Path are missing or unparseable")]
+    NoSender,
+}
+
+/// HTML is rendered at this width; wide enough that sentences survive for triage.
+const HTML_TEXT_WIDTH: usize = 100;
+
+/// Parses one raw message.
+pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
+    if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ParseError::Empty);
+    }
+    let msg = MessageParser::default()
+        .parse(raw)
+        .ok_or(ParseError::NoHeaders)?;
+    if msg.headers().is_empty() {
+        return Err(ParseError::NoHeaders);
+    }
+
+    let return_path = msg.header_raw("Return-Path").map(|r| {
+        r.trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim()
+            .to_string()
+    });
+    let sender = first_mailbox(msg.from())
+        .or_else(|| first_mailbox(msg.sender()))
+        .or_else(|| {
+            return_path
+                .as_deref()
+                .and_then(EmailAddress::parse)
+                .map(|email| Mailbox { email, name: None })
+        })
+        .ok_or(ParseError::NoSender)?;
+
+    let (message_id, synthetic_message_id) = match msg.message_id().map(clean_id) {
+        Some(id) if !id.is_empty() => (id, false),
+        _ => (synthetic_message_id(raw), true),
+    };
+
+    let (body, body_from_html) = body_text(&msg);
+    let mut attachments = Vec::new();
+    let mut embedded_message_ids = Vec::new();
+    for part in msg.attachments() {
+        if let PartType::Message(inner) = &part.body {
+            if let Some(id) = inner.message_id() {
+                embedded_message_ids.push(clean_id(id));
+            }
+        }
+        let content_type = part
+            .content_type()
+            .map(|ct| match ct.subtype() {
+                Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                None => ct.ctype().to_string(),
+            })
+            .unwrap_or_else(|| "application/octet-stream".into())
+            .to_ascii_lowercase();
+        if content_type == "text/rfc822-headers" {
+            // DSNs often return only the original's headers.
+            if let Some(id) = part
+                .text_contents()
+                .and_then(|t| MessageParser::default().parse_headers(t.as_bytes()))
+                .and_then(|m| m.message_id().map(clean_id))
+            {
+                embedded_message_ids.push(id);
+            }
+        }
+        let data = part.contents().to_vec();
+        attachments.push(Attachment {
+            filename: part
+                .attachment_name()
+                .map(sanitize_filename)
+                .unwrap_or_else(|| default_filename(&content_type)),
+            content_type,
+            size: data.len(),
+            content_id: part.content_id().map(clean_id),
+            data,
+        });
+    }
+
+    Ok(InboundMail {
+        message_id,
+        synthetic_message_id,
+        sender,
+        to: mailboxes(msg.to()),
+        cc: mailboxes(msg.cc()),
+        subject: msg
+            .subject()
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        in_reply_to: id_list(msg.in_reply_to()),
+        references: id_list(msg.references()),
+        date: msg
+            .date()
+            .and_then(|d| DateTime::from_timestamp(d.to_timestamp(), 0)),
+        return_path,
+        auto: AutoHeaders {
+            auto_submitted: raw_header(&msg, "Auto-Submitted"),
+            precedence: raw_header(&msg, "Precedence"),
+            list_id: raw_header(&msg, "List-Id"),
+            x_auto_response_suppress: raw_header(&msg, "X-Auto-Response-Suppress"),
+            x_autoreply: raw_header(&msg, "X-Autoreply"),
+            x_autorespond: raw_header(&msg, "X-Autorespond"),
+        },
+        content_type: msg
+            .root_part()
+            .content_type()
+            .map(|ct| format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase())
+            .unwrap_or_else(|| "text/plain".into()),
+        body,
+        body_from_html,
+        attachments,
+        embedded_message_ids,
+        authentication_results: msg
+            .headers_raw()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("Authentication-Results"))
+            .map(|(_, v)| unfold(v))
+            .collect(),
+        size: raw.len(),
+    })
+}
+
+/// Subject and text body only, for `supportd classify`: works on mail without a sender.
+pub fn subject_and_body(raw: &[u8]) -> (String, String) {
+    match MessageParser::default().parse(raw) {
+        Some(msg) => {
+            let subject = msg
+                .subject()
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            (subject, body_text(&msg).0)
+        }
+        None => (String::new(), String::new()),
+    }
+}
+
+/// `sha256-<hex>@supportd.invalid`: stable across re-fetches of the same bytes.
+pub fn synthetic_message_id(raw: &[u8]) -> String {
+    let digest = Sha256::digest(raw);
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("sha256-{hex}@supportd.invalid")
+}
+
+fn body_text(msg: &mail_parser::Message<'_>) -> (String, bool) {
+    // mail-parser lists the HTML part as the text body when there is no text/plain one.
+    let plain = msg.text_bodies().find(|p| !p.is_text_html());
+    if let Some(text) = plain.and_then(|p| p.text_contents()) {
+        return (normalise_newlines(text), false);
+    }
+    if let Some(html) = msg.html_bodies().next().and_then(|p| p.text_contents()) {
+        if let Ok(text) = html2text::from_read(html.as_bytes(), HTML_TEXT_WIDTH) {
+            return (normalise_newlines(&text), true);
+        }
+    }
+    (String::new(), false)
+}
+
+fn normalise_newlines(s: &str) -> String {
+    s.replace("\r\n", "\n").trim_end().to_string()
+}
+
+fn first_mailbox(a: Option<&Address<'_>>) -> Option<Mailbox> {
+    a.into_iter().flat_map(|a| a.iter()).find_map(to_mailbox)
+}
+
+fn mailboxes(a: Option<&Address<'_>>) -> Vec<Mailbox> {
+    a.into_iter()
+        .flat_map(|a| a.iter())
+        .filter_map(to_mailbox)
+        .collect()
+}
+
+fn to_mailbox(a: &mail_parser::Addr<'_>) -> Option<Mailbox> {
+    let email = EmailAddress::parse(a.address.as_deref()?)?;
+    let name = a
+        .name
+        .as_deref()
+        .map(|n| n.trim().trim_matches('"').trim().to_string())
+        .filter(|n| !n.is_empty() && *n != email.to_string());
+    Some(Mailbox { email, name })
+}
+
+fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
+    match v {
+        HeaderValue::Text(t) => vec![clean_id(t)],
+        HeaderValue::TextList(l) => l.iter().map(|t| clean_id(t)).collect(),
+        _ => Vec::new(),
+    }
+    .into_iter()
+    .filter(|id| !id.is_empty())
+    .collect()
+}
+
+fn clean_id(id: &str) -> String {
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_string()
+}
+
+fn raw_header(msg: &mail_parser::Message<'_>, name: &str) -> Option<String> {
+    msg.header_raw(name).map(unfold).filter(|v| !v.is_empty())
+}
+
+fn unfold(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Keeps only the final path component and drops control characters.
+fn sanitize_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let clean: String = base.chars().filter(|c| !c.is_control()).collect();
+    let clean = clean.trim().to_string();
+    if clean.is_empty() || clean == "." || clean == ".." {
+        "attachment".into()
+    } else {
+        clean
+    }
+}
+
+fn default_filename(content_type: &str) -> String {
+    let ext = match content_type {
+        "message/rfc822" => "eml",
+        "text/plain" | "text/rfc822-headers" | "message/delivery-status" => "txt",
+        "text/html" => "html",
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/gif" => "gif",
+        "application/pdf" => "pdf",
+        _ => "bin",
+    };
+    format!("attachment.{ext}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_message() {
+        let raw = b"From: =?UTF-8?B?Sm9zw6kgR2FyY8OtYQ==?= <Jose@Clinic.Example>\r\nTo: support@example.test\r\nCc: Ann <ann@clinic.example>, bob@clinic.example\r\nSubject: =?ISO-8859-1?Q?Caf=E9_pager?=\r\nMessage-ID: <abc@clinic.example>\r\nIn-Reply-To: <x@y>\r\nReferences: <a@b> <x@y>\r\nDate: Wed, 18 Nov 2026 05:37:00 -0500\r\n\r\nHello\r\nworld\r\n";
+        let m = parse(raw).unwrap();
+        assert_eq!(m.sender.email.to_string(), "Jose@clinic.example");
+        assert_eq!(m.sender.name.as_deref(), Some("José García"));
+        assert_eq!(m.subject, "Café pager");
+        assert_eq!(m.message_id, "abc@clinic.example");
+        assert_eq!(m.in_reply_to, vec!["x@y"]);
+        assert_eq!(m.references, vec!["a@b", "x@y"]);
+        assert_eq!(m.cc.len(), 2);
+        assert_eq!(m.body, "Hello\nworld");
+        assert_eq!(
+            m.date.map(|d| d.to_rfc3339()).as_deref(),
+            Some("2026-11-18T10:37:00+00:00")
+        );
+    }
+
+    #[test]
+    fn missing_from_falls_back_to_sender_then_return_path() {
+        let m = parse(b"Sender: s@x.example\r\nSubject: hi\r\n\r\nbody").unwrap();
+        assert_eq!(m.sender.email.to_string(), "s@x.example");
+        let m = parse(b"Return-Path: <r@x.example>\r\nSubject: hi\r\n\r\nbody").unwrap();
+        assert_eq!(m.sender.email.to_string(), "r@x.example");
+        assert_eq!(parse(b"Subject: hi\r\n\r\nbody"), Err(ParseError::NoSender));
+    }
+
+    #[test]
+    fn synthetic_id_is_stable() {
+        let raw = b"From: a@b.example\r\n\r\nx";
+        let a = parse(raw).unwrap();
+        assert!(a.synthetic_message_id);
+        assert_eq!(a.message_id, parse(raw).unwrap().message_id);
+    }
+
+    #[test]
+    fn html_only_becomes_text() {
+        let raw = b"From: a@b.example\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Pages are <b>stuck</b></p><ul><li>one</li></ul><script>x()</script></body></html>";
+        let m = parse(raw).unwrap();
+        assert!(m.body_from_html);
+        assert!(m.body.contains("Pages are"), "{}", m.body);
+        assert!(m.body.contains("stuck"));
+        assert!(!m.body.contains("<p>"));
+    }
+
+    #[test]
+    fn empty_and_garbage() {
+        assert_eq!(parse(b""), Err(ParseError::Empty));
+        assert_eq!(parse(b"  \r\n"), Err(ParseError::Empty));
+        assert!(parse(&[0u8, 159, 146, 150, 0, 1, 2]).is_err());
+    }
+}

@@ -1,0 +1,411 @@
+//! Reply-quote and signature removal: keep only the new text of a message.
+//!
+//! Pure functions over the text body. What is removed:
+//!
+//! * lines quoted with `>`;
+//! * everything from a reply header on: Gmail / Apple Mail / Thunderbird
+//!   "On <date>, <name> wrote:" (also wrapped over two lines and localized:
+//!   "Am … schrieb …:", "Le … a écrit :", "El … escribió:", …), Thunderbird
+//!   "<name> wrote:" followed by quoted lines, Outlook
+//!   "-----Original Message-----" and "From: / Sent: / To: / Subject:" header
+//!   blocks (with or without a "____" separator line above them);
+//! * signatures: from a line that is exactly "-- " (or "--") on, and mobile
+//!   footers such as "Sent from my iPhone" or "Get Outlook for iOS".
+//!
+//! Forwarded content ("Begin forwarded message:", "---------- Forwarded
+//! message ---------", "-----Forwarded Message-----") is new information for
+//! the reader and is kept, including its header block; `>` quoting inside it
+//! is removed but the text is kept.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Compiles a constant pattern. The patterns in this file are literals that
+/// are covered by the unit tests; should one ever fail to compile, the
+/// corresponding check is disabled (matches nothing) instead of panicking.
+fn re(pattern: &str) -> Option<Regex> {
+    Regex::new(pattern).ok()
+}
+
+fn is(regex: &LazyLock<Option<Regex>>, text: &str) -> bool {
+    regex.as_ref().is_some_and(|r| r.is_match(text))
+}
+
+/// "On <date> <name> wrote:" and its translations (one logical line).
+static REPLY_HEADER: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(r"(?ix)^\s*(?:
+        on\s.{4,250}?\bwrote\s*:
+      | am\s.{4,250}?\bschrieb\b.{0,250}:
+      | le\s.{4,250}?\ba\s+[ée]crit\s*:
+      | el\s.{4,250}?\bescribi[óo]\s*:
+      | op\s.{4,250}?\bschreef\b.{0,250}:
+      | il\s.{4,250}?\bha\s+scritto\s*:
+      | em\s.{4,250}?\bescreveu\s*:
+      | den\s.{4,250}?\bskrev\b.{0,250}:
+    )\s*$")
+});
+
+/// "<name> wrote:" without a date (Thunderbird, some clients); only a reply
+/// header when quoted lines follow.
+static NAME_WROTE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r"(?i)^\s*.{1,120}\s(?:wrote|schrieb|a\s+[ée]crit|escribi[óo]|schreef|ha\s+scritto|escreveu|skrev)\s*:\s*$",
+    )
+});
+
+/// Outlook "-----Original Message-----" and translations.
+static ORIGINAL_MESSAGE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r"(?i)^\s*-{2,}\s*(?:original\s+message|urspr[üu]ngliche\s+nachricht|message\s+d'origine|mensaje\s+original|messaggio\s+originale|oorspronkelijk\s+bericht|mensagem\s+original)\s*-{2,}\s*$",
+    )
+});
+
+/// "________________________________" (Outlook web/desktop separator).
+static UNDERSCORES: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"^\s*_{10,}\s*$"));
+
+/// First line of a header block ("From: …", "*From:* …").
+static FROM_HEADER: LazyLock<Option<Regex>> =
+    LazyLock::new(|| re(r"(?i)^\s*\*?(?:from|de|von|van|da|fr[åa]n|od)\s*:\*?\s*\S"));
+
+/// Header lines that, after a "From:" line, make it a quoted header block.
+static DATE_HEADER: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r"(?i)^\s*\*?(?:sent|date|envoy[ée]|gesendet|datum|verzonden|enviado|inviato|fecha|data|skickat)\s*:\*?\s*\S",
+    )
+});
+
+/// Other lines of a header block.
+static OTHER_HEADER: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r"(?i)^\s*\*?(?:to|cc|bcc|subject|reply-to|importance|[àa]|an|aan|para|a|objet|betreff|onderwerp|asunto|oggetto|assunto|cc)\s*:\*?",
+    )
+});
+
+/// Markers of forwarded content, which is kept.
+static FORWARD_MARKER: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r"(?i)^\s*(?:begin\s+forwarded\s+message\s*:|-{2,}\s*(?:forwarded\s+message|weitergeleitete\s+nachricht|message\s+transf[ée]r[ée]|mensaje\s+reenviado)\s*-{2,})\s*$",
+    )
+});
+
+/// Mobile and webmail footers.
+static MOBILE_FOOTER: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r"(?i)^\s*(?:sent\s+from\s+my\s+\S.{0,40}|sent\s+from\s+(?:outlook|mail|yahoo\s+mail|gmail)\b.{0,40}|sent\s+(?:via|with)\s+\S.{0,40}\s+(?:app|mobile)|get\s+outlook\s+for\s+(?:ios|android)|envoy[ée]\s+de\s+mon\s+\S.{0,30}|von\s+meinem\s+\S.{0,30}\s+gesendet|enviado\s+desde\s+mi\s+\S.{0,30})\s*$",
+    )
+});
+
+fn is_quoted(line: &str) -> bool {
+    line.trim_start().starts_with('>')
+}
+
+/// Removes the `>` quoting of a forwarded line, keeping its text.
+fn unquote(line: &str) -> &str {
+    let mut l = line.trim_start();
+    while let Some(rest) = l.strip_prefix('>') {
+        l = rest.strip_prefix(' ').unwrap_or(rest);
+    }
+    l
+}
+
+fn next_non_blank(lines: &[&str], from: usize) -> Option<usize> {
+    (from..lines.len()).find(|&i| lines.get(i).is_some_and(|l| !l.trim().is_empty()))
+}
+
+/// Is `lines[i]` the start of an Outlook-style header block: "From:" then,
+/// within the next lines, a "Sent:"/"Date:" line, every line in between
+/// being a header line too.
+fn is_header_block(lines: &[&str], i: usize) -> bool {
+    let Some(first) = lines.get(i) else {
+        return false;
+    };
+    let first = unquote(first);
+    if !is(&FROM_HEADER, first) {
+        return false;
+    }
+    for line in lines.iter().skip(i + 1).take(5) {
+        let line = unquote(line);
+        if is(&DATE_HEADER, line) {
+            return true;
+        }
+        if !is(&OTHER_HEADER, line) {
+            return false;
+        }
+    }
+    false
+}
+
+/// Is a reply header (possibly wrapped over two lines) at `lines[i]`?
+fn is_reply_header(lines: &[&str], i: usize) -> bool {
+    let Some(line) = lines.get(i) else {
+        return false;
+    };
+    if is_quoted(line) {
+        return false;
+    }
+    let has_digit = |s: &str| s.chars().any(|c| c.is_ascii_digit());
+    if is(&REPLY_HEADER, line) && has_digit(line) {
+        return true;
+    }
+    if let Some(next) = lines.get(i + 1) {
+        if !line.trim().is_empty() && !next.trim().is_empty() && !is_quoted(next) {
+            let joined = format!("{} {}", line.trim_end(), next.trim());
+            if joined.len() <= 300 && is(&REPLY_HEADER, &joined) && has_digit(&joined) {
+                return true;
+            }
+        }
+    }
+    if is(&NAME_WROTE, line) {
+        if let Some(n) = next_non_blank(lines, i + 1) {
+            return lines.get(n).is_some_and(|l| is_quoted(l));
+        }
+    }
+    false
+}
+
+/// Returns only the new text of a message: quoted lines, everything from a
+/// reply header on, and the signature are removed. Forwarded content is kept.
+pub fn strip_quotes(body: &str) -> String {
+    let normalized = body.replace("\r\n", "\n").replace('\r', "\n");
+    let lines: Vec<&str> = normalized.lines().collect();
+    let mut out: Vec<&str> = Vec::with_capacity(lines.len());
+    let mut in_forward = false;
+    let mut i = 0;
+    while let Some(&line) = lines.get(i) {
+        if is(&FORWARD_MARKER, unquote(line)) {
+            in_forward = true;
+            out.push(unquote(line));
+            i += 1;
+            continue;
+        }
+        if in_forward {
+            // Forwarded text is new to us: keep it, headers included, without
+            // its quoting; a reply header or "Original Message" inside it
+            // still ends it.
+            if is(&ORIGINAL_MESSAGE, line) || is_reply_header(&lines, i) {
+                break;
+            }
+            out.push(unquote(line));
+            i += 1;
+            continue;
+        }
+        if is(&ORIGINAL_MESSAGE, line) || is_reply_header(&lines, i) || is_header_block(&lines, i) {
+            break;
+        }
+        if is(&UNDERSCORES, line) {
+            if next_non_blank(&lines, i + 1).is_some_and(|n| is_header_block(&lines, n)) {
+                break;
+            }
+            // A lone separator carries no text.
+            i += 1;
+            continue;
+        }
+        if is_quoted(line) {
+            i += 1;
+            continue;
+        }
+        out.push(line);
+        i += 1;
+    }
+    strip_signature(&out.join("\n"))
+}
+
+/// Removes a signature: everything from a line that is exactly "-- " (or
+/// "--") on, and mobile footer lines ("Sent from my iPhone", "Get Outlook for
+/// Android", ...). Trailing blank lines are trimmed.
+pub fn strip_signature(body: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for line in body.lines() {
+        let l = line.strip_suffix('\r').unwrap_or(line);
+        if l == "-- " || l == "--" {
+            break;
+        }
+        if is(&MOBILE_FOOTER, l) {
+            continue;
+        }
+        out.push(l);
+    }
+    while out.last().is_some_and(|l| l.trim().is_empty()) {
+        out.pop();
+    }
+    while out.first().is_some_and(|l| l.trim().is_empty()) {
+        out.remove(0);
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_patterns_compile() {
+        for r in [
+            &REPLY_HEADER,
+            &NAME_WROTE,
+            &ORIGINAL_MESSAGE,
+            &UNDERSCORES,
+            &FROM_HEADER,
+            &DATE_HEADER,
+            &OTHER_HEADER,
+            &FORWARD_MARKER,
+            &MOBILE_FOOTER,
+        ] {
+            assert!(r.is_some());
+        }
+    }
+
+    #[test]
+    fn plain_message_is_unchanged() {
+        let body = "Hello,\n\nThe pager is down.\n\nThanks,\nAnn";
+        assert_eq!(strip_quotes(body), body);
+    }
+
+    #[test]
+    fn gmail_reply() {
+        let body = "Thanks, but it's still stuck.\n\nKevin\n\nOn Mon, Nov 23, 2026 at 9:02 AM Support <support@vendor.example> wrote:\n> Hi Dr. Zhou,\n>\n> We've refreshed the swap.\n";
+        assert_eq!(strip_quotes(body), "Thanks, but it's still stuck.\n\nKevin");
+    }
+
+    #[test]
+    fn gmail_reply_header_wrapped_over_two_lines() {
+        let body = "Still broken.\n\nOn Mon, Nov 23, 2026 at 9:02 AM Support Team <\nsupport@vendor.example> wrote:\n\n> earlier text\n";
+        assert_eq!(strip_quotes(body), "Still broken.");
+        let body = "Still broken.\n\nOn Mon, Nov 23, 2026 at 9:02 AM Support Team <support@vendor.example>\nwrote:\n> earlier text\n";
+        assert_eq!(strip_quotes(body), "Still broken.");
+    }
+
+    #[test]
+    fn gmail_localized_headers() {
+        let de = "Danke!\n\nAm Mo., 23. Nov. 2026 um 09:02 Uhr schrieb Support <support@vendor.example>:\n> Hallo";
+        assert_eq!(strip_quotes(de), "Danke!");
+        let fr = "Merci.\n\nLe lun. 23 nov. 2026 à 09:02, Support <support@vendor.example> a écrit :\n> Bonjour";
+        assert_eq!(strip_quotes(fr), "Merci.");
+        let es = "Gracias.\n\nEl lun, 23 nov 2026 a las 9:02, Support (<support@vendor.example>) escribió:\n> Hola";
+        assert_eq!(strip_quotes(es), "Gracias.");
+    }
+
+    #[test]
+    fn outlook_desktop_original_message() {
+        let body = "It happened again tonight.\n\nEmeka Okafor, MD\n\n-----Original Message-----\nFrom: Support <support@vendor.example>\nSent: Monday, November 16, 2026 9:12 AM\nTo: Emeka Okafor <e@x.example>\nSubject: RE: [#20418] wrong doctor\n\nHello Dr. Okafor,\n";
+        assert_eq!(
+            strip_quotes(body),
+            "It happened again tonight.\n\nEmeka Okafor, MD"
+        );
+    }
+
+    #[test]
+    fn outlook_desktop_header_block_with_separator() {
+        let body = "Yes, please go ahead.\r\n\r\nMaria\r\n\r\n________________________________\r\nFrom: Support <support@vendor.example>\r\nSent: Tuesday, November 17, 2026 10:00 AM\r\nTo: Maria <m@x.example>\r\nSubject: RE: account\r\n\r\nShall we reset it?\r\n";
+        assert_eq!(strip_quotes(body), "Yes, please go ahead.\n\nMaria");
+    }
+
+    #[test]
+    fn outlook_web_bold_headers() {
+        let body = "Confirmed, thanks.\n\nGet Outlook for iOS\n________________________________\n*From:* Support <support@vendor.example>\n*Sent:* Tuesday, November 17, 2026 10:00 AM\n*To:* Lee\n*Subject:* RE: x\n\nold text";
+        assert_eq!(strip_quotes(body), "Confirmed, thanks.");
+    }
+
+    #[test]
+    fn outlook_header_block_without_separator() {
+        let body = "See below.\n\nFrom: Jane Roe <jane@x.example>\nDate: Tuesday, November 17, 2026 at 10:00 AM\nTo: Support <support@vendor.example>\nSubject: pages\n\nold";
+        assert_eq!(strip_quotes(body), "See below.");
+    }
+
+    #[test]
+    fn from_line_in_content_is_kept() {
+        let body = "From: the night charge nurse on 4 West\nNone of the pages arrive.\n\nSent: nothing since 2am";
+        assert_eq!(strip_quotes(body), body);
+        let body = "From: 7pm onwards nobody can log in.\nPlease help.";
+        assert_eq!(strip_quotes(body), body);
+    }
+
+    #[test]
+    fn apple_mail_reply() {
+        let body = "Works now, thank you!\n\nSent from my iPhone\n\n> On Nov 23, 2026, at 9:02 AM, Support <support@vendor.example> wrote:\n>\n> Please try again.\n";
+        assert_eq!(strip_quotes(body), "Works now, thank you!");
+        let body = "Works now.\n\nOn Nov 23, 2026, at 9:02 AM, Support <support@vendor.example> wrote:\n\n> Please try again.\n";
+        assert_eq!(strip_quotes(body), "Works now.");
+    }
+
+    #[test]
+    fn apple_mail_forward_is_kept() {
+        let body = "See the note from our lawyer below.\n\nBegin forwarded message:\n\n> From: Stephen Lau <slau@law.example>\n> Subject: records\n> Date: November 19, 2026 at 2:48:00 PM EST\n> To: Colleen <c@x.example>\n>\n> We will need the audit trail.\n";
+        let out = strip_quotes(body);
+        assert!(out.starts_with("See the note from our lawyer below."));
+        assert!(out.contains("Begin forwarded message:"));
+        assert!(out.contains("We will need the audit trail."));
+        assert!(out.contains("From: Stephen Lau"));
+    }
+
+    #[test]
+    fn gmail_forward_is_kept() {
+        let body = "Can you update the address?\n\n---------- Forwarded message ---------\nFrom: Office <info@x.example>\nDate: Fri, Nov 27, 2026 at 4:02 PM\nSubject: new office address\nTo: All Staff <staff@x.example>\n\nEffective December 1, our office is moving.\n";
+        let out = strip_quotes(body);
+        assert!(out.contains("Effective December 1, our office is moving."));
+        assert!(out.contains("Can you update the address?"));
+    }
+
+    #[test]
+    fn thunderbird_reply() {
+        let body = "That fixed it.\n\nOn 11/23/26 9:02 AM, Support wrote:\n> Try now.\n";
+        assert_eq!(strip_quotes(body), "That fixed it.");
+        let body = "That fixed it.\n\nSupport Team wrote:\n> Try now.\n";
+        assert_eq!(strip_quotes(body), "That fixed it.");
+    }
+
+    #[test]
+    fn name_wrote_without_quotes_is_content() {
+        let body = "The nurse wrote:\nPatient in 612 needs a callback.";
+        assert_eq!(strip_quotes(body), body);
+    }
+
+    #[test]
+    fn on_sentence_without_wrote_is_content() {
+        let body = "On Monday at 5:10 the pages stopped.\nNobody wrote back.";
+        assert_eq!(strip_quotes(body), body);
+    }
+
+    #[test]
+    fn interleaved_quotes_keep_new_text() {
+        let body = "> Is it all phones?\nYes, all 14 on the unit.\n> Since when?\nSince 5:10.\n";
+        assert_eq!(strip_quotes(body), "Yes, all 14 on the unit.\nSince 5:10.");
+    }
+
+    #[test]
+    fn signature_delimiter() {
+        let body = "Please reset my PIN.\n\n-- \nMarisol Benitez\nGranite Behavioral Health\n";
+        assert_eq!(strip_quotes(body), "Please reset my PIN.");
+        let body = "Please reset my PIN.\n--\nMarisol";
+        assert_eq!(strip_signature(body), "Please reset my PIN.");
+        // A longer dash line is not a signature delimiter.
+        let body = "Item one\n---\nItem two";
+        assert_eq!(strip_signature(body), body);
+    }
+
+    #[test]
+    fn mobile_footers() {
+        assert_eq!(
+            strip_signature("can't log in\n\nSent from my iPhone"),
+            "can't log in"
+        );
+        assert_eq!(
+            strip_signature("can't log in\n\nGet Outlook for Android"),
+            "can't log in"
+        );
+        assert_eq!(
+            strip_signature("help\nSent from my Galaxy, an AT&T 5G smartphone"),
+            "help"
+        );
+        // A sentence that merely starts alike is content.
+        let body = "Sent from my desk phone to the ED, the page never arrived and the whole unit has been waiting on it for an hour.";
+        assert_eq!(strip_signature(body), body);
+    }
+
+    #[test]
+    fn empty_and_all_quoted() {
+        assert_eq!(strip_quotes(""), "");
+        assert_eq!(strip_quotes("> a\n> b\n"), "");
+    }
+}

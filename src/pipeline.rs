@@ -1,0 +1,552 @@
+//! The one orchestrator: raw bytes → parse → load what the store knows → decide → apply, all
+//! of it in ONE transaction. IMAP polling and `supportd ingest` both call [`Pipeline::ingest`];
+//! the caller acknowledges the source (IMAP flag/move, MTA exit 0) only after it returns Ok.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::clock::{Clock, IdSource};
+use crate::config::Config;
+use crate::mail::compose::Party;
+use crate::mail::loops::{self, Origin};
+use crate::mail::parse::{self, InboundMail};
+use crate::mail::quote::strip_quotes;
+use crate::store::{NewMessage, NewOutbox, NewTicket, NewUser, Store, StoreError, Tx};
+use crate::templates::{TemplateError, Templates};
+use crate::tickets::ack::{acknowledgement, AckFacts};
+use crate::tickets::{self, Decision, Lookup, Sla, TicketStatus, TicketSummary, TicketTag};
+use crate::triage::Rules;
+
+/// What happened to one message (SPEC §2 `ingest` output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Created,
+    Replied,
+    AgentReply,
+    Duplicate,
+    Ignored,
+    Rejected,
+    Quarantined,
+}
+
+/// One line of `ingest` output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub message_id: Option<String>,
+    pub action: Action,
+    pub ticket: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// A message could not be processed *now*; it stays where it is and is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
+impl PipelineError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PipelineError::Store(e) => e.is_transient(),
+            PipelineError::Template(_) => false,
+        }
+    }
+}
+
+/// Everything the pipeline needs besides the store; cheap to share between tasks.
+pub struct Pipeline {
+    pub config: Config,
+    pub rules: Rules,
+    pub templates: Templates,
+    pub tag: TicketTag,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdSource>,
+}
+
+/// Where a message came from, for the audit trail and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub name: &'a str,
+    /// When it reached us (IMAP INTERNALDATE); None = now.
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+impl Pipeline {
+    /// Runs one raw message through the pipeline.
+    pub async fn ingest(
+        &self,
+        store: &Store,
+        raw: &[u8],
+        source: Source<'_>,
+    ) -> Result<Outcome, PipelineError> {
+        let now = self.clock.now();
+        let max = self.config.limits.max_message_bytes;
+        if u64::try_from(raw.len()).unwrap_or(u64::MAX) > max {
+            let reason = format!(
+                "message of {} bytes exceeds limits.max_message_bytes = {max}",
+                raw.len()
+            );
+            return self.quarantine(store, raw, &reason, source, now).await;
+        }
+        let mail = match parse::parse(raw) {
+            Ok(m) => m,
+            Err(e) => {
+                return self
+                    .quarantine(store, raw, &e.to_string(), source, now)
+                    .await
+            }
+        };
+        // A concurrent writer (another replica, a parallel `ingest`) may store the same
+        // message between our read and our write; the retry then sees a duplicate.
+        match self.apply(store, &mail, raw, source, now).await {
+            Err(PipelineError::Store(StoreError::Conflict)) => {
+                self.apply(store, &mail, raw, source, now).await
+            }
+            other => other,
+        }
+    }
+
+    async fn quarantine(
+        &self,
+        store: &Store,
+        raw: &[u8],
+        reason: &str,
+        source: Source<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        let digest: String = Sha256::digest(raw)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        store
+            .quarantine(&digest, reason, source.name, raw, now)
+            .await?;
+        warn!(source = source.name, reason, "message quarantined");
+        Ok(Outcome {
+            message_id: None,
+            action: Action::Quarantined,
+            ticket: None,
+            reason: Some(reason.to_string()),
+        })
+    }
+
+    async fn apply(
+        &self,
+        store: &Store,
+        mail: &InboundMail,
+        raw: &[u8],
+        source: Source<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        let mut tx = store.begin().await?;
+        let origin = loops::origin(mail);
+        let lookup = self.lookup(&mut tx, mail, &origin, now).await?;
+        let policy = tickets::Policy {
+            own_addresses: self.config.own_addresses(),
+            reopen_days: self.config.support.reopen_days,
+            acks_per_sender_per_hour: self.config.limits.acks_per_sender_per_hour,
+            acknowledge: self.config.support.acknowledge,
+        };
+        let decision = tickets::decide(mail, &origin, &lookup, &policy, now);
+        let received_at = source.received_at.unwrap_or(now);
+        let outcome = match decision {
+            Decision::Duplicate => {
+                return Ok(Outcome {
+                    message_id: Some(mail.message_id.clone()),
+                    action: Action::Duplicate,
+                    ticket: None,
+                    reason: None,
+                })
+            }
+            Decision::Ignored { reason } => {
+                tx.insert_ignored(
+                    &mail.message_id,
+                    &mail.sender.email.to_string(),
+                    &mail.subject,
+                    &reason,
+                    raw,
+                    now,
+                )
+                .await?;
+                self.outcome(mail, Action::Ignored, None, Some(reason))
+            }
+            Decision::Bounce { outbox_id, ticket } => {
+                let reason = format!("delivery failure of outbox mail {outbox_id}");
+                self.record_inbound(
+                    &mut tx,
+                    mail,
+                    raw,
+                    &ticket,
+                    "bounce",
+                    true,
+                    None,
+                    received_at,
+                )
+                .await?;
+                tx.fail_outbox(outbox_id, &format!("bounced: {}", first_line(&mail.body)))
+                    .await?;
+                tx.insert_event(ticket.id, now, "system", "bounce", &reason)
+                    .await?;
+                self.outcome(mail, Action::Ignored, Some(ticket.number), Some(reason))
+            }
+            Decision::AutoReplyNote { ticket, reason } => {
+                self.record_inbound(
+                    &mut tx,
+                    mail,
+                    raw,
+                    &ticket,
+                    "auto-reply",
+                    true,
+                    None,
+                    received_at,
+                )
+                .await?;
+                let reason = format!("automatic reply kept as an internal note: {reason}");
+                self.outcome(mail, Action::Ignored, Some(ticket.number), Some(reason))
+            }
+            Decision::Reply {
+                ticket,
+                rule,
+                reopen,
+            } => {
+                let author = match &lookup.sender {
+                    Some(u) => Some(u.id),
+                    None => Some(self.ensure_sender(&mut tx, mail, now).await?),
+                };
+                self.record_inbound(
+                    &mut tx,
+                    mail,
+                    raw,
+                    &ticket,
+                    "customer",
+                    false,
+                    author,
+                    received_at,
+                )
+                .await?;
+                tx.touch_ticket(ticket.id, now).await?;
+                let actor = mail.sender.email.to_string();
+                if reopen {
+                    tx.set_status(ticket.id, TicketStatus::Open, now).await?;
+                    let detail = format!("{} → open by a reply", ticket.status.as_str());
+                    tx.insert_event(ticket.id, now, &actor, "status", &detail)
+                        .await?;
+                }
+                tx.insert_event(ticket.id, now, &actor, "reply", rule.as_str())
+                    .await?;
+                let reason = format!("threaded by {}", rule.as_str());
+                self.outcome(mail, Action::Replied, Some(ticket.number), Some(reason))
+            }
+            Decision::NewTicket { ack, follows } => {
+                self.create_ticket(&mut tx, mail, raw, ack, follows, received_at, now)
+                    .await?
+            }
+        };
+        tx.commit().await?;
+        info!(
+            message_id = %mail.message_id,
+            action = ?outcome.action,
+            ticket = outcome.ticket,
+            reason = outcome.reason.as_deref().unwrap_or(""),
+            "message processed"
+        );
+        Ok(outcome)
+    }
+
+    async fn lookup(
+        &self,
+        tx: &mut Tx,
+        mail: &InboundMail,
+        origin: &Origin,
+        now: DateTime<Utc>,
+    ) -> Result<Lookup, StoreError> {
+        let mut l = Lookup {
+            duplicate: tx.message_known(&mail.message_id).await?,
+            ..Lookup::default()
+        };
+        if l.duplicate {
+            return Ok(l);
+        }
+        let sender_key = mail.sender.email.key();
+        l.sender = tx.user_by_email(&sender_key).await?;
+        if *origin == Origin::Bounce {
+            let mut ids = mail.embedded_message_ids.clone();
+            ids.extend(tickets::referenced_ids(mail));
+            l.bounced = tx.outbox_by_message_ids(&ids).await?;
+            return Ok(l);
+        }
+        l.by_reference = tx
+            .ticket_by_message_ids(&tickets::referenced_ids(mail))
+            .await?;
+        for key in tickets::access_keys_in(mail, &self.config.own_addresses()) {
+            if let Some(t) = tx.ticket_by_access_key(key.as_str()).await? {
+                l.by_access_key = Some(t);
+                break;
+            }
+        }
+        for number in self.tag.numbers_in(&mail.subject) {
+            if let Some(t) = tx.ticket_by_number(number).await? {
+                l.by_tag.push(t);
+            }
+        }
+        l.recent_acks = tx.acks_since(&sender_key, now - Duration::hours(1)).await?;
+        Ok(l)
+    }
+
+    async fn ensure_sender(
+        &self,
+        tx: &mut Tx,
+        mail: &InboundMail,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        tx.ensure_user(
+            &NewUser {
+                email: &mail.sender.email.to_string(),
+                email_key: &mail.sender.email.key(),
+                name: mail.sender.name.as_deref().unwrap_or(""),
+                role: "customer",
+            },
+            now,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_inbound(
+        &self,
+        tx: &mut Tx,
+        mail: &InboundMail,
+        raw: &[u8],
+        ticket: &TicketSummary,
+        kind: &str,
+        internal: bool,
+        author_id: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let row = tx
+            .insert_message(&NewMessage {
+                ticket_id: ticket.id,
+                message_id: &mail.message_id,
+                direction: "inbound",
+                kind,
+                author: &mail.sender.email.to_string(),
+                author_id,
+                internal,
+                subject: &mail.subject,
+                body: &mail.body,
+                raw: Some(raw),
+                created_at: at,
+            })
+            .await?;
+        for a in &mail.attachments {
+            tx.insert_attachment(row, a).await?;
+        }
+        Ok(row)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_ticket(
+        &self,
+        tx: &mut Tx,
+        mail: &InboundMail,
+        raw: &[u8],
+        ack: Result<(), String>,
+        follows: Option<TicketSummary>,
+        received_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        let requester_id = self.ensure_sender(tx, mail, now).await?;
+        let class = self
+            .rules
+            .classify(&mail.subject, &strip_quotes(&mail.body));
+        let level = self
+            .rules
+            .level(class.urgency)
+            .or_else(|| self.rules.levels().last())
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("triage rules define no levels".into()))?;
+        let category = self
+            .rules
+            .category(&class.category)
+            .cloned()
+            .unwrap_or_else(|| crate::triage::Category {
+                id: class.category.clone(),
+                name: class.category.clone(),
+            });
+        let sla = Sla::starting(
+            received_at,
+            level.first_response_hours,
+            level.resolution_hours,
+        );
+        let access_key = self.ids.access_key();
+        let subject = if mail.subject.is_empty() {
+            "(no subject)".to_string()
+        } else {
+            mail.subject.clone()
+        };
+        let (ticket_id, number) = tx
+            .insert_ticket(&NewTicket {
+                access_key: access_key.as_str(),
+                subject: &subject,
+                category: &class.category,
+                urgency: level.level,
+                triage_reasons: &class.reasons.join("\n"),
+                requester_id,
+                follows_ticket_id: follows.as_ref().map(|t| t.id),
+                created_at: received_at,
+                first_response_due: sla.first_response_due,
+                resolution_due: sla.resolution_due,
+            })
+            .await?;
+        let ticket = TicketSummary {
+            id: ticket_id,
+            number,
+            status: TicketStatus::Open,
+            closed_at: None,
+            participants: Vec::new(),
+        };
+        self.record_inbound(
+            tx,
+            mail,
+            raw,
+            &ticket,
+            "customer",
+            false,
+            Some(requester_id),
+            received_at,
+        )
+        .await?;
+        let own = self.config.own_addresses();
+        for cc in mail.to.iter().chain(&mail.cc) {
+            let is_ours = own
+                .iter()
+                .any(|o| *o == cc.email || cc.email.split_detail().is_some_and(|(b, _)| b == *o));
+            if is_ours || cc.email == mail.sender.email {
+                continue;
+            }
+            let uid = tx
+                .ensure_user(
+                    &NewUser {
+                        email: &cc.email.to_string(),
+                        email_key: &cc.email.key(),
+                        name: cc.name.as_deref().unwrap_or(""),
+                        role: "customer",
+                    },
+                    now,
+                )
+                .await?;
+            tx.add_participant(ticket_id, uid).await?;
+        }
+        let actor = mail.sender.email.to_string();
+        let detail = format!(
+            "category {} urgency {} ({})",
+            class.category,
+            level.level,
+            class.reasons.join(", ")
+        );
+        tx.insert_event(ticket_id, now, &actor, "created", &detail)
+            .await?;
+        if let Some(old) = &follows {
+            let detail = format!("continues closed ticket #{}", old.number);
+            tx.insert_event(ticket_id, now, "system", "follows", &detail)
+                .await?;
+        }
+
+        let reason = match ack {
+            Err(why) => Some(why),
+            Ok(()) => {
+                let support = self.config.support_address();
+                let facts = AckFacts {
+                    support_name: &self.config.support.name,
+                    support_address: &support,
+                    public_url: &self.config.support.public_url,
+                    phone: &self.config.support.phone,
+                    tag: &self.tag,
+                    number,
+                    access_key: &access_key,
+                    subject: &mail.subject,
+                    requester: Party {
+                        name: mail.sender.name.clone(),
+                        email: mail.sender.email.clone(),
+                    },
+                    category: &category,
+                    level: &level,
+                    sla,
+                    inbound_message_id: &mail.message_id,
+                    inbound_references: &mail.references,
+                    message_id: self.ids.message_id(support.domain()),
+                    now,
+                };
+                let out = acknowledgement(&facts, &self.templates)?;
+                match out.to_bytes() {
+                    Ok(bytes) => {
+                        tx.queue_outbox(&NewOutbox {
+                            ticket_id: Some(ticket_id),
+                            kind: "ack",
+                            message_id: &out.message_id,
+                            recipients: &out.recipients().join(","),
+                            subject: &out.subject,
+                            raw: &bytes,
+                            created_at: now,
+                        })
+                        .await?;
+                        tx.insert_message(&NewMessage {
+                            ticket_id,
+                            message_id: &out.message_id,
+                            direction: "outbound",
+                            kind: "ack",
+                            author: &support.to_string(),
+                            author_id: None,
+                            internal: false,
+                            subject: &out.subject,
+                            body: &out.body,
+                            raw: None,
+                            created_at: now,
+                        })
+                        .await?;
+                        None
+                    }
+                    Err(e) => Some(format!("no acknowledgement: {e}")),
+                }
+            }
+        };
+        let mut outcome = self.outcome(mail, Action::Created, Some(number), reason);
+        if let (Some(old), None) = (&follows, &outcome.reason) {
+            outcome.reason = Some(format!("follows closed ticket #{}", old.number));
+        }
+        Ok(outcome)
+    }
+
+    fn outcome(
+        &self,
+        mail: &InboundMail,
+        action: Action,
+        ticket: Option<i64>,
+        reason: Option<String>,
+    ) -> Outcome {
+        Outcome {
+            message_id: Some(mail.message_id.clone()),
+            action,
+            ticket,
+            reason,
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect()
+}

@@ -1,0 +1,74 @@
+//! Mail templates (minijinja), built in and overridable file by file from a directory.
+//!
+//! Loaded once at start-up (and on SIGHUP); rendering is pure. Undefined variables are errors,
+//! so a typo in an admin's template fails `check-config` instead of mailing a blank.
+
+use std::path::Path;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+/// The templates shipped in the binary: name → source.
+const BUILT_IN: &[(&str, &str)] = &[("ack.txt", include_str!("../templates/ack.txt"))];
+
+/// Rendering failed or a template is broken.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template {name}: {source}")]
+    Render {
+        name: String,
+        #[source]
+        source: minijinja::Error,
+    },
+    #[error("template file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The loaded set of templates.
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    /// The built-in templates, with any file of the same name in `dir` taking precedence.
+    pub fn load(dir: Option<&Path>) -> Result<Templates, TemplateError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        for (name, source) in BUILT_IN {
+            let source = match dir.map(|d| d.join(name)) {
+                Some(path) if path.exists() => {
+                    std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
+                        path: path.display().to_string(),
+                        source,
+                    })?
+                }
+                _ => (*source).to_string(),
+            };
+            env.add_template_owned(name.to_string(), source)
+                .map_err(|source| TemplateError::Render {
+                    name: name.to_string(),
+                    source,
+                })?;
+        }
+        Ok(Templates { env })
+    }
+
+    /// Renders template `name` with `ctx`.
+    pub fn render<C: Serialize>(&self, name: &str, ctx: C) -> Result<String, TemplateError> {
+        let err = |source| TemplateError::Render {
+            name: name.to_string(),
+            source,
+        };
+        self.env
+            .get_template(name)
+            .map_err(err)?
+            .render(ctx)
+            .map_err(err)
+    }
+}

@@ -1,0 +1,557 @@
+//! The support domain: tickets, users, access keys, SLA, and the decision of what one inbound
+//! message means (threading, reopening, loops). Pure: the store loads a [`Lookup`], [`decide`]
+//! returns a [`Decision`], the pipeline applies it.
+
+use chrono::{DateTime, Duration, Utc};
+use regex::Regex;
+
+use crate::mail::address::EmailAddress;
+use crate::mail::loops::Origin;
+use crate::mail::parse::InboundMail;
+
+pub mod ack;
+
+/// Role of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Customer,
+    Agent,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Agent => "agent",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "customer" => Some(Role::Customer),
+            "agent" => Some(Role::Agent),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// Agents and admins answer tickets.
+    pub fn is_staff(self) -> bool {
+        matches!(self, Role::Agent | Role::Admin)
+    }
+}
+
+/// Lifecycle of a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketStatus {
+    Open,
+    Pending,
+    Closed,
+}
+
+impl TicketStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketStatus::Open => "open",
+            TicketStatus::Pending => "pending",
+            TicketStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TicketStatus> {
+        match s {
+            "open" => Some(TicketStatus::Open),
+            "pending" => Some(TicketStatus::Pending),
+            "closed" => Some(TicketStatus::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// The secret that lets a customer see and answer their ticket (link and plus-address).
+///
+/// 20 characters of lower-case base32: 100 bits of randomness, safe in URLs and in the local
+/// part of an address (where some servers fold case), never derived from the ticket number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey(String);
+
+const KEY_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+pub const ACCESS_KEY_LEN: usize = 20;
+
+impl AccessKey {
+    /// Encodes random bytes (from the OS) as a key.
+    pub fn from_random(bytes: [u8; ACCESS_KEY_LEN]) -> AccessKey {
+        // 256 is a multiple of 32, so masking keeps the distribution uniform.
+        AccessKey(
+            bytes
+                .iter()
+                .map(|b| char::from(KEY_ALPHABET[usize::from(b & 31)]))
+                .collect(),
+        )
+    }
+
+    /// Accepts a key as it appears in an address or URL (case-insensitive).
+    pub fn parse(s: &str) -> Option<AccessKey> {
+        let s = s.to_ascii_lowercase();
+        (s.len() == ACCESS_KEY_LEN && s.bytes().all(|b| KEY_ALPHABET.contains(&b)))
+            .then_some(AccessKey(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The subject tag, e.g. `[#{number}]` → `[#1042]`.
+#[derive(Debug, Clone)]
+pub struct TicketTag {
+    template: String,
+    pattern: Regex,
+}
+
+impl TicketTag {
+    /// `template` must contain `{number}` (checked by config validation).
+    pub fn new(template: &str) -> Result<TicketTag, regex::Error> {
+        let (before, after) = template.split_once("{number}").unwrap_or((template, ""));
+        let pattern = Regex::new(&format!(
+            "{}([0-9]{{1,18}}){}",
+            regex::escape(before),
+            regex::escape(after)
+        ))?;
+        Ok(TicketTag {
+            template: template.to_string(),
+            pattern,
+        })
+    }
+
+    pub fn render(&self, number: i64) -> String {
+        self.template.replace("{number}", &number.to_string())
+    }
+
+    /// Ticket numbers tagged in a subject, in order.
+    pub fn numbers_in(&self, subject: &str) -> Vec<i64> {
+        self.pattern
+            .captures_iter(subject)
+            .filter_map(|c| c.get(1)?.as_str().parse().ok())
+            .collect()
+    }
+
+    /// `[#N] subject`, without stacking a second tag when the subject already has it.
+    pub fn tag_subject(&self, number: i64, subject: &str) -> String {
+        let tag = self.render(number);
+        if subject.contains(&tag) {
+            subject.to_string()
+        } else if subject.is_empty() {
+            tag
+        } else {
+            format!("{tag} {subject}")
+        }
+    }
+}
+
+/// Service-level due times of a new ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sla {
+    pub first_response_due: DateTime<Utc>,
+    pub resolution_due: DateTime<Utc>,
+}
+
+impl Sla {
+    pub fn starting(at: DateTime<Utc>, first_response_hours: u32, resolution_hours: u32) -> Sla {
+        Sla {
+            first_response_due: at + Duration::hours(i64::from(first_response_hours)),
+            resolution_due: at + Duration::hours(i64::from(resolution_hours)),
+        }
+    }
+}
+
+/// What the store knows about a ticket, as far as threading needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketSummary {
+    pub id: i64,
+    pub number: i64,
+    pub status: TicketStatus,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Comparison keys (lower-cased) of the requester and the Cc collaborators.
+    pub participants: Vec<String>,
+}
+
+/// A known user, as far as decisions need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownUser {
+    pub id: i64,
+    pub role: Role,
+    pub active: bool,
+}
+
+/// Everything the store found that bears on one message.
+#[derive(Debug, Clone, Default)]
+pub struct Lookup {
+    /// The Message-ID is stored already.
+    pub duplicate: bool,
+    /// Ticket owning a Message-ID named by In-Reply-To or References.
+    pub by_reference: Option<TicketSummary>,
+    /// Ticket whose access key is the detail of a plus-addressed recipient.
+    pub by_access_key: Option<TicketSummary>,
+    /// Tickets whose numbers are tagged in the subject.
+    pub by_tag: Vec<TicketSummary>,
+    /// The sender, if already a user.
+    pub sender: Option<KnownUser>,
+    /// For bounces: the outbox row of ours that bounced, with its ticket.
+    pub bounced: Option<(i64, TicketSummary)>,
+    /// Acknowledgements queued to this sender within the last hour.
+    pub recent_acks: u32,
+}
+
+/// Which threading rule matched (SPEC §1, rules 2–4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadRule {
+    Reference,
+    AccessKey,
+    SubjectTag,
+}
+
+impl ThreadRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreadRule::Reference => "In-Reply-To/References",
+            ThreadRule::AccessKey => "access key in recipient address",
+            ThreadRule::SubjectTag => "subject tag from a participant",
+        }
+    }
+}
+
+/// What to do with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Already stored: nothing changes, nothing is sent.
+    Duplicate,
+    /// Recorded for the audit trail only (own mail, stray auto-replies and bounces).
+    Ignored { reason: String },
+    /// A bounce of our outbox row: internal note on its ticket, the row marked failed.
+    Bounce {
+        outbox_id: i64,
+        ticket: TicketSummary,
+    },
+    /// An automatic answer (out of office) on a ticket: internal note, no state change.
+    AutoReplyNote {
+        ticket: TicketSummary,
+        reason: String,
+    },
+    /// A reply on an existing ticket.
+    Reply {
+        ticket: TicketSummary,
+        rule: ThreadRule,
+        /// Status after the reply (closed/pending → open).
+        reopen: bool,
+    },
+    /// A new ticket; `ack` says whether to acknowledge or why not.
+    NewTicket {
+        ack: Result<(), String>,
+        /// A closed ticket past `reopen_days` that this one continues.
+        follows: Option<TicketSummary>,
+    },
+}
+
+/// The policy knobs [`decide`] needs.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub own_addresses: Vec<EmailAddress>,
+    pub reopen_days: u32,
+    pub acks_per_sender_per_hour: u32,
+    pub acknowledge: bool,
+}
+
+/// Access keys named by plus-addressed recipients of our own addresses.
+pub fn access_keys_in(mail: &InboundMail, own: &[EmailAddress]) -> Vec<AccessKey> {
+    mail.to
+        .iter()
+        .chain(mail.cc.iter())
+        .filter_map(|m| m.email.split_detail())
+        .filter(|(base, _)| own.contains(base))
+        .filter_map(|(_, detail)| AccessKey::parse(detail))
+        .collect()
+}
+
+/// Message-IDs that may thread this mail: In-Reply-To first, then References newest first.
+pub fn referenced_ids(mail: &InboundMail) -> Vec<String> {
+    let mut ids: Vec<String> = mail.in_reply_to.clone();
+    for r in mail.references.iter().rev() {
+        if !ids.contains(r) {
+            ids.push(r.clone());
+        }
+    }
+    ids
+}
+
+/// Decides what `mail` means, given what the store knows. The first matching rule wins.
+pub fn decide(
+    mail: &InboundMail,
+    origin: &Origin,
+    lookup: &Lookup,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Decision {
+    if lookup.duplicate {
+        return Decision::Duplicate;
+    }
+    let from_self = policy.own_addresses.iter().any(|own| {
+        *own == mail.sender.email
+            || mail
+                .sender
+                .email
+                .split_detail()
+                .is_some_and(|(base, _)| base == *own)
+    });
+    if from_self {
+        return Decision::Ignored {
+            reason: "sent from our own support address".into(),
+        };
+    }
+    if *origin == Origin::Bounce {
+        return match &lookup.bounced {
+            Some((outbox_id, ticket)) => Decision::Bounce {
+                outbox_id: *outbox_id,
+                ticket: ticket.clone(),
+            },
+            None => Decision::Ignored {
+                reason: "delivery status notification for no mail of ours".into(),
+            },
+        };
+    }
+
+    let sender_key = mail.sender.email.key();
+    let sender_is_staff = lookup.sender.as_ref().is_some_and(|u| u.role.is_staff());
+    let threaded = lookup
+        .by_reference
+        .clone()
+        .map(|t| (t, ThreadRule::Reference))
+        .or_else(|| {
+            lookup
+                .by_access_key
+                .clone()
+                .map(|t| (t, ThreadRule::AccessKey))
+        })
+        .or_else(|| {
+            lookup
+                .by_tag
+                .iter()
+                .find(|t| sender_is_staff || t.participants.contains(&sender_key))
+                .map(|t| (t.clone(), ThreadRule::SubjectTag))
+        });
+
+    if let Origin::AutoReply(reason) = origin {
+        return match threaded {
+            Some((ticket, _)) => Decision::AutoReplyNote {
+                ticket,
+                reason: reason.clone(),
+            },
+            None => Decision::Ignored {
+                reason: format!("automatic reply ({reason}) to no ticket"),
+            },
+        };
+    }
+
+    match threaded {
+        Some((ticket, rule)) => {
+            let expired = ticket.status == TicketStatus::Closed
+                && ticket.closed_at.is_some_and(|closed| {
+                    now - closed > Duration::days(i64::from(policy.reopen_days))
+                });
+            if expired {
+                Decision::NewTicket {
+                    ack: ack_permission(origin, lookup, policy),
+                    follows: Some(ticket),
+                }
+            } else {
+                let reopen = ticket.status != TicketStatus::Open;
+                Decision::Reply {
+                    ticket,
+                    rule,
+                    reopen,
+                }
+            }
+        }
+        None => Decision::NewTicket {
+            ack: ack_permission(origin, lookup, policy),
+            follows: None,
+        },
+    }
+}
+
+fn ack_permission(origin: &Origin, lookup: &Lookup, policy: &Policy) -> Result<(), String> {
+    if !policy.acknowledge {
+        return Err("acknowledgements are turned off".into());
+    }
+    if let Some(reason) = origin.no_ack_reason() {
+        return Err(format!("no acknowledgement to automatic mail: {reason}"));
+    }
+    if lookup.recent_acks >= policy.acks_per_sender_per_hour {
+        return Err(format!(
+            "acknowledgement rate limit: {} to this sender within the hour",
+            lookup.recent_acks
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::loops;
+    use crate::mail::parse::parse;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            own_addresses: vec![EmailAddress::parse("support@example.test").unwrap()],
+            reopen_days: 30,
+            acks_per_sender_per_hour: 5,
+            acknowledge: true,
+        }
+    }
+
+    fn ticket(number: i64, status: TicketStatus, participants: &[&str]) -> TicketSummary {
+        TicketSummary {
+            id: number,
+            number,
+            status,
+            closed_at: (status == TicketStatus::Closed).then(|| now() - Duration::days(2)),
+            participants: participants.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn mail(headers: &str) -> InboundMail {
+        parse(format!("{headers}\r\n\r\nbody\r\n").as_bytes()).unwrap()
+    }
+
+    fn run(m: &InboundMail, l: &Lookup) -> Decision {
+        decide(m, &loops::origin(m), l, &policy(), now())
+    }
+
+    #[test]
+    fn access_keys_are_random_looking_and_parse_back() {
+        let k = AccessKey::from_random([7; ACCESS_KEY_LEN]);
+        assert_eq!(k.as_str().len(), 20);
+        assert_eq!(AccessKey::parse(&k.as_str().to_uppercase()), Some(k));
+        assert_eq!(AccessKey::parse("short"), None);
+        assert_eq!(AccessKey::parse("0000000000000000000o"), None);
+    }
+
+    #[test]
+    fn tags() {
+        let t = TicketTag::new("[#{number}]").unwrap();
+        assert_eq!(t.numbers_in("Re: [#1042] pager [#7]"), vec![1042, 7]);
+        assert_eq!(t.tag_subject(5, "Re: [#5] x"), "Re: [#5] x");
+        assert_eq!(t.tag_subject(5, "x"), "[#5] x");
+        let t = TicketTag::new("(Ticket {number})").unwrap();
+        assert_eq!(t.numbers_in("Re: (Ticket 12) a"), vec![12]);
+    }
+
+    #[test]
+    fn rules_in_order() {
+        let m = mail("From: ann@clinic.example\r\nSubject: Re: [#2] x");
+        let mut l = Lookup {
+            by_reference: Some(ticket(1, TicketStatus::Open, &[])),
+            by_access_key: Some(ticket(3, TicketStatus::Open, &[])),
+            by_tag: vec![ticket(2, TicketStatus::Open, &["ann@clinic.example"])],
+            ..Lookup::default()
+        };
+        assert!(
+            matches!(run(&m, &l), Decision::Reply { ticket, rule: ThreadRule::Reference, .. } if ticket.number == 1)
+        );
+        l.by_reference = None;
+        assert!(
+            matches!(run(&m, &l), Decision::Reply { ticket, rule: ThreadRule::AccessKey, .. } if ticket.number == 3)
+        );
+        l.by_access_key = None;
+        assert!(
+            matches!(run(&m, &l), Decision::Reply { ticket, rule: ThreadRule::SubjectTag, .. } if ticket.number == 2)
+        );
+        l.duplicate = true;
+        assert_eq!(run(&m, &l), Decision::Duplicate);
+    }
+
+    #[test]
+    fn tag_from_stranger_opens_new_ticket() {
+        let m = mail("From: mallory@evil.example\r\nSubject: Re: [#2] x");
+        let l = Lookup {
+            by_tag: vec![ticket(2, TicketStatus::Open, &["ann@clinic.example"])],
+            ..Lookup::default()
+        };
+        assert!(matches!(
+            run(&m, &l),
+            Decision::NewTicket {
+                follows: None,
+                ack: Ok(())
+            }
+        ));
+    }
+
+    #[test]
+    fn closed_ticket_reopens_then_expires() {
+        let m = mail("From: ann@clinic.example");
+        let mut t = ticket(4, TicketStatus::Closed, &["ann@clinic.example"]);
+        let l = Lookup {
+            by_reference: Some(t.clone()),
+            ..Lookup::default()
+        };
+        assert!(matches!(run(&m, &l), Decision::Reply { reopen: true, .. }));
+        t.closed_at = Some(now() - Duration::days(31));
+        let l = Lookup {
+            by_reference: Some(t),
+            ..Lookup::default()
+        };
+        assert!(
+            matches!(run(&m, &l), Decision::NewTicket { follows: Some(f), .. } if f.number == 4)
+        );
+    }
+
+    #[test]
+    fn loops_and_limits() {
+        let ooo = mail("From: ann@clinic.example\r\nAuto-Submitted: auto-replied");
+        assert!(matches!(
+            run(&ooo, &Lookup::default()),
+            Decision::Ignored { .. }
+        ));
+        let l = Lookup {
+            by_reference: Some(ticket(1, TicketStatus::Open, &[])),
+            ..Lookup::default()
+        };
+        assert!(matches!(run(&ooo, &l), Decision::AutoReplyNote { .. }));
+        let bulk = mail("From: news@vendor.example\r\nPrecedence: bulk");
+        assert!(matches!(
+            run(&bulk, &Lookup::default()),
+            Decision::NewTicket { ack: Err(_), .. }
+        ));
+        let own = mail("From: Support <SUPPORT+abc@example.test>");
+        assert!(matches!(
+            run(&own, &Lookup::default()),
+            Decision::Ignored { .. }
+        ));
+        let person = mail("From: ann@clinic.example");
+        let limited = Lookup {
+            recent_acks: 5,
+            ..Lookup::default()
+        };
+        assert!(
+            matches!(run(&person, &limited), Decision::NewTicket { ack: Err(r), .. } if r.contains("rate limit"))
+        );
+    }
+
+    #[test]
+    fn keys_from_plus_addresses_of_our_address_only() {
+        let key = "abcdefghijklmnopqrst";
+        let m = mail(&format!(
+            "From: ann@clinic.example\r\nTo: support+{key}@Example.TEST, other+{key}@example.test"
+        ));
+        let keys = access_keys_in(&m, &policy().own_addresses);
+        assert_eq!(keys, vec![AccessKey::parse(key).unwrap()]);
+    }
+}
