@@ -57,6 +57,10 @@ pub struct Support {
     pub reopen_days: u32,
     /// Send acknowledgements for new tickets at all.
     pub acknowledge: bool,
+    /// Mail agents about new tickets and customer replies.
+    pub notify_agents: bool,
+    /// Tell the customer when an agent closes their ticket ("reply to reopen").
+    pub notify_on_close: bool,
 }
 
 impl Default for Support {
@@ -70,6 +74,8 @@ impl Default for Support {
             ticket_tag: "[#{number}]".into(),
             reopen_days: 30,
             acknowledge: true,
+            notify_agents: true,
+            notify_on_close: true,
         }
     }
 }
@@ -163,6 +169,13 @@ pub struct Smtp {
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
     pub ca_file: Option<PathBuf>,
+    /// Transient failures are retried with exponential backoff for this long, then failed.
+    #[serde(default = "default_retry_hours")]
+    pub retry_hours: u32,
+}
+
+fn default_retry_hours() -> u32 {
+    48
 }
 
 fn default_smtp_port() -> u16 {
@@ -193,6 +206,9 @@ pub struct Limits {
     pub max_message_bytes: u64,
     /// Acknowledgements to one sender within a rolling hour; more open tickets silently.
     pub acks_per_sender_per_hour: u32,
+    /// Mail that reached the mailbox longer ago than this is imported but never acknowledged,
+    /// so pointing supportd at an old inbox emails nobody.
+    pub ack_max_age_hours: u32,
 }
 
 impl Default for Limits {
@@ -200,6 +216,7 @@ impl Default for Limits {
         Limits {
             max_message_bytes: 26_214_400,
             acks_per_sender_per_hour: 5,
+            ack_max_age_hours: 24,
         }
     }
 }
@@ -256,6 +273,9 @@ pub struct Agent {
     /// `agent` or `admin`.
     #[serde(default = "default_agent_role")]
     pub role: String,
+    /// Triage category ids this agent is notified about; empty = all (see `tickets::notify`).
+    #[serde(default)]
+    pub categories: Vec<String>,
 }
 
 fn default_agent_role() -> String {
@@ -488,6 +508,14 @@ impl Config {
                     format!("`{}` is not an email address", a.email),
                 );
             }
+            for (j, c) in a.categories.iter().enumerate() {
+                if c.trim().is_empty() || c.chars().any(char::is_whitespace) {
+                    bad(
+                        format!("agent[{i}].categories[{j}]"),
+                        format!("`{c}` is not a category id"),
+                    );
+                }
+            }
             if a.role != "agent" && a.role != "admin" {
                 bad(
                     format!("agent[{i}].role"),
@@ -570,18 +598,27 @@ fn key_path_at(text: &str, offset: usize) -> String {
 }
 
 /// Replaces the lines covering `span` by empty lines, keeping line numbers stable.
-/// Returns None when the span would cut a table header (the rest would mis-parse).
+/// A span on a table header (unknown table, missing key) blanks the whole table up to the
+/// next header, so the rest still parses and its problems are reported too.
 fn blank_lines(text: &str, span: std::ops::Range<usize>) -> Option<String> {
     let start = text[..span.start.min(text.len())]
         .rfind('\n')
         .map_or(0, |i| i + 1);
-    let end = text[span.end.min(text.len())..]
+    let mut end = text[span.end.min(text.len())..]
         .find('\n')
-        .map_or(text.len(), |i| span.end + i);
-    let cut = &text[start..end];
-    if cut.trim_start().starts_with('[') && !cut.contains('=') {
-        return None;
+        .map_or(text.len(), |i| span.end.min(text.len()) + i);
+    if text[start..end].trim_start().starts_with('[') && !text[start..end].contains('=') {
+        let mut at = end;
+        for (i, line) in text[end..].split_inclusive('\n').enumerate() {
+            // The first piece is the rest of the header line itself.
+            if i > 0 && line.trim_start().starts_with('[') {
+                break;
+            }
+            at += line.len();
+        }
+        end = at;
     }
+    let cut = &text[start..end];
     let newlines = cut.matches('\n').count();
     Some(format!(
         "{}{}{}",

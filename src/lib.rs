@@ -13,18 +13,29 @@
 //!   stripping; outbound composition. Pure.
 //! - [`triage`]: rules from `config/triage.toml` → category and urgency. Pure.
 //! - [`tickets`]: the domain — access keys, tags, SLA, and [`tickets::decide`], the threading
-//!   decision for one message; [`tickets::ack`] renders acknowledgements. Pure.
+//!   decision for one message (threading, agent replies, intake policy); [`tickets::ack`],
+//!   [`tickets::notify`] and [`tickets::replies`] render mails; [`tickets::commands`] parses
+//!   agents' `#commands`; [`tickets::auth`] checks Authentication-Results. Pure.
 //! - [`templates`]: the mail templates (minijinja), built in and overridable.
 //! - [`pipeline`]: the one orchestrator, one transaction per inbound message.
 //! - [`store`]: sqlx over SQLite or PostgreSQL behind one interface; migrations only add.
 //! - [`clock`]: time and randomness, fixed in tests.
+//! - [`imap`]: one task per mailbox — UID cursor, IDLE, flag/move only after commit.
+//! - [`outbox`]: the SMTP sender task — claim, send, retry with backoff, fail on 5xx.
+//! - [`daemon`]: `supportd run` — tasks, signals, systemd notify and watchdog.
+//! - [`setup`], [`secrets`]: building a pipeline from config; passwords from files/env.
 
 #![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod config;
+pub mod daemon;
+pub mod imap;
 pub mod mail;
+pub mod outbox;
 pub mod pipeline;
+pub mod secrets;
+pub mod setup;
 pub mod store;
 pub mod templates;
 pub mod tickets;

@@ -3,30 +3,24 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use supportd::clock::{Clock, RandomIds, SystemClock};
+use supportd::clock::{Clock, SystemClock};
 use supportd::config::{Config, ConfigError};
 use supportd::mail::address::EmailAddress;
 use supportd::mail::parse::subject_and_body;
 use supportd::mail::quote::strip_quotes;
 use supportd::pipeline::{Pipeline, PipelineError, Source};
 use supportd::store::{Store, StoreError};
-use supportd::templates::Templates;
-use supportd::tickets::{Role, TicketTag};
-use supportd::triage::Rules;
+use supportd::tickets::Role;
 
 /// sysexits(3): what an MTA understands.
 const EX_DATAERR: u8 = 65;
 const EX_SOFTWARE: u8 = 70;
 const EX_TEMPFAIL: u8 = 75;
 const EX_CONFIG: u8 = 78;
-
-/// The built-in triage rules, used when the config names no rules file.
-const DEFAULT_RULES: &str = include_str!("../config/triage.toml");
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +50,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon: IMAP pollers and the outbox sender, until SIGTERM.
+    Run,
     /// Raw messages through the pipeline (MTA pipe mode); `-` or no FILE reads stdin.
     Ingest { files: Vec<PathBuf> },
     /// Triage only: category and urgency of each file, no database.
@@ -114,6 +110,8 @@ enum OutboxCommand {
         #[arg(long)]
         raw: bool,
     },
+    /// Put a failed row back in the queue (after fixing its cause).
+    Retry { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -130,13 +128,32 @@ enum UsersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create a user or update their role (and name, organisation, support-user flag).
     Add {
         email: String,
+        /// customer | agent | admin
         #[arg(long, default_value = "customer")]
         role: String,
         #[arg(long, default_value = "")]
         name: String,
+        /// Organisation (default: the email domain).
+        #[arg(long)]
+        org: Option<String>,
+        /// A support user of their organisation: may open tickets under `intake = "support-users"`.
+        #[arg(long)]
+        support_user: bool,
     },
+    /// Reactivate a deactivated user.
+    Activate { email: String },
+    /// Deactivate a user: their mail is answered with how to be reactivated, never a ticket.
+    Deactivate { email: String },
+}
+
+fn user_address(email: &str) -> Result<EmailAddress, Failure> {
+    EmailAddress::parse(email).ok_or_else(|| Failure {
+        code: EX_DATAERR,
+        error: anyhow::anyhow!("`{email}` is not an email address"),
+    })
 }
 
 /// A failure with the exit code it maps to.
@@ -179,7 +196,10 @@ impl From<ConfigError> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    init_tracing(cli.log_format, matches!(cli.command, Command::Run));
+    // One process-wide crypto provider (sqlx, lettre and IMAP all use rustls with ring); an
+    // error only means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -199,9 +219,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, daemon: bool) {
+    // The daemon logs its work; one-shot commands only warnings (stdout carries their output).
+    let default = if daemon { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SUPPORTD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -222,42 +244,10 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
     Ok(config)
 }
 
-fn load_rules(config: &Config) -> Result<Rules, Failure> {
-    let result = match &config.triage.rules_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read triage rules {}", path.display()))
-                .map_err(|error| Failure {
-                    code: EX_CONFIG,
-                    error,
-                })?;
-            Rules::from_toml(&text, &path.display().to_string())
-        }
-        None => Rules::from_toml(DEFAULT_RULES, "built-in config/triage.toml"),
-    };
-    result.map_err(|e| Failure {
-        code: EX_CONFIG,
-        error: anyhow::Error::msg(e.to_string()),
-    })
-}
-
 fn build_pipeline(config: Config) -> Result<Pipeline, Failure> {
-    let rules = load_rules(&config)?;
-    let templates = Templates::load(config.templates.dir.as_deref()).map_err(|e| Failure {
+    supportd::setup::build_pipeline(config).map_err(|e| Failure {
         code: EX_CONFIG,
         error: e.into(),
-    })?;
-    let tag = TicketTag::new(&config.support.ticket_tag).map_err(|e| Failure {
-        code: EX_CONFIG,
-        error: anyhow::Error::msg(format!("support.ticket_tag: {e}")),
-    })?;
-    Ok(Pipeline {
-        config,
-        rules,
-        templates,
-        tag,
-        clock: Arc::new(SystemClock),
-        ids: Arc::new(RandomIds),
     })
 }
 
@@ -287,6 +277,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::CheckConfig => check_config(&cli),
         Command::Classify { files } => classify(&cli, files),
         Command::Ingest { files } => ingest(&cli, files).await,
+        Command::Run => run(&cli).await,
         Command::Migrate => {
             let config = load_config(&cli)?;
             open_store(&config).await?;
@@ -329,6 +320,18 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                             t.first_response_due, t.resolution_due
                         );
                         println!("Link key:  {}", t.access_key);
+                        if let Some(a) = &t.assignee {
+                            println!("Assignee:  {} <{}>", a.name, a.email);
+                        }
+                        if let Some(at) = &t.first_response_at {
+                            println!("Answered:  {at}");
+                        }
+                        if let Some(at) = &t.closed_at {
+                            println!("Closed:    {at}");
+                        }
+                        for e in &t.events {
+                            println!("[event] {} {} {} {}", e.at, e.actor, e.kind, e.detail);
+                        }
                         for m in &t.messages {
                             println!(
                                 "\n--- {} {} {}{} ---\n{}",
@@ -372,6 +375,15 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         }
                     }
                 }
+                OutboxCommand::Retry { id } => {
+                    if !store.outbox_requeue(*id, SystemClock.now()).await? {
+                        return Err(anyhow::anyhow!(
+                            "outbox mail {id} is not failed (or does not exist)"
+                        )
+                        .into());
+                    }
+                    println!("outbox mail {id} queued again");
+                }
                 OutboxCommand::Show { id, raw: _ } => {
                     let Some(bytes) = store.outbox_raw(*id).await? else {
                         return Err(anyhow::anyhow!("no outbox mail {id}").into());
@@ -409,17 +421,38 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         print_json(&list)?;
                     } else {
                         for u in list {
-                            println!("{:<35} {:<8} {:<8} {}", u.email, u.role, u.status, u.name);
+                            println!(
+                                "{:<35} {:<8} {:<8} {:<20} {:<3} {}",
+                                u.email,
+                                u.role,
+                                u.status,
+                                u.org,
+                                if u.support_user { "su" } else { "" },
+                                u.name
+                            );
                         }
                     }
                 }
-                UsersCommand::Add { email, role, name } => {
-                    let Some(addr) = EmailAddress::parse(email) else {
+                UsersCommand::Activate { email } | UsersCommand::Deactivate { email } => {
+                    let addr = user_address(email)?;
+                    let active = matches!(command, UsersCommand::Activate { .. });
+                    if !store.set_user_active(&addr.key(), active).await? {
                         return Err(Failure {
                             code: EX_DATAERR,
-                            error: anyhow::anyhow!("`{email}` is not an email address"),
+                            error: anyhow::anyhow!("no user {addr}"),
                         });
-                    };
+                    }
+                    let state = if active { "active" } else { "inactive" };
+                    println!("{addr} is now {state}");
+                }
+                UsersCommand::Add {
+                    email,
+                    role,
+                    name,
+                    org,
+                    support_user,
+                } => {
+                    let addr = user_address(email)?;
                     if Role::parse(role).is_none() {
                         return Err(Failure {
                             code: EX_DATAERR,
@@ -429,11 +462,15 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         });
                     }
                     store
-                        .upsert_user(
-                            &addr.to_string(),
-                            &addr.key(),
-                            name,
-                            role,
+                        .save_user(
+                            &supportd::store::UserUpdate {
+                                email: &addr.to_string(),
+                                email_key: &addr.key(),
+                                name,
+                                role,
+                                org: org.as_deref(),
+                                support_user: support_user.then_some(true),
+                            },
                             SystemClock.now(),
                         )
                         .await?;
@@ -442,6 +479,40 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<u8, Failure> {
+    let config = load_config(cli)?;
+    let pipeline = build_pipeline(config.clone())?;
+    let store = open_store(&pipeline.config).await?;
+    tracing::info!(
+        database = %redact(&config.database.url),
+        mailboxes = config.mailbox.len(),
+        "supportd starting"
+    );
+    supportd::daemon::run(pipeline, store, move || {
+        supportd::setup::build_pipeline(config.clone())
+    })
+    .await
+    .map_err(|e| Failure {
+        code: EX_SOFTWARE,
+        error: e.into(),
+    })?;
+    Ok(0)
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -488,6 +559,18 @@ fn check_config(cli: &Cli) -> Result<u8, Failure> {
         message_id: "check@localhost".into(),
         now,
     };
+    for (i, a) in pipeline.config.agent.iter().enumerate() {
+        for c in &a.categories {
+            if pipeline.rules.category(c).is_none() {
+                return Err(Failure {
+                    code: EX_CONFIG,
+                    error: anyhow::anyhow!(
+                        "agent[{i}].categories: `{c}` is no category of the triage rules"
+                    ),
+                });
+            }
+        }
+    }
     supportd::tickets::ack::acknowledgement(&facts, &pipeline.templates).map_err(|e| Failure {
         code: EX_CONFIG,
         error: e.into(),
@@ -512,7 +595,10 @@ struct ClassifyLine<'a> {
 
 fn classify(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
     let config = load_config(cli)?;
-    let rules = load_rules(&config)?;
+    let rules = supportd::setup::load_rules(&config).map_err(|e| Failure {
+        code: EX_CONFIG,
+        error: e.into(),
+    })?;
     let mut code = 0;
     for file in files {
         let raw = match std::fs::read(file) {

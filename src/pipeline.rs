@@ -21,6 +21,8 @@ use crate::tickets::ack::{acknowledgement, AckFacts};
 use crate::tickets::{self, Decision, Lookup, Sla, TicketStatus, TicketSummary, TicketTag};
 use crate::triage::Rules;
 
+mod agents;
+
 /// What happened to one message (SPEC §2 `ingest` output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -154,6 +156,9 @@ impl Pipeline {
             reopen_days: self.config.support.reopen_days,
             acks_per_sender_per_hour: self.config.limits.acks_per_sender_per_hour,
             acknowledge: self.config.support.acknowledge,
+            intake: self.config.policy.intake,
+            agents_require_auth: self.config.policy.agents_require_auth,
+            authserv_id: self.config.policy.authserv_id.clone(),
         };
         let decision = tickets::decide(mail, &origin, &lookup, &policy, now);
         let received_at = source.received_at.unwrap_or(now);
@@ -242,8 +247,35 @@ impl Pipeline {
                 }
                 tx.insert_event(ticket.id, now, &actor, "reply", rule.as_str())
                     .await?;
-                let reason = format!("threaded by {}", rule.as_str());
+                let can_answer = tickets::reply_permission(&origin, &lookup, &policy);
+                let note = self
+                    .after_customer_reply(&mut tx, mail, &ticket, can_answer, now)
+                    .await?;
+                let mut reason = format!("threaded by {}", rule.as_str());
+                if let Some(note) = note {
+                    reason = format!("{reason}; {note}");
+                }
                 self.outcome(mail, Action::Replied, Some(ticket.number), Some(reason))
+            }
+            Decision::AgentReply { ticket, rule: _ } => {
+                self.agent_reply(&mut tx, mail, raw, &ticket, received_at, now)
+                    .await?
+            }
+            Decision::HeldAgentReply { ticket, reason } => {
+                self.held_agent_reply(&mut tx, mail, raw, &ticket, &reason, received_at, now)
+                    .await?
+            }
+            Decision::Rejected { refusal, reply } => {
+                self.reject(
+                    &mut tx,
+                    mail,
+                    raw,
+                    refusal,
+                    reply,
+                    lookup.sender.as_ref(),
+                    now,
+                )
+                .await?
             }
             Decision::NewTicket { ack, follows } => {
                 self.create_ticket(&mut tx, mail, raw, ack, follows, received_at, now)
@@ -289,6 +321,12 @@ impl Pipeline {
         for key in tickets::access_keys_in(mail, &self.config.own_addresses()) {
             if let Some(t) = tx.ticket_by_access_key(key.as_str()).await? {
                 l.by_access_key = Some(t);
+                break;
+            }
+        }
+        for key in tickets::agent_keys_in(mail, &self.config.own_addresses()) {
+            if let Some(t) = tx.ticket_by_agent_key(key.as_str()).await? {
+                l.by_agent_key = Some(t);
                 break;
             }
         }
@@ -364,6 +402,18 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
         let requester_id = self.ensure_sender(tx, mail, now).await?;
+        // Safe first import: old mail in a newly watched inbox gets a ticket, not an email.
+        let max_age = Duration::hours(i64::from(self.config.limits.ack_max_age_hours));
+        let ack = ack.and_then(|()| {
+            if now - received_at > max_age {
+                Err(format!(
+                    "no acknowledgement: mail arrived {} h ago, more than limits.ack_max_age_hours",
+                    (now - received_at).num_hours()
+                ))
+            } else {
+                Ok(())
+            }
+        });
         let class = self
             .rules
             .classify(&mail.subject, &strip_quotes(&mail.body));
@@ -459,6 +509,17 @@ impl Pipeline {
             tx.insert_event(ticket_id, now, "system", "follows", &detail)
                 .await?;
         }
+
+        self.init_agent_key(tx, ticket_id).await?;
+        self.notify_agents(
+            tx,
+            ticket_id,
+            tickets::notify::NotifyEvent::NewTicket,
+            mail,
+            &mail.body,
+            now,
+        )
+        .await?;
 
         let reason = match ack {
             Err(why) => Some(why),

@@ -9,7 +9,24 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
 /// The templates shipped in the binary: name → source.
-const BUILT_IN: &[(&str, &str)] = &[("ack.txt", include_str!("../templates/ack.txt"))];
+const BUILT_IN: &[(&str, &str)] = &[
+    ("ack.txt", include_str!("../templates/ack.txt")),
+    (
+        "notify-agent.txt",
+        include_str!("../templates/notify-agent.txt"),
+    ),
+    (
+        "agent-reply.txt",
+        include_str!("../templates/agent-reply.txt"),
+    ),
+    ("closed.txt", include_str!("../templates/closed.txt")),
+    (
+        "command-error.txt",
+        include_str!("../templates/command-error.txt"),
+    ),
+    ("rejected.txt", include_str!("../templates/rejected.txt")),
+    ("inactive.txt", include_str!("../templates/inactive.txt")),
+];
 
 /// Rendering failed or a template is broken.
 #[derive(Debug, thiserror::Error)]

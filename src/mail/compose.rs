@@ -7,9 +7,12 @@
 use chrono::{DateTime, Utc};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::Mailbox as LettreMailbox;
+use lettre::message::{Attachment as LettreAttachment, MultiPart, SinglePart};
 use lettre::Message;
+use sha2::{Digest, Sha256};
 
 use super::address::EmailAddress;
+use super::parse::Attachment;
 
 /// A recipient or sender with an optional display name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +62,12 @@ impl Outgoing {
 
     /// The RFC 5322 message.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ComposeError> {
+        self.to_bytes_with(&[])
+    }
+
+    /// The RFC 5322 message with `attachments` (multipart/mixed when there are any). The
+    /// MIME boundary derives from the Message-ID, so the bytes stay deterministic.
+    pub fn to_bytes_with(&self, attachments: &[Attachment]) -> Result<Vec<u8>, ComposeError> {
         let mut b = Message::builder()
             .from(mailbox(&self.from)?)
             .subject(self.subject.clone())
@@ -101,18 +110,51 @@ impl Outgoing {
                 "1".to_string(),
             ));
         }
-        let msg = b.header(ContentType::TEXT_PLAIN).body(self.body.clone())?;
-        Ok(msg.formatted())
+        if attachments.is_empty() {
+            let msg = b.header(ContentType::TEXT_PLAIN).body(self.body.clone())?;
+            return Ok(msg.formatted());
+        }
+        let digest: String = Sha256::digest(self.message_id.as_bytes())
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut parts = MultiPart::mixed()
+            .boundary(format!("supportd-{digest}"))
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(self.body.clone()),
+            );
+        for a in attachments {
+            let content_type = ContentType::parse(&a.content_type).unwrap_or_else(|_| {
+                ContentType::parse("application/octet-stream").unwrap_or(ContentType::TEXT_PLAIN)
+            });
+            let filename = if a.filename.is_empty() {
+                "attachment".to_string()
+            } else {
+                a.filename.clone()
+            };
+            parts = parts
+                .singlepart(LettreAttachment::new(filename).body(a.data.clone(), content_type));
+        }
+        Ok(b.multipart(parts)?.formatted())
     }
 }
 
 fn mailbox(p: &Party) -> Result<LettreMailbox, ComposeError> {
     let addr = lettre::Address::new(p.email.local(), p.email.domain())
         .map_err(|_| ComposeError::Address(p.email.to_string()))?;
-    Ok(LettreMailbox::new(
-        p.name.clone().filter(|n| !n.is_empty()),
-        addr,
-    ))
+    // A decoded RFC 2047 name may hold CR/LF or other controls; lettre panics on them, and
+    // they have no place in a header anyway.
+    let name = p.name.as_deref().map(|n| {
+        n.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .trim()
+            .to_string()
+    });
+    Ok(LettreMailbox::new(name.filter(|n| !n.is_empty()), addr))
 }
 
 #[cfg(test)]
@@ -160,5 +202,36 @@ mod tests {
         }
         assert!(raw.contains("=?utf-8?"), "{raw}");
         assert_eq!(o.recipients(), vec!["jose@clinic.example"]);
+    }
+
+    #[test]
+    fn attachments_make_a_deterministic_multipart() {
+        let o = Outgoing {
+            from: party("Example Support", "support@example.test"),
+            to: vec![party("Ann", "ann@clinic.example")],
+            cc: vec![],
+            reply_to: None,
+            subject: "[#1001] x".into(),
+            message_id: "m2@example.test".into(),
+            in_reply_to: None,
+            references: vec![],
+            date: Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap(),
+            auto_submitted: None,
+            urgent: false,
+            body: "See attached.\n".into(),
+        };
+        let a = Attachment {
+            filename: "log.txt".into(),
+            content_type: "text/plain".into(),
+            size: 5,
+            content_id: None,
+            data: b"hello".to_vec(),
+        };
+        let one = o.to_bytes_with(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(one, o.to_bytes_with(&[a]).unwrap());
+        let raw = String::from_utf8(one).unwrap();
+        assert!(raw.contains("multipart/mixed"), "{raw}");
+        assert!(raw.contains("filename=\"log.txt\""), "{raw}");
+        assert!(raw.contains("See attached."), "{raw}");
     }
 }

@@ -119,6 +119,20 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
                 .and_then(EmailAddress::parse)
                 .map(|email| Mailbox { email, name: None })
         })
+        .or_else(|| {
+            // Delivery reports often come `From: MAILER-DAEMON <>`: still a bounce to match
+            // against our outbox, not a message to quarantine.
+            let report = msg.root_part().content_type().is_some_and(|ct| {
+                ct.ctype().eq_ignore_ascii_case("multipart")
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+            });
+            report.then(|| Mailbox {
+                email: EmailAddress::from_parts("MAILER-DAEMON", "invalid"),
+                name: None,
+            })
+        })
         .ok_or(ParseError::NoSender)?;
 
     let (message_id, synthetic_message_id) = match msg.message_id().map(clean_id) {
@@ -172,10 +186,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
         sender,
         to: mailboxes(msg.to()),
         cc: mailboxes(msg.cc()),
-        subject: msg
-            .subject()
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
+        subject: msg.subject().map(one_line).unwrap_or_default(),
         in_reply_to: id_list(msg.in_reply_to()),
         references: id_list(msg.references()),
         date: msg
@@ -263,9 +274,19 @@ fn to_mailbox(a: &mail_parser::Addr<'_>) -> Option<Mailbox> {
     let name = a
         .name
         .as_deref()
-        .map(|n| n.trim().trim_matches('"').trim().to_string())
+        .map(|n| one_line(n).trim_matches('"').trim().to_string())
         .filter(|n| !n.is_empty() && *n != email.to_string());
     Some(Mailbox { email, name })
+}
+
+/// Subjects and names are one line: CR/LF and other controls smuggled in through RFC 2047
+/// encoded words become spaces, so they can never start a header or a line of ours.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 fn id_list(v: &HeaderValue<'_>) -> Vec<String> {

@@ -13,7 +13,11 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::tickets::{KnownUser, Role, TicketStatus, TicketSummary};
 
+mod agents;
+mod daemon;
 mod queries;
+pub use agents::{TicketRecord, UserRecord, UserUpdate};
+pub use daemon::OutboxJob;
 pub use queries::*;
 
 /// Which database is behind the pool.
@@ -204,5 +208,19 @@ pub(crate) fn known_user(row: &sqlx::any::AnyRow) -> Result<KnownUser, StoreErro
         role: Role::parse(&role)
             .ok_or_else(|| StoreError::Corrupt(format!("user role `{role}`")))?,
         active: status == "active",
+        support_user: row.try_get::<i64, _>("support_user")? != 0,
+        org: effective_org(
+            &row.try_get::<String, _>("org")?,
+            &row.try_get::<String, _>("email")?,
+        ),
     })
+}
+
+/// Organisation of a user: explicit, else the email domain.
+pub fn effective_org(org: &str, email: &str) -> String {
+    if org.trim().is_empty() {
+        email.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
+    } else {
+        org.trim().to_string()
+    }
 }

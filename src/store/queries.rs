@@ -91,6 +91,20 @@ impl Tx {
                     .await
                     .map(Some);
             }
+            // One we sent that is not on the ticket's history (agent notifications).
+            let row = sqlx::query(
+                "SELECT t.id, t.number, t.status, t.closed_at FROM outbox o
+                   JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_optional(self.conn())
+            .await?;
+            if let Some(row) = row {
+                return self
+                    .with_participants(ticket_summary(&row)?)
+                    .await
+                    .map(Some);
+            }
         }
         Ok(None)
     }
@@ -131,7 +145,7 @@ impl Tx {
         }
     }
 
-    async fn with_participants(
+    pub(crate) async fn with_participants(
         &mut self,
         mut t: TicketSummary,
     ) -> Result<TicketSummary, StoreError> {
@@ -176,21 +190,26 @@ impl Tx {
         &mut self,
         email_key: &str,
     ) -> Result<Option<KnownUser>, StoreError> {
-        let row = sqlx::query("SELECT id, role, status FROM users WHERE email_key = $1")
-            .bind(email_key)
-            .fetch_optional(self.conn())
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, role, status, support_user, org, email FROM users WHERE email_key = $1",
+        )
+        .bind(email_key)
+        .fetch_optional(self.conn())
+        .await?;
         row.as_ref().map(known_user).transpose()
     }
 
-    /// Acknowledgements queued to `email_key` since `since`.
+    /// Automatic answers (acknowledgements, refusals, command errors) queued to `email_key`
+    /// since `since`: they share one rate limit.
     pub async fn acks_since(
         &mut self,
         email_key: &str,
         since: DateTime<Utc>,
     ) -> Result<u32, StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM outbox WHERE kind = 'ack' AND recipients = $1 AND created_at > $2",
+            "SELECT COUNT(*) AS n FROM outbox
+              WHERE kind IN ('ack', 'rejected', 'inactive', 'command-error')
+                AND recipients = $1 AND created_at > $2",
         )
         .bind(email_key)
         .bind(ts(since))
@@ -505,6 +524,9 @@ pub struct UserItem {
     pub name: String,
     pub role: String,
     pub status: String,
+    /// Explicit, else the email domain.
+    pub org: String,
+    pub support_user: bool,
 }
 
 /// `quarantine list --json`.
@@ -708,9 +730,11 @@ impl Store {
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserItem>, StoreError> {
-        let rows = sqlx::query("SELECT email, name, role, status FROM users ORDER BY id")
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT email, name, role, status, org, support_user FROM users ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(UserItem {
@@ -718,6 +742,11 @@ impl Store {
                     name: r.try_get("name")?,
                     role: r.try_get("role")?,
                     status: r.try_get("status")?,
+                    org: super::effective_org(
+                        &r.try_get::<String, _>("org")?,
+                        &r.try_get::<String, _>("email")?,
+                    ),
+                    support_user: r.try_get::<i64, _>("support_user")? != 0,
                 })
             })
             .collect()

@@ -5,11 +5,16 @@
 use chrono::{DateTime, Duration, Utc};
 use regex::Regex;
 
+use crate::config::Intake;
 use crate::mail::address::EmailAddress;
 use crate::mail::loops::Origin;
 use crate::mail::parse::InboundMail;
 
 pub mod ack;
+pub mod auth;
+pub mod commands;
+pub mod notify;
+pub mod replies;
 
 /// Role of a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +189,10 @@ pub struct KnownUser {
     pub id: i64,
     pub role: Role,
     pub active: bool,
+    /// Flagged as a support user of their organisation (intake `support-users`).
+    pub support_user: bool,
+    /// Organisation: set explicitly, else the email domain.
+    pub org: String,
 }
 
 /// Everything the store found that bears on one message.
@@ -195,6 +204,8 @@ pub struct Lookup {
     pub by_reference: Option<TicketSummary>,
     /// Ticket whose access key is the detail of a plus-addressed recipient.
     pub by_access_key: Option<TicketSummary>,
+    /// Ticket whose agent key is the detail (`a-KEY`) of a plus-addressed recipient.
+    pub by_agent_key: Option<TicketSummary>,
     /// Tickets whose numbers are tagged in the subject.
     pub by_tag: Vec<TicketSummary>,
     /// The sender, if already a user.
@@ -210,6 +221,8 @@ pub struct Lookup {
 pub enum ThreadRule {
     Reference,
     AccessKey,
+    /// The agent channel: `support+a-KEY@…`, the Reply-To of agent notifications.
+    AgentKey,
     SubjectTag,
 }
 
@@ -218,6 +231,7 @@ impl ThreadRule {
         match self {
             ThreadRule::Reference => "In-Reply-To/References",
             ThreadRule::AccessKey => "access key in recipient address",
+            ThreadRule::AgentKey => "agent key in recipient address",
             ThreadRule::SubjectTag => "subject tag from a participant",
         }
     }
@@ -247,6 +261,22 @@ pub enum Decision {
         /// Status after the reply (closed/pending → open).
         reopen: bool,
     },
+    /// A reply from an active agent or admin: commands, then relayed to the customer.
+    AgentReply {
+        ticket: TicketSummary,
+        rule: ThreadRule,
+    },
+    /// Looks like an agent reply but failed authentication: internal note, nothing else.
+    HeldAgentReply {
+        ticket: TicketSummary,
+        reason: String,
+    },
+    /// Refused by the support policy (or an inactive user): recorded, politely answered.
+    Rejected {
+        refusal: Refusal,
+        /// Whether to send the templated answer, or why not.
+        reply: Result<(), String>,
+    },
     /// A new ticket; `ack` says whether to acknowledge or why not.
     NewTicket {
         ack: Result<(), String>,
@@ -262,6 +292,73 @@ pub struct Policy {
     pub reopen_days: u32,
     pub acks_per_sender_per_hour: u32,
     pub acknowledge: bool,
+    /// Who may open tickets.
+    pub intake: Intake,
+    /// Agent replies need an Authentication-Results pass from `authserv_id`.
+    pub agents_require_auth: bool,
+    pub authserv_id: String,
+}
+
+/// Why a message may not open a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The sender's account is deactivated.
+    Inactive,
+    /// `intake = "known"` and the sender is no known user.
+    UnknownSender,
+    /// `intake = "support-users"` and the sender is not a support user of their organisation.
+    NotSupportUser,
+}
+
+impl Refusal {
+    /// The outbox kind and template of the answer.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Refusal::Inactive => "inactive",
+            Refusal::UnknownSender | Refusal::NotSupportUser => "rejected",
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Inactive => "the sender's account is deactivated",
+            Refusal::UnknownSender => "intake policy `known`: the sender is not a known user",
+            Refusal::NotSupportUser => {
+                "intake policy `support-users`: the sender is not a support user of their organisation"
+            }
+        }
+    }
+}
+
+/// May this sender open a ticket under `intake`? Staff always may.
+pub fn intake_allows(intake: Intake, sender: Option<&KnownUser>) -> Result<(), Refusal> {
+    if sender.is_some_and(|u| u.role.is_staff()) {
+        return Ok(());
+    }
+    match intake {
+        Intake::Open => Ok(()),
+        Intake::Known if sender.is_some() => Ok(()),
+        Intake::Known => Err(Refusal::UnknownSender),
+        Intake::SupportUsers if sender.is_some_and(|u| u.support_user) => Ok(()),
+        Intake::SupportUsers => Err(Refusal::NotSupportUser),
+    }
+}
+
+/// Prefix of an agent key in a plus-address detail: `support+a-KEY@domain`.
+pub const AGENT_KEY_PREFIX: &str = "a-";
+
+/// Agent keys named by plus-addressed recipients (`local+a-KEY@domain`) of our own addresses.
+pub fn agent_keys_in(mail: &InboundMail, own: &[EmailAddress]) -> Vec<AccessKey> {
+    mail.to
+        .iter()
+        .chain(mail.cc.iter())
+        .filter_map(|m| m.email.split_detail())
+        .filter(|(base, _)| own.contains(base))
+        .filter_map(|(_, detail)| {
+            let d = detail.to_ascii_lowercase();
+            AccessKey::parse(d.strip_prefix(AGENT_KEY_PREFIX)?)
+        })
+        .collect()
 }
 
 /// Access keys named by plus-addressed recipients of our own addresses.
@@ -336,6 +433,12 @@ pub fn decide(
         })
         .or_else(|| {
             lookup
+                .by_agent_key
+                .clone()
+                .map(|t| (t, ThreadRule::AgentKey))
+        })
+        .or_else(|| {
+            lookup
                 .by_tag
                 .iter()
                 .find(|t| sender_is_staff || t.participants.contains(&sender_key))
@@ -354,6 +457,43 @@ pub fn decide(
         };
     }
 
+    if lookup.sender.as_ref().is_some_and(|u| !u.active) {
+        return Decision::Rejected {
+            refusal: Refusal::Inactive,
+            reply: reply_permission(origin, lookup, policy),
+        };
+    }
+    if let (Some((ticket, rule)), true) = (&threaded, sender_is_staff) {
+        if policy.agents_require_auth {
+            if let Err(why) = auth::verify(
+                &mail.authentication_results,
+                &policy.authserv_id,
+                mail.sender.email.domain(),
+            ) {
+                return Decision::HeldAgentReply {
+                    ticket: ticket.clone(),
+                    reason: why,
+                };
+            }
+        }
+        return Decision::AgentReply {
+            ticket: ticket.clone(),
+            rule: *rule,
+        };
+    }
+    let new_ticket =
+        |follows: Option<TicketSummary>| match intake_allows(policy.intake, lookup.sender.as_ref())
+        {
+            Ok(()) => Decision::NewTicket {
+                ack: ack_permission(origin, lookup, policy),
+                follows,
+            },
+            Err(refusal) => Decision::Rejected {
+                refusal,
+                reply: reply_permission(origin, lookup, policy),
+            },
+        };
+
     match threaded {
         Some((ticket, rule)) => {
             let expired = ticket.status == TicketStatus::Closed
@@ -361,10 +501,7 @@ pub fn decide(
                     now - closed > Duration::days(i64::from(policy.reopen_days))
                 });
             if expired {
-                Decision::NewTicket {
-                    ack: ack_permission(origin, lookup, policy),
-                    follows: Some(ticket),
-                }
+                new_ticket(Some(ticket))
             } else {
                 let reopen = ticket.status != TicketStatus::Open;
                 Decision::Reply {
@@ -374,10 +511,7 @@ pub fn decide(
                 }
             }
         }
-        None => Decision::NewTicket {
-            ack: ack_permission(origin, lookup, policy),
-            follows: None,
-        },
+        None => new_ticket(None),
     }
 }
 
@@ -385,6 +519,12 @@ fn ack_permission(origin: &Origin, lookup: &Lookup, policy: &Policy) -> Result<(
     if !policy.acknowledge {
         return Err("acknowledgements are turned off".into());
     }
+    reply_permission(origin, lookup, policy)
+}
+
+/// May an automatic answer (ack, refusal, command error) go to this sender? Never to
+/// automatic mail; at most `acks_per_sender_per_hour` of them together.
+pub fn reply_permission(origin: &Origin, lookup: &Lookup, policy: &Policy) -> Result<(), String> {
     if let Some(reason) = origin.no_ack_reason() {
         return Err(format!("no acknowledgement to automatic mail: {reason}"));
     }
@@ -414,6 +554,19 @@ mod tests {
             reopen_days: 30,
             acks_per_sender_per_hour: 5,
             acknowledge: true,
+            intake: Intake::Open,
+            agents_require_auth: false,
+            authserv_id: "mx.vendor.example".into(),
+        }
+    }
+
+    fn user(role: Role, active: bool, support_user: bool) -> KnownUser {
+        KnownUser {
+            id: 9,
+            role,
+            active,
+            support_user,
+            org: "clinic.example".into(),
         }
     }
 
@@ -553,5 +706,112 @@ mod tests {
         ));
         let keys = access_keys_in(&m, &policy().own_addresses);
         assert_eq!(keys, vec![AccessKey::parse(key).unwrap()]);
+    }
+
+    #[test]
+    fn agent_replies_threaded_by_any_rule_and_held_without_auth() {
+        let m = mail("From: alice@vendor.example\r\nTo: support+a-abcdefghijklmnopqrst@example.test\r\nSubject: Re: [#7] x");
+        assert_eq!(
+            agent_keys_in(&m, &policy().own_addresses),
+            vec![AccessKey::parse("abcdefghijklmnopqrst").unwrap()]
+        );
+        assert!(access_keys_in(&m, &policy().own_addresses).is_empty());
+        let mut l = Lookup {
+            by_agent_key: Some(ticket(7, TicketStatus::Open, &["ann@clinic.example"])),
+            sender: Some(user(Role::Agent, true, false)),
+            ..Lookup::default()
+        };
+        assert!(matches!(
+            run(&m, &l),
+            Decision::AgentReply { rule: ThreadRule::AgentKey, ticket } if ticket.number == 7
+        ));
+        // The subject tag threads agents although they are no participant.
+        l.by_agent_key = None;
+        l.by_tag = vec![ticket(7, TicketStatus::Closed, &["ann@clinic.example"])];
+        assert!(matches!(
+            run(&m, &l),
+            Decision::AgentReply {
+                rule: ThreadRule::SubjectTag,
+                ..
+            }
+        ));
+        let strict = Policy {
+            agents_require_auth: true,
+            ..policy()
+        };
+        assert!(matches!(
+            decide(&m, &loops::origin(&m), &l, &strict, now()),
+            Decision::HeldAgentReply { reason, .. } if reason.contains("authserv-id")
+        ));
+        let signed = mail("From: alice@vendor.example\r\nAuthentication-Results: mx.vendor.example; dmarc=pass header.from=vendor.example\r\nSubject: Re: [#7] x");
+        assert!(matches!(
+            decide(&signed, &loops::origin(&signed), &l, &strict, now()),
+            Decision::AgentReply { .. }
+        ));
+        // A customer with the same mail is a customer reply.
+        l.sender = Some(user(Role::Customer, true, false));
+        l.by_tag = vec![ticket(7, TicketStatus::Open, &["alice@vendor.example"])];
+        assert!(matches!(run(&m, &l), Decision::Reply { .. }));
+    }
+
+    #[test]
+    fn intake_policies_and_inactive_users() {
+        let m = mail("From: ann@clinic.example\r\nSubject: help");
+        let run_with = |intake: Intake, sender: Option<KnownUser>| {
+            let l = Lookup {
+                sender,
+                ..Lookup::default()
+            };
+            let p = Policy { intake, ..policy() };
+            decide(&m, &loops::origin(&m), &l, &p, now())
+        };
+        let created = |d: &Decision| matches!(d, Decision::NewTicket { .. });
+        let refused = |d: &Decision, r: Refusal| matches!(d, Decision::Rejected { refusal, reply: Ok(()) } if *refusal == r);
+        assert!(created(&run_with(Intake::Open, None)));
+        assert!(refused(
+            &run_with(Intake::Known, None),
+            Refusal::UnknownSender
+        ));
+        assert!(created(&run_with(
+            Intake::Known,
+            Some(user(Role::Customer, true, false))
+        )));
+        assert!(refused(
+            &run_with(
+                Intake::SupportUsers,
+                Some(user(Role::Customer, true, false))
+            ),
+            Refusal::NotSupportUser
+        ));
+        assert!(created(&run_with(
+            Intake::SupportUsers,
+            Some(user(Role::Customer, true, true))
+        )));
+        assert!(created(&run_with(
+            Intake::SupportUsers,
+            Some(user(Role::Agent, true, false))
+        )));
+        assert!(refused(
+            &run_with(Intake::Open, Some(user(Role::Customer, false, true))),
+            Refusal::Inactive
+        ));
+        // Refusal answers share the acknowledgement rate limit and skip automatic mail.
+        let l = Lookup {
+            recent_acks: 5,
+            ..Lookup::default()
+        };
+        let p = Policy {
+            intake: Intake::Known,
+            ..policy()
+        };
+        assert!(matches!(
+            decide(&m, &loops::origin(&m), &l, &p, now()),
+            Decision::Rejected { reply: Err(_), .. }
+        ));
+        let bulk = mail("From: news@clinic.example\r\nPrecedence: bulk");
+        assert!(matches!(
+            decide(&bulk, &loops::origin(&bulk), &Lookup::default(), &p, now()),
+            Decision::Rejected { reply: Err(_), .. }
+        ));
     }
 }

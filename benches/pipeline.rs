@@ -1,0 +1,54 @@
+//! Pure-core throughput: parse + quote stripping + classify of the triage corpus, one core.
+//! `cargo bench --bench pipeline`; target ≥ 20,000 messages/s.
+
+// Benchmark code: a missing fixture is a setup error worth a loud stop.
+#![allow(clippy::expect_used)]
+
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use supportd::mail::parse::parse;
+use supportd::mail::quote::strip_quotes;
+use supportd::triage::Rules;
+
+fn corpus() -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/triage-dev");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("corpus dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read(p).expect("eml"))
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let mails = corpus();
+    let rules = Rules::from_toml(supportd::setup::DEFAULT_RULES, "config/triage.toml")
+        .expect("default rules");
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(mails.len() as u64));
+    g.bench_function("parse", |b| {
+        b.iter(|| {
+            for raw in &mails {
+                std::hint::black_box(parse(raw).ok());
+            }
+        })
+    });
+    g.bench_function("parse+classify", |b| {
+        b.iter(|| {
+            for raw in &mails {
+                if let Ok(m) = parse(raw) {
+                    std::hint::black_box(rules.classify(&m.subject, &strip_quotes(&m.body)));
+                }
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,273 @@
+//! `supportd run`: the IMAP pollers and the outbox sender as tasks sharing one store and one
+//! pipeline, under systemd supervision (Type=notify, watchdog) and Unix signals:
+//! SIGTERM/SIGINT stop taking work and finish what is in flight; SIGHUP reloads templates and
+//! triage rules without dropping connections.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{watch, Notify, RwLock};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::clock::Clock;
+use crate::pipeline::Pipeline;
+use crate::setup::SetupError;
+use crate::store::Store;
+
+/// How long shutdown waits for in-flight work before aborting tasks (systemd allows 90 s;
+/// the contract is 10 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+/// A task that has not made progress for this long is stuck: the watchdog stops being fed.
+const STUCK_AFTER: Duration = Duration::from_secs(300);
+
+/// State every task shares.
+pub struct Shared {
+    store: Store,
+    /// Swapped whole on SIGHUP; tasks take the current one per message.
+    pipeline: RwLock<Arc<Pipeline>>,
+    clock: Arc<dyn Clock>,
+    outbox_wake: Notify,
+    connected: Notify,
+    shutdown: watch::Receiver<bool>,
+    envelope_from: lettre::Address,
+}
+
+impl Shared {
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.read().await.clone()
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Tells the outbox sender that mail was queued (no fixed sleep in the hot path).
+    pub fn wake_outbox(&self) {
+        self.outbox_wake.notify_one();
+    }
+
+    pub async fn outbox_woken(&self) {
+        self.outbox_wake.notified().await;
+    }
+
+    pub fn mailbox_connected(&self) {
+        self.connected.notify_one();
+    }
+
+    pub fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// The SMTP envelope sender: our support address.
+    pub fn envelope_from(&self) -> lettre::Address {
+        self.envelope_from.clone()
+    }
+}
+
+/// Progress marker of one task, read by the watchdog.
+#[derive(Clone)]
+pub struct Heartbeat {
+    name: Arc<str>,
+    start: Instant,
+    last_ms: Arc<AtomicI64>,
+}
+
+impl Heartbeat {
+    fn new(name: &str, start: Instant) -> Heartbeat {
+        Heartbeat {
+            name: name.into(),
+            start,
+            last_ms: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    pub fn beat(&self) {
+        let ms = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn age(&self) -> Duration {
+        let now = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let last = self.last_ms.load(Ordering::Relaxed);
+        Duration::from_millis(u64::try_from(now - last).unwrap_or(0))
+    }
+}
+
+/// Exponential backoff with ±25 % jitter, so replicas and mailboxes don't retry in lockstep.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Backoff {
+        Backoff {
+            base,
+            max,
+            current: base,
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let mut b = [0u8; 2];
+        let r = if getrandom::fill(&mut b).is_ok() {
+            f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
+        } else {
+            0.5
+        };
+        d.mul_f64(0.75 + r * 0.5)
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.base;
+    }
+}
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("signal handling: {0}")]
+    Signals(#[from] std::io::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Runs until SIGTERM/SIGINT. `reload` rebuilds the pipeline on SIGHUP.
+pub async fn run(
+    pipeline: Pipeline,
+    store: Store,
+    reload: impl Fn() -> Result<Pipeline, SetupError>,
+) -> Result<(), DaemonError> {
+    let config = pipeline.config.clone();
+    let start = Instant::now();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let support = config.support_address();
+    let envelope_from = lettre::Address::new(support.local(), support.domain())
+        .map_err(|e| DaemonError::Setup(format!("support.address: {e}")))?;
+    let shared = Arc::new(Shared {
+        store,
+        clock: pipeline.clock.clone(),
+        pipeline: RwLock::new(Arc::new(pipeline)),
+        outbox_wake: Notify::new(),
+        connected: Notify::new(),
+        shutdown: shutdown_rx,
+        envelope_from,
+    });
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+
+    let mut tasks = JoinSet::new();
+    let mut beats = Vec::new();
+    match &config.smtp {
+        Some(smtp) => {
+            let transport =
+                crate::outbox::transport(smtp).map_err(|e| DaemonError::Setup(e.to_string()))?;
+            let hb = Heartbeat::new("outbox", start);
+            beats.push(hb.clone());
+            tasks.spawn(crate::outbox::run(
+                transport,
+                smtp.clone(),
+                shared.clone(),
+                hb,
+            ));
+        }
+        None => warn!("no [smtp] configured: acknowledgements stay queued in the outbox"),
+    }
+    for m in &config.mailbox {
+        let hb = Heartbeat::new(&format!("mailbox {}", m.name), start);
+        beats.push(hb.clone());
+        tasks.spawn(crate::imap::run(m.clone(), shared.clone(), hb));
+    }
+    if config.mailbox.is_empty() {
+        warn!("no [[mailbox]] configured: only `supportd ingest` brings mail in");
+    }
+
+    // READY once migrations ran (done by the caller) and the first mailbox connected.
+    let mut ready = config.mailbox.is_empty();
+    if ready {
+        notify(&[sd_notify::NotifyState::Ready]);
+        info!("supportd ready");
+    }
+    let watchdog = watchdog_interval();
+    let ping_every = watchdog.map_or(Duration::from_secs(3600), |d| d / 3);
+    let mut ticker = tokio::time::interval(ping_every);
+    loop {
+        tokio::select! {
+            _ = shared.connected.notified(), if !ready => {
+                ready = true;
+                info!("supportd ready: first mailbox connected");
+                notify(&[sd_notify::NotifyState::Ready]);
+            }
+            _ = ticker.tick() => {
+                if watchdog.is_some() {
+                    match beats.iter().find(|b| b.age() > STUCK_AFTER) {
+                        None => notify(&[sd_notify::NotifyState::Watchdog]),
+                        Some(b) => error!(task = %b.name, stuck_for = ?b.age(), "task stuck: withholding the watchdog ping"),
+                    }
+                }
+            }
+            _ = sighup.recv() => {
+                notify(&[sd_notify::NotifyState::Reloading]);
+                match reload() {
+                    Ok(p) => {
+                        *shared.pipeline.write().await = Arc::new(p);
+                        info!("SIGHUP: templates and triage rules reloaded");
+                    }
+                    Err(e) => error!(error = %e, "SIGHUP: reload failed; keeping the previous rules and templates"),
+                }
+                notify(&[sd_notify::NotifyState::Ready]);
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            Some(done) = tasks.join_next() => {
+                if let Err(e) = done {
+                    error!(error = %e, "a task ended unexpectedly");
+                }
+            }
+        }
+    }
+    info!("shutting down: finishing the message and the send in flight");
+    notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = shutdown_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!("tasks did not finish within {SHUTDOWN_GRACE:?}; aborting them (nothing is lost: uncommitted mail stays in the mailbox)");
+        tasks.abort_all();
+    }
+    shared.store.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// `WATCHDOG_USEC` as sd_watchdog_enabled(3) reads it: it applies to us unless
+/// `WATCHDOG_PID` names another process.
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.parse::<u32>().ok() != Some(std::process::id()) => None,
+        _ => (usec > 0).then(|| Duration::from_micros(usec)),
+    }
+}
+
+fn notify(state: &[sd_notify::NotifyState]) {
+    // Without $NOTIFY_SOCKET (not under systemd) this is a no-op.
+    if let Err(e) = sd_notify::notify(false, state) {
+        warn!(error = %e, "sd_notify failed");
+    }
+}

@@ -1,0 +1,253 @@
+//! The outbox sender: claims due rows, relays their stored bytes over SMTP, and marks them
+//! `sent`; transient failures (4xx, connection trouble) retry with exponential backoff up to
+//! `smtp.retry_hours`, permanent ones (5xx) mark the row `failed` with the server's reply.
+//! At-least-once: a row is marked sent only after the server accepted it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Duration as ChronoDuration;
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::config::{Smtp, TlsMode};
+use crate::daemon::{Backoff, Heartbeat, Shared};
+use crate::secrets;
+use crate::store::OutboxJob;
+
+/// How long a claimed row is reserved for this sender before another may retry it.
+const LEASE_SECONDS: i64 = 300;
+/// Rows claimed per round.
+const CLAIM_BATCH: i64 = 20;
+/// Longest sleep when nothing is due (the pipeline wakes us earlier when it queues mail).
+const IDLE_WAIT: Duration = Duration::from_secs(30);
+
+/// The outbox sender could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("smtp: {0}")]
+    Config(String),
+}
+
+/// Builds the SMTP transport from `[smtp]`.
+pub fn transport(s: &Smtp) -> Result<AsyncSmtpTransport<Tokio1Executor>, OutboxError> {
+    let tls_params = || -> Result<TlsParameters, OutboxError> {
+        let mut b = TlsParameters::builder(s.host.clone());
+        if let Some(ca) = &s.ca_file {
+            let path = secrets::expand_path(ca);
+            let pem = std::fs::read(&path)
+                .map_err(|e| OutboxError::Config(format!("ca_file {}: {e}", path.display())))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| OutboxError::Config(format!("ca_file {}: {e}", path.display())))?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build_rustls()
+            .map_err(|e| OutboxError::Config(format!("TLS set-up: {e}")))
+    };
+    let builder =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.clone()).port(s.port);
+    let builder = match s.tls {
+        TlsMode::Implicit => builder.tls(Tls::Wrapper(tls_params()?)),
+        TlsMode::Starttls => builder.tls(Tls::Required(tls_params()?)),
+        TlsMode::None => {
+            if !crate::config::is_loopback(&s.host) {
+                return Err(OutboxError::Config(format!(
+                    "tls = \"none\" refused for non-loopback host {}",
+                    s.host
+                )));
+            }
+            builder.tls(Tls::None)
+        }
+    };
+    let password = secrets::password(s.password_file.as_deref(), s.password_env.as_deref())
+        .map_err(|e| OutboxError::Config(e.to_string()))?;
+    let builder = match (&s.username, password) {
+        (Some(user), Some(pass)) => builder.credentials(Credentials::new(user.clone(), pass)),
+        _ => builder,
+    };
+    Ok(builder.timeout(Some(Duration::from_secs(60))).build())
+}
+
+/// What to do with a row after one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Sent,
+    Retry { after: Duration, error: String },
+    Failed(String),
+}
+
+/// The retry policy, pure: attempt `n` (0-based) failed with `error`.
+pub fn verdict(
+    permanent: bool,
+    error: String,
+    attempts_before: i64,
+    age: ChronoDuration,
+    horizon_hours: u32,
+) -> Verdict {
+    if permanent {
+        return Verdict::Failed(error);
+    }
+    if age > ChronoDuration::hours(i64::from(horizon_hours)) {
+        return Verdict::Failed(format!("gave up after {horizon_hours} h: {error}"));
+    }
+    // 30 s, 1 min, 2 min, ... capped at one hour.
+    let exp = u32::try_from(attempts_before.clamp(0, 7)).unwrap_or(7);
+    let secs = (30u64 << exp).min(3600);
+    Verdict::Retry {
+        after: Duration::from_secs(secs),
+        error,
+    }
+}
+
+/// Runs the sender until shutdown.
+pub async fn run(
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    smtp: Smtp,
+    shared: Arc<Shared>,
+    heartbeat: Heartbeat,
+) {
+    let span = info_span!("outbox", smtp = %smtp.host);
+    async move {
+        let mut shutdown = shared.shutdown();
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let from = shared.envelope_from();
+        loop {
+            heartbeat.beat();
+            if *shutdown.borrow() {
+                return;
+            }
+            let now = shared.now();
+            let jobs = match shared
+                .store()
+                .claim_outbox(now, LEASE_SECONDS, CLAIM_BATCH)
+                .await
+            {
+                Ok(jobs) => {
+                    backoff.reset();
+                    jobs
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot read the outbox; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_delay()) => continue,
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            };
+            let got_work = !jobs.is_empty();
+            for job in jobs {
+                // A send in flight finishes even during shutdown (bounded by the SMTP timeout).
+                deliver(&transport, &from, job, &smtp, &shared).await;
+                heartbeat.beat();
+            }
+            if got_work {
+                continue;
+            }
+            let wait = match shared.store().next_outbox_due().await {
+                Ok(Some(t)) => (t - shared.now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(IDLE_WAIT),
+                _ => IDLE_WAIT,
+            };
+            tokio::select! {
+                _ = shared.outbox_woken() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn deliver(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &Address,
+    job: OutboxJob,
+    smtp: &Smtp,
+    shared: &Shared,
+) {
+    let span = info_span!("send", outbox_id = job.id, attempt = job.attempts + 1);
+    async {
+        let to: Vec<Address> = job
+            .recipients
+            .iter()
+            .filter_map(|r| r.parse::<Address>().ok())
+            .collect();
+        let verdict = if to.is_empty() {
+            Verdict::Failed("no deliverable recipient".into())
+        } else {
+            match Envelope::new(Some(from.clone()), to) {
+                Err(e) => Verdict::Failed(format!("envelope: {e}")),
+                Ok(envelope) => match transport.send_raw(&envelope, &job.raw).await {
+                    Ok(_) => Verdict::Sent,
+                    Err(e) => verdict(
+                        e.is_permanent(),
+                        e.to_string(),
+                        job.attempts,
+                        shared.now() - job.created_at,
+                        smtp.retry_hours,
+                    ),
+                },
+            }
+        };
+        let store = shared.store();
+        let result = match &verdict {
+            Verdict::Sent => {
+                info!("sent");
+                store.outbox_sent(job.id, shared.now()).await
+            }
+            Verdict::Retry { after, error } => {
+                warn!(error = %error, retry_in = ?after, "send failed; will retry");
+                let next = shared.now()
+                    + ChronoDuration::from_std(*after).unwrap_or(ChronoDuration::seconds(60));
+                store.outbox_retry(job.id, next, error).await
+            }
+            Verdict::Failed(error) => {
+                warn!(error = %error, "send failed permanently");
+                store.outbox_failed(job.id, error).await
+            }
+        };
+        if let Err(e) = result {
+            // The lease expires and the row is retried: at-least-once, never lost.
+            warn!(error = %e, "cannot record the send result; the row will be retried");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_policy() {
+        let h = ChronoDuration::hours(1);
+        assert_eq!(
+            verdict(true, "550".into(), 0, h, 48),
+            Verdict::Failed("550".into())
+        );
+        assert_eq!(
+            verdict(false, "451".into(), 0, h, 48),
+            Verdict::Retry {
+                after: Duration::from_secs(30),
+                error: "451".into()
+            }
+        );
+        assert!(
+            matches!(verdict(false, "451".into(), 3, h, 48), Verdict::Retry { after, .. } if after == Duration::from_secs(240))
+        );
+        assert!(
+            matches!(verdict(false, "451".into(), 30, h, 48), Verdict::Retry { after, .. } if after == Duration::from_secs(3600))
+        );
+        assert!(matches!(
+            verdict(false, "451".into(), 3, ChronoDuration::hours(49), 48),
+            Verdict::Failed(_)
+        ));
+    }
+}

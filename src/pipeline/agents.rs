@@ -1,0 +1,744 @@
+//! The pipeline's agent side (issue 4): notifications to agents, agent replies with their
+//! commands, held (unauthenticated) agent mail, and mail refused by the intake policy.
+//! The decisions are made in [`crate::tickets`]; this module only applies them.
+
+use chrono::{DateTime, Utc};
+
+use super::{Action, Outcome, Pipeline, PipelineError};
+use crate::mail::address::EmailAddress;
+use crate::mail::compose::{Outgoing, Party};
+use crate::mail::parse::{Attachment, InboundMail};
+use crate::mail::quote::strip_quotes;
+use crate::store::{NewMessage, NewOutbox, NewUser, StoreError, TicketRecord, Tx, UserRecord};
+use crate::tickets::commands::{self, Assignee, Command, NotUnderstood};
+use crate::tickets::notify::{self, NotifyEvent, NotifyFacts, StaffMember};
+use crate::tickets::replies::{self, Answering, Sender, TicketFacts};
+use crate::tickets::{AccessKey, KnownUser, Refusal, Sla, TicketStatus, TicketSummary};
+use crate::triage::{Category, Level};
+
+/// A command with its arguments resolved against the store and the triage rules.
+enum Step {
+    Status(TicketStatus),
+    Urgency(Level),
+    Category(Category),
+    Assign(UserRecord),
+    Cc(EmailAddress),
+}
+
+impl Pipeline {
+    fn sender<'a>(&'a self, support: &'a EmailAddress) -> Sender<'a> {
+        Sender {
+            support_name: &self.config.support.name,
+            support_address: support,
+            public_url: &self.config.support.public_url,
+            phone: &self.config.support.phone,
+        }
+    }
+
+    fn level_of(&self, urgency: u8) -> Result<Level, PipelineError> {
+        self.rules
+            .level(urgency)
+            .or_else(|| self.rules.levels().last())
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt("triage rules define no levels".into()).into())
+    }
+
+    fn category_of(&self, id: &str) -> Category {
+        self.rules
+            .category(id)
+            .cloned()
+            .unwrap_or_else(|| Category {
+                id: id.to_string(),
+                name: id.to_string(),
+            })
+    }
+
+    /// Queues one mail (and, when `history`, records it on the ticket as an outbound message).
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        tx: &mut Tx,
+        ticket_id: Option<i64>,
+        kind: &str,
+        out: &Outgoing,
+        attachments: &[Attachment],
+        history: Option<(&str, Option<i64>)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), PipelineError> {
+        let bytes = out
+            .to_bytes_with(attachments)
+            .map_err(|e| StoreError::Corrupt(format!("{kind} mail cannot be composed: {e}")))?;
+        tx.queue_outbox(&NewOutbox {
+            ticket_id,
+            kind,
+            message_id: &out.message_id,
+            recipients: &out.recipients().join(","),
+            subject: &out.subject,
+            raw: &bytes,
+            created_at: now,
+        })
+        .await?;
+        if let (Some(ticket_id), Some((author, author_id))) = (ticket_id, history) {
+            tx.insert_message(&NewMessage {
+                ticket_id,
+                message_id: &out.message_id,
+                direction: "outbound",
+                kind,
+                author,
+                author_id,
+                internal: false,
+                subject: &out.subject,
+                body: &out.body,
+                raw: None,
+                created_at: now,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Records an inbound mail on a ticket with `body` (agent mail keeps only the new text;
+    /// the raw bytes are kept verbatim anyway).
+    #[allow(clippy::too_many_arguments)]
+    async fn record_with_body(
+        &self,
+        tx: &mut Tx,
+        mail: &InboundMail,
+        raw: &[u8],
+        ticket_id: i64,
+        kind: &str,
+        author_id: Option<i64>,
+        body: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let row = tx
+            .insert_message(&NewMessage {
+                ticket_id,
+                message_id: &mail.message_id,
+                direction: "inbound",
+                kind,
+                author: &mail.sender.email.to_string(),
+                author_id,
+                internal: true,
+                subject: &mail.subject,
+                body,
+                raw: Some(raw),
+                created_at: at,
+            })
+            .await?;
+        for a in &mail.attachments {
+            tx.insert_attachment(row, a).await?;
+        }
+        Ok(())
+    }
+
+    /// The ticket's agent key, created for tickets from before migration 0002.
+    async fn agent_key(&self, tx: &mut Tx, t: &TicketRecord) -> Result<AccessKey, StoreError> {
+        if let Some(k) = t.agent_key.as_deref().and_then(AccessKey::parse) {
+            return Ok(k);
+        }
+        let k = self.ids.access_key();
+        tx.set_agent_key(t.id, k.as_str()).await?;
+        Ok(k)
+    }
+
+    /// Gives a new ticket its agent key (before anything can be notified).
+    pub(super) async fn init_agent_key(
+        &self,
+        tx: &mut Tx,
+        ticket_id: i64,
+    ) -> Result<(), StoreError> {
+        let k = self.ids.access_key();
+        tx.set_agent_key(ticket_id, k.as_str()).await
+    }
+
+    fn staff_member(&self, u: &UserRecord) -> Option<StaffMember> {
+        let email = EmailAddress::parse(&u.email)?;
+        let categories = self
+            .config
+            .agent
+            .iter()
+            .find(|a| EmailAddress::parse(&a.email).is_some_and(|e| e == email))
+            .map(|a| a.categories.clone())
+            .unwrap_or_default();
+        Some(StaffMember {
+            email,
+            name: u.name.clone(),
+            categories,
+        })
+    }
+
+    /// Notifies the agents (assignee, category agents or all) about a customer's mail.
+    pub(super) async fn notify_agents(
+        &self,
+        tx: &mut Tx,
+        ticket_id: i64,
+        event: NotifyEvent,
+        mail: &InboundMail,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, PipelineError> {
+        if !self.config.support.notify_agents {
+            return Ok(0);
+        }
+        let t = tx.ticket_record(ticket_id).await?;
+        let staff: Vec<StaffMember> = tx
+            .active_staff()
+            .await?
+            .iter()
+            .filter_map(|u| self.staff_member(u))
+            .collect();
+        let assignee = t
+            .assignee
+            .as_ref()
+            .filter(|a| a.active && a.role != "customer")
+            .and_then(|a| self.staff_member(a));
+        let to = notify::route(assignee.as_ref(), &staff, &t.category, &mail.sender.email);
+        if to.is_empty() {
+            return Ok(0);
+        }
+        let key = self.agent_key(tx, &t).await?;
+        let level = self.level_of(t.urgency)?;
+        let category = self.category_of(&t.category);
+        let support = self.config.support_address();
+        for agent in &to {
+            let facts = NotifyFacts {
+                support_name: &self.config.support.name,
+                support_address: &support,
+                tag: &self.tag,
+                number: t.number,
+                agent_key: &key,
+                event,
+                subject: &t.subject,
+                status: t.status,
+                author: Party {
+                    name: mail.sender.name.clone(),
+                    email: mail.sender.email.clone(),
+                },
+                requester: party(&t.requester),
+                category: &category,
+                level: &level,
+                first_response_due: t.first_response_due,
+                resolution_due: t.resolution_due,
+                first_response_at: t.first_response_at,
+                assignee: t.assignee.as_ref().map(|a| a.email.clone()),
+                text,
+                attachments: &mail.attachments,
+                inbound_message_id: &mail.message_id,
+                inbound_references: &mail.references,
+                message_id: self.ids.message_id(support.domain()),
+                now,
+            };
+            let out = notify::notification(&facts, agent, &self.templates)?;
+            self.send(
+                tx,
+                Some(t.id),
+                "notify-agent",
+                &out,
+                &mail.attachments,
+                None,
+                now,
+            )
+            .await?;
+        }
+        let names: Vec<String> = to.iter().map(|a| a.email.to_string()).collect();
+        tx.insert_event(t.id, now, "system", "notified", &names.join(", "))
+            .await?;
+        Ok(to.len())
+    }
+
+    /// A customer's reply beyond recording it: agents are told, and commands a non-agent
+    /// wrote are refused with an explanation.
+    pub(super) async fn after_customer_reply(
+        &self,
+        tx: &mut Tx,
+        mail: &InboundMail,
+        ticket: &TicketSummary,
+        can_answer: Result<(), String>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, PipelineError> {
+        let text = strip_quotes(&mail.body);
+        let parsed = commands::parse(&text);
+        let mut note = None;
+        if !parsed.command_lines.is_empty() {
+            let lines = parsed.command_lines.join(", ");
+            tx.insert_event(
+                ticket.id,
+                now,
+                &mail.sender.email.to_string(),
+                "commands-ignored",
+                &format!("not an agent: {lines}"),
+            )
+            .await?;
+            note = Some(format!("commands from a non-agent not executed: {lines}"));
+            if can_answer.is_ok() {
+                let errors: Vec<NotUnderstood> = parsed
+                    .command_lines
+                    .iter()
+                    .map(|l| NotUnderstood {
+                        line: l.clone(),
+                        why: "only agents may use commands".into(),
+                    })
+                    .collect();
+                self.command_error(tx, mail, ticket.id, ticket.number, false, &errors, now)
+                    .await?;
+            }
+        }
+        self.notify_agents(tx, ticket.id, NotifyEvent::CustomerReply, mail, &text, now)
+            .await?;
+        Ok(note)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn command_error(
+        &self,
+        tx: &mut Tx,
+        mail: &InboundMail,
+        ticket_id: i64,
+        number: i64,
+        from_agent: bool,
+        errors: &[NotUnderstood],
+        now: DateTime<Utc>,
+    ) -> Result<(), PipelineError> {
+        let support = self.config.support_address();
+        let answering = Answering {
+            to: Party {
+                name: mail.sender.name.clone(),
+                email: mail.sender.email.clone(),
+            },
+            subject: &mail.subject,
+            message_id: &mail.message_id,
+            references: &mail.references,
+        };
+        let out = replies::command_error(
+            &self.sender(&support),
+            &answering,
+            &self.tag,
+            number,
+            from_agent,
+            errors,
+            self.ids.message_id(support.domain()),
+            now,
+            &self.templates,
+        )?;
+        self.send(tx, Some(ticket_id), "command-error", &out, &[], None, now)
+            .await
+    }
+
+    /// An agent's mail that failed authentication: an internal note for review, nothing more.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn held_agent_reply(
+        &self,
+        tx: &mut Tx,
+        mail: &InboundMail,
+        raw: &[u8],
+        ticket: &TicketSummary,
+        reason: &str,
+        received_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        let author = tx
+            .user_record(&mail.sender.email.key())
+            .await?
+            .map(|u| u.id);
+        self.record_with_body(
+            tx,
+            mail,
+            raw,
+            ticket.id,
+            "held-agent-reply",
+            author,
+            &mail.body,
+            received_at,
+        )
+        .await?;
+        tx.insert_event(
+            ticket.id,
+            now,
+            &mail.sender.email.to_string(),
+            "held",
+            &format!("agent reply held for review: {reason}"),
+        )
+        .await?;
+        Ok(self.outcome(
+            mail,
+            Action::Ignored,
+            Some(ticket.number),
+            Some(format!("agent reply held for review: {reason}")),
+        ))
+    }
+
+    /// Mail refused by the intake policy or from a deactivated user.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn reject(
+        &self,
+        tx: &mut Tx,
+        mail: &InboundMail,
+        raw: &[u8],
+        refusal: Refusal,
+        reply: Result<(), String>,
+        sender: Option<&KnownUser>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        let reason = refusal.reason();
+        tx.insert_ignored(
+            &mail.message_id,
+            &mail.sender.email.to_string(),
+            &mail.subject,
+            &format!("rejected: {reason}"),
+            raw,
+            now,
+        )
+        .await?;
+        let answered = match reply {
+            Err(why) => format!("not answered: {why}"),
+            Ok(()) => {
+                let support = self.config.support_address();
+                let org = sender
+                    .map(|u| u.org.clone())
+                    .unwrap_or_else(|| mail.sender.email.domain().to_string());
+                let answering = Answering {
+                    to: Party {
+                        name: mail.sender.name.clone(),
+                        email: mail.sender.email.clone(),
+                    },
+                    subject: &mail.subject,
+                    message_id: &mail.message_id,
+                    references: &mail.references,
+                };
+                let out = replies::refusal(
+                    &self.sender(&support),
+                    &answering,
+                    refusal,
+                    &org,
+                    self.ids.message_id(support.domain()),
+                    now,
+                    &self.templates,
+                )?;
+                self.send(tx, None, refusal.kind(), &out, &[], None, now)
+                    .await?;
+                "answered".to_string()
+            }
+        };
+        Ok(self.outcome(
+            mail,
+            Action::Rejected,
+            None,
+            Some(format!("{reason}; {answered}")),
+        ))
+    }
+
+    /// An agent's reply: commands, then the text relayed to the customer (or kept as a note).
+    pub(super) async fn agent_reply(
+        &self,
+        tx: &mut Tx,
+        mail: &InboundMail,
+        raw: &[u8],
+        ticket: &TicketSummary,
+        received_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        let agent = tx
+            .user_record(&mail.sender.email.key())
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("agent reply from no stored user".into()))?;
+        let actor = agent.email.clone();
+        let text = strip_quotes(&mail.body);
+        let parsed = commands::parse(&text);
+        let mut errors = parsed.not_understood.clone();
+        let mut steps = Vec::new();
+        for c in &parsed.commands {
+            let refuse = |why: String| NotUnderstood {
+                line: c.display(),
+                why,
+            };
+            match c {
+                Command::Close => steps.push(Step::Status(TicketStatus::Closed)),
+                Command::Pending => steps.push(Step::Status(TicketStatus::Pending)),
+                Command::Open => steps.push(Step::Status(TicketStatus::Open)),
+                Command::Note => {}
+                Command::Urgency(n) => match self.rules.level(*n) {
+                    Some(l) => steps.push(Step::Urgency(l.clone())),
+                    None => {
+                        let known: Vec<String> = self
+                            .rules
+                            .levels()
+                            .iter()
+                            .map(|l| l.level.to_string())
+                            .collect();
+                        errors.push(refuse(format!(
+                            "no urgency level {n}; levels are {}",
+                            known.join(", ")
+                        )));
+                    }
+                },
+                Command::Category(id) => match self.rules.category(id) {
+                    Some(cat) => steps.push(Step::Category(cat.clone())),
+                    None => {
+                        let known: Vec<&str> = self
+                            .rules
+                            .categories()
+                            .iter()
+                            .map(|c| c.id.as_str())
+                            .collect();
+                        errors.push(refuse(format!(
+                            "no category `{id}`; categories are {}",
+                            known.join(", ")
+                        )));
+                    }
+                },
+                Command::Assign(Assignee::Me) => steps.push(Step::Assign(agent.clone())),
+                Command::Assign(Assignee::Email(e)) => match tx.user_record(&e.key()).await? {
+                    Some(u) if u.active && u.role != "customer" => steps.push(Step::Assign(u)),
+                    _ => errors.push(refuse(format!("{e} is no active agent"))),
+                },
+                Command::Cc(e) => steps.push(Step::Cc(e.clone())),
+            }
+        }
+
+        if !errors.is_empty() {
+            // All or nothing: a mistyped `#note` must not send an internal text to the customer.
+            self.record_with_body(
+                tx,
+                mail,
+                raw,
+                ticket.id,
+                "agent-refused",
+                Some(agent.id),
+                &text,
+                received_at,
+            )
+            .await?;
+            let lines: Vec<&str> = errors.iter().map(|e| e.line.as_str()).collect();
+            let lines = lines.join(", ");
+            tx.insert_event(ticket.id, now, &actor, "commands-refused", &lines)
+                .await?;
+            self.command_error(tx, mail, ticket.id, ticket.number, true, &errors, now)
+                .await?;
+            return Ok(self.outcome(
+                mail,
+                Action::AgentReply,
+                Some(ticket.number),
+                Some(format!(
+                    "commands not understood ({lines}): nothing executed or sent, kept as an internal note"
+                )),
+            ));
+        }
+
+        let note = parsed.is_note();
+        self.record_with_body(
+            tx,
+            mail,
+            raw,
+            ticket.id,
+            if note { "note" } else { "agent" },
+            Some(agent.id),
+            &parsed.text,
+            received_at,
+        )
+        .await?;
+        let before = tx.ticket_record(ticket.id).await?;
+        let mut status = before.status;
+        let mut closed_now = false;
+        let mut done: Vec<String> = Vec::new();
+        for step in steps {
+            match step {
+                Step::Status(s) if s == status => {}
+                Step::Status(s) => {
+                    tx.set_status(ticket.id, s, now).await?;
+                    let detail = format!("{} → {}", status.as_str(), s.as_str());
+                    tx.insert_event(ticket.id, now, &actor, "status", &detail)
+                        .await?;
+                    closed_now = s == TicketStatus::Closed;
+                    status = s;
+                    done.push(format!("#{}", s.as_str()));
+                }
+                Step::Urgency(level) => {
+                    let sla = Sla::starting(
+                        before.created_at,
+                        level.first_response_hours,
+                        level.resolution_hours,
+                    );
+                    tx.set_urgency(
+                        ticket.id,
+                        level.level,
+                        sla.first_response_due,
+                        sla.resolution_due,
+                        now,
+                    )
+                    .await?;
+                    let detail = format!("{} → {}", before.urgency, level.level);
+                    tx.insert_event(ticket.id, now, &actor, "urgency", &detail)
+                        .await?;
+                    done.push(format!("#urgency {}", level.level));
+                }
+                Step::Category(cat) => {
+                    tx.set_category(ticket.id, &cat.id, now).await?;
+                    let detail = format!("{} → {}", before.category, cat.id);
+                    tx.insert_event(ticket.id, now, &actor, "category", &detail)
+                        .await?;
+                    done.push(format!("#category {}", cat.id));
+                }
+                Step::Assign(user) => {
+                    tx.set_assignee(ticket.id, user.id, now).await?;
+                    tx.insert_event(ticket.id, now, &actor, "assign", &user.email)
+                        .await?;
+                    done.push(format!("#assign {}", user.email));
+                }
+                Step::Cc(email) => {
+                    let uid = tx
+                        .ensure_user(
+                            &NewUser {
+                                email: &email.to_string(),
+                                email_key: &email.key(),
+                                name: "",
+                                role: "customer",
+                            },
+                            now,
+                        )
+                        .await?;
+                    tx.add_participant(ticket.id, uid).await?;
+                    tx.insert_event(ticket.id, now, &actor, "cc", &email.to_string())
+                        .await?;
+                    done.push(format!("#cc {email}"));
+                }
+            }
+        }
+        tx.touch_ticket(ticket.id, now).await?;
+
+        let mut reason = Vec::new();
+        if note {
+            tx.insert_event(ticket.id, now, &actor, "note", "internal note")
+                .await?;
+            reason.push("internal note; nothing sent".to_string());
+        } else {
+            let t = tx.ticket_record(ticket.id).await?;
+            let relay = !parsed.text.trim().is_empty() || !mail.attachments.is_empty();
+            let support = self.config.support_address();
+            if relay {
+                let side = self.customer_side(tx, &t).await?;
+                let out = replies::agent_reply(
+                    &self.sender(&support),
+                    &self.ticket_facts(&side, now),
+                    &agent.name,
+                    &parsed.text,
+                    &self.templates,
+                )?;
+                self.send(
+                    tx,
+                    Some(t.id),
+                    "agent-reply",
+                    &out,
+                    &mail.attachments,
+                    Some((&actor, Some(agent.id))),
+                    now,
+                )
+                .await?;
+                if tx.set_first_response(t.id, now).await? {
+                    tx.insert_event(t.id, now, &actor, "first-response", "")
+                        .await?;
+                }
+                tx.insert_event(t.id, now, &actor, "reply", &out.recipients().join(", "))
+                    .await?;
+                reason.push(format!("relayed to {}", out.recipients().join(", ")));
+            }
+            if closed_now && self.config.support.notify_on_close {
+                let side = self.customer_side(tx, &t).await?;
+                let out = replies::closed_notice(
+                    &self.sender(&support),
+                    &self.ticket_facts(&side, now),
+                    &agent.name,
+                    &self.templates,
+                )?;
+                self.send(
+                    tx,
+                    Some(t.id),
+                    "closed",
+                    &out,
+                    &[],
+                    Some((&support.to_string(), None)),
+                    now,
+                )
+                .await?;
+                reason.push("closing notice sent".into());
+            }
+        }
+        if !done.is_empty() {
+            reason.push(format!("commands: {}", done.join(" ")));
+        }
+        Ok(self.outcome(
+            mail,
+            Action::AgentReply,
+            Some(ticket.number),
+            (!reason.is_empty()).then(|| reason.join("; ")),
+        ))
+    }
+
+    /// Who a mail to the ticket's customer goes to, and how it threads.
+    async fn customer_side(
+        &self,
+        tx: &mut Tx,
+        t: &TicketRecord,
+    ) -> Result<CustomerSide, PipelineError> {
+        let ids = tx.customer_message_ids(t.id).await?;
+        let cc = tx
+            .collaborators(t.id)
+            .await?
+            .iter()
+            .filter(|u| u.email.to_lowercase() != t.requester.email.to_lowercase())
+            .map(party)
+            .collect();
+        let access_key = AccessKey::parse(&t.access_key)
+            .ok_or_else(|| StoreError::Corrupt(format!("ticket #{} access key", t.number)))?;
+        Ok(CustomerSide {
+            number: t.number,
+            access_key,
+            subject: t.subject.clone(),
+            requester: party(&t.requester),
+            cc,
+            in_reply_to: ids.last().cloned(),
+            // The first message and the latest few keep the thread without growing forever.
+            references: ids
+                .first()
+                .into_iter()
+                .chain(ids.iter().skip(1).rev().take(8).rev())
+                .cloned()
+                .collect(),
+        })
+    }
+
+    fn ticket_facts<'a>(&'a self, c: &'a CustomerSide, now: DateTime<Utc>) -> TicketFacts<'a> {
+        TicketFacts {
+            tag: &self.tag,
+            number: c.number,
+            access_key: &c.access_key,
+            subject: &c.subject,
+            requester: c.requester.clone(),
+            cc: c.cc.clone(),
+            in_reply_to: c.in_reply_to.clone(),
+            references: c.references.clone(),
+            reopen_days: self.config.support.reopen_days,
+            message_id: self.ids.message_id(self.config.support_address().domain()),
+            now,
+        }
+    }
+}
+
+/// A ticket's customer side, owned (what [`TicketFacts`] borrows).
+struct CustomerSide {
+    number: i64,
+    access_key: AccessKey,
+    subject: String,
+    requester: Party,
+    cc: Vec<Party>,
+    in_reply_to: Option<String>,
+    references: Vec<String>,
+}
+
+fn party(u: &UserRecord) -> Party {
+    Party {
+        name: Some(u.name.clone()).filter(|n| !n.is_empty()),
+        email: EmailAddress::parse(&u.email)
+            .unwrap_or_else(|| EmailAddress::from_parts(&u.email, "invalid")),
+    }
+}

@@ -1,0 +1,152 @@
+//! Daemon benchmark (not a test): run with `scripts/bench-imap`, which calls
+//! `cargo test --release --test bench_imap -- --ignored --nocapture`.
+//! Measures, against a real Dovecot and SMTP server on loopback:
+//! - backlog: N messages (default 10,000; `BENCH_BACKLOG`) in the inbox, plus a few 25 MB
+//!   attachment mails, ingested (tickets committed, mail moved to Processed) per second;
+//! - peak RSS of `supportd run` during that backlog (VmHWM);
+//! - IDLE latency: arrival in the inbox → acknowledgement accepted by the SMTP server (median).
+
+// Test code: a failed expectation is a test failure with a clear message.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::daemon::{customer_mail, Daemon, Setup, USER};
+use support::{Dovecot, SmtpSink};
+
+async fn folder_count(dovecot: &Dovecot, folder: &str) -> u32 {
+    let mut s = dovecot.session(USER).await;
+    let n = s
+        .status(folder, "(MESSAGES)")
+        .await
+        .map(|m| m.exists)
+        .unwrap_or(0);
+    let _ = s.logout().await;
+    n
+}
+
+/// A ~25 MB message (just under the default 25 MiB `max_message_bytes`): one PDF attachment.
+fn big_mail(i: usize) -> Vec<u8> {
+    let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\r\n";
+    let payload = line.repeat(25_000_000 / line.len());
+    format!(
+        "From: Scanner {i} <scan{i}@clinic.example>\r\nTo: {USER}\r\nSubject: scanned schedule {i}\r\nMessage-ID: <big-{i}@clinic.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nThe on-call schedule is attached.\r\n--b\r\nContent-Type: application/pdf; name=schedule.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n{payload}--b--\r\n"
+    )
+    .into_bytes()
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with scripts/bench-imap"]
+async fn backlog_throughput_rss_and_idle_latency() {
+    let n: usize = std::env::var("BENCH_BACKLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let big = 3;
+    let dovecot = Dovecot::start(&[(USER, support::daemon::PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup {
+        dovecot: &dovecot,
+        smtp_port: sink.port,
+        processed: true,
+        tls: "starttls",
+    });
+    let filling = Instant::now();
+    {
+        let mut s = dovecot.session(USER).await;
+        for i in 0..n {
+            let raw = customer_mail(
+                i,
+                &format!("u{}@clinic{}.example", i % 5000, i % 7),
+                "pager messages delayed",
+            );
+            s.append("INBOX", None, None, &raw).await.expect("APPEND");
+            if i == n / 2 {
+                for b in 0..big {
+                    s.append("INBOX", None, None, big_mail(b))
+                        .await
+                        .expect("APPEND big");
+                }
+            }
+        }
+        let _ = s.logout().await;
+    }
+    let total = n + big;
+    println!(
+        "backlog of {total} messages appended in {:.1?}",
+        filling.elapsed()
+    );
+
+    let started = Instant::now();
+    d.start();
+    let pid = d.pid().expect("pid");
+    let mut peak = 0;
+    loop {
+        peak = peak.max(peak_rss_kb(pid));
+        let moved = folder_count(&dovecot, "Processed").await as usize;
+        if moved >= total {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "backlog not done: {moved}/{total}\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let took = started.elapsed();
+    peak = peak.max(peak_rss_kb(pid));
+    println!(
+        "BACKLOG: {total} messages ingested and moved in {took:.1?} = {:.0} messages/s; peak RSS {} MB",
+        total as f64 / took.as_secs_f64(),
+        peak / 1024
+    );
+    // Let the acknowledgements drain before measuring latency.
+    let acks = d.wait(
+        "the backlog's acknowledgements",
+        Duration::from_secs(1800),
+        || {
+            let m = sink.messages().len();
+            (m >= total - 1).then_some(m)
+        },
+    );
+    println!("acknowledgements delivered: {acks}");
+
+    let mut lat = Vec::new();
+    for i in 0..21 {
+        let before = sink.messages().len();
+        let t = Instant::now();
+        dovecot
+            .append(
+                USER,
+                "INBOX",
+                &customer_mail(
+                    1_000_000 + i,
+                    &format!("lat{i}@clinic.example"),
+                    "pager down",
+                ),
+            )
+            .await;
+        sink.wait_for(before + 1, Duration::from_secs(30));
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    println!(
+        "IDLE: arrival → ack accepted by SMTP: median {:?}, min {:?}, max {:?} (21 messages)",
+        lat[lat.len() / 2],
+        lat[0],
+        lat[lat.len() - 1]
+    );
+    d.terminate();
+}

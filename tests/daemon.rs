@@ -1,0 +1,391 @@
+//! `supportd run` end to end against a real Dovecot and a real SMTP server on loopback:
+//! intake, acknowledgement, threading of a later reply, \Seen/move state on the server,
+//! quarantine, IDLE latency, and the fault cases (server restarts, SMTP outages, 5xx, kill -9).
+
+// Test code: a failed expectation is a test failure with a clear message.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::daemon::{customer_mail, header, Daemon, Setup, PASS, USER};
+use support::{Dovecot, SinkMode, SmtpSink};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/triage-dev")
+            .join(name),
+    )
+    .expect("fixture")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_ack_reply_and_move() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup {
+        dovecot: &dovecot,
+        smtp_port: sink.port,
+        processed: true,
+        tls: "starttls",
+    });
+    dovecot.append(USER, "INBOX", &fixture("001.eml")).await;
+    d.start();
+
+    let acks = sink.wait_for(1, Duration::from_secs(30));
+    let ack = acks[0].text();
+    assert_eq!(acks[0].rcpt_to, vec!["rdonnelly@stbrigid-med.example"]);
+    assert_eq!(acks[0].mail_from, USER);
+    assert!(
+        header(&ack, "Subject").is_some_and(|s| s.starts_with("[#1001] ")),
+        "{ack}"
+    );
+    assert_eq!(
+        header(&ack, "In-Reply-To"),
+        Some("<20261118053700.1ca5ebf0@mail.stbrigid-med.example>")
+    );
+    assert_eq!(header(&ack, "Auto-Submitted"), Some("auto-replied"));
+    assert!(
+        header(&ack, "Reply-To").is_some_and(|r| r.contains("support+")),
+        "{ack}"
+    );
+    let ack_id = header(&ack, "Message-ID")
+        .expect("ack Message-ID")
+        .to_string();
+
+    // The original left the inbox only after its ticket was committed: it is in Processed.
+    let processed = dovecot
+        .wait_for_folder(USER, "Processed", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(processed.len(), 1);
+    assert!(dovecot.list_folder(USER, "INBOX").await.is_empty());
+    assert!(dovecot
+        .folders(USER)
+        .await
+        .contains(&"Quarantine".to_string()));
+
+    // The customer answers the acknowledgement from their client.
+    let reply = format!(
+        "From: Ray Donnelly <rdonnelly@stbrigid-med.example>\r\nTo: {USER}\r\nSubject: Re: [#1001] console pages stuck in queued\r\nMessage-ID: <reply-1@stbrigid-med.example>\r\nIn-Reply-To: {ack_id}\r\nReferences: <20261118053700.1ca5ebf0@mail.stbrigid-med.example> {ack_id}\r\n\r\nStill stuck, we are paging overhead.\r\n"
+    );
+    dovecot.append(USER, "INBOX", reply.as_bytes()).await;
+    let detail = d.wait("the reply on #1001", Duration::from_secs(20), || {
+        let t = d.json(&["tickets", "show", "1001", "--json"]);
+        let n = t["messages"].as_array().map_or(0, Vec::len);
+        (n >= 3).then_some(t)
+    });
+    let msgs = detail["messages"].as_array().expect("messages");
+    assert_eq!(msgs[2]["message_id"], "reply-1@stbrigid-med.example");
+    assert_eq!(msgs[2]["direction"], "inbound");
+    assert_eq!(d.tickets().len(), 1, "the reply must not open a ticket");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        sink.messages().len(),
+        1,
+        "a reply is not acknowledged again"
+    );
+
+    let outbox = d.outbox();
+    assert_eq!(outbox[0]["status"], "sent");
+
+    let (status, took) = d.terminate();
+    assert!(status.success(), "exit {status:?}\n{}", d.log());
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seen_flag_and_quarantine_without_processed_folder() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup {
+        dovecot: &dovecot,
+        smtp_port: sink.port,
+        processed: false,
+        tls: "implicit",
+    });
+    dovecot.append(USER, "INBOX", &fixture("016.eml")).await;
+    dovecot
+        .append(
+            USER,
+            "INBOX",
+            b"Subject: no sender at all\r\n\r\nwho am I?\r\n",
+        )
+        .await;
+    d.start();
+    sink.wait_for(1, Duration::from_secs(30));
+    let quarantined = dovecot
+        .wait_for_folder(USER, "Quarantine", 1, Duration::from_secs(10))
+        .await;
+    assert!(String::from_utf8_lossy(&quarantined[0].2).contains("no sender at all"));
+    let q = d.json(&["quarantine", "list", "--json"]);
+    assert_eq!(q.as_array().map(Vec::len), Some(1));
+    assert!(q[0]["reason"].as_str().unwrap_or("").contains("sender"));
+    let inbox = d.wait(
+        "\\Seen on the imported mail",
+        Duration::from_secs(10),
+        || {
+            let inbox = futures::executor::block_on(dovecot.list_folder(USER, "INBOX"));
+            (inbox.len() == 1 && inbox[0].1.iter().any(|f| f == "\\Seen")).then_some(inbox)
+        },
+    );
+    assert_eq!(inbox.len(), 1, "the imported mail stays in INBOX, flagged");
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_acknowledges_a_new_message_quickly() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup {
+        dovecot: &dovecot,
+        smtp_port: sink.port,
+        processed: true,
+        tls: "starttls",
+    });
+    d.start();
+    d.wait("the daemon to be ready", Duration::from_secs(20), || {
+        d.log().contains("supportd ready").then_some(())
+    });
+    // Give the poller time to enter IDLE after its first (empty) sync.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut latencies = Vec::new();
+    for i in 0..3 {
+        let sent = Instant::now();
+        dovecot
+            .append(
+                USER,
+                "INBOX",
+                &customer_mail(i, &format!("n{i}@clinic.example"), "pager login error"),
+            )
+            .await;
+        sink.wait_for(i + 1, Duration::from_secs(10));
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    let median = latencies[1];
+    println!("IDLE arrival → ack accepted by SMTP: {latencies:?}, median {median:?}");
+    assert!(
+        median < Duration::from_secs(5),
+        "median {median:?}\n{}",
+        d.log()
+    );
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_restart_loses_nothing_and_doubles_nothing() {
+    let mut dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup {
+        dovecot: &dovecot,
+        smtp_port: sink.port,
+        processed: true,
+        tls: "starttls",
+    });
+    for i in 0..5 {
+        dovecot
+            .append(
+                USER,
+                "INBOX",
+                &customer_mail(i, &format!("a{i}@clinic.example"), "first batch"),
+            )
+            .await;
+    }
+    d.start();
+    sink.wait_for(5, Duration::from_secs(30));
+    dovecot.restart();
+    for i in 5..10 {
+        dovecot
+            .append(
+                USER,
+                "INBOX",
+                &customer_mail(i, &format!("a{i}@clinic.example"), "after restart"),
+            )
+            .await;
+    }
+    sink.wait_for(10, Duration::from_secs(60));
+    let tickets = d.wait("10 tickets", Duration::from_secs(20), || {
+        let t = d.tickets();
+        (t.len() >= 10).then_some(t)
+    });
+    assert_eq!(tickets.len(), 10);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.messages().len(), 10, "no duplicate acknowledgements");
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_outage_then_delivery_and_permanent_failure() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let mut sink = SmtpSink::start();
+    sink.stop();
+    let mut d = Daemon::configure(&Setup {
+        dovecot: &dovecot,
+        smtp_port: sink.port,
+        processed: true,
+        tls: "starttls",
+    });
+    dovecot
+        .append(
+            USER,
+            "INBOX",
+            &customer_mail(1, "down@clinic.example", "sent while SMTP is down"),
+        )
+        .await;
+    d.start();
+    let row = d.wait("a retried outbox row", Duration::from_secs(30), || {
+        let o = d.outbox();
+        o.first()
+            .filter(|r| r["attempts"].as_i64().unwrap_or(0) >= 1)
+            .cloned()
+    });
+    assert_eq!(row["status"], "queued");
+    assert!(!row["last_error"].as_str().unwrap_or("").is_empty());
+    sink.start_again();
+    // The first retry comes 30 s (±jitter) after the failure.
+    let got = sink.wait_for(1, Duration::from_secs(60));
+    assert_eq!(got[0].rcpt_to, vec!["down@clinic.example"]);
+    d.wait("the row marked sent", Duration::from_secs(10), || {
+        (d.outbox()[0]["status"] == "sent").then_some(())
+    });
+
+    sink.set_mode(SinkMode::Permfail);
+    dovecot
+        .append(
+            USER,
+            "INBOX",
+            &customer_mail(2, "bad@clinic.example", "rejected by the relay"),
+        )
+        .await;
+    let failed = d.wait("a failed outbox row", Duration::from_secs(30), || {
+        d.outbox().into_iter().find(|r| r["status"] == "failed")
+    });
+    assert!(
+        failed["last_error"].as_str().unwrap_or("").contains("550"),
+        "{failed}"
+    );
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_backlog_then_restart_is_exactly_once() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup {
+        dovecot: &dovecot,
+        smtp_port: sink.port,
+        processed: true,
+        tls: "starttls",
+    });
+    let n = 200;
+    for i in 0..n {
+        // Distinct senders, so the per-sender ack rate limit doesn't hide duplicates.
+        dovecot
+            .append(
+                USER,
+                "INBOX",
+                &customer_mail(i, &format!("k{i}@clinic.example"), "backlog"),
+            )
+            .await;
+    }
+    d.start();
+    d.wait("some progress", Duration::from_secs(60), || {
+        (d.tickets().len() >= 20).then_some(())
+    });
+    d.kill9();
+    let before = d.tickets().len();
+    assert!(
+        before < n,
+        "the backlog finished before the kill; nothing was tested"
+    );
+    d.start();
+    let tickets = d.wait("every message ingested", Duration::from_secs(120), || {
+        let t = d.tickets();
+        (t.len() >= n).then_some(t)
+    });
+    assert_eq!(tickets.len(), n, "each message exactly one ticket");
+    let processed = dovecot
+        .wait_for_folder(USER, "Processed", n, Duration::from_secs(30))
+        .await;
+    assert_eq!(processed.len(), n);
+    assert!(dovecot.list_folder(USER, "INBOX").await.is_empty());
+    let acked = sink.wait_for(n, Duration::from_secs(60));
+    let mut rcpts: Vec<String> = acked.iter().flat_map(|m| m.rcpt_to.clone()).collect();
+    rcpts.sort();
+    rcpts.dedup();
+    assert_eq!(rcpts.len(), n, "every customer acknowledged");
+    println!(
+        "killed after {before} of {n}; sink got {} acks (at-least-once)",
+        acked.len()
+    );
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_notify_ready_watchdog_reload_and_json_logs() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup {
+        dovecot: &dovecot,
+        smtp_port: sink.port,
+        processed: true,
+        tls: "starttls",
+    });
+    let socket_path = d.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let socket_env = socket_path.display().to_string();
+    d.start_with(
+        &["--log-format", "json"],
+        &[
+            ("NOTIFY_SOCKET", socket_env.as_str()),
+            ("WATCHDOG_USEC", "1500000"),
+        ],
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while !(seen.iter().any(|m: &String| m.contains("READY=1"))
+        && seen.iter().any(|m| m.contains("WATCHDOG=1")))
+    {
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no sd_notify message ({e}); got {seen:?}\n{}", d.log()));
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    // READY only once the mailbox is connected: the log says so before it.
+    assert!(d.log().contains("first mailbox connected"), "{}", d.log());
+
+    // SIGHUP reloads rules and templates without dropping the IMAP connection.
+    let pid = d.pid().expect("pid").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status();
+    d.wait("the reload", Duration::from_secs(10), || {
+        d.log().contains("reloaded").then_some(())
+    });
+    dovecot
+        .append(
+            USER,
+            "INBOX",
+            &customer_mail(7, "after-hup@clinic.example", "still working after reload"),
+        )
+        .await;
+    sink.wait_for(1, Duration::from_secs(20));
+    let log = d.log();
+    assert_eq!(
+        log.matches("\"connected\"").count(),
+        1,
+        "one IMAP connection only\n{log}"
+    );
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+    }
+    let (status, _) = d.terminate();
+    assert!(status.success());
+}

@@ -1,0 +1,232 @@
+//! A running `supportd run` for integration tests and benchmarks: its own temp dir, config,
+//! SQLite database and log file, pointed at a harness [`Dovecot`] and SMTP sink.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::Dovecot;
+
+pub const USER: &str = "support@example.test";
+pub const PASS: &str = "support-pass";
+
+/// A running `supportd run` with its own config and database.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Setup<'a> {
+    pub dovecot: &'a Dovecot,
+    pub smtp_port: u16,
+    pub processed: bool,
+    /// `starttls`, `implicit` or `none`.
+    pub tls: &'a str,
+}
+
+impl Daemon {
+    pub fn configure(s: &Setup<'_>) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pw = dir.path().join("imap-password");
+        std::fs::write(&pw, format!("{PASS}\n")).expect("password file");
+        let (port, tls) = match s.tls {
+            "implicit" => (s.dovecot.imaps_port, "implicit"),
+            other => (s.dovecot.imap_port, other),
+        };
+        let processed = if s.processed {
+            "processed_folder = \"Processed\"\n"
+        } else {
+            ""
+        };
+        let config = dir.path().join("supportd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[support]
+name = "Example Support"
+address = "{USER}"
+public_url = "https://support.example.test"
+phone = "+1 555 0100"
+
+[database]
+url = "sqlite://{db}"
+
+[[mailbox]]
+name = "support"
+host = "localhost"
+port = {port}
+tls = "{tls}"
+username = "{USER}"
+password_file = "{pw}"
+ca_file = "{ca}"
+{processed}quarantine_folder = "Quarantine"
+poll_seconds = 1
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp}
+tls = "none"
+retry_hours = 48
+"#,
+                db = dir.path().join("supportd.db").display(),
+                pw = pw.display(),
+                ca = s.dovecot.ca_pem.display(),
+                smtp = s.smtp_port,
+            ),
+        )
+        .expect("config");
+        Daemon {
+            dir,
+            config,
+            child: None,
+        }
+    }
+
+    pub fn start(&mut self) {
+        self.start_with(&[], &[]);
+    }
+
+    /// Starts with extra global arguments (before `run`) and environment variables.
+    pub fn start_with(&mut self, args: &[&str], env: &[(&str, &str)]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_supportd"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .arg("run")
+            .env("SUPPORTD_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning supportd run");
+        self.child = Some(child);
+    }
+
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM; returns the exit status and how long the stop took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut child = self.child.take().expect("daemon running");
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("supportd did not stop on SIGTERM\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs a one-shot CLI command against the same config and database.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_supportd"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("running supportd");
+        assert!(
+            out.status.success(),
+            "supportd {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.cli(args)).expect("JSON output")
+    }
+
+    pub fn tickets(&self) -> Vec<Value> {
+        self.json(&["tickets", "list", "--json"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn outbox(&self) -> Vec<Value> {
+        self.json(&["outbox", "list", "--json"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Polls `check` until it returns Some, or panics with the daemon's log.
+    pub fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out waiting for {what}\n--- daemon log ---\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A customer mail with a unique Message-ID.
+pub fn customer_mail(n: usize, from: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: Nurse {n} <{from}>\r\nTo: {USER}\r\nSubject: {subject}\r\nMessage-ID: <cust-{n}-{}@clinic.example>\r\nDate: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello, the pager app on the ward tablet shows an error when I log in.\r\nCould you have a look?\r\n",
+        std::process::id(),
+        chrono::Utc::now().to_rfc2822(),
+    )
+    .into_bytes()
+}
+
+/// The unfolded value of header `name` in a raw message.
+pub fn header<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    raw.lines()
+        .find(|l| {
+            l.len() > name.len()
+                && l[..name.len()].eq_ignore_ascii_case(name)
+                && l[name.len()..].starts_with(':')
+        })
+        .map(|l| l[name.len() + 1..].trim())
+}
