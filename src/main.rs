@@ -16,6 +16,17 @@ use supportd::pipeline::{Pipeline, PipelineError, Source};
 use supportd::store::{Store, StoreError};
 use supportd::tickets::Role;
 
+/// Writes a line to stdout; a closed pipe (`supportd tickets list | head`) ends the process
+/// quietly instead of panicking like `println!` would.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 /// sysexits(3): what an MTA understands.
 const EX_DATAERR: u8 = 65;
 const EX_SOFTWARE: u8 = 70;
@@ -268,7 +279,7 @@ async fn open_store(config: &Config) -> Result<Store, Failure> {
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -281,7 +292,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Migrate => {
             let config = load_config(&cli)?;
             open_store(&config).await?;
-            println!("migrations applied to {}", config.database.url);
+            outln!("migrations applied to {}", config.database.url);
             Ok(0)
         }
         Command::Tickets { command } => {
@@ -293,7 +304,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         print_json(&list)?;
                     } else {
                         for t in list {
-                            println!(
+                            outln!(
                                 "#{:<6} {:<8} {:<18} U{} {:<30} {}",
                                 t.number,
                                 t.status,
@@ -312,28 +323,29 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     if *json {
                         print_json(&t)?;
                     } else {
-                        println!("Ticket #{} [{}] {}", t.number, t.status, t.subject);
-                        println!("Requester: {} <{}>", t.requester.name, t.requester.email);
-                        println!("Category:  {}   Urgency: {}", t.category, t.urgency);
-                        println!(
+                        outln!("Ticket #{} [{}] {}", t.number, t.status, t.subject);
+                        outln!("Requester: {} <{}>", t.requester.name, t.requester.email);
+                        outln!("Category:  {}   Urgency: {}", t.category, t.urgency);
+                        outln!(
                             "Due:       first response {}, resolution {}",
-                            t.first_response_due, t.resolution_due
+                            t.first_response_due,
+                            t.resolution_due
                         );
-                        println!("Link key:  {}", t.access_key);
+                        outln!("Link key:  {}", t.access_key);
                         if let Some(a) = &t.assignee {
-                            println!("Assignee:  {} <{}>", a.name, a.email);
+                            outln!("Assignee:  {} <{}>", a.name, a.email);
                         }
                         if let Some(at) = &t.first_response_at {
-                            println!("Answered:  {at}");
+                            outln!("Answered:  {at}");
                         }
                         if let Some(at) = &t.closed_at {
-                            println!("Closed:    {at}");
+                            outln!("Closed:    {at}");
                         }
                         for e in &t.events {
-                            println!("[event] {} {} {} {}", e.at, e.actor, e.kind, e.detail);
+                            outln!("[event] {} {} {} {}", e.at, e.actor, e.kind, e.detail);
                         }
                         for m in &t.messages {
-                            println!(
+                            outln!(
                                 "\n--- {} {} {}{} ---\n{}",
                                 m.created_at,
                                 m.direction,
@@ -342,9 +354,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                                 m.body
                             );
                             for a in &m.attachments {
-                                println!(
+                                outln!(
                                     "[attachment] {} ({}, {} bytes)",
-                                    a.filename, a.content_type, a.size
+                                    a.filename,
+                                    a.content_type,
+                                    a.size
                                 );
                             }
                         }
@@ -362,7 +376,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         print_json(&list)?;
                     } else {
                         for o in list {
-                            println!(
+                            outln!(
                                 "{:<5} {:<7} {:<6} #{:<6} {:<30} {} {}",
                                 o.id,
                                 o.status,
@@ -382,7 +396,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         )
                         .into());
                     }
-                    println!("outbox mail {id} queued again");
+                    outln!("outbox mail {id} queued again");
                 }
                 OutboxCommand::Show { id, raw: _ } => {
                     let Some(bytes) = store.outbox_raw(*id).await? else {
@@ -404,9 +418,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 print_json(&list)?;
             } else {
                 for q in list {
-                    println!(
+                    outln!(
                         "{:<5} {} {:>9} bytes  {:<10} {}",
-                        q.id, q.received_at, q.size, q.source, q.reason
+                        q.id,
+                        q.received_at,
+                        q.size,
+                        q.source,
+                        q.reason
                     );
                 }
             }
@@ -421,7 +439,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         print_json(&list)?;
                     } else {
                         for u in list {
-                            println!(
+                            outln!(
                                 "{:<35} {:<8} {:<8} {:<20} {:<3} {}",
                                 u.email,
                                 u.role,
@@ -443,7 +461,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         });
                     }
                     let state = if active { "active" } else { "inactive" };
-                    println!("{addr} is now {state}");
+                    outln!("{addr} is now {state}");
                 }
                 UsersCommand::Add {
                     email,
@@ -474,7 +492,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                             SystemClock.now(),
                         )
                         .await?;
-                    println!("{addr} is now a {role}");
+                    outln!("{addr} is now a {role}");
                 }
             }
             Ok(0)
@@ -581,7 +599,7 @@ fn check_config(cli: &Cli) -> Result<u8, Failure> {
         .map(Path::display)
         .map(|d| d.to_string())
         .unwrap_or_else(|| "built-in defaults".into());
-    println!("configuration OK: {origin}");
+    outln!("configuration OK: {origin}");
     Ok(0)
 }
 
@@ -617,7 +635,7 @@ fn classify(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
             urgency: c.urgency,
             reasons: &c.reasons,
         };
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&line).context("cannot encode JSON")?
         );
@@ -660,7 +678,7 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
             received_at: None,
         };
         match pipeline.ingest(&store, &raw, source).await {
-            Ok(outcome) => println!(
+            Ok(outcome) => outln!(
                 "{}",
                 serde_json::to_string(&outcome).context("cannot encode JSON")?
             ),

@@ -127,7 +127,7 @@ async fn seen_flag_and_quarantine_without_processed_folder() {
         "\\Seen on the imported mail",
         Duration::from_secs(10),
         || {
-            let inbox = futures::executor::block_on(dovecot.list_folder(USER, "INBOX"));
+            let inbox = dovecot.list_folder_blocking(USER, "INBOX");
             (inbox.len() == 1 && inbox[0].1.iter().any(|f| f == "\\Seen")).then_some(inbox)
         },
     );

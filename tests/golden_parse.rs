@@ -30,15 +30,6 @@ use std::path::PathBuf;
 use common::{check_golden, fixture};
 use supportd::mail::parse::parse;
 
-/// Golden files that hold the CORRECT expectation for a known product bug, so the bug stays
-/// visible: each must still mismatch (strict expected failure). When the bug is fixed this
-/// test fails with "now matches": delete the entry.
-///
-/// 012: mail-parser is built without its `full_encoding` feature, so ISO-2022-JP (and
-/// Shift_JIS, EUC-KR, GBK, Big5, ...) is not decoded. Fix: `mail-parser = { version = "0.11",
-/// features = ["full_encoding"] }` in Cargo.toml.
-const KNOWN_BROKEN: &[&str] = &["012"];
-
 fn golden_inputs() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(fixture("golden"))
         .expect("tests/fixtures/golden")
@@ -70,19 +61,8 @@ fn every_golden_message_parses_to_its_json() {
         };
         let mut json = serde_json::to_string_pretty(&mail).expect("serialise");
         json.push('\n');
-        let stem = eml.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-        let known_broken = KNOWN_BROKEN.contains(&stem);
-        if known_broken && std::env::var_os("UPDATE_GOLDEN").is_some() {
-            continue; // never overwrite the correct expectation with the buggy output
-        }
-        match check_golden(&eml.with_extension("json"), json.as_bytes()) {
-            Err(diff) if !known_broken => failures.push(diff),
-            Ok(()) if known_broken => failures.push(format!(
-                "{}: now matches its golden file: remove \"{stem}\" from KNOWN_BROKEN",
-                eml.display()
-            )),
-            Err(diff) => eprintln!("known bug, still present:\n{diff}"),
-            Ok(()) => {}
+        if let Err(diff) = check_golden(&eml.with_extension("json"), json.as_bytes()) {
+            failures.push(diff);
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));

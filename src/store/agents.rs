@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{from_ts, ticket_summary, ts, Store, StoreError, Tx};
+use super::{from_ts, ts, Store, StoreError, Tx};
 use crate::tickets::{TicketStatus, TicketSummary};
 
 /// A ticket as agent commands and agent mail need it.
@@ -109,13 +109,7 @@ impl Tx {
                 .bind(key)
                 .fetch_optional(self.conn())
                 .await?;
-        match row {
-            Some(row) => self
-                .with_participants(ticket_summary(&row)?)
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
+        self.summary_of(row).await
     }
 
     /// Active agents and admins.

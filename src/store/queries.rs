@@ -118,13 +118,7 @@ impl Tx {
                 .bind(key)
                 .fetch_optional(self.conn())
                 .await?;
-        match row {
-            Some(row) => self
-                .with_participants(ticket_summary(&row)?)
-                .await
-                .map(Some),
-            None => Ok(None),
-        }
+        self.summary_of(row).await
     }
 
     pub async fn ticket_by_number(
@@ -136,6 +130,14 @@ impl Tx {
                 .bind(number)
                 .fetch_optional(self.conn())
                 .await?;
+        self.summary_of(row).await
+    }
+
+    /// The summary (with participants) of a `tickets` row, if one was found.
+    pub(crate) async fn summary_of(
+        &mut self,
+        row: Option<sqlx::any::AnyRow>,
+    ) -> Result<Option<TicketSummary>, StoreError> {
         match row {
             Some(row) => self
                 .with_participants(ticket_summary(&row)?)

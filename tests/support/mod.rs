@@ -259,9 +259,9 @@ fn env_resets_signals() -> bool {
     })
 }
 
-/// Fast teardown for Drop: SIGQUIT (kills the master at once, ~5 ms; its login processes
-/// go with it, but logged-in `imap` processes live on until their client disconnects), then
-/// SIGTERM, then SIGKILL.
+/// SIGQUIT (kills the master at once, ~5 ms: its default action, Dovecot does not catch it;
+/// login processes go with it, logged-in `imap` processes live on), then SIGTERM (graceful,
+/// ~1 s, yet `imap` processes still survive it), then SIGKILL.
 fn quit_dovecot(child: &mut Child) {
     if !signal_and_wait(child, "QUIT", Duration::from_millis(500)) {
         stop_child(child, "TERM", Duration::from_secs(3));
@@ -337,7 +337,7 @@ impl Dovecot {
     fn write_config(&self) {
         let d = self.dir.display();
         let conf = format!(
-            "instance_name = supportd-test-{imap}
+            "instance_name = {instance}
 base_dir = {d}/run
 state_dir = {d}/state
 protocols = imap
@@ -384,6 +384,7 @@ service stats {{
 ",
             imap = self.imap_port,
             imaps = self.imaps_port,
+            instance = self.instance_name(),
         );
         std::fs::write(self.dir.join("dovecot.conf"), conf).expect("writing dovecot.conf");
     }
@@ -459,14 +460,43 @@ service stats {{
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
-    /// Stops Dovecot like a real shutdown: SIGTERM (graceful, ~1 s; with
-    /// `shutdown_clients = yes` every open IMAP connection is dropped), SIGKILL after 5 s;
-    /// then waits until its ports are free. Mail and config stay. Idempotent.
-    /// (SIGQUIT would be faster but leaves logged-in sessions running, which is no restart.)
+    /// `instance_name` in dovecot.conf: Dovecot's processes are titled `dovecot-NAME/...`.
+    fn instance_name(&self) -> String {
+        format!("supportd-test-{}", self.imap_port)
+    }
+
+    /// SIGKILLs every process of this instance still running (by process title, from
+    /// /proc): Dovecot's master does not take logged-in `imap` processes down with it.
+    fn kill_instance_processes(&self) {
+        let prefix = format!("dovecot-{}/", self.instance_name());
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|cmd| cmd.starts_with(prefix.as_bytes()))
+            {
+                signal(pid, "KILL");
+            }
+        }
+    }
+
+    /// Stops Dovecot hard, like a crash or a power cut: SIGQUIT to the master (Dovecot dies at
+    /// once; SIGTERM after 0.5 s, SIGKILL after 3.5 s if not), then SIGKILL to every process
+    /// of the instance, so open IMAP connections drop without a BYE. Waits until the ports are
+    /// free. Mail and config stay. Idempotent. Takes ~10-50 ms.
     pub fn stop(&mut self) {
         end_watchdog(&mut self.watchdog);
         if let Some(mut child) = self.child.take() {
-            stop_child(&mut child, "TERM", Duration::from_secs(5));
+            quit_dovecot(&mut child);
+            self.kill_instance_processes();
             wait_port_closed(self.imap_port, Duration::from_secs(5));
             wait_port_closed(self.imaps_port, Duration::from_secs(5));
         }
@@ -683,6 +713,7 @@ impl Drop for Dovecot {
         end_watchdog(&mut self.watchdog);
         if let Some(mut child) = self.child.take() {
             quit_dovecot(&mut child);
+            self.kill_instance_processes();
         }
     }
 }
