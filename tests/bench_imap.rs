@@ -56,12 +56,7 @@ async fn backlog_throughput_rss_and_idle_latency() {
     let big = 3;
     let dovecot = Dovecot::start(&[(USER, support::daemon::PASS)]);
     let sink = SmtpSink::start();
-    let mut d = Daemon::configure(&Setup {
-        dovecot: &dovecot,
-        smtp_port: sink.port,
-        processed: true,
-        tls: "starttls",
-    });
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
     let filling = Instant::now();
     {
         let mut s = dovecot.session(USER).await;

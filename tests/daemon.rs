@@ -26,12 +26,7 @@ fn fixture(name: &str) -> Vec<u8> {
 async fn end_to_end_ack_reply_and_move() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
-    let mut d = Daemon::configure(&Setup {
-        dovecot: &dovecot,
-        smtp_port: sink.port,
-        processed: true,
-        tls: "starttls",
-    });
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
     dovecot.append(USER, "INBOX", &fixture("001.eml")).await;
     d.start();
 
@@ -139,12 +134,7 @@ async fn seen_flag_and_quarantine_without_processed_folder() {
 async fn idle_acknowledges_a_new_message_quickly() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
-    let mut d = Daemon::configure(&Setup {
-        dovecot: &dovecot,
-        smtp_port: sink.port,
-        processed: true,
-        tls: "starttls",
-    });
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
     d.start();
     d.wait("the daemon to be ready", Duration::from_secs(20), || {
         d.log().contains("supportd ready").then_some(())
@@ -179,12 +169,7 @@ async fn idle_acknowledges_a_new_message_quickly() {
 async fn dovecot_restart_loses_nothing_and_doubles_nothing() {
     let mut dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
-    let mut d = Daemon::configure(&Setup {
-        dovecot: &dovecot,
-        smtp_port: sink.port,
-        processed: true,
-        tls: "starttls",
-    });
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
     for i in 0..5 {
         dovecot
             .append(
@@ -222,12 +207,7 @@ async fn smtp_outage_then_delivery_and_permanent_failure() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let mut sink = SmtpSink::start();
     sink.stop();
-    let mut d = Daemon::configure(&Setup {
-        dovecot: &dovecot,
-        smtp_port: sink.port,
-        processed: true,
-        tls: "starttls",
-    });
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
     dovecot
         .append(
             USER,
@@ -274,12 +254,7 @@ async fn smtp_outage_then_delivery_and_permanent_failure() {
 async fn kill_9_during_a_backlog_then_restart_is_exactly_once() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
-    let mut d = Daemon::configure(&Setup {
-        dovecot: &dovecot,
-        smtp_port: sink.port,
-        processed: true,
-        tls: "starttls",
-    });
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
     let n = 200;
     for i in 0..n {
         // Distinct senders, so the per-sender ack rate limit doesn't hide duplicates.
@@ -328,12 +303,7 @@ async fn kill_9_during_a_backlog_then_restart_is_exactly_once() {
 async fn systemd_notify_ready_watchdog_reload_and_json_logs() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
-    let mut d = Daemon::configure(&Setup {
-        dovecot: &dovecot,
-        smtp_port: sink.port,
-        processed: true,
-        tls: "starttls",
-    });
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
     let socket_path = d.dir.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
     socket
@@ -388,4 +358,97 @@ async fn systemd_notify_ready_watchdog_reload_and_json_logs() {
     }
     let (status, _) = d.terminate();
     assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_import_of_old_mail_acknowledges_nobody() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    {
+        // Mail that reached the mailbox two days ago (its IMAP INTERNALDATE).
+        let mut s = dovecot.session(USER).await;
+        let old = customer_mail(1, "old@clinic.example", "old question");
+        s.append("INBOX", None, Some("\"01-Jan-2026 10:00:00 +0000\""), &old)
+            .await
+            .expect("APPEND with an old INTERNALDATE");
+        let _ = s.logout().await;
+    }
+    dovecot
+        .append(
+            USER,
+            "INBOX",
+            &customer_mail(2, "new@clinic.example", "new question"),
+        )
+        .await;
+    d.start();
+    let tickets = d.wait("both tickets", Duration::from_secs(30), || {
+        let t = d.tickets();
+        (t.len() == 2).then_some(t)
+    });
+    assert_eq!(tickets.len(), 2, "old mail is imported");
+    let acks = sink.wait_for(1, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        sink.messages().len(),
+        1,
+        "only the new mail is acknowledged"
+    );
+    assert_eq!(acks[0].rcpt_to, vec!["new@clinic.example"]);
+    assert_eq!(
+        d.outbox().len(),
+        1,
+        "no ack was even queued for the old mail"
+    );
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_leaves_mail_in_the_mailbox_until_it_returns() {
+    use sqlx::Connection;
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    d.start();
+    d.wait("the daemon to be ready", Duration::from_secs(20), || {
+        d.log().contains("supportd ready").then_some(())
+    });
+    // Another process holds the database's write lock past supportd's busy timeout (15 s):
+    // to supportd the database is unavailable.
+    let db = format!("sqlite://{}", d.dir.path().join("supportd.db").display());
+    let mut blocker = sqlx::SqliteConnection::connect(&db).await.expect("connect");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+    dovecot
+        .append(
+            USER,
+            "INBOX",
+            &customer_mail(1, "outage@clinic.example", "during the outage"),
+        )
+        .await;
+    d.wait(
+        "the failed attempt to be logged",
+        Duration::from_secs(40),
+        || d.log().contains("mailbox session failed").then_some(()),
+    );
+    assert_eq!(
+        dovecot.list_folder(USER, "INBOX").await.len(),
+        1,
+        "mail untouched"
+    );
+    assert!(dovecot.list_folder(USER, "Processed").await.is_empty());
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("unlock");
+    drop(blocker);
+    let acks = sink.wait_for(1, Duration::from_secs(60));
+    assert_eq!(acks[0].rcpt_to, vec!["outage@clinic.example"]);
+    dovecot
+        .wait_for_folder(USER, "Processed", 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(d.tickets().len(), 1);
+    d.terminate();
 }

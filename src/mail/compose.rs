@@ -14,6 +14,15 @@ use sha2::{Digest, Sha256};
 use super::address::EmailAddress;
 use super::parse::Attachment;
 
+/// The References of a mail answering `message_id`: its own References, then itself.
+pub fn references_for(references: &[String], message_id: &str) -> Vec<String> {
+    let mut refs = references.to_vec();
+    if !refs.iter().any(|r| r == message_id) {
+        refs.push(message_id.to_string());
+    }
+    refs
+}
+
 /// A recipient or sender with an optional display name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Party {

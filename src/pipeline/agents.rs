@@ -301,15 +301,7 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<(), PipelineError> {
         let support = self.config.support_address();
-        let answering = Answering {
-            to: Party {
-                name: mail.sender.name.clone(),
-                email: mail.sender.email.clone(),
-            },
-            subject: &mail.subject,
-            message_id: &mail.message_id,
-            references: &mail.references,
-        };
+        let answering = Answering::sender_of(mail);
         let out = replies::command_error(
             &self.sender(&support),
             &answering,
@@ -397,15 +389,7 @@ impl Pipeline {
                 let org = sender
                     .map(|u| u.org.clone())
                     .unwrap_or_else(|| mail.sender.email.domain().to_string());
-                let answering = Answering {
-                    to: Party {
-                        name: mail.sender.name.clone(),
-                        email: mail.sender.email.clone(),
-                    },
-                    subject: &mail.subject,
-                    message_id: &mail.message_id,
-                    references: &mail.references,
-                };
+                let answering = Answering::sender_of(mail);
                 let out = replies::refusal(
                     &self.sender(&support),
                     &answering,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::mail::address::EmailAddress;
-use crate::mail::compose::{Outgoing, Party};
+use crate::mail::compose::{references_for, Outgoing, Party};
 use crate::templates::{TemplateError, Templates};
 use crate::triage::{Category, Level};
 
@@ -105,10 +105,7 @@ pub fn acknowledgement(f: &AckFacts<'_>, templates: &Templates) -> Result<Outgoi
         phone: f.phone,
     };
     let body = templates.render("ack.txt", &ctx)?;
-    let mut references = f.inbound_references.to_vec();
-    if !references.iter().any(|r| r == f.inbound_message_id) {
-        references.push(f.inbound_message_id.to_string());
-    }
+    let references = references_for(f.inbound_references, f.inbound_message_id);
     let support = Party {
         name: Some(f.support_name.to_string()),
         email: f.support_address.clone(),

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::mail::address::EmailAddress;
-use crate::mail::compose::{Outgoing, Party};
+use crate::mail::compose::{references_for, Outgoing, Party};
 use crate::mail::parse::Attachment;
 use crate::templates::{TemplateError, Templates};
 use crate::triage::{Category, Level};
@@ -213,10 +213,7 @@ pub fn notification(
             .collect(),
     };
     let body = templates.render("notify-agent.txt", &ctx)?;
-    let mut references = f.inbound_references.to_vec();
-    if !references.iter().any(|r| r == f.inbound_message_id) {
-        references.push(f.inbound_message_id.to_string());
-    }
+    let references = references_for(f.inbound_references, f.inbound_message_id);
     let support = Party {
         name: Some(f.support_name.to_string()),
         email: f.support_address.clone(),

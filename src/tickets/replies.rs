@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::mail::address::EmailAddress;
-use crate::mail::compose::{Outgoing, Party};
+use crate::mail::compose::{references_for, Outgoing, Party};
 use crate::templates::{TemplateError, Templates};
 
 use super::ack::ticket_link;
@@ -58,13 +58,10 @@ fn greeting(p: &Party) -> String {
 }
 
 fn references(refs: &[String], last: Option<&String>) -> Vec<String> {
-    let mut v = refs.to_vec();
-    if let Some(l) = last {
-        if !v.contains(l) {
-            v.push(l.clone());
-        }
+    match last {
+        Some(l) => references_for(refs, l),
+        None => refs.to_vec(),
     }
-    v
 }
 
 #[derive(Serialize)]
@@ -155,6 +152,21 @@ pub struct Answering<'a> {
     pub subject: &'a str,
     pub message_id: &'a str,
     pub references: &'a [String],
+}
+
+impl<'a> Answering<'a> {
+    /// Answering the sender of `mail`.
+    pub fn sender_of(mail: &'a crate::mail::parse::InboundMail) -> Answering<'a> {
+        Answering {
+            to: Party {
+                name: mail.sender.name.clone(),
+                email: mail.sender.email.clone(),
+            },
+            subject: &mail.subject,
+            message_id: &mail.message_id,
+            references: &mail.references,
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -27,6 +27,18 @@ pub struct Setup<'a> {
     pub tls: &'a str,
 }
 
+impl<'a> Setup<'a> {
+    /// The usual set-up: STARTTLS to Dovecot, mail moved to `Processed` after commit.
+    pub fn standard(dovecot: &'a Dovecot, smtp_port: u16) -> Setup<'a> {
+        Setup {
+            dovecot,
+            smtp_port,
+            processed: true,
+            tls: "starttls",
+        }
+    }
+}
+
 impl Daemon {
     pub fn configure(s: &Setup<'_>) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
