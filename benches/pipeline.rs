@@ -48,6 +48,45 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // One generated ~4 KB customer mail of clinic vocabulary (the ingest bench's shape).
+    let words = [
+        "pager",
+        "nurse",
+        "physician",
+        "schedule",
+        "on-call",
+        "console",
+        "message",
+        "routing",
+        "login",
+        "password",
+        "invoice",
+        "report",
+        "unit",
+        "ward",
+        "clinic",
+        "delayed",
+        "queued",
+    ];
+    let mut body = String::new();
+    let mut x: usize = 7;
+    while body.len() < 3600 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        body.push_str(words[(x >> 33) % words.len()]);
+        body.push(if (x >> 20) % 12 == 0 { '\n' } else { ' ' });
+    }
+    let mut g = c.benchmark_group("4kb");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("strip_quotes", |b| {
+        b.iter(|| strip_quotes(std::hint::black_box(&body)))
+    });
+    g.bench_function("classify", |b| {
+        b.iter(|| rules.classify("pager problem", std::hint::black_box(&body)))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -278,7 +278,8 @@ impl Pipeline {
                 .await?
             }
             Decision::NewTicket { ack, follows } => {
-                self.create_ticket(&mut tx, mail, raw, ack, follows, received_at, now)
+                let known = lookup.sender.as_ref().map(|u| u.id);
+                self.create_ticket(&mut tx, mail, raw, known, ack, follows, received_at, now)
                     .await?
             }
         };
@@ -396,12 +397,16 @@ impl Pipeline {
         tx: &mut Tx,
         mail: &InboundMail,
         raw: &[u8],
+        known_sender: Option<i64>,
         ack: Result<(), String>,
         follows: Option<TicketSummary>,
         received_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let requester_id = self.ensure_sender(tx, mail, now).await?;
+        let requester_id = match known_sender {
+            Some(id) => id,
+            None => self.ensure_sender(tx, mail, now).await?,
+        };
         // Safe first import: old mail in a newly watched inbox gets a ticket, not an email.
         let max_age = Duration::hours(i64::from(self.config.limits.ack_max_age_hours));
         let ack = ack.and_then(|()| {
@@ -445,6 +450,7 @@ impl Pipeline {
         let (ticket_id, number) = tx
             .insert_ticket(&NewTicket {
                 access_key: access_key.as_str(),
+                agent_key: self.ids.access_key().as_str(),
                 subject: &subject,
                 category: &class.category,
                 urgency: level.level,
@@ -510,7 +516,6 @@ impl Pipeline {
                 .await?;
         }
 
-        self.init_agent_key(tx, ticket_id).await?;
         self.notify_agents(
             tx,
             ticket_id,

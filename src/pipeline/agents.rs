@@ -142,16 +142,6 @@ impl Pipeline {
         Ok(k)
     }
 
-    /// Gives a new ticket its agent key (before anything can be notified).
-    pub(super) async fn init_agent_key(
-        &self,
-        tx: &mut Tx,
-        ticket_id: i64,
-    ) -> Result<(), StoreError> {
-        let k = self.ids.access_key();
-        tx.set_agent_key(ticket_id, k.as_str()).await
-    }
-
     fn staff_member(&self, u: &UserRecord) -> Option<StaffMember> {
         let email = EmailAddress::parse(&u.email)?;
         let categories = self
@@ -181,13 +171,16 @@ impl Pipeline {
         if !self.config.support.notify_agents {
             return Ok(0);
         }
-        let t = tx.ticket_record(ticket_id).await?;
         let staff: Vec<StaffMember> = tx
             .active_staff()
             .await?
             .iter()
             .filter_map(|u| self.staff_member(u))
             .collect();
+        if staff.is_empty() {
+            return Ok(0);
+        }
+        let t = tx.ticket_record(ticket_id).await?;
         let assignee = t
             .assignee
             .as_ref()

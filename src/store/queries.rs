@@ -20,6 +20,8 @@ pub struct NewUser<'a> {
 #[derive(Debug, Clone)]
 pub struct NewTicket<'a> {
     pub access_key: &'a str,
+    /// The second secret, for the agents' reply channel (`support+a-KEY@`).
+    pub agent_key: &'a str,
     pub subject: &'a str,
     pub category: &'a str,
     pub urgency: u8,
@@ -255,9 +257,9 @@ impl Tx {
         let row = sqlx::query(
             "INSERT INTO tickets (number, access_key, subject, status, category, urgency, triage_reasons,
                                   requester_id, follows_ticket_id, created_at, updated_at,
-                                  first_response_due, resolution_due)
+                                  first_response_due, resolution_due, agent_key)
              VALUES ((SELECT COALESCE(MAX(number), 1000) + 1 FROM tickets), $1, $2, 'open', $3, $4, $5,
-                     $6, $7, $8, $8, $9, $10)
+                     $6, $7, $8, $8, $9, $10, $11)
              RETURNING id, number",
         )
         .bind(t.access_key)
@@ -270,6 +272,7 @@ impl Tx {
         .bind(ts(t.created_at))
         .bind(ts(t.first_response_due))
         .bind(ts(t.resolution_due))
+        .bind(t.agent_key)
         .fetch_one(self.conn())
         .await?;
         Ok((row.try_get("id")?, row.try_get("number")?))
