@@ -121,7 +121,7 @@ fn is_header_block(lines: &[&str], i: usize) -> bool {
         return false;
     };
     let first = unquote(first);
-    if !is(&FROM_HEADER, first) {
+    if !first.contains(':') || !is(&FROM_HEADER, first) {
         return false;
     }
     for line in lines.iter().skip(i + 1).take(5) {
@@ -145,10 +145,13 @@ fn is_reply_header(lines: &[&str], i: usize) -> bool {
         return false;
     }
     let has_digit = |s: &str| s.chars().any(|c| c.is_ascii_digit());
-    if is(&REPLY_HEADER, line) && has_digit(line) {
+    // Every reply-header pattern ends in ':': a cheap test spares the regexes (and the
+    // allocation of the joined line) on ordinary lines.
+    let ends_colon = |s: &str| s.trim_end().ends_with(':');
+    if ends_colon(line) && is(&REPLY_HEADER, line) && has_digit(line) {
         return true;
     }
-    if let Some(next) = lines.get(i + 1) {
+    if let Some(next) = lines.get(i + 1).filter(|n| ends_colon(n)) {
         if !line.trim().is_empty() && !next.trim().is_empty() && !is_quoted(next) {
             let joined = format!("{} {}", line.trim_end(), next.trim());
             if joined.len() <= 300 && is(&REPLY_HEADER, &joined) && has_digit(&joined) {
@@ -156,7 +159,7 @@ fn is_reply_header(lines: &[&str], i: usize) -> bool {
             }
         }
     }
-    if is(&NAME_WROTE, line) {
+    if line.trim_end().ends_with(':') && is(&NAME_WROTE, line) {
         if let Some(n) = next_non_blank(lines, i + 1) {
             return lines.get(n).is_some_and(|l| is_quoted(l));
         }
@@ -173,7 +176,9 @@ pub fn strip_quotes(body: &str) -> String {
     let mut in_forward = false;
     let mut i = 0;
     while let Some(&line) = lines.get(i) {
-        if is(&FORWARD_MARKER, unquote(line)) {
+        // Markers and separators all contain ':', "--" or "__"; most lines contain none.
+        let marked = line.contains(':') || line.contains("--") || line.contains("__");
+        if marked && is(&FORWARD_MARKER, unquote(line)) {
             in_forward = true;
             out.push(unquote(line));
             i += 1;
@@ -190,10 +195,13 @@ pub fn strip_quotes(body: &str) -> String {
             i += 1;
             continue;
         }
-        if is(&ORIGINAL_MESSAGE, line) || is_reply_header(&lines, i) || is_header_block(&lines, i) {
+        if (marked && is(&ORIGINAL_MESSAGE, line))
+            || is_reply_header(&lines, i)
+            || (marked && is_header_block(&lines, i))
+        {
             break;
         }
-        if is(&UNDERSCORES, line) {
+        if marked && is(&UNDERSCORES, line) {
             if next_non_blank(&lines, i + 1).is_some_and(|n| is_header_block(&lines, n)) {
                 break;
             }
@@ -221,7 +229,8 @@ pub fn strip_signature(body: &str) -> String {
         if l == "-- " || l == "--" {
             break;
         }
-        if is(&MOBILE_FOOTER, l) {
+        // Footers are short lines; the regex runs only on those.
+        if l.len() <= 120 && is(&MOBILE_FOOTER, l) {
             continue;
         }
         out.push(l);

@@ -21,9 +21,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 
-use regex::bytes::{
-    Regex as BytesRegex, RegexBuilder as BytesRegexBuilder, RegexSet, RegexSetBuilder,
-};
+use regex::bytes::{RegexSet, RegexSetBuilder};
 use regex::{Regex, RegexBuilder};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -162,7 +160,8 @@ pub struct Rules {
     set_index: Vec<usize>,
     /// Patterns with bounded repetition (`a.{0,40}b`), each on its own: inside one set their
     /// counting states multiply and the lazy DFA thrashes (measured 5x slower).
-    windowed: Vec<(usize, BytesRegex)>,
+    windowed: RegexSet,
+    windowed_index: Vec<usize>,
     pattern_count: usize,
     levels: Vec<Level>,
     categories: Vec<Category>,
@@ -270,9 +269,9 @@ impl Rules {
                 *slot = true;
             }
         }
-        for (i, r) in &self.windowed {
-            if let Some(slot) = m.get_mut(*i) {
-                *slot = *slot || r.is_match(text);
+        for k in self.windowed.matches(text).iter() {
+            if let Some(slot) = self.windowed_index.get(k).and_then(|&i| m.get_mut(i)) {
+                *slot = true;
             }
         }
         m
@@ -653,28 +652,22 @@ impl<'t> Parser<'t> {
             .enumerate()
             .partition(|(_, p)| p.contains('{'));
         let set_index: Vec<usize> = set_src.iter().map(|(i, _)| *i).collect();
-        let set_patterns: Vec<&String> = set_src.iter().map(|(_, p)| *p).collect();
-        let build_set = |unicode: bool| {
-            RegexSetBuilder::new(&set_patterns)
+        let windowed_index: Vec<usize> = windowed_src.iter().map(|(i, _)| *i).collect();
+        let build_set = |patterns: Vec<&String>, unicode: bool| {
+            RegexSetBuilder::new(patterns)
                 .case_insensitive(true)
                 .unicode(unicode)
                 .size_limit(64 << 20)
                 .dfa_size_limit(64 << 20)
                 .build()
         };
-        let build_one = |p: &str, unicode: bool| {
-            BytesRegexBuilder::new(p)
-                .case_insensitive(true)
-                .unicode(unicode)
-                .build()
-        };
-        let built = build_set(false)
-            .or_else(|_| build_set(true))
+        let plain: Vec<&String> = set_src.iter().map(|(_, p)| *p).collect();
+        let windows: Vec<&String> = windowed_src.iter().map(|(_, p)| *p).collect();
+        let built = build_set(plain.clone(), false)
+            .or_else(|_| build_set(plain, true))
             .and_then(|set| {
-                windowed_src
-                    .iter()
-                    .map(|(i, p)| Ok((*i, build_one(p, false).or_else(|_| build_one(p, true))?)))
-                    .collect::<Result<Vec<_>, regex::Error>>()
+                build_set(windows.clone(), false)
+                    .or_else(|_| build_set(windows, true))
                     .map(|w| (set, w))
             });
         let (set, windowed) = match built {
@@ -691,6 +684,7 @@ impl<'t> Parser<'t> {
             set,
             set_index,
             windowed,
+            windowed_index,
             pattern_count,
             levels,
             categories,
