@@ -301,15 +301,19 @@ impl Pipeline {
         origin: &Origin,
         now: DateTime<Utc>,
     ) -> Result<Lookup, StoreError> {
+        let sender_key = mail.sender.email.key();
+        let (duplicate, sender, recent_acks) = tx
+            .first_look(&mail.message_id, &sender_key, now - Duration::hours(1))
+            .await?;
         let mut l = Lookup {
-            duplicate: tx.message_known(&mail.message_id).await?,
+            duplicate,
+            sender,
+            recent_acks,
             ..Lookup::default()
         };
         if l.duplicate {
             return Ok(l);
         }
-        let sender_key = mail.sender.email.key();
-        l.sender = tx.user_by_email(&sender_key).await?;
         if *origin == Origin::Bounce {
             let mut ids = mail.embedded_message_ids.clone();
             ids.extend(tickets::referenced_ids(mail));
@@ -336,7 +340,6 @@ impl Pipeline {
                 l.by_tag.push(t);
             }
         }
-        l.recent_acks = tx.acks_since(&sender_key, now - Duration::hours(1)).await?;
         Ok(l)
     }
 

@@ -62,18 +62,6 @@ pub struct NewOutbox<'a> {
 }
 
 impl Tx {
-    /// Is this Message-ID stored on a ticket or in the ignored log?
-    pub async fn message_known(&mut self, message_id: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM messages WHERE message_id = $1)
-                  + (SELECT COUNT(*) FROM ignored_mail WHERE message_id = $1) AS n",
-        )
-        .bind(message_id)
-        .fetch_one(self.conn())
-        .await?;
-        Ok(row.try_get::<i64, _>("n")? > 0)
-    }
-
     /// The ticket owning the first of `ids` that we know (received or sent).
     pub async fn ticket_by_message_ids(
         &mut self,
@@ -203,23 +191,36 @@ impl Tx {
         row.as_ref().map(known_user).transpose()
     }
 
-    /// Automatic answers (acknowledgements, refusals, command errors) queued to `email_key`
-    /// since `since`: they share one rate limit.
-    pub async fn acks_since(
+    /// The first questions about every message, in one round trip: is its Message-ID stored,
+    /// who is its sender, and how many automatic answers (acknowledgements, refusals, command
+    /// errors: they share one rate limit) went to the sender since `since`.
+    pub async fn first_look(
         &mut self,
-        email_key: &str,
+        message_id: &str,
+        sender_key: &str,
         since: DateTime<Utc>,
-    ) -> Result<u32, StoreError> {
+    ) -> Result<(bool, Option<KnownUser>, u32), StoreError> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM outbox
-              WHERE kind IN ('ack', 'rejected', 'inactive', 'command-error')
-                AND recipients = $1 AND created_at > $2",
+            "SELECT (SELECT COUNT(*) FROM messages WHERE message_id = $1)
+                  + (SELECT COUNT(*) FROM ignored_mail WHERE message_id = $1) AS known,
+                    (SELECT COUNT(*) FROM outbox
+                      WHERE kind IN ('ack', 'rejected', 'inactive', 'command-error')
+                        AND recipients = $2 AND created_at > $3) AS acks,
+                    u.id, u.role, u.status, u.support_user, u.org, u.email
+               FROM (SELECT 1 AS one) AS x LEFT JOIN users u ON u.email_key = $2",
         )
-        .bind(email_key)
+        .bind(message_id)
+        .bind(sender_key)
         .bind(ts(since))
         .fetch_one(self.conn())
         .await?;
-        Ok(u32::try_from(row.try_get::<i64, _>("n")?).unwrap_or(u32::MAX))
+        let known = row.try_get::<i64, _>("known")? > 0;
+        let acks = u32::try_from(row.try_get::<i64, _>("acks")?).unwrap_or(u32::MAX);
+        let sender = match row.try_get::<Option<i64>, _>("id")? {
+            Some(_) => Some(known_user(&row)?),
+            None => None,
+        };
+        Ok((known, sender, acks))
     }
 
     pub async fn insert_user(
@@ -308,7 +309,7 @@ impl Tx {
         .bind(i64::from(m.internal))
         .bind(m.subject)
         .bind(m.body)
-        .bind(m.raw.map(<[u8]>::to_vec))
+        .bind(m.raw)
         .bind(ts(m.created_at))
         .fetch_one(self.conn())
         .await?;
@@ -329,7 +330,9 @@ impl Tx {
         .bind(a.content_type.as_str())
         .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
         .bind(a.content_id.as_deref())
-        .bind(a.data.clone())
+        // Bind borrowed bytes: sqlx copies blobs itself, a clone here would be one copy more
+        // of a possibly 25 MB attachment.
+        .bind(a.data.as_slice())
         .execute(self.conn())
         .await?;
         Ok(())
@@ -377,7 +380,7 @@ impl Tx {
         .bind(o.message_id)
         .bind(o.recipients)
         .bind(o.subject)
-        .bind(o.raw.to_vec())
+        .bind(o.raw)
         .bind(ts(o.created_at))
         .fetch_one(self.conn())
         .await?;
@@ -410,7 +413,7 @@ impl Tx {
         .bind(sender)
         .bind(subject)
         .bind(reason)
-        .bind(raw.to_vec())
+        .bind(raw)
         .bind(ts(at))
         .execute(self.conn())
         .await?;
@@ -818,7 +821,7 @@ impl Store {
         .bind(reason)
         .bind(source)
         .bind(i64::try_from(raw.len()).unwrap_or(i64::MAX))
-        .bind(raw.to_vec())
+        .bind(raw)
         .bind(ts(at))
         .execute(self.pool())
         .await?;
