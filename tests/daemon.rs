@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::daemon::{customer_mail, header, Daemon, Setup, PASS, USER};
-use support::{Dovecot, SinkMode, SmtpSink};
+use support::{Dovecot, SinkMode, SinkOptions, SmtpSink};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(
@@ -450,5 +450,73 @@ async fn database_outage_leaves_mail_in_the_mailbox_until_it_returns() {
         .wait_for_folder(USER, "Processed", 1, Duration::from_secs(20))
         .await;
     assert_eq!(d.tickets().len(), 1);
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_mailboxes_and_an_authenticated_relay() {
+    const BILLING: &str = "billing@example.test";
+    let dovecot = Dovecot::start(&[(USER, PASS), (BILLING, "billing-pass")]);
+    let sink = SmtpSink::start_with(SinkOptions {
+        auth: Some(("relay".into(), "relay-pass".into())),
+        ..SinkOptions::default()
+    });
+    let d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    let billing_pw = d.dir.path().join("billing-password");
+    let relay_pw = d.dir.path().join("relay-password");
+    std::fs::write(&billing_pw, "billing-pass\n").expect("password");
+    std::fs::write(&relay_pw, "relay-pass").expect("password");
+    d.append_config(&format!(
+        r#"username = "relay"
+password_file = "{relay}"
+
+[[mailbox]]
+name = "billing"
+host = "localhost"
+port = {port}
+tls = "starttls"
+username = "{BILLING}"
+password_file = "{billing}"
+ca_file = "{ca}"
+processed_folder = "Processed"
+"#,
+        relay = relay_pw.display(),
+        billing = billing_pw.display(),
+        port = dovecot.imap_port,
+        ca = dovecot.ca_pem.display(),
+    ));
+    let mut d = d;
+    dovecot
+        .append(
+            USER,
+            "INBOX",
+            &customer_mail(1, "ann@clinic.example", "pager login error"),
+        )
+        .await;
+    dovecot
+        .append(
+            BILLING,
+            "INBOX",
+            &customer_mail(2, "bob@clinic.example", "invoice question"),
+        )
+        .await;
+    d.start();
+    let acks = sink.wait_for(2, Duration::from_secs(30));
+    let mut rcpts: Vec<String> = acks.iter().flat_map(|a| a.rcpt_to.clone()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, vec!["ann@clinic.example", "bob@clinic.example"]);
+    assert!(
+        acks.iter().all(|a| a.auth_user.as_deref() == Some("relay")),
+        "every ack went through an authenticated session"
+    );
+    for user in [USER, BILLING] {
+        let moved = dovecot
+            .wait_for_folder(user, "Processed", 1, Duration::from_secs(10))
+            .await;
+        assert_eq!(moved.len(), 1, "{user}");
+    }
+    let log = d.log();
+    assert!(log.contains("mailbox=support"), "{log}");
+    assert!(log.contains("mailbox=billing"), "{log}");
     d.terminate();
 }

@@ -40,6 +40,14 @@ impl<'a> Setup<'a> {
 }
 
 impl Daemon {
+    /// Appends TOML to the generated config (which ends inside its `[smtp]` table, so bare
+    /// keys extend `[smtp]`; tables such as a second `[[mailbox]]` may follow).
+    pub fn append_config(&self, toml: &str) {
+        let mut text = std::fs::read_to_string(&self.config).expect("config");
+        text.push_str(toml);
+        std::fs::write(&self.config, text).expect("config");
+    }
+
     pub fn configure(s: &Setup<'_>) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let pw = dir.path().join("imap-password");
