@@ -410,17 +410,8 @@ impl Pipeline {
             Some(id) => id,
             None => self.ensure_sender(tx, mail, now).await?,
         };
-        // Safe first import: old mail in a newly watched inbox gets a ticket, not an email.
-        let max_age = Duration::hours(i64::from(self.config.limits.ack_max_age_hours));
         let ack = ack.and_then(|()| {
-            if now - received_at > max_age {
-                Err(format!(
-                    "no acknowledgement: mail arrived {} h ago, more than limits.ack_max_age_hours",
-                    (now - received_at).num_hours()
-                ))
-            } else {
-                Ok(())
-            }
+            tickets::ack_age_permission(received_at, now, self.config.limits.ack_max_age_hours)
         });
         let class = self
             .rules

@@ -58,10 +58,7 @@ async fn backlog_throughput_rss_and_idle_latency() {
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
     // IDLE latency first, on an idle daemon with an empty inbox.
-    d.start();
-    d.wait("the daemon to be ready", Duration::from_secs(30), || {
-        d.log().contains("supportd ready").then_some(())
-    });
+    d.start_ready();
     let mut lat = Vec::new();
     for i in 0..21 {
         let before = sink.count();

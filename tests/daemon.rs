@@ -135,10 +135,7 @@ async fn idle_acknowledges_a_new_message_quickly() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
-    d.start();
-    d.wait("the daemon to be ready", Duration::from_secs(20), || {
-        d.log().contains("supportd ready").then_some(())
-    });
+    d.start_ready();
     // Give the poller time to enter IDLE after its first (empty) sync.
     std::thread::sleep(Duration::from_millis(500));
     let mut latencies = Vec::new();
@@ -409,10 +406,7 @@ async fn database_outage_leaves_mail_in_the_mailbox_until_it_returns() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
-    d.start();
-    d.wait("the daemon to be ready", Duration::from_secs(20), || {
-        d.log().contains("supportd ready").then_some(())
-    });
+    d.start_ready();
     // Another process holds the database's write lock past supportd's busy timeout (15 s):
     // to supportd the database is unavailable.
     let db = format!("sqlite://{}", d.dir.path().join("supportd.db").display());

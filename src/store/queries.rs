@@ -68,32 +68,22 @@ impl Tx {
         ids: &[String],
     ) -> Result<Option<TicketSummary>, StoreError> {
         for id in ids {
+            // A message on the ticket's history first, else one we sent that is not on it
+            // (agent notifications).
             let row = sqlx::query(
-                "SELECT t.id, t.number, t.status, t.closed_at FROM messages m
-                   JOIN tickets t ON t.id = m.ticket_id WHERE m.message_id = $1",
+                "SELECT id, number, status, closed_at FROM (
+                     SELECT 0 AS pref, t.id, t.number, t.status, t.closed_at FROM messages m
+                       JOIN tickets t ON t.id = m.ticket_id WHERE m.message_id = $1
+                     UNION ALL
+                     SELECT 1 AS pref, t.id, t.number, t.status, t.closed_at FROM outbox o
+                       JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = $1
+                 ) AS found ORDER BY pref LIMIT 1",
             )
             .bind(id.as_str())
             .fetch_optional(self.conn())
             .await?;
-            if let Some(row) = row {
-                return self
-                    .with_participants(ticket_summary(&row)?)
-                    .await
-                    .map(Some);
-            }
-            // One we sent that is not on the ticket's history (agent notifications).
-            let row = sqlx::query(
-                "SELECT t.id, t.number, t.status, t.closed_at FROM outbox o
-                   JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = $1",
-            )
-            .bind(id.as_str())
-            .fetch_optional(self.conn())
-            .await?;
-            if let Some(row) = row {
-                return self
-                    .with_participants(ticket_summary(&row)?)
-                    .await
-                    .map(Some);
+            if row.is_some() {
+                return self.summary_of(row).await;
             }
         }
         Ok(None)

@@ -361,6 +361,23 @@ pub fn agent_keys_in(mail: &InboundMail, own: &[EmailAddress]) -> Vec<AccessKey>
         .collect()
 }
 
+/// Safe first import: mail that reached the mailbox more than `max_age_hours` ago gets a
+/// ticket but no acknowledgement, so pointing supportd at an old inbox emails nobody.
+pub fn ack_age_permission(
+    received_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    max_age_hours: u32,
+) -> Result<(), String> {
+    if now - received_at > Duration::hours(i64::from(max_age_hours)) {
+        Err(format!(
+            "no acknowledgement: mail arrived {} h ago, more than limits.ack_max_age_hours",
+            (now - received_at).num_hours()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Access keys named by plus-addressed recipients of our own addresses.
 pub fn access_keys_in(mail: &InboundMail, own: &[EmailAddress]) -> Vec<AccessKey> {
     mail.to
@@ -629,6 +646,12 @@ mod tests {
         );
         l.duplicate = true;
         assert_eq!(run(&m, &l), Decision::Duplicate);
+    }
+
+    #[test]
+    fn old_mail_is_not_acknowledged() {
+        assert!(ack_age_permission(now() - Duration::hours(23), now(), 24).is_ok());
+        assert!(ack_age_permission(now() - Duration::hours(25), now(), 24).is_err());
     }
 
     #[test]

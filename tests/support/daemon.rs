@@ -130,6 +130,14 @@ retry_hours = 48
         self.child = Some(child);
     }
 
+    /// Starts and waits until it reports ready (its first mailbox connected).
+    pub fn start_ready(&mut self) {
+        self.start();
+        self.wait("the daemon to be ready", Duration::from_secs(30), || {
+            self.log().contains("supportd ready").then_some(())
+        });
+    }
+
     /// The daemon's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
