@@ -184,8 +184,10 @@ impl From<anyhow::Error> for Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        let code = if e.is_transient() || matches!(e, StoreError::Unavailable(_)) {
+        let code = if e.is_transient() {
             EX_TEMPFAIL
+        } else if matches!(e, StoreError::BadUrl(..)) {
+            EX_CONFIG
         } else {
             EX_SOFTWARE
         };
@@ -211,9 +213,8 @@ fn main() -> ExitCode {
     // One process-wide crypto provider (sqlx, lettre and IMAP all use rustls with ring); an
     // error only means one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // One-shot commands do one thing at a time: a single-threaded runtime halves the thread
-    // hand-offs per database query (measured: ingest throughput x1.x). The daemon runs tasks
-    // in parallel.
+    // One-shot commands do one thing at a time on one thread (their database work runs
+    // inline); the daemon runs its mailboxes and the outbox sender in parallel.
     let mut builder = if matches!(cli.command, Command::Run) {
         tokio::runtime::Builder::new_multi_thread()
     } else {
@@ -276,9 +277,7 @@ async fn open_store(config: &Config) -> Result<Store, Failure> {
     let now = SystemClock.now();
     for a in &config.agent {
         if let Some(email) = EmailAddress::parse(&a.email) {
-            store
-                .upsert_user(&email.to_string(), &email.key(), &a.name, &a.role, now)
-                .await?;
+            store.upsert_user(&email.to_string(), &email.key(), &a.name, &a.role, now)?;
         }
     }
     Ok(store)
@@ -306,7 +305,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let store = open_store(&load_config(&cli)?).await?;
             match command {
                 TicketsCommand::List { json } => {
-                    let list = store.list_tickets().await?;
+                    let list = store.list_tickets()?;
                     if *json {
                         print_json(&list)?;
                     } else {
@@ -324,7 +323,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     }
                 }
                 TicketsCommand::Show { number, json } => {
-                    let Some(t) = store.ticket_detail(*number).await? else {
+                    let Some(t) = store.ticket_detail(*number)? else {
                         return Err(anyhow::anyhow!("no ticket #{number}").into());
                     };
                     if *json {
@@ -378,7 +377,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let store = open_store(&load_config(&cli)?).await?;
             match command {
                 OutboxCommand::List { json } => {
-                    let list = store.list_outbox().await?;
+                    let list = store.list_outbox()?;
                     if *json {
                         print_json(&list)?;
                     } else {
@@ -397,7 +396,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     }
                 }
                 OutboxCommand::Retry { id } => {
-                    if !store.outbox_requeue(*id, SystemClock.now()).await? {
+                    if !store.outbox_requeue(*id, SystemClock.now())? {
                         return Err(anyhow::anyhow!(
                             "outbox mail {id} is not failed (or does not exist)"
                         )
@@ -406,7 +405,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     outln!("outbox mail {id} queued again");
                 }
                 OutboxCommand::Show { id, raw: _ } => {
-                    let Some(bytes) = store.outbox_raw(*id).await? else {
+                    let Some(bytes) = store.outbox_raw(*id)? else {
                         return Err(anyhow::anyhow!("no outbox mail {id}").into());
                     };
                     std::io::stdout()
@@ -420,7 +419,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             command: QuarantineCommand::List { json },
         } => {
             let store = open_store(&load_config(&cli)?).await?;
-            let list = store.list_quarantine().await?;
+            let list = store.list_quarantine()?;
             if *json {
                 print_json(&list)?;
             } else {
@@ -441,7 +440,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             let store = open_store(&load_config(&cli)?).await?;
             match command {
                 UsersCommand::List { json } => {
-                    let list = store.list_users().await?;
+                    let list = store.list_users()?;
                     if *json {
                         print_json(&list)?;
                     } else {
@@ -461,7 +460,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 UsersCommand::Activate { email } | UsersCommand::Deactivate { email } => {
                     let addr = user_address(email)?;
                     let active = matches!(command, UsersCommand::Activate { .. });
-                    if !store.set_user_active(&addr.key(), active).await? {
+                    if !store.set_user_active(&addr.key(), active)? {
                         return Err(Failure {
                             code: EX_DATAERR,
                             error: anyhow::anyhow!("no user {addr}"),
@@ -486,19 +485,17 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                             ),
                         });
                     }
-                    store
-                        .save_user(
-                            &supportd::store::UserUpdate {
-                                email: &addr.to_string(),
-                                email_key: &addr.key(),
-                                name,
-                                role,
-                                org: org.as_deref(),
-                                support_user: support_user.then_some(true),
-                            },
-                            SystemClock.now(),
-                        )
-                        .await?;
+                    store.save_user(
+                        &supportd::store::UserUpdate {
+                            email: &addr.to_string(),
+                            email_key: &addr.key(),
+                            name,
+                            role,
+                            org: org.as_deref(),
+                            support_user: support_user.then_some(true),
+                        },
+                        SystemClock.now(),
+                    )?;
                     outln!("{addr} is now a {role}");
                 }
             }
@@ -684,7 +681,7 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
             name: &name,
             received_at: None,
         };
-        match pipeline.ingest(&store, &raw, source).await {
+        match pipeline.ingest(&store, &raw, source) {
             Ok(outcome) => outln!(
                 "{}",
                 serde_json::to_string(&outcome).context("cannot encode JSON")?

@@ -15,7 +15,7 @@ use crate::mail::compose::Party;
 use crate::mail::loops::{self, Origin};
 use crate::mail::parse::{self, InboundMail};
 use crate::mail::quote::strip_quotes;
-use crate::store::{NewMessage, NewOutbox, NewTicket, NewUser, Store, StoreError, Tx};
+use crate::store::{blocking, NewMessage, NewOutbox, NewTicket, NewUser, Store, StoreError, Tx};
 use crate::templates::{TemplateError, Templates};
 use crate::tickets::ack::{acknowledgement, AckFacts};
 use crate::tickets::{self, Decision, Lookup, Sla, TicketStatus, TicketSummary, TicketTag};
@@ -82,8 +82,19 @@ pub struct Source<'a> {
 }
 
 impl Pipeline {
-    /// Runs one raw message through the pipeline.
-    pub async fn ingest(
+    /// Runs one raw message through the pipeline. It parses, reads and writes synchronously
+    /// (one SQLite transaction on this thread); on the daemon's runtime it runs inside
+    /// [`blocking`], so the worker's other tasks carry on elsewhere meanwhile.
+    pub fn ingest(
+        &self,
+        store: &Store,
+        raw: &[u8],
+        source: Source<'_>,
+    ) -> Result<Outcome, PipelineError> {
+        blocking(|| self.ingest_now(store, raw, source))
+    }
+
+    fn ingest_now(
         &self,
         store: &Store,
         raw: &[u8],
@@ -96,27 +107,23 @@ impl Pipeline {
                 "message of {} bytes exceeds limits.max_message_bytes = {max}",
                 raw.len()
             );
-            return self.quarantine(store, raw, &reason, source, now).await;
+            return self.quarantine(store, raw, &reason, source, now);
         }
         let mail = match parse::parse(raw) {
             Ok(m) => m,
-            Err(e) => {
-                return self
-                    .quarantine(store, raw, &e.to_string(), source, now)
-                    .await
-            }
+            Err(e) => return self.quarantine(store, raw, &e.to_string(), source, now),
         };
         // A concurrent writer (another replica, a parallel `ingest`) may store the same
         // message between our read and our write; the retry then sees a duplicate.
-        match self.apply(store, &mail, raw, source, now).await {
+        match self.apply(store, &mail, raw, source, now) {
             Err(PipelineError::Store(StoreError::Conflict)) => {
-                self.apply(store, &mail, raw, source, now).await
+                self.apply(store, &mail, raw, source, now)
             }
             other => other,
         }
     }
 
-    async fn quarantine(
+    fn quarantine(
         &self,
         store: &Store,
         raw: &[u8],
@@ -128,9 +135,7 @@ impl Pipeline {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        store
-            .quarantine(&digest, reason, source.name, raw, now)
-            .await?;
+        store.quarantine(&digest, reason, source.name, raw, now)?;
         warn!(source = source.name, reason, "message quarantined");
         Ok(Outcome {
             message_id: None,
@@ -140,7 +145,7 @@ impl Pipeline {
         })
     }
 
-    async fn apply(
+    fn apply(
         &self,
         store: &Store,
         mail: &InboundMail,
@@ -148,9 +153,9 @@ impl Pipeline {
         source: Source<'_>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let mut tx = store.begin().await?;
+        let mut tx = store.begin()?;
         let origin = loops::origin(mail);
-        let lookup = self.lookup(&mut tx, mail, &origin, now).await?;
+        let lookup = self.lookup(&mut tx, mail, &origin, now)?;
         let policy = tickets::Policy {
             own_addresses: self.config.own_addresses(),
             reopen_days: self.config.support.reopen_days,
@@ -179,8 +184,7 @@ impl Pipeline {
                     &reason,
                     raw,
                     now,
-                )
-                .await?;
+                )?;
                 self.outcome(mail, Action::Ignored, None, Some(reason))
             }
             Decision::Bounce { outbox_id, ticket } => {
@@ -194,12 +198,9 @@ impl Pipeline {
                     true,
                     None,
                     received_at,
-                )
-                .await?;
-                tx.fail_outbox(outbox_id, &format!("bounced: {}", first_line(&mail.body)))
-                    .await?;
-                tx.insert_event(ticket.id, now, "system", "bounce", &reason)
-                    .await?;
+                )?;
+                tx.fail_outbox(outbox_id, &format!("bounced: {}", first_line(&mail.body)))?;
+                tx.insert_event(ticket.id, now, "system", "bounce", &reason)?;
                 self.outcome(mail, Action::Ignored, Some(ticket.number), Some(reason))
             }
             Decision::AutoReplyNote { ticket, reason } => {
@@ -212,8 +213,7 @@ impl Pipeline {
                     true,
                     None,
                     received_at,
-                )
-                .await?;
+                )?;
                 let reason = format!("automatic reply kept as an internal note: {reason}");
                 self.outcome(mail, Action::Ignored, Some(ticket.number), Some(reason))
             }
@@ -224,7 +224,7 @@ impl Pipeline {
             } => {
                 let author = match &lookup.sender {
                     Some(u) => Some(u.id),
-                    None => Some(self.ensure_sender(&mut tx, mail, now).await?),
+                    None => Some(self.ensure_sender(&mut tx, mail, now)?),
                 };
                 self.record_inbound(
                     &mut tx,
@@ -235,22 +235,17 @@ impl Pipeline {
                     false,
                     author,
                     received_at,
-                )
-                .await?;
-                tx.touch_ticket(ticket.id, now).await?;
+                )?;
+                tx.touch_ticket(ticket.id, now)?;
                 let actor = mail.sender.email.to_string();
                 if reopen {
-                    tx.set_status(ticket.id, TicketStatus::Open, now).await?;
+                    tx.set_status(ticket.id, TicketStatus::Open, now)?;
                     let detail = format!("{} → open by a reply", ticket.status.as_str());
-                    tx.insert_event(ticket.id, now, &actor, "status", &detail)
-                        .await?;
+                    tx.insert_event(ticket.id, now, &actor, "status", &detail)?;
                 }
-                tx.insert_event(ticket.id, now, &actor, "reply", rule.as_str())
-                    .await?;
+                tx.insert_event(ticket.id, now, &actor, "reply", rule.as_str())?;
                 let can_answer = tickets::reply_permission(&origin, &lookup, &policy);
-                let note = self
-                    .after_customer_reply(&mut tx, mail, &ticket, can_answer, now)
-                    .await?;
+                let note = self.after_customer_reply(&mut tx, mail, &ticket, can_answer, now)?;
                 let mut reason = format!("threaded by {}", rule.as_str());
                 if let Some(note) = note {
                     reason = format!("{reason}; {note}");
@@ -258,32 +253,26 @@ impl Pipeline {
                 self.outcome(mail, Action::Replied, Some(ticket.number), Some(reason))
             }
             Decision::AgentReply { ticket, rule: _ } => {
-                self.agent_reply(&mut tx, mail, raw, &ticket, received_at, now)
-                    .await?
+                self.agent_reply(&mut tx, mail, raw, &ticket, received_at, now)?
             }
             Decision::HeldAgentReply { ticket, reason } => {
-                self.held_agent_reply(&mut tx, mail, raw, &ticket, &reason, received_at, now)
-                    .await?
+                self.held_agent_reply(&mut tx, mail, raw, &ticket, &reason, received_at, now)?
             }
-            Decision::Rejected { refusal, reply } => {
-                self.reject(
-                    &mut tx,
-                    mail,
-                    raw,
-                    refusal,
-                    reply,
-                    lookup.sender.as_ref(),
-                    now,
-                )
-                .await?
-            }
+            Decision::Rejected { refusal, reply } => self.reject(
+                &mut tx,
+                mail,
+                raw,
+                refusal,
+                reply,
+                lookup.sender.as_ref(),
+                now,
+            )?,
             Decision::NewTicket { ack, follows } => {
                 let known = lookup.sender.as_ref().map(|u| u.id);
-                self.create_ticket(&mut tx, mail, raw, known, ack, follows, received_at, now)
-                    .await?
+                self.create_ticket(&mut tx, mail, raw, known, ack, follows, received_at, now)?
             }
         };
-        tx.commit().await?;
+        tx.commit()?;
         info!(
             message_id = %mail.message_id,
             action = ?outcome.action,
@@ -294,7 +283,7 @@ impl Pipeline {
         Ok(outcome)
     }
 
-    async fn lookup(
+    fn lookup(
         &self,
         tx: &mut Tx,
         mail: &InboundMail,
@@ -302,9 +291,8 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<Lookup, StoreError> {
         let sender_key = mail.sender.email.key();
-        let (duplicate, sender, recent_acks) = tx
-            .first_look(&mail.message_id, &sender_key, now - Duration::hours(1))
-            .await?;
+        let (duplicate, sender, recent_acks) =
+            tx.first_look(&mail.message_id, &sender_key, now - Duration::hours(1))?;
         let mut l = Lookup {
             duplicate,
             sender,
@@ -317,33 +305,31 @@ impl Pipeline {
         if *origin == Origin::Bounce {
             let mut ids = mail.embedded_message_ids.clone();
             ids.extend(tickets::referenced_ids(mail));
-            l.bounced = tx.outbox_by_message_ids(&ids).await?;
+            l.bounced = tx.outbox_by_message_ids(&ids)?;
             return Ok(l);
         }
-        l.by_reference = tx
-            .ticket_by_message_ids(&tickets::referenced_ids(mail))
-            .await?;
+        l.by_reference = tx.ticket_by_message_ids(&tickets::referenced_ids(mail))?;
         for key in tickets::access_keys_in(mail, &self.config.own_addresses()) {
-            if let Some(t) = tx.ticket_by_access_key(key.as_str()).await? {
+            if let Some(t) = tx.ticket_by_access_key(key.as_str())? {
                 l.by_access_key = Some(t);
                 break;
             }
         }
         for key in tickets::agent_keys_in(mail, &self.config.own_addresses()) {
-            if let Some(t) = tx.ticket_by_agent_key(key.as_str()).await? {
+            if let Some(t) = tx.ticket_by_agent_key(key.as_str())? {
                 l.by_agent_key = Some(t);
                 break;
             }
         }
         for number in self.tag.numbers_in(&mail.subject) {
-            if let Some(t) = tx.ticket_by_number(number).await? {
+            if let Some(t) = tx.ticket_by_number(number)? {
                 l.by_tag.push(t);
             }
         }
         Ok(l)
     }
 
-    async fn ensure_sender(
+    fn ensure_sender(
         &self,
         tx: &mut Tx,
         mail: &InboundMail,
@@ -358,11 +344,10 @@ impl Pipeline {
             },
             now,
         )
-        .await
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn record_inbound(
+    fn record_inbound(
         &self,
         tx: &mut Tx,
         mail: &InboundMail,
@@ -373,29 +358,27 @@ impl Pipeline {
         author_id: Option<i64>,
         at: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
-        let row = tx
-            .insert_message(&NewMessage {
-                ticket_id: ticket.id,
-                message_id: &mail.message_id,
-                direction: "inbound",
-                kind,
-                author: &mail.sender.email.to_string(),
-                author_id,
-                internal,
-                subject: &mail.subject,
-                body: &mail.body,
-                raw: Some(raw),
-                created_at: at,
-            })
-            .await?;
+        let row = tx.insert_message(&NewMessage {
+            ticket_id: ticket.id,
+            message_id: &mail.message_id,
+            direction: "inbound",
+            kind,
+            author: &mail.sender.email.to_string(),
+            author_id,
+            internal,
+            subject: &mail.subject,
+            body: &mail.body,
+            raw: Some(raw),
+            created_at: at,
+        })?;
         for a in &mail.attachments {
-            tx.insert_attachment(row, a).await?;
+            tx.insert_attachment(row, a)?;
         }
         Ok(row)
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn create_ticket(
+    fn create_ticket(
         &self,
         tx: &mut Tx,
         mail: &InboundMail,
@@ -408,7 +391,7 @@ impl Pipeline {
     ) -> Result<Outcome, PipelineError> {
         let requester_id = match known_sender {
             Some(id) => id,
-            None => self.ensure_sender(tx, mail, now).await?,
+            None => self.ensure_sender(tx, mail, now)?,
         };
         let ack = ack.and_then(|()| {
             tickets::ack_age_permission(received_at, now, self.config.limits.ack_max_age_hours)
@@ -441,21 +424,19 @@ impl Pipeline {
         } else {
             mail.subject.clone()
         };
-        let (ticket_id, number) = tx
-            .insert_ticket(&NewTicket {
-                access_key: access_key.as_str(),
-                agent_key: self.ids.access_key().as_str(),
-                subject: &subject,
-                category: &class.category,
-                urgency: level.level,
-                triage_reasons: &class.reasons.join("\n"),
-                requester_id,
-                follows_ticket_id: follows.as_ref().map(|t| t.id),
-                created_at: received_at,
-                first_response_due: sla.first_response_due,
-                resolution_due: sla.resolution_due,
-            })
-            .await?;
+        let (ticket_id, number) = tx.insert_ticket(&NewTicket {
+            access_key: access_key.as_str(),
+            agent_key: self.ids.access_key().as_str(),
+            subject: &subject,
+            category: &class.category,
+            urgency: level.level,
+            triage_reasons: &class.reasons.join("\n"),
+            requester_id,
+            follows_ticket_id: follows.as_ref().map(|t| t.id),
+            created_at: received_at,
+            first_response_due: sla.first_response_due,
+            resolution_due: sla.resolution_due,
+        })?;
         let ticket = TicketSummary {
             id: ticket_id,
             number,
@@ -472,8 +453,7 @@ impl Pipeline {
             false,
             Some(requester_id),
             received_at,
-        )
-        .await?;
+        )?;
         let own = self.config.own_addresses();
         for cc in mail.to.iter().chain(&mail.cc) {
             let is_ours = own
@@ -482,18 +462,16 @@ impl Pipeline {
             if is_ours || cc.email == mail.sender.email {
                 continue;
             }
-            let uid = tx
-                .ensure_user(
-                    &NewUser {
-                        email: &cc.email.to_string(),
-                        email_key: &cc.email.key(),
-                        name: cc.name.as_deref().unwrap_or(""),
-                        role: "customer",
-                    },
-                    now,
-                )
-                .await?;
-            tx.add_participant(ticket_id, uid).await?;
+            let uid = tx.ensure_user(
+                &NewUser {
+                    email: &cc.email.to_string(),
+                    email_key: &cc.email.key(),
+                    name: cc.name.as_deref().unwrap_or(""),
+                    role: "customer",
+                },
+                now,
+            )?;
+            tx.add_participant(ticket_id, uid)?;
         }
         let actor = mail.sender.email.to_string();
         let detail = format!(
@@ -502,12 +480,10 @@ impl Pipeline {
             level.level,
             class.reasons.join(", ")
         );
-        tx.insert_event(ticket_id, now, &actor, "created", &detail)
-            .await?;
+        tx.insert_event(ticket_id, now, &actor, "created", &detail)?;
         if let Some(old) = &follows {
             let detail = format!("continues closed ticket #{}", old.number);
-            tx.insert_event(ticket_id, now, "system", "follows", &detail)
-                .await?;
+            tx.insert_event(ticket_id, now, "system", "follows", &detail)?;
         }
 
         self.notify_agents(
@@ -517,8 +493,7 @@ impl Pipeline {
             mail,
             &mail.body,
             now,
-        )
-        .await?;
+        )?;
 
         let reason = match ack {
             Err(why) => Some(why),
@@ -556,8 +531,7 @@ impl Pipeline {
                             subject: &out.subject,
                             raw: &bytes,
                             created_at: now,
-                        })
-                        .await?;
+                        })?;
                         tx.insert_message(&NewMessage {
                             ticket_id,
                             message_id: &out.message_id,
@@ -570,8 +544,7 @@ impl Pipeline {
                             body: &out.body,
                             raw: None,
                             created_at: now,
-                        })
-                        .await?;
+                        })?;
                         None
                     }
                     Err(e) => Some(format!("no acknowledgement: {e}")),

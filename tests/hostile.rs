@@ -9,8 +9,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use sqlx::Row;
-use supportd::store::Store;
+use sqlx::{Connection, Row};
 
 const FROM: &str = "From: Nora Quint <nquint@harbor-clinic.test>\r\n";
 const TO: &str = "To: support@vendor.example\r\n";
@@ -234,15 +233,16 @@ async fn oversized_message_is_quarantined_verbatim() {
     assert_eq!(q[0]["size"], raw.len());
     assert_eq!(env.tickets().len(), 0);
 
-    let store = Store::connect(&env.db_url).await.expect("connect");
+    let mut db = sqlx::SqliteConnection::connect(&env.db_url)
+        .await
+        .expect("connect");
     let row = sqlx::query("SELECT raw FROM quarantine WHERE id = $1")
         .bind(q[0]["id"].as_i64().expect("id"))
-        .fetch_one(store.pool())
+        .fetch_one(&mut db)
         .await
         .expect("row");
     let stored: Vec<u8> = row.try_get("raw").expect("raw");
     assert!(stored == raw, "quarantine must keep the bytes verbatim");
-    store.close().await;
 
     // Just under the limit is processed normally.
     let small = crlf(&format!(

@@ -193,7 +193,7 @@ async fn sync(
     has_uidplus: bool,
 ) -> Result<(), ImapError> {
     let store = shared.store();
-    let mut last = match store.cursor(&m.name, &m.folder).await? {
+    let mut last = match store.cursor(&m.name, &m.folder)? {
         Some((v, uid)) if v == uidvalidity => uid,
         Some((v, _)) => {
             warn!(
@@ -222,10 +222,8 @@ async fn sync(
         v
     };
     if sizes.is_empty() {
-        if store.cursor(&m.name, &m.folder).await? != Some((uidvalidity, last)) {
-            store
-                .set_cursor(&m.name, &m.folder, uidvalidity, last, shared.now())
-                .await?;
+        if store.cursor(&m.name, &m.folder)? != Some((uidvalidity, last)) {
+            store.set_cursor(&m.name, &m.folder, uidvalidity, last, shared.now())?;
         }
         return Ok(());
     }
@@ -261,8 +259,8 @@ async fn sync(
                 message_id = tracing::field::Empty,
                 ticket = tracing::field::Empty
             );
-            let result = pipeline
-                .ingest(
+            let result = span.in_scope(|| {
+                pipeline.ingest(
                     store,
                     raw,
                     Source {
@@ -270,8 +268,7 @@ async fn sync(
                         received_at,
                     },
                 )
-                .instrument(span.clone())
-                .await;
+            });
             match result {
                 Ok(outcome) => {
                     span.record("message_id", outcome.message_id.as_deref().unwrap_or(""));
@@ -312,9 +309,7 @@ async fn sync(
         }
         if let Some(&max) = done.iter().chain(&quarantined).max() {
             last = last.max(max);
-            store
-                .set_cursor(&m.name, &m.folder, uidvalidity, last, shared.now())
-                .await?;
+            store.set_cursor(&m.name, &m.folder, uidvalidity, last, shared.now())?;
         }
         if let Some(e) = failure {
             return Err(e.into());

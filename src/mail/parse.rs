@@ -142,8 +142,15 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
 
     let (body, body_from_html) = body_text(&msg);
     let mut attachments = Vec::new();
+    // Which part each attachment's bytes are in: they are moved out of the parsed message at
+    // the end instead of copied (a 25 MB scan would otherwise be held twice).
+    let mut attachment_parts = Vec::new();
     let mut embedded_message_ids = Vec::new();
-    for part in msg.attachments() {
+    let parts = msg
+        .attachments
+        .iter()
+        .filter_map(|&id| Some((id, msg.parts.get(usize::try_from(id).ok()?)?)));
+    for (part_id, part) in parts {
         if let PartType::Message(inner) = &part.body {
             if let Some(id) = inner.message_id() {
                 embedded_message_ids.push(clean_id(id));
@@ -167,20 +174,20 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
                 embedded_message_ids.push(id);
             }
         }
-        let data = part.contents().to_vec();
+        attachment_parts.push(part_id);
         attachments.push(Attachment {
             filename: part
                 .attachment_name()
                 .map(sanitize_filename)
                 .unwrap_or_else(|| default_filename(&content_type)),
             content_type,
-            size: data.len(),
+            size: part.contents().len(),
             content_id: part.content_id().map(clean_id),
-            data,
+            data: Vec::new(),
         });
     }
 
-    Ok(InboundMail {
+    let mut mail = InboundMail {
         message_id,
         synthetic_message_id,
         sender,
@@ -216,7 +223,28 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
             .map(|(_, v)| unfold(v))
             .collect(),
         size: raw.len(),
-    })
+    };
+    let mut msg = msg;
+    for (a, part_id) in mail.attachments.iter_mut().zip(attachment_parts) {
+        if let Some(part) = usize::try_from(part_id)
+            .ok()
+            .and_then(|i| msg.parts.get_mut(i))
+        {
+            a.data = take_contents(&mut part.body);
+        }
+    }
+    Ok(mail)
+}
+
+/// A part's bytes (what `MessagePart::contents` shows), moved out when the parser decoded
+/// them into a buffer of its own, copied only when they are a slice of the raw message.
+fn take_contents(body: &mut PartType<'_>) -> Vec<u8> {
+    match std::mem::replace(body, PartType::Multipart(Vec::new())) {
+        PartType::Text(text) | PartType::Html(text) => text.into_owned().into_bytes(),
+        PartType::Binary(bin) | PartType::InlineBinary(bin) => bin.into_owned(),
+        PartType::Message(message) => message.raw_message.into_owned(),
+        PartType::Multipart(_) => Vec::new(),
+    }
 }
 
 /// Subject and text body only, for `supportd classify`: works on mail without a sender.

@@ -120,11 +120,7 @@ pub async fn run(
                 return;
             }
             let now = shared.now();
-            let jobs = match shared
-                .store()
-                .claim_outbox(now, LEASE_SECONDS, CLAIM_BATCH)
-                .await
-            {
+            let jobs = match shared.store().claim_outbox(now, LEASE_SECONDS, CLAIM_BATCH) {
                 Ok(jobs) => {
                     backoff.reset();
                     jobs
@@ -146,7 +142,7 @@ pub async fn run(
             if got_work {
                 continue;
             }
-            let wait = match shared.store().next_outbox_due().await {
+            let wait = match shared.store().next_outbox_due() {
                 Ok(Some(t)) => (t - shared.now())
                     .to_std()
                     .unwrap_or(Duration::ZERO)
@@ -199,17 +195,17 @@ async fn deliver(
         let result = match &verdict {
             Verdict::Sent => {
                 info!("sent");
-                store.outbox_sent(job.id, shared.now()).await
+                store.outbox_sent(job.id, shared.now())
             }
             Verdict::Retry { after, error } => {
                 warn!(error = %error, retry_in = ?after, "send failed; will retry");
                 let next = shared.now()
                     + ChronoDuration::from_std(*after).unwrap_or(ChronoDuration::seconds(60));
-                store.outbox_retry(job.id, next, error).await
+                store.outbox_retry(job.id, next, error)
             }
             Verdict::Failed(error) => {
                 warn!(error = %error, "send failed permanently");
-                store.outbox_failed(job.id, error).await
+                store.outbox_failed(job.id, error)
             }
         };
         if let Err(e) = result {

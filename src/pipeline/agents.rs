@@ -55,7 +55,7 @@ impl Pipeline {
 
     /// Queues one mail (and, when `history`, records it on the ticket as an outbound message).
     #[allow(clippy::too_many_arguments)]
-    async fn send(
+    fn send(
         &self,
         tx: &mut Tx,
         ticket_id: Option<i64>,
@@ -76,8 +76,7 @@ impl Pipeline {
             subject: &out.subject,
             raw: &bytes,
             created_at: now,
-        })
-        .await?;
+        })?;
         if let (Some(ticket_id), Some((author, author_id))) = (ticket_id, history) {
             tx.insert_message(&NewMessage {
                 ticket_id,
@@ -91,8 +90,7 @@ impl Pipeline {
                 body: &out.body,
                 raw: None,
                 created_at: now,
-            })
-            .await?;
+            })?;
         }
         Ok(())
     }
@@ -100,7 +98,7 @@ impl Pipeline {
     /// Records an inbound mail on a ticket with `body` (agent mail keeps only the new text;
     /// the raw bytes are kept verbatim anyway).
     #[allow(clippy::too_many_arguments)]
-    async fn record_with_body(
+    fn record_with_body(
         &self,
         tx: &mut Tx,
         mail: &InboundMail,
@@ -111,34 +109,32 @@ impl Pipeline {
         body: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let row = tx
-            .insert_message(&NewMessage {
-                ticket_id,
-                message_id: &mail.message_id,
-                direction: "inbound",
-                kind,
-                author: &mail.sender.email.to_string(),
-                author_id,
-                internal: true,
-                subject: &mail.subject,
-                body,
-                raw: Some(raw),
-                created_at: at,
-            })
-            .await?;
+        let row = tx.insert_message(&NewMessage {
+            ticket_id,
+            message_id: &mail.message_id,
+            direction: "inbound",
+            kind,
+            author: &mail.sender.email.to_string(),
+            author_id,
+            internal: true,
+            subject: &mail.subject,
+            body,
+            raw: Some(raw),
+            created_at: at,
+        })?;
         for a in &mail.attachments {
-            tx.insert_attachment(row, a).await?;
+            tx.insert_attachment(row, a)?;
         }
         Ok(())
     }
 
     /// The ticket's agent key, created for tickets from before migration 0002.
-    async fn agent_key(&self, tx: &mut Tx, t: &TicketRecord) -> Result<AccessKey, StoreError> {
+    fn agent_key(&self, tx: &mut Tx, t: &TicketRecord) -> Result<AccessKey, StoreError> {
         if let Some(k) = t.agent_key.as_deref().and_then(AccessKey::parse) {
             return Ok(k);
         }
         let k = self.ids.access_key();
-        tx.set_agent_key(t.id, k.as_str()).await?;
+        tx.set_agent_key(t.id, k.as_str())?;
         Ok(k)
     }
 
@@ -159,7 +155,7 @@ impl Pipeline {
     }
 
     /// Notifies the agents (assignee, category agents or all) about a customer's mail.
-    pub(super) async fn notify_agents(
+    pub(super) fn notify_agents(
         &self,
         tx: &mut Tx,
         ticket_id: i64,
@@ -172,15 +168,14 @@ impl Pipeline {
             return Ok(0);
         }
         let staff: Vec<StaffMember> = tx
-            .active_staff()
-            .await?
+            .active_staff()?
             .iter()
             .filter_map(|u| self.staff_member(u))
             .collect();
         if staff.is_empty() {
             return Ok(0);
         }
-        let t = tx.ticket_record(ticket_id).await?;
+        let t = tx.ticket_record(ticket_id)?;
         let assignee = t
             .assignee
             .as_ref()
@@ -190,7 +185,7 @@ impl Pipeline {
         if to.is_empty() {
             return Ok(0);
         }
-        let key = self.agent_key(tx, &t).await?;
+        let key = self.agent_key(tx, &t)?;
         let level = self.level_of(t.urgency)?;
         let category = self.category_of(&t.category);
         let support = self.config.support_address();
@@ -231,18 +226,16 @@ impl Pipeline {
                 &mail.attachments,
                 None,
                 now,
-            )
-            .await?;
+            )?;
         }
         let names: Vec<String> = to.iter().map(|a| a.email.to_string()).collect();
-        tx.insert_event(t.id, now, "system", "notified", &names.join(", "))
-            .await?;
+        tx.insert_event(t.id, now, "system", "notified", &names.join(", "))?;
         Ok(to.len())
     }
 
     /// A customer's reply beyond recording it: agents are told, and commands a non-agent
     /// wrote are refused with an explanation.
-    pub(super) async fn after_customer_reply(
+    pub(super) fn after_customer_reply(
         &self,
         tx: &mut Tx,
         mail: &InboundMail,
@@ -261,8 +254,7 @@ impl Pipeline {
                 &mail.sender.email.to_string(),
                 "commands-ignored",
                 &format!("not an agent: {lines}"),
-            )
-            .await?;
+            )?;
             note = Some(format!("commands from a non-agent not executed: {lines}"));
             if can_answer.is_ok() {
                 let errors: Vec<NotUnderstood> = parsed
@@ -273,17 +265,15 @@ impl Pipeline {
                         why: "only agents may use commands".into(),
                     })
                     .collect();
-                self.command_error(tx, mail, ticket.id, ticket.number, false, &errors, now)
-                    .await?;
+                self.command_error(tx, mail, ticket.id, ticket.number, false, &errors, now)?;
             }
         }
-        self.notify_agents(tx, ticket.id, NotifyEvent::CustomerReply, mail, &text, now)
-            .await?;
+        self.notify_agents(tx, ticket.id, NotifyEvent::CustomerReply, mail, &text, now)?;
         Ok(note)
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn command_error(
+    fn command_error(
         &self,
         tx: &mut Tx,
         mail: &InboundMail,
@@ -307,12 +297,11 @@ impl Pipeline {
             &self.templates,
         )?;
         self.send(tx, Some(ticket_id), "command-error", &out, &[], None, now)
-            .await
     }
 
     /// An agent's mail that failed authentication: an internal note for review, nothing more.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn held_agent_reply(
+    pub(super) fn held_agent_reply(
         &self,
         tx: &mut Tx,
         mail: &InboundMail,
@@ -322,10 +311,7 @@ impl Pipeline {
         received_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let author = tx
-            .user_record(&mail.sender.email.key())
-            .await?
-            .map(|u| u.id);
+        let author = tx.user_record(&mail.sender.email.key())?.map(|u| u.id);
         self.record_with_body(
             tx,
             mail,
@@ -335,16 +321,14 @@ impl Pipeline {
             author,
             &mail.body,
             received_at,
-        )
-        .await?;
+        )?;
         tx.insert_event(
             ticket.id,
             now,
             &mail.sender.email.to_string(),
             "held",
             &format!("agent reply held for review: {reason}"),
-        )
-        .await?;
+        )?;
         Ok(self.outcome(
             mail,
             Action::Ignored,
@@ -355,7 +339,7 @@ impl Pipeline {
 
     /// Mail refused by the intake policy or from a deactivated user.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn reject(
+    pub(super) fn reject(
         &self,
         tx: &mut Tx,
         mail: &InboundMail,
@@ -373,8 +357,7 @@ impl Pipeline {
             &format!("rejected: {reason}"),
             raw,
             now,
-        )
-        .await?;
+        )?;
         let answered = match reply {
             Err(why) => format!("not answered: {why}"),
             Ok(()) => {
@@ -392,8 +375,7 @@ impl Pipeline {
                     now,
                     &self.templates,
                 )?;
-                self.send(tx, None, refusal.kind(), &out, &[], None, now)
-                    .await?;
+                self.send(tx, None, refusal.kind(), &out, &[], None, now)?;
                 "answered".to_string()
             }
         };
@@ -406,7 +388,7 @@ impl Pipeline {
     }
 
     /// An agent's reply: commands, then the text relayed to the customer (or kept as a note).
-    pub(super) async fn agent_reply(
+    pub(super) fn agent_reply(
         &self,
         tx: &mut Tx,
         mail: &InboundMail,
@@ -416,8 +398,7 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
         let agent = tx
-            .user_record(&mail.sender.email.key())
-            .await?
+            .user_record(&mail.sender.email.key())?
             .ok_or_else(|| StoreError::Corrupt("agent reply from no stored user".into()))?;
         let actor = agent.email.clone();
         let text = strip_quotes(&mail.body);
@@ -465,7 +446,7 @@ impl Pipeline {
                     }
                 },
                 Command::Assign(Assignee::Me) => steps.push(Step::Assign(agent.clone())),
-                Command::Assign(Assignee::Email(e)) => match tx.user_record(&e.key()).await? {
+                Command::Assign(Assignee::Email(e)) => match tx.user_record(&e.key())? {
                     Some(u) if u.active && u.role != "customer" => steps.push(Step::Assign(u)),
                     _ => errors.push(refuse(format!("{e} is no active agent"))),
                 },
@@ -484,14 +465,11 @@ impl Pipeline {
                 Some(agent.id),
                 &text,
                 received_at,
-            )
-            .await?;
+            )?;
             let lines: Vec<&str> = errors.iter().map(|e| e.line.as_str()).collect();
             let lines = lines.join(", ");
-            tx.insert_event(ticket.id, now, &actor, "commands-refused", &lines)
-                .await?;
-            self.command_error(tx, mail, ticket.id, ticket.number, true, &errors, now)
-                .await?;
+            tx.insert_event(ticket.id, now, &actor, "commands-refused", &lines)?;
+            self.command_error(tx, mail, ticket.id, ticket.number, true, &errors, now)?;
             return Ok(self.outcome(
                 mail,
                 Action::AgentReply,
@@ -512,9 +490,8 @@ impl Pipeline {
             Some(agent.id),
             &parsed.text,
             received_at,
-        )
-        .await?;
-        let before = tx.ticket_record(ticket.id).await?;
+        )?;
+        let before = tx.ticket_record(ticket.id)?;
         let mut status = before.status;
         let mut closed_now = false;
         let mut done: Vec<String> = Vec::new();
@@ -522,10 +499,9 @@ impl Pipeline {
             match step {
                 Step::Status(s) if s == status => {}
                 Step::Status(s) => {
-                    tx.set_status(ticket.id, s, now).await?;
+                    tx.set_status(ticket.id, s, now)?;
                     let detail = format!("{} → {}", status.as_str(), s.as_str());
-                    tx.insert_event(ticket.id, now, &actor, "status", &detail)
-                        .await?;
+                    tx.insert_event(ticket.id, now, &actor, "status", &detail)?;
                     closed_now = s == TicketStatus::Closed;
                     status = s;
                     done.push(format!("#{}", s.as_str()));
@@ -542,58 +518,50 @@ impl Pipeline {
                         sla.first_response_due,
                         sla.resolution_due,
                         now,
-                    )
-                    .await?;
+                    )?;
                     let detail = format!("{} → {}", before.urgency, level.level);
-                    tx.insert_event(ticket.id, now, &actor, "urgency", &detail)
-                        .await?;
+                    tx.insert_event(ticket.id, now, &actor, "urgency", &detail)?;
                     done.push(format!("#urgency {}", level.level));
                 }
                 Step::Category(cat) => {
-                    tx.set_category(ticket.id, &cat.id, now).await?;
+                    tx.set_category(ticket.id, &cat.id, now)?;
                     let detail = format!("{} → {}", before.category, cat.id);
-                    tx.insert_event(ticket.id, now, &actor, "category", &detail)
-                        .await?;
+                    tx.insert_event(ticket.id, now, &actor, "category", &detail)?;
                     done.push(format!("#category {}", cat.id));
                 }
                 Step::Assign(user) => {
-                    tx.set_assignee(ticket.id, user.id, now).await?;
-                    tx.insert_event(ticket.id, now, &actor, "assign", &user.email)
-                        .await?;
+                    tx.set_assignee(ticket.id, user.id, now)?;
+                    tx.insert_event(ticket.id, now, &actor, "assign", &user.email)?;
                     done.push(format!("#assign {}", user.email));
                 }
                 Step::Cc(email) => {
-                    let uid = tx
-                        .ensure_user(
-                            &NewUser {
-                                email: &email.to_string(),
-                                email_key: &email.key(),
-                                name: "",
-                                role: "customer",
-                            },
-                            now,
-                        )
-                        .await?;
-                    tx.add_participant(ticket.id, uid).await?;
-                    tx.insert_event(ticket.id, now, &actor, "cc", &email.to_string())
-                        .await?;
+                    let uid = tx.ensure_user(
+                        &NewUser {
+                            email: &email.to_string(),
+                            email_key: &email.key(),
+                            name: "",
+                            role: "customer",
+                        },
+                        now,
+                    )?;
+                    tx.add_participant(ticket.id, uid)?;
+                    tx.insert_event(ticket.id, now, &actor, "cc", &email.to_string())?;
                     done.push(format!("#cc {email}"));
                 }
             }
         }
-        tx.touch_ticket(ticket.id, now).await?;
+        tx.touch_ticket(ticket.id, now)?;
 
         let mut reason = Vec::new();
         if note {
-            tx.insert_event(ticket.id, now, &actor, "note", "internal note")
-                .await?;
+            tx.insert_event(ticket.id, now, &actor, "note", "internal note")?;
             reason.push("internal note; nothing sent".to_string());
         } else {
-            let t = tx.ticket_record(ticket.id).await?;
+            let t = tx.ticket_record(ticket.id)?;
             let relay = !parsed.text.trim().is_empty() || !mail.attachments.is_empty();
             let support = self.config.support_address();
             if relay {
-                let side = self.customer_side(tx, &t).await?;
+                let side = self.customer_side(tx, &t)?;
                 let out = replies::agent_reply(
                     &self.sender(&support),
                     &self.ticket_facts(&side, now),
@@ -609,18 +577,15 @@ impl Pipeline {
                     &mail.attachments,
                     Some((&actor, Some(agent.id))),
                     now,
-                )
-                .await?;
-                if tx.set_first_response(t.id, now).await? {
-                    tx.insert_event(t.id, now, &actor, "first-response", "")
-                        .await?;
+                )?;
+                if tx.set_first_response(t.id, now)? {
+                    tx.insert_event(t.id, now, &actor, "first-response", "")?;
                 }
-                tx.insert_event(t.id, now, &actor, "reply", &out.recipients().join(", "))
-                    .await?;
+                tx.insert_event(t.id, now, &actor, "reply", &out.recipients().join(", "))?;
                 reason.push(format!("relayed to {}", out.recipients().join(", ")));
             }
             if closed_now && self.config.support.notify_on_close {
-                let side = self.customer_side(tx, &t).await?;
+                let side = self.customer_side(tx, &t)?;
                 let out = replies::closed_notice(
                     &self.sender(&support),
                     &self.ticket_facts(&side, now),
@@ -635,8 +600,7 @@ impl Pipeline {
                     &[],
                     Some((&support.to_string(), None)),
                     now,
-                )
-                .await?;
+                )?;
                 reason.push("closing notice sent".into());
             }
         }
@@ -652,15 +616,10 @@ impl Pipeline {
     }
 
     /// Who a mail to the ticket's customer goes to, and how it threads.
-    async fn customer_side(
-        &self,
-        tx: &mut Tx,
-        t: &TicketRecord,
-    ) -> Result<CustomerSide, PipelineError> {
-        let ids = tx.customer_message_ids(t.id).await?;
+    fn customer_side(&self, tx: &mut Tx, t: &TicketRecord) -> Result<CustomerSide, PipelineError> {
+        let ids = tx.customer_message_ids(t.id)?;
         let cc = tx
-            .collaborators(t.id)
-            .await?
+            .collaborators(t.id)?
             .iter()
             .filter(|u| u.email.to_lowercase() != t.requester.email.to_lowercase())
             .map(party)

@@ -1,15 +1,21 @@
-//! Persistence: one interface over SQLite (the embedded default) and PostgreSQL.
+//! Persistence: SQLite, the embedded default, behind one synchronous interface.
 //!
-//! Both backends run the same SQL through sqlx's `Any` driver: a portable dialect (`$N`
-//! placeholders, `RETURNING`, `ON CONFLICT`, integers for timestamps and booleans). Only the
-//! migrations (`migrations/sqlite`, `migrations/postgres`) and connection set-up differ.
-//! A [`Tx`] is one inbound message's unit of work: everything it writes commits or nothing does.
+//! Every inbound message is ONE unit of work ([`Tx`], `BEGIN IMMEDIATE` … `COMMIT`): it commits
+//! whole or not at all. The statements run on the calling thread through rusqlite (cached,
+//! prepared statements), not through an async driver's worker thread: sqlx-sqlite's hand-off to
+//! its worker cost ~150 µs per statement on our 2-core VM, and a new ticket takes a dozen
+//! statements (see README, Performance). Callers inside the tokio runtime call in through
+//! [`blocking`], which moves the thread's other tasks away for the duration.
+//!
+//! Migrations stay with sqlx (`migrations/sqlite`, the `_sqlx_migrations` table, `sqlx migrate`
+//! for admins). SQL is written with `?N` placeholders.
 
-use std::str::FromStr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor, Row};
+use rusqlite::{Connection, OpenFlags, Params, Row};
 
 use crate::tickets::{KnownUser, Role, TicketStatus, TicketSummary};
 
@@ -20,26 +26,30 @@ pub use agents::{TicketRecord, UserRecord, UserUpdate};
 pub use daemon::OutboxJob;
 pub use queries::*;
 
-/// Which database is behind the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// How long a writer waits for another writer's lock before the work counts as unavailable
+/// (and is retried later: the mail stays in the mailbox).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Idle connections kept open for reuse.
+const POOL_IDLE: usize = 4;
+/// Prepared statements cached per connection (supportd has about fifty distinct ones).
+const STATEMENT_CACHE: usize = 128;
+/// Blobs above this size are written in place with SQLite's incremental blob I/O instead of
+/// being bound (binding copies the whole value once more).
+const STREAM_BLOB_BYTES: usize = 256 * 1024;
 
 /// What can go wrong talking to the database.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("a concurrent writer stored the same row first")]
     Conflict,
     #[error("database error: {0}")]
-    Query(#[source] sqlx::Error),
-    #[error("unsupported database URL `{0}` (use sqlite:// or postgres://)")]
-    BadUrl(String),
+    Query(#[source] rusqlite::Error),
+    #[error("unsupported database URL `{0}`: {1}")]
+    BadUrl(String, &'static str),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
 }
@@ -47,137 +57,334 @@ pub enum StoreError {
 impl StoreError {
     /// Worth retrying later (an MTA should get EX_TEMPFAIL).
     pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Unavailable(_) | StoreError::Conflict => true,
-            StoreError::Query(e) => is_busy(e),
-            _ => false,
-        }
+        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict)
     }
 }
 
-fn is_busy(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => {
-            let msg = d.message().to_ascii_lowercase();
-            msg.contains("database is locked") || msg.contains("busy")
-        }
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
-        _ => false,
-    }
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ffi::ErrorCode as C;
+        let Some(failure) = e.sqlite_error() else {
+            return StoreError::Query(e);
+        };
+        match failure.code {
+            C::ConstraintViolation
+                if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                StoreError::Conflict
+            }
+            C::DatabaseBusy
+            | C::DatabaseLocked
+            | C::SystemIoFailure
+            | C::CannotOpen
+            | C::DiskFull
+            | C::ReadOnly
+            | C::FileLockingProtocolFailed
+            | C::OutOfMemory => StoreError::Unavailable(e.to_string()),
             _ => StoreError::Query(e),
         }
+    }
+}
+
+/// Runs blocking database work from anywhere: inside the multi-threaded runtime (the daemon)
+/// through `block_in_place`, so the worker's other tasks move to another thread; on a
+/// current-thread runtime (one-shot commands, tests) or outside any runtime, inline.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
 /// The database, shared by every task of the process.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: AnyPool,
-    backend: Backend,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    flags: OpenFlags,
+    idle: Mutex<Vec<Connection>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-impl Store {
-    /// Connects (creating a SQLite file when missing). Does not migrate.
-    pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
-        } else {
-            return Err(StoreError::BadUrl(url.to_string()));
-        };
-        let url = match backend {
-            Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
-                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
-            }
-            _ => url.to_string(),
-        };
-        let options =
-            AnyConnectOptions::from_str(&url).map_err(|_| StoreError::BadUrl(url.clone()))?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
-            .acquire_timeout(std::time::Duration::from_secs(15))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL: readers never block the writer; NORMAL is durable with WAL.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA busy_timeout = 15000").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(StoreError::Unavailable)?;
-        Ok(Store { pool, backend })
+/// `sqlite://PATH`, `sqlite:PATH`, with an optional `?mode=ro|rw|rwc` (default rwc).
+fn parse_url(url: &str) -> Result<(PathBuf, OpenFlags), StoreError> {
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return Err(StoreError::BadUrl(
+            url.to_string(),
+            "PostgreSQL support is not built yet; use sqlite://PATH",
+        ));
     }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Err(StoreError::BadUrl(
+            url.to_string(),
+            "expected sqlite://PATH",
+        ));
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::BadUrl(
+            url.to_string(),
+            "supportd needs a database file, not an in-memory database",
+        ));
     }
-
-    /// Applies pending migrations.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
-            Backend::Postgres => {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        flags = match pair {
+            "mode=ro" => OpenFlags::SQLITE_OPEN_READ_ONLY,
+            "mode=rw" => OpenFlags::SQLITE_OPEN_READ_WRITE,
+            "mode=rwc" => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            _ => {
                 return Err(StoreError::BadUrl(
-                    "postgres:// (PostgreSQL support is not built yet)".into(),
+                    url.to_string(),
+                    "the only URL option is mode=ro|rw|rwc",
                 ))
             }
-        }
+        };
+    }
+    // Each connection is used by one thread at a time (the pool hands it out whole).
+    Ok((PathBuf::from(path), flags | OpenFlags::SQLITE_OPEN_NO_MUTEX))
+}
+
+impl Store {
+    /// Opens the database (creating the file when missing). Does not migrate.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let (path, flags) = parse_url(url)?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                path,
+                flags,
+                idle: Mutex::new(Vec::new()),
+            }),
+        };
+        // Open one connection now so a bad path fails here, with its cause.
+        blocking(|| store.get().map(drop))?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations (through sqlx, which keeps the `_sqlx_migrations` ledger).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        use sqlx::Connection as _;
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&self.inner.path)
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(BUSY_TIMEOUT);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let result = SQLITE_MIGRATIONS.run(&mut conn).await;
+        let _ = conn.close().await;
+        result?;
         Ok(())
     }
 
-    /// Starts one unit of work. SQLite takes the write lock up front so two writers queue on
-    /// busy_timeout instead of failing when the first read would upgrade to a write.
-    pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(&self.inner.path, self.inner.flags)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.inner.path.display())))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL: readers never block the writer; NORMAL is durable across crashes with WAL
+        // (a power loss may undo the last commits, never corrupt).
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(conn)
+    }
+
+    /// A connection from the idle list, or a new one.
+    fn get(&self) -> Result<Pooled, StoreError> {
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => self.open()?,
         };
-        Ok(Tx { tx })
+        Ok(Pooled {
+            conn: Some(conn),
+            inner: Arc::clone(&self.inner),
+        })
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// Runs `f` on a connection outside any explicit transaction (reads, single statements).
+    pub(crate) fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        blocking(|| {
+            let conn = self.get()?;
+            f(conn.conn())
+        })
     }
 
+    /// Starts one unit of work. It takes the write lock up front (`BEGIN IMMEDIATE`), so two
+    /// writers queue on the busy timeout instead of failing when a read would upgrade to a
+    /// write. Blocking: call it inside [`blocking`] when on the runtime.
+    pub fn begin(&self) -> Result<Tx, StoreError> {
+        let conn = self.get()?;
+        conn.conn().execute_batch("BEGIN IMMEDIATE")?;
+        Ok(Tx { conn, open: true })
+    }
+
+    /// Drops the idle connections (a WAL checkpoint happens when the last one closes).
     pub async fn close(&self) {
-        self.pool.close().await;
+        let idle = std::mem::take(
+            &mut *self
+                .inner
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        blocking(|| drop(idle));
     }
 }
 
-/// One open transaction.
+/// A connection that goes back to the idle list when dropped.
+struct Pooled {
+    conn: Option<Connection>,
+    inner: Arc<Inner>,
+}
+
+impl Pooled {
+    fn conn(&self) -> &Connection {
+        match &self.conn {
+            Some(c) => c,
+            // `conn` is Some from construction until drop.
+            None => unreachable!("pooled connection used after drop"),
+        }
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self
+                .inner
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < POOL_IDLE && conn.is_autocommit() {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+/// One open transaction; rolled back when dropped without [`Tx::commit`].
 pub struct Tx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    conn: Pooled,
+    open: bool,
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.conn.conn().execute_batch("COMMIT")?;
+        self.open = false;
         Ok(())
     }
 
-    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.tx
+    pub(crate) fn conn(&self) -> &Connection {
+        self.conn.conn()
     }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if self.open {
+            // A failed rollback leaves the connection inside a transaction; Pooled's drop
+            // then closes it instead of reusing it.
+            let _ = self.conn.conn().execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// Executes one statement; returns the number of rows changed.
+pub(crate) fn exec(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, StoreError> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
+/// The first row of a query, mapped, if there is one.
+pub(crate) fn query_opt<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    match rows.next()? {
+        Some(row) => f(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The one row a query must return (aggregates, `INSERT … RETURNING`).
+pub(crate) fn query_one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    query_opt(conn, sql, params, f)?.ok_or(StoreError::Query(rusqlite::Error::QueryReturnedNoRows))
+}
+
+/// Every row of a query, mapped.
+pub(crate) fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(f(row)?);
+    }
+    Ok(out)
+}
+
+/// A blob parameter: the bytes themselves when small; when large, a zero-filled placeholder
+/// of the right size that [`fill_blob`] then writes in place, so a 25 MB attachment is not
+/// copied once more into SQLite's bind buffer.
+pub(crate) fn blob_param(data: &[u8]) -> Result<rusqlite::types::ToSqlOutput<'_>, StoreError> {
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+    if data.len() <= STREAM_BLOB_BYTES {
+        return Ok(ToSqlOutput::Borrowed(ValueRef::Blob(data)));
+    }
+    let len = i32::try_from(data.len())
+        .map_err(|_| StoreError::Corrupt(format!("blob of {} bytes is too large", data.len())))?;
+    Ok(ToSqlOutput::ZeroBlob(len))
+}
+
+/// Writes a large blob announced by [`blob_param`] into row `rowid` (no-op for small ones).
+pub(crate) fn fill_blob(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    rowid: i64,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    if data.len() <= STREAM_BLOB_BYTES {
+        return Ok(());
+    }
+    let mut blob = conn.blob_open("main", table, column, rowid, false)?;
+    blob.write_at(data, 0)?;
+    Ok(())
 }
 
 pub(crate) fn ts(t: DateTime<Utc>) -> i64 {
@@ -188,30 +395,30 @@ pub(crate) fn from_ts(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
-pub(crate) fn ticket_summary(row: &sqlx::any::AnyRow) -> Result<TicketSummary, StoreError> {
-    let status: String = row.try_get("status")?;
+pub(crate) fn ticket_summary(row: &Row<'_>) -> Result<TicketSummary, StoreError> {
+    let status: String = row.get("status")?;
     Ok(TicketSummary {
-        id: row.try_get("id")?,
-        number: row.try_get("number")?,
+        id: row.get("id")?,
+        number: row.get("number")?,
         status: TicketStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("ticket status `{status}`")))?,
-        closed_at: row.try_get::<Option<i64>, _>("closed_at")?.map(from_ts),
+        closed_at: row.get::<_, Option<i64>>("closed_at")?.map(from_ts),
         participants: Vec::new(),
     })
 }
 
-pub(crate) fn known_user(row: &sqlx::any::AnyRow) -> Result<KnownUser, StoreError> {
-    let role: String = row.try_get("role")?;
-    let status: String = row.try_get("status")?;
+pub(crate) fn known_user(row: &Row<'_>) -> Result<KnownUser, StoreError> {
+    let role: String = row.get("role")?;
+    let status: String = row.get("status")?;
     Ok(KnownUser {
-        id: row.try_get("id")?,
+        id: row.get("id")?,
         role: Role::parse(&role)
             .ok_or_else(|| StoreError::Corrupt(format!("user role `{role}`")))?,
         active: status == "active",
-        support_user: row.try_get::<i64, _>("support_user")? != 0,
+        support_user: row.get::<_, i64>("support_user")? != 0,
         org: effective_org(
-            &row.try_get::<String, _>("org")?,
-            &row.try_get::<String, _>("email")?,
+            &row.get::<_, String>("org")?,
+            &row.get::<_, String>("email")?,
         ),
     })
 }

@@ -1,10 +1,13 @@
-//! The SQL of supportd, in the dialect both backends accept.
+//! The SQL of supportd (SQLite, `?N` placeholders), run through rusqlite on the calling thread.
 
 use chrono::{DateTime, Utc};
+use rusqlite::params;
 use serde::Serialize;
-use sqlx::Row;
 
-use super::{from_ts, known_user, ticket_summary, ts, Store, StoreError, Tx};
+use super::{
+    blob_param, exec, fill_blob, from_ts, known_user, query_all, query_one, query_opt,
+    ticket_summary, ts, Store, StoreError, Tx,
+};
 use crate::tickets::{KnownUser, TicketStatus, TicketSummary};
 
 /// A user to create.
@@ -63,330 +66,307 @@ pub struct NewOutbox<'a> {
 
 impl Tx {
     /// The ticket owning the first of `ids` that we know (received or sent).
-    pub async fn ticket_by_message_ids(
+    pub fn ticket_by_message_ids(
         &mut self,
         ids: &[String],
     ) -> Result<Option<TicketSummary>, StoreError> {
         for id in ids {
             // A message on the ticket's history first, else one we sent that is not on it
             // (agent notifications).
-            let row = sqlx::query(
+            let found = query_opt(
+                self.conn(),
                 "SELECT id, number, status, closed_at FROM (
                      SELECT 0 AS pref, t.id, t.number, t.status, t.closed_at FROM messages m
-                       JOIN tickets t ON t.id = m.ticket_id WHERE m.message_id = $1
+                       JOIN tickets t ON t.id = m.ticket_id WHERE m.message_id = ?1
                      UNION ALL
                      SELECT 1 AS pref, t.id, t.number, t.status, t.closed_at FROM outbox o
-                       JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = $1
+                       JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = ?1
                  ) AS found ORDER BY pref LIMIT 1",
-            )
-            .bind(id.as_str())
-            .fetch_optional(self.conn())
-            .await?;
-            if row.is_some() {
-                return self.summary_of(row).await;
+                params![id.as_str()],
+                ticket_summary,
+            )?;
+            if found.is_some() {
+                return self.summary_of(found);
             }
         }
         Ok(None)
     }
 
-    pub async fn ticket_by_access_key(
-        &mut self,
-        key: &str,
-    ) -> Result<Option<TicketSummary>, StoreError> {
-        let row =
-            sqlx::query("SELECT id, number, status, closed_at FROM tickets WHERE access_key = $1")
-                .bind(key)
-                .fetch_optional(self.conn())
-                .await?;
-        self.summary_of(row).await
+    pub fn ticket_by_access_key(&mut self, key: &str) -> Result<Option<TicketSummary>, StoreError> {
+        let found = query_opt(
+            self.conn(),
+            "SELECT id, number, status, closed_at FROM tickets WHERE access_key = ?1",
+            params![key],
+            ticket_summary,
+        )?;
+        self.summary_of(found)
     }
 
-    pub async fn ticket_by_number(
-        &mut self,
-        number: i64,
-    ) -> Result<Option<TicketSummary>, StoreError> {
-        let row =
-            sqlx::query("SELECT id, number, status, closed_at FROM tickets WHERE number = $1")
-                .bind(number)
-                .fetch_optional(self.conn())
-                .await?;
-        self.summary_of(row).await
+    pub fn ticket_by_number(&mut self, number: i64) -> Result<Option<TicketSummary>, StoreError> {
+        let found = query_opt(
+            self.conn(),
+            "SELECT id, number, status, closed_at FROM tickets WHERE number = ?1",
+            params![number],
+            ticket_summary,
+        )?;
+        self.summary_of(found)
     }
 
-    /// The summary (with participants) of a `tickets` row, if one was found.
-    pub(crate) async fn summary_of(
+    /// The summary with participants of a `tickets` row (mapped with [`ticket_summary`]), if
+    /// one was found.
+    pub(crate) fn summary_of(
         &mut self,
-        row: Option<sqlx::any::AnyRow>,
+        found: Option<TicketSummary>,
     ) -> Result<Option<TicketSummary>, StoreError> {
-        match row {
-            Some(row) => self
-                .with_participants(ticket_summary(&row)?)
-                .await
-                .map(Some),
+        match found {
+            Some(t) => self.with_participants(t).map(Some),
             None => Ok(None),
         }
     }
 
-    pub(crate) async fn with_participants(
+    pub(crate) fn with_participants(
         &mut self,
         mut t: TicketSummary,
     ) -> Result<TicketSummary, StoreError> {
-        let rows = sqlx::query(
-            "SELECT u.email_key FROM tickets t JOIN users u ON u.id = t.requester_id WHERE t.id = $1
+        t.participants = query_all(
+            self.conn(),
+            "SELECT u.email_key FROM tickets t JOIN users u ON u.id = t.requester_id WHERE t.id = ?1
              UNION
-             SELECT u.email_key FROM participants p JOIN users u ON u.id = p.user_id WHERE p.ticket_id = $1",
-        )
-        .bind(t.id)
-        .fetch_all(self.conn())
-        .await?;
-        t.participants = rows
-            .iter()
-            .map(|r| r.try_get::<String, _>("email_key"))
-            .collect::<Result<_, _>>()?;
+             SELECT u.email_key FROM participants p JOIN users u ON u.id = p.user_id WHERE p.ticket_id = ?1",
+            params![t.id],
+            |r| Ok(r.get::<_, String>("email_key")?),
+        )?;
         Ok(t)
     }
 
     /// The outbox row one of `ids` names (a bounce's original), with its ticket.
-    pub async fn outbox_by_message_ids(
+    pub fn outbox_by_message_ids(
         &mut self,
         ids: &[String],
     ) -> Result<Option<(i64, TicketSummary)>, StoreError> {
         for id in ids {
-            let row = sqlx::query(
+            let found = query_opt(
+                self.conn(),
                 "SELECT o.id AS outbox_id, t.id, t.number, t.status, t.closed_at FROM outbox o
-                   JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = $1",
-            )
-            .bind(id.as_str())
-            .fetch_optional(self.conn())
-            .await?;
-            if let Some(row) = row {
-                let outbox_id: i64 = row.try_get("outbox_id")?;
-                let t = self.with_participants(ticket_summary(&row)?).await?;
+                   JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = ?1",
+                params![id.as_str()],
+                |row| Ok((row.get::<_, i64>("outbox_id")?, ticket_summary(row)?)),
+            )?;
+            if let Some((outbox_id, t)) = found {
+                let t = self.with_participants(t)?;
                 return Ok(Some((outbox_id, t)));
             }
         }
         Ok(None)
     }
 
-    pub async fn user_by_email(
-        &mut self,
-        email_key: &str,
-    ) -> Result<Option<KnownUser>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, role, status, support_user, org, email FROM users WHERE email_key = $1",
+    pub fn user_by_email(&mut self, email_key: &str) -> Result<Option<KnownUser>, StoreError> {
+        query_opt(
+            self.conn(),
+            "SELECT id, role, status, support_user, org, email FROM users WHERE email_key = ?1",
+            params![email_key],
+            known_user,
         )
-        .bind(email_key)
-        .fetch_optional(self.conn())
-        .await?;
-        row.as_ref().map(known_user).transpose()
     }
 
     /// The first questions about every message, in one round trip: is its Message-ID stored,
     /// who is its sender, and how many automatic answers (acknowledgements, refusals, command
     /// errors: they share one rate limit) went to the sender since `since`.
-    pub async fn first_look(
+    pub fn first_look(
         &mut self,
         message_id: &str,
         sender_key: &str,
         since: DateTime<Utc>,
     ) -> Result<(bool, Option<KnownUser>, u32), StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM messages WHERE message_id = $1)
-                  + (SELECT COUNT(*) FROM ignored_mail WHERE message_id = $1) AS known,
+        query_one(
+            self.conn(),
+            "SELECT (SELECT COUNT(*) FROM messages WHERE message_id = ?1)
+                  + (SELECT COUNT(*) FROM ignored_mail WHERE message_id = ?1) AS known,
                     (SELECT COUNT(*) FROM outbox
                       WHERE kind IN ('ack', 'rejected', 'inactive', 'command-error')
-                        AND recipients = $2 AND created_at > $3) AS acks,
+                        AND recipients = ?2 AND created_at > ?3) AS acks,
                     u.id, u.role, u.status, u.support_user, u.org, u.email
-               FROM (SELECT 1 AS one) AS x LEFT JOIN users u ON u.email_key = $2",
+               FROM (SELECT 1 AS one) AS x LEFT JOIN users u ON u.email_key = ?2",
+            params![message_id, sender_key, ts(since)],
+            |row| {
+                let known = row.get::<_, i64>("known")? > 0;
+                let acks = u32::try_from(row.get::<_, i64>("acks")?).unwrap_or(u32::MAX);
+                let sender = match row.get::<_, Option<i64>>("id")? {
+                    Some(_) => Some(known_user(row)?),
+                    None => None,
+                };
+                Ok((known, sender, acks))
+            },
         )
-        .bind(message_id)
-        .bind(sender_key)
-        .bind(ts(since))
-        .fetch_one(self.conn())
-        .await?;
-        let known = row.try_get::<i64, _>("known")? > 0;
-        let acks = u32::try_from(row.try_get::<i64, _>("acks")?).unwrap_or(u32::MAX);
-        let sender = match row.try_get::<Option<i64>, _>("id")? {
-            Some(_) => Some(known_user(&row)?),
-            None => None,
-        };
-        Ok((known, sender, acks))
     }
 
-    pub async fn insert_user(
-        &mut self,
-        u: &NewUser<'_>,
-        at: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO users (email, email_key, name, role, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    pub fn insert_user(&mut self, u: &NewUser<'_>, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        query_one(
+            self.conn(),
+            "INSERT INTO users (email, email_key, name, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            params![u.email, u.email_key, u.name, u.role, ts(at)],
+            |row| Ok(row.get("id")?),
         )
-        .bind(u.email)
-        .bind(u.email_key)
-        .bind(u.name)
-        .bind(u.role)
-        .bind(ts(at))
-        .fetch_one(self.conn())
-        .await?;
-        Ok(row.try_get("id")?)
     }
 
     /// Finds or provisions a customer; returns its id.
-    pub async fn ensure_user(
-        &mut self,
-        u: &NewUser<'_>,
-        at: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
-        match self.user_by_email(u.email_key).await? {
+    pub fn ensure_user(&mut self, u: &NewUser<'_>, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        match self.user_by_email(u.email_key)? {
             Some(known) => Ok(known.id),
-            None => self.insert_user(u, at).await,
+            None => self.insert_user(u, at),
         }
     }
 
     /// Creates a ticket with the next number; returns (id, number).
-    pub async fn insert_ticket(&mut self, t: &NewTicket<'_>) -> Result<(i64, i64), StoreError> {
-        let row = sqlx::query(
+    pub fn insert_ticket(&mut self, t: &NewTicket<'_>) -> Result<(i64, i64), StoreError> {
+        query_one(
+            self.conn(),
             "INSERT INTO tickets (number, access_key, subject, status, category, urgency, triage_reasons,
                                   requester_id, follows_ticket_id, created_at, updated_at,
                                   first_response_due, resolution_due, agent_key)
-             VALUES ((SELECT COALESCE(MAX(number), 1000) + 1 FROM tickets), $1, $2, 'open', $3, $4, $5,
-                     $6, $7, $8, $8, $9, $10, $11)
+             VALUES ((SELECT COALESCE(MAX(number), 1000) + 1 FROM tickets), ?1, ?2, 'open', ?3, ?4, ?5,
+                     ?6, ?7, ?8, ?8, ?9, ?10, ?11)
              RETURNING id, number",
+            params![
+                t.access_key,
+                t.subject,
+                t.category,
+                i64::from(t.urgency),
+                t.triage_reasons,
+                t.requester_id,
+                t.follows_ticket_id,
+                ts(t.created_at),
+                ts(t.first_response_due),
+                ts(t.resolution_due),
+                t.agent_key,
+            ],
+            |row| Ok((row.get("id")?, row.get("number")?)),
         )
-        .bind(t.access_key)
-        .bind(t.subject)
-        .bind(t.category)
-        .bind(i64::from(t.urgency))
-        .bind(t.triage_reasons)
-        .bind(t.requester_id)
-        .bind(t.follows_ticket_id)
-        .bind(ts(t.created_at))
-        .bind(ts(t.first_response_due))
-        .bind(ts(t.resolution_due))
-        .bind(t.agent_key)
-        .fetch_one(self.conn())
-        .await?;
-        Ok((row.try_get("id")?, row.try_get("number")?))
     }
 
-    pub async fn add_participant(
-        &mut self,
-        ticket_id: i64,
-        user_id: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO participants (ticket_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(ticket_id)
-        .bind(user_id)
-        .execute(self.conn())
-        .await?;
+    pub fn add_participant(&mut self, ticket_id: i64, user_id: i64) -> Result<(), StoreError> {
+        exec(
+            self.conn(),
+            "INSERT INTO participants (ticket_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![ticket_id, user_id],
+        )?;
         Ok(())
     }
 
-    pub async fn insert_message(&mut self, m: &NewMessage<'_>) -> Result<i64, StoreError> {
-        let row = sqlx::query(
+    pub fn insert_message(&mut self, m: &NewMessage<'_>) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let id = query_one(
+            conn,
             "INSERT INTO messages (ticket_id, message_id, direction, kind, author, author_id, internal,
                                    subject, body, raw, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-        )
-        .bind(m.ticket_id)
-        .bind(m.message_id)
-        .bind(m.direction)
-        .bind(m.kind)
-        .bind(m.author)
-        .bind(m.author_id)
-        .bind(i64::from(m.internal))
-        .bind(m.subject)
-        .bind(m.body)
-        .bind(m.raw)
-        .bind(ts(m.created_at))
-        .fetch_one(self.conn())
-        .await?;
-        Ok(row.try_get("id")?)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+            params![
+                m.ticket_id,
+                m.message_id,
+                m.direction,
+                m.kind,
+                m.author,
+                m.author_id,
+                i64::from(m.internal),
+                m.subject,
+                m.body,
+                m.raw.map(blob_param).transpose()?,
+                ts(m.created_at),
+            ],
+            |row| Ok(row.get("id")?),
+        )?;
+        if let Some(raw) = m.raw {
+            fill_blob(conn, "messages", "raw", id, raw)?;
+        }
+        Ok(id)
     }
 
-    pub async fn insert_attachment(
+    pub fn insert_attachment(
         &mut self,
         message_row: i64,
         a: &crate::mail::parse::Attachment,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let conn = self.conn();
+        exec(
+            conn,
             "INSERT INTO attachments (message_row, filename, content_type, size, content_id, data)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(message_row)
-        .bind(a.filename.as_str())
-        .bind(a.content_type.as_str())
-        .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
-        .bind(a.content_id.as_deref())
-        // Bind borrowed bytes: sqlx copies blobs itself, a clone here would be one copy more
-        // of a possibly 25 MB attachment.
-        .bind(a.data.as_slice())
-        .execute(self.conn())
-        .await?;
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                message_row,
+                a.filename.as_str(),
+                a.content_type.as_str(),
+                i64::try_from(a.size).unwrap_or(i64::MAX),
+                a.content_id.as_deref(),
+                // Borrowed bytes, never a clone (a possibly 25 MB attachment); a large one is
+                // bound as a zero-filled placeholder and written in place just below.
+                blob_param(a.data.as_slice())?,
+            ],
+        )?;
+        fill_blob(
+            conn,
+            "attachments",
+            "data",
+            conn.last_insert_rowid(),
+            a.data.as_slice(),
+        )?;
         Ok(())
     }
 
-    pub async fn set_status(
+    pub fn set_status(
         &mut self,
         ticket_id: i64,
         status: TicketStatus,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let closed_at = (status == TicketStatus::Closed).then(|| ts(at));
-        sqlx::query(
-            "UPDATE tickets SET status = $1, closed_at = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(status.as_str())
-        .bind(closed_at)
-        .bind(ts(at))
-        .bind(ticket_id)
-        .execute(self.conn())
-        .await?;
+        exec(
+            self.conn(),
+            "UPDATE tickets SET status = ?1, closed_at = ?2, updated_at = ?3 WHERE id = ?4",
+            params![status.as_str(), closed_at, ts(at), ticket_id],
+        )?;
         Ok(())
     }
 
-    pub async fn touch_ticket(
-        &mut self,
-        ticket_id: i64,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tickets SET updated_at = $1 WHERE id = $2")
-            .bind(ts(at))
-            .bind(ticket_id)
-            .execute(self.conn())
-            .await?;
+    pub fn touch_ticket(&mut self, ticket_id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        exec(
+            self.conn(),
+            "UPDATE tickets SET updated_at = ?1 WHERE id = ?2",
+            params![ts(at), ticket_id],
+        )?;
         Ok(())
     }
 
-    pub async fn queue_outbox(&mut self, o: &NewOutbox<'_>) -> Result<i64, StoreError> {
-        let row = sqlx::query(
+    pub fn queue_outbox(&mut self, o: &NewOutbox<'_>) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let id = query_one(
+            conn,
             "INSERT INTO outbox (ticket_id, kind, message_id, recipients, subject, raw, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
-        )
-        .bind(o.ticket_id)
-        .bind(o.kind)
-        .bind(o.message_id)
-        .bind(o.recipients)
-        .bind(o.subject)
-        .bind(o.raw)
-        .bind(ts(o.created_at))
-        .fetch_one(self.conn())
-        .await?;
-        Ok(row.try_get("id")?)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id",
+            params![
+                o.ticket_id,
+                o.kind,
+                o.message_id,
+                o.recipients,
+                o.subject,
+                blob_param(o.raw)?,
+                ts(o.created_at),
+            ],
+            |row| Ok(row.get("id")?),
+        )?;
+        fill_blob(conn, "outbox", "raw", id, o.raw)?;
+        Ok(id)
     }
 
-    pub async fn fail_outbox(&mut self, id: i64, error: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET status = 'failed', last_error = $1 WHERE id = $2")
-            .bind(error)
-            .bind(id)
-            .execute(self.conn())
-            .await?;
+    pub fn fail_outbox(&mut self, id: i64, error: &str) -> Result<(), StoreError> {
+        exec(
+            self.conn(),
+            "UPDATE outbox SET status = 'failed', last_error = ?1 WHERE id = ?2",
+            params![error, id],
+        )?;
         Ok(())
     }
 
-    pub async fn insert_ignored(
+    pub fn insert_ignored(
         &mut self,
         message_id: &str,
         sender: &str,
@@ -395,22 +375,28 @@ impl Tx {
         raw: &[u8],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let conn = self.conn();
+        let inserted = exec(
+            conn,
             "INSERT INTO ignored_mail (message_id, sender, subject, reason, raw, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (message_id) DO NOTHING",
-        )
-        .bind(message_id)
-        .bind(sender)
-        .bind(subject)
-        .bind(reason)
-        .bind(raw)
-        .bind(ts(at))
-        .execute(self.conn())
-        .await?;
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING",
+            params![
+                message_id,
+                sender,
+                subject,
+                reason,
+                blob_param(raw)?,
+                ts(at)
+            ],
+        )?;
+        // Skipped as a duplicate: no new row, and last_insert_rowid() is some earlier row's.
+        if inserted > 0 {
+            fill_blob(conn, "ignored_mail", "raw", conn.last_insert_rowid(), raw)?;
+        }
         Ok(())
     }
 
-    pub async fn insert_event(
+    pub fn insert_event(
         &mut self,
         ticket_id: i64,
         at: DateTime<Utc>,
@@ -418,16 +404,11 @@ impl Tx {
         kind: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(ticket_id)
-        .bind(ts(at))
-        .bind(actor)
-        .bind(kind)
-        .bind(detail)
-        .execute(self.conn())
-        .await?;
+        exec(
+            self.conn(),
+            "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![ticket_id, ts(at), actor, kind, detail],
+        )?;
         Ok(())
     }
 }
@@ -543,215 +524,214 @@ fn rfc3339(t: i64) -> String {
 }
 
 impl Store {
-    pub async fn list_tickets(&self) -> Result<Vec<TicketListItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT t.number, t.subject, t.status, t.category, t.urgency, t.created_at, u.email, u.name
-               FROM tickets t JOIN users u ON u.id = t.requester_id ORDER BY t.number",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TicketListItem {
-                    number: r.try_get("number")?,
-                    subject: r.try_get("subject")?,
-                    status: r.try_get("status")?,
-                    category: r.try_get("category")?,
-                    urgency: r.try_get("urgency")?,
-                    requester: Person {
-                        email: r.try_get("email")?,
-                        name: r.try_get("name")?,
-                    },
-                    created_at: rfc3339(r.try_get("created_at")?),
-                })
-            })
-            .collect()
-    }
-
-    pub async fn ticket_detail(&self, number: i64) -> Result<Option<TicketDetail>, StoreError> {
-        let Some(t) = sqlx::query(
-            "SELECT t.*, u.email AS r_email, u.name AS r_name, a.email AS a_email, a.name AS a_name,
-                    f.number AS follows_number
-               FROM tickets t JOIN users u ON u.id = t.requester_id
-               LEFT JOIN users a ON a.id = t.assignee_id
-               LEFT JOIN tickets f ON f.id = t.follows_ticket_id
-              WHERE t.number = $1",
-        )
-        .bind(number)
-        .fetch_optional(self.pool())
-        .await?
-        else {
-            return Ok(None);
-        };
-        let id: i64 = t.try_get("id")?;
-        let collaborators = sqlx::query(
-            "SELECT u.email, u.name FROM participants p JOIN users u ON u.id = p.user_id
-              WHERE p.ticket_id = $1 ORDER BY u.id",
-        )
-        .bind(id)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Person {
-                email: r.try_get("email")?,
-                name: r.try_get("name")?,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-        let mut messages = Vec::new();
-        for m in sqlx::query(
-            "SELECT id, message_id, direction, kind, author, internal, subject, body, created_at
-               FROM messages WHERE ticket_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(self.pool())
-        .await?
-        {
-            let attachments = sqlx::query(
-                "SELECT filename, content_type, size FROM attachments WHERE message_row = $1 ORDER BY id",
+    pub fn list_tickets(&self) -> Result<Vec<TicketListItem>, StoreError> {
+        self.with_conn(|c| {
+            query_all(
+                c,
+                "SELECT t.number, t.subject, t.status, t.category, t.urgency, t.created_at, u.email, u.name
+                   FROM tickets t JOIN users u ON u.id = t.requester_id ORDER BY t.number",
+                [],
+                |r| {
+                    Ok(TicketListItem {
+                        number: r.get("number")?,
+                        subject: r.get("subject")?,
+                        status: r.get("status")?,
+                        category: r.get("category")?,
+                        urgency: r.get("urgency")?,
+                        requester: Person {
+                            email: r.get("email")?,
+                            name: r.get("name")?,
+                        },
+                        created_at: rfc3339(r.get("created_at")?),
+                    })
+                },
             )
-            .bind(m.try_get::<i64, _>("id")?)
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(|a| {
-                Ok(AttachmentView {
-                    filename: a.try_get("filename")?,
-                    content_type: a.try_get("content_type")?,
-                    size: a.try_get("size")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-            messages.push(MessageView {
-                message_id: m.try_get("message_id")?,
-                direction: m.try_get("direction")?,
-                kind: m.try_get("kind")?,
-                author: m.try_get("author")?,
-                internal: m.try_get::<i64, _>("internal")? != 0,
-                subject: m.try_get("subject")?,
-                body: m.try_get("body")?,
-                created_at: rfc3339(m.try_get("created_at")?),
-                attachments,
-            });
-        }
-        let events = sqlx::query(
-            "SELECT at, actor, kind, detail FROM events WHERE ticket_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|e| {
-            Ok(EventView {
-                at: rfc3339(e.try_get("at")?),
-                actor: e.try_get("actor")?,
-                kind: e.try_get("kind")?,
-                detail: e.try_get("detail")?,
-            })
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-        let reasons: String = t.try_get("triage_reasons")?;
-        let assignee = match t.try_get::<Option<String>, _>("a_email")? {
-            Some(email) => Some(Person {
-                email,
-                name: t
-                    .try_get::<Option<String>, _>("a_name")?
-                    .unwrap_or_default(),
-            }),
-            None => None,
-        };
-        Ok(Some(TicketDetail {
-            number: t.try_get("number")?,
-            access_key: t.try_get("access_key")?,
-            subject: t.try_get("subject")?,
-            status: t.try_get("status")?,
-            category: t.try_get("category")?,
-            urgency: t.try_get("urgency")?,
-            triage_reasons: reasons
-                .split('\n')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-            requester: Person {
-                email: t.try_get("r_email")?,
-                name: t.try_get("r_name")?,
-            },
-            collaborators,
-            assignee,
-            follows: t.try_get("follows_number")?,
-            created_at: rfc3339(t.try_get("created_at")?),
-            first_response_due: rfc3339(t.try_get("first_response_due")?),
-            resolution_due: rfc3339(t.try_get("resolution_due")?),
-            first_response_at: t
-                .try_get::<Option<i64>, _>("first_response_at")?
-                .map(rfc3339),
-            closed_at: t.try_get::<Option<i64>, _>("closed_at")?.map(rfc3339),
-            messages,
-            events,
-        }))
     }
 
-    pub async fn list_outbox(&self) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT o.id, t.number, o.kind, o.recipients, o.subject, o.status, o.attempts, o.last_error, o.created_at
-               FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id ORDER BY o.id",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxItem {
-                    id: r.try_get("id")?,
-                    ticket: r.try_get("number")?,
-                    kind: r.try_get("kind")?,
-                    to: r.try_get("recipients")?,
-                    subject: r.try_get("subject")?,
-                    status: r.try_get("status")?,
-                    attempts: r.try_get("attempts")?,
-                    last_error: r.try_get("last_error")?,
-                    created_at: rfc3339(r.try_get("created_at")?),
-                })
-            })
-            .collect()
+    pub fn ticket_detail(&self, number: i64) -> Result<Option<TicketDetail>, StoreError> {
+        self.with_conn(|c| {
+            let Some((id, mut detail)) = query_opt(
+                c,
+                "SELECT t.*, u.email AS r_email, u.name AS r_name, a.email AS a_email, a.name AS a_name,
+                        f.number AS follows_number
+                   FROM tickets t JOIN users u ON u.id = t.requester_id
+                   LEFT JOIN users a ON a.id = t.assignee_id
+                   LEFT JOIN tickets f ON f.id = t.follows_ticket_id
+                  WHERE t.number = ?1",
+                params![number],
+                |t| {
+                    let id: i64 = t.get("id")?;
+                    let reasons: String = t.get("triage_reasons")?;
+                    let assignee = match t.get::<_, Option<String>>("a_email")? {
+                        Some(email) => Some(Person {
+                            email,
+                            name: t.get::<_, Option<String>>("a_name")?.unwrap_or_default(),
+                        }),
+                        None => None,
+                    };
+                    let detail = TicketDetail {
+                        number: t.get("number")?,
+                        access_key: t.get("access_key")?,
+                        subject: t.get("subject")?,
+                        status: t.get("status")?,
+                        category: t.get("category")?,
+                        urgency: t.get("urgency")?,
+                        triage_reasons: reasons
+                            .split('\n')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                        requester: Person {
+                            email: t.get("r_email")?,
+                            name: t.get("r_name")?,
+                        },
+                        collaborators: Vec::new(),
+                        assignee,
+                        follows: t.get("follows_number")?,
+                        created_at: rfc3339(t.get("created_at")?),
+                        first_response_due: rfc3339(t.get("first_response_due")?),
+                        resolution_due: rfc3339(t.get("resolution_due")?),
+                        first_response_at: t
+                            .get::<_, Option<i64>>("first_response_at")?
+                            .map(rfc3339),
+                        closed_at: t.get::<_, Option<i64>>("closed_at")?.map(rfc3339),
+                        messages: Vec::new(),
+                        events: Vec::new(),
+                    };
+                    Ok((id, detail))
+                },
+            )?
+            else {
+                return Ok(None);
+            };
+            detail.collaborators = query_all(
+                c,
+                "SELECT u.email, u.name FROM participants p JOIN users u ON u.id = p.user_id
+                  WHERE p.ticket_id = ?1 ORDER BY u.id",
+                params![id],
+                |r| {
+                    Ok(Person {
+                        email: r.get("email")?,
+                        name: r.get("name")?,
+                    })
+                },
+            )?;
+            let messages = query_all(
+                c,
+                "SELECT id, message_id, direction, kind, author, internal, subject, body, created_at
+                   FROM messages WHERE ticket_id = ?1 ORDER BY id",
+                params![id],
+                |m| {
+                    Ok((
+                        m.get::<_, i64>("id")?,
+                        MessageView {
+                            message_id: m.get("message_id")?,
+                            direction: m.get("direction")?,
+                            kind: m.get("kind")?,
+                            author: m.get("author")?,
+                            internal: m.get::<_, i64>("internal")? != 0,
+                            subject: m.get("subject")?,
+                            body: m.get("body")?,
+                            created_at: rfc3339(m.get("created_at")?),
+                            attachments: Vec::new(),
+                        },
+                    ))
+                },
+            )?;
+            for (message_row, mut m) in messages {
+                m.attachments = query_all(
+                    c,
+                    "SELECT filename, content_type, size FROM attachments WHERE message_row = ?1 ORDER BY id",
+                    params![message_row],
+                    |a| {
+                        Ok(AttachmentView {
+                            filename: a.get("filename")?,
+                            content_type: a.get("content_type")?,
+                            size: a.get("size")?,
+                        })
+                    },
+                )?;
+                detail.messages.push(m);
+            }
+            detail.events = query_all(
+                c,
+                "SELECT at, actor, kind, detail FROM events WHERE ticket_id = ?1 ORDER BY id",
+                params![id],
+                |e| {
+                    Ok(EventView {
+                        at: rfc3339(e.get("at")?),
+                        actor: e.get("actor")?,
+                        kind: e.get("kind")?,
+                        detail: e.get("detail")?,
+                    })
+                },
+            )?;
+            Ok(Some(detail))
+        })
+    }
+
+    pub fn list_outbox(&self) -> Result<Vec<OutboxItem>, StoreError> {
+        self.with_conn(|c| {
+            query_all(
+                c,
+                "SELECT o.id, t.number, o.kind, o.recipients, o.subject, o.status, o.attempts, o.last_error, o.created_at
+                   FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id ORDER BY o.id",
+                [],
+                |r| {
+                    Ok(OutboxItem {
+                        id: r.get("id")?,
+                        ticket: r.get("number")?,
+                        kind: r.get("kind")?,
+                        to: r.get("recipients")?,
+                        subject: r.get("subject")?,
+                        status: r.get("status")?,
+                        attempts: r.get("attempts")?,
+                        last_error: r.get("last_error")?,
+                        created_at: rfc3339(r.get("created_at")?),
+                    })
+                },
+            )
+        })
     }
 
     /// The exact bytes of an outbox mail.
-    pub async fn outbox_raw(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT raw FROM outbox WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| r.try_get::<Vec<u8>, _>("raw"))
-            .transpose()
-            .map_err(Into::into)
+    pub fn outbox_raw(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_conn(|c| {
+            query_opt(
+                c,
+                "SELECT raw FROM outbox WHERE id = ?1",
+                params![id],
+                |r| Ok(r.get::<_, Vec<u8>>("raw")?),
+            )
+        })
     }
 
-    pub async fn list_users(&self) -> Result<Vec<UserItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT email, name, role, status, org, support_user FROM users ORDER BY id",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(UserItem {
-                    email: r.try_get("email")?,
-                    name: r.try_get("name")?,
-                    role: r.try_get("role")?,
-                    status: r.try_get("status")?,
-                    org: super::effective_org(
-                        &r.try_get::<String, _>("org")?,
-                        &r.try_get::<String, _>("email")?,
-                    ),
-                    support_user: r.try_get::<i64, _>("support_user")? != 0,
-                })
-            })
-            .collect()
+    pub fn list_users(&self) -> Result<Vec<UserItem>, StoreError> {
+        self.with_conn(|c| {
+            query_all(
+                c,
+                "SELECT email, name, role, status, org, support_user FROM users ORDER BY id",
+                [],
+                |r| {
+                    Ok(UserItem {
+                        email: r.get("email")?,
+                        name: r.get("name")?,
+                        role: r.get("role")?,
+                        status: r.get("status")?,
+                        org: super::effective_org(
+                            &r.get::<_, String>("org")?,
+                            &r.get::<_, String>("email")?,
+                        ),
+                        support_user: r.get::<_, i64>("support_user")? != 0,
+                    })
+                },
+            )
+        })
     }
 
     /// Creates or updates a user's role and name (agents from config, `users add`).
-    pub async fn upsert_user(
+    pub fn upsert_user(
         &self,
         email: &str,
         email_key: &str,
@@ -759,43 +739,40 @@ impl Store {
         role: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO users (email, email_key, name, role, created_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (email_key) DO UPDATE SET role = excluded.role,
-                 name = CASE WHEN excluded.name = '' THEN users.name ELSE excluded.name END",
-        )
-        .bind(email)
-        .bind(email_key)
-        .bind(name)
-        .bind(role)
-        .bind(ts(at))
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.with_conn(|c| {
+            exec(
+                c,
+                "INSERT INTO users (email, email_key, name, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (email_key) DO UPDATE SET role = excluded.role,
+                     name = CASE WHEN excluded.name = '' THEN users.name ELSE excluded.name END",
+                params![email, email_key, name, role, ts(at)],
+            )?;
+            Ok(())
+        })
     }
 
-    pub async fn list_quarantine(&self) -> Result<Vec<QuarantineItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, reason, source, size, digest, received_at FROM quarantine ORDER BY id",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(QuarantineItem {
-                    id: r.try_get("id")?,
-                    reason: r.try_get("reason")?,
-                    source: r.try_get("source")?,
-                    size: r.try_get("size")?,
-                    digest: r.try_get("digest")?,
-                    received_at: rfc3339(r.try_get("received_at")?),
-                })
-            })
-            .collect()
+    pub fn list_quarantine(&self) -> Result<Vec<QuarantineItem>, StoreError> {
+        self.with_conn(|c| {
+            query_all(
+                c,
+                "SELECT id, reason, source, size, digest, received_at FROM quarantine ORDER BY id",
+                [],
+                |r| {
+                    Ok(QuarantineItem {
+                        id: r.get("id")?,
+                        reason: r.get("reason")?,
+                        source: r.get("source")?,
+                        size: r.get("size")?,
+                        digest: r.get("digest")?,
+                        received_at: rfc3339(r.get("received_at")?),
+                    })
+                },
+            )
+        })
     }
 
     /// Keeps an unprocessable message verbatim; a second copy of the same bytes is a no-op.
-    pub async fn quarantine(
+    pub fn quarantine(
         &self,
         digest: &str,
         reason: &str,
@@ -803,18 +780,25 @@ impl Store {
         raw: &[u8],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO quarantine (digest, reason, source, size, raw, received_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(digest)
-        .bind(reason)
-        .bind(source)
-        .bind(i64::try_from(raw.len()).unwrap_or(i64::MAX))
-        .bind(raw)
-        .bind(ts(at))
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.with_conn(|c| {
+            let inserted = exec(
+                c,
+                "INSERT INTO quarantine (digest, reason, source, size, raw, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (digest) DO NOTHING",
+                params![
+                    digest,
+                    reason,
+                    source,
+                    i64::try_from(raw.len()).unwrap_or(i64::MAX),
+                    blob_param(raw)?,
+                    ts(at),
+                ],
+            )?;
+            // A duplicate inserts nothing (and last_insert_rowid() is then some earlier row's).
+            if inserted > 0 {
+                fill_blob(c, "quarantine", "raw", c.last_insert_rowid(), raw)?;
+            }
+            Ok(())
+        })
     }
 }
