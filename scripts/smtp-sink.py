@@ -24,7 +24,7 @@ one word and an optional count:
 
 Options: --auth USER:PASS requires AUTH PLAIN/LOGIN with these credentials (allowed without
 TLS: loopback tests); --tls-cert/--tls-key offer STARTTLS (add --require-starttls to refuse
-mail before it). --ready-file is created once the server accepts connections.
+mail before it), or, with --implicit-tls, TLS from the first byte (SMTPS, as on port 465). --ready-file is created once the server accepts connections.
 Stops cleanly on SIGTERM or SIGINT, and by itself when its parent process goes away.
 """
 
@@ -143,7 +143,9 @@ class Sink:
             "mail_from": envelope.mail_from,
             "rcpt_to": list(envelope.rcpt_tos),
             "auth_user": auth_user,
-            "tls": session.ssl is not None,
+            # STARTTLS sets session.ssl; implicit TLS shows on the transport.
+            "tls": session.ssl is not None
+            or server.transport.get_extra_info("ssl_object") is not None,
             "received_at": time.time(),
         }
         with self.lock:
@@ -193,6 +195,8 @@ def main():
     p.add_argument("--tls-cert", help="PEM certificate chain: offer STARTTLS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("--require-starttls", action="store_true", help="refuse mail before STARTTLS")
+    p.add_argument("--implicit-tls", action="store_true",
+                   help="with --tls-cert: TLS from the first byte (SMTPS) instead of STARTTLS")
     p.add_argument("--ready-file", help="created once the server accepts connections")
     args = p.parse_args()
 
@@ -211,13 +215,17 @@ def main():
             p.error("--tls-cert needs --tls-key")
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(args.tls_cert, args.tls_key)
-        kwargs.update(tls_context=ctx, require_starttls=args.require_starttls)
+        if args.implicit_tls:
+            kwargs.update(ssl_context=ctx)
+        else:
+            kwargs.update(tls_context=ctx, require_starttls=args.require_starttls)
 
     sink = Sink(args.dir, args.control_file)
     controller = Controller(sink, hostname=args.host, port=args.port, **kwargs)
     controller.start()
     log(f"listening on {args.host}:{args.port} (auth={'yes' if args.auth else 'no'}, "
-        f"starttls={'yes' if args.tls_cert else 'no'}), storing in {args.dir}")
+        f"starttls={'yes' if args.tls_cert and not args.implicit_tls else 'no'}, "
+        f"implicit_tls={'yes' if args.implicit_tls else 'no'}), storing in {args.dir}")
     if args.ready_file:
         with open(args.ready_file, "w", encoding="utf-8") as f:
             f.write(f"{os.getpid()}\n")

@@ -210,7 +210,7 @@ impl From<ConfigError> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format, matches!(cli.command, Command::Run));
-    // One process-wide crypto provider (sqlx, lettre and IMAP all use rustls with ring); an
+    // One process-wide crypto provider (lettre and IMAP use rustls with ring); an
     // error only means one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
     // One-shot commands do one thing at a time on one thread (their database work runs

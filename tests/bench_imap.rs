@@ -37,6 +37,33 @@ fn big_mail(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// For every "sent" log event, the time since the "IDLE woke" event before it.
+fn own_share(log: &str) -> Vec<Duration> {
+    let mut woke = None;
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(at) = v["timestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        else {
+            continue;
+        };
+        match v["fields"]["message"].as_str() {
+            Some("IDLE woke") => woke = Some(at),
+            Some("sent") => {
+                if let Some(w) = woke.take() {
+                    out.extend((at - w).to_std().ok());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn peak_rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -57,8 +84,15 @@ async fn backlog_throughput_rss_and_idle_latency() {
     let dovecot = Dovecot::start(&[(USER, support::daemon::PASS)]);
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
-    // IDLE latency first, on an idle daemon with an empty inbox.
-    d.start_ready();
+    // IDLE latency first, on an idle daemon with an empty inbox. JSON logs at debug level
+    // time supportd's own share: from "IDLE woke" to "sent" (accepted by the SMTP server).
+    d.start_with(
+        &["--log-format", "json"],
+        &[("SUPPORTD_LOG", "info,supportd::imap=debug")],
+    );
+    d.wait("the daemon to be ready", Duration::from_secs(30), || {
+        d.log().contains("supportd ready").then_some(())
+    });
     let mut lat = Vec::new();
     for i in 0..21 {
         let before = sink.count();
@@ -88,6 +122,16 @@ async fn backlog_throughput_rss_and_idle_latency() {
         lat[0],
         lat[lat.len() - 1]
     );
+    let mut share = own_share(&d.log());
+    share.sort();
+    if !share.is_empty() {
+        println!(
+            "IDLE: supportd's share (IDLE notification → ack accepted): median {:?}, max {:?} ({} messages)",
+            share[share.len() / 2],
+            share[share.len() - 1],
+            share.len()
+        );
+    }
     d.terminate();
 
     let filling = Instant::now();

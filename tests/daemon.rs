@@ -284,7 +284,9 @@ async fn kill_9_during_a_backlog_then_restart_is_exactly_once() {
         .await;
     assert_eq!(processed.len(), n);
     assert!(dovecot.list_folder(USER, "INBOX").await.is_empty());
-    let acked = sink.wait_for(n, Duration::from_secs(60));
+    // The ack in flight at the kill (claimed, maybe sent, not marked) is retried when its
+    // lease ends, at most 120 s after the claim: at-least-once.
+    let acked = sink.wait_for(n, Duration::from_secs(150));
     let mut rcpts: Vec<String> = acked.iter().flat_map(|m| m.rcpt_to.clone()).collect();
     rcpts.sort();
     rcpts.dedup();
@@ -513,4 +515,40 @@ processed_folder = "Processed"
     assert!(log.contains("mailbox=support"), "{log}");
     assert!(log.contains("mailbox=billing"), "{log}");
     d.terminate();
+}
+
+/// The relay over implicit TLS (port-465 style) and over required STARTTLS, each verified
+/// against the test CA; several acks go through one kept connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_reach_the_relay_over_implicit_tls_and_starttls() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    for (mode, implicit) in [("implicit", true), ("starttls", false)] {
+        let sink = SmtpSink::start_with(SinkOptions {
+            starttls: Some(dovecot.certs.clone()),
+            require_starttls: !implicit,
+            implicit_tls: implicit,
+            ..SinkOptions::default()
+        });
+        let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+        d.smtp_tls(mode, sink.ca_pem.as_deref().expect("the sink's CA"));
+        d.start_ready();
+        for i in 0..3 {
+            dovecot
+                .append(
+                    USER,
+                    "INBOX",
+                    &customer_mail(
+                        i + if implicit { 0 } else { 10 },
+                        &format!("tls{i}@clinic.example"),
+                        "console login fails",
+                    ),
+                )
+                .await;
+        }
+        let acks = sink.wait_for(3, Duration::from_secs(30));
+        assert!(acks.iter().all(|m| m.tls), "{mode}: every ack under TLS");
+        let log = d.log();
+        assert!(!log.contains("send failed"), "{mode}:\n{log}");
+        d.terminate();
+    }
 }

@@ -9,19 +9,26 @@ use std::time::Duration;
 use chrono::Duration as ChronoDuration;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use lettre::Address;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::config::{Smtp, TlsMode};
 use crate::daemon::{Backoff, Heartbeat, Shared};
 use crate::secrets;
 use crate::store::OutboxJob;
+use relay::{Relay, Security};
 
-/// How long a claimed row is reserved for this sender before another may retry it.
-const LEASE_SECONDS: i64 = 300;
-/// Rows claimed per round.
-const CLAIM_BATCH: i64 = 20;
+mod relay;
+
+/// How long a claimed row is reserved for this sender before another may retry it; also how
+/// late, at worst, the mail in flight goes out after a crash (kill -9, power loss).
+const LEASE_SECONDS: i64 = 120;
+/// One whole delivery attempt (connect, TLS, AUTH, transaction) ends well within the lease.
+const SEND_BUDGET: Duration = Duration::from_secs(90);
+/// Rows claimed per round: one, so a crash strands at most the mail in flight until its
+/// lease ends (a claim is a few statements on the local database; SMTP dominates).
+const CLAIM_BATCH: i64 = 1;
 /// Longest sleep when nothing is due (the pipeline wakes us earlier when it queues mail).
 const IDLE_WAIT: Duration = Duration::from_secs(30);
 
@@ -32,26 +39,28 @@ pub enum OutboxError {
     Config(String),
 }
 
-/// Builds the SMTP transport from `[smtp]`.
-pub fn transport(s: &Smtp) -> Result<AsyncSmtpTransport<Tokio1Executor>, OutboxError> {
-    let tls_params = || -> Result<TlsParameters, OutboxError> {
-        let mut b = TlsParameters::builder(s.host.clone());
-        if let Some(ca) = &s.ca_file {
-            let path = secrets::expand_path(ca);
-            let pem = std::fs::read(&path)
-                .map_err(|e| OutboxError::Config(format!("ca_file {}: {e}", path.display())))?;
-            let cert = Certificate::from_pem(&pem)
-                .map_err(|e| OutboxError::Config(format!("ca_file {}: {e}", path.display())))?;
-            b = b.add_root_certificate(cert);
+/// Builds the relay connection settings from `[smtp]`.
+pub fn transport(s: &Smtp) -> Result<Relay, OutboxError> {
+    let security = match s.tls {
+        TlsMode::Implicit => Security::Implicit(
+            crate::imap::connect::tls_config(s.ca_file.as_deref())
+                .map_err(|e| OutboxError::Config(e.to_string()))?,
+        ),
+        TlsMode::Starttls => {
+            let mut b = TlsParameters::builder(s.host.clone());
+            if let Some(ca) = &s.ca_file {
+                let path = secrets::expand_path(ca);
+                let pem = std::fs::read(&path)
+                    .map_err(|e| OutboxError::Config(format!("ca_file {}: {e}", path.display())))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| OutboxError::Config(format!("ca_file {}: {e}", path.display())))?;
+                b = b.add_root_certificate(cert);
+            }
+            Security::StartTls(
+                b.build_rustls()
+                    .map_err(|e| OutboxError::Config(format!("TLS set-up: {e}")))?,
+            )
         }
-        b.build_rustls()
-            .map_err(|e| OutboxError::Config(format!("TLS set-up: {e}")))
-    };
-    let builder =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.clone()).port(s.port);
-    let builder = match s.tls {
-        TlsMode::Implicit => builder.tls(Tls::Wrapper(tls_params()?)),
-        TlsMode::Starttls => builder.tls(Tls::Required(tls_params()?)),
         TlsMode::None => {
             if !crate::config::is_loopback(&s.host) {
                 return Err(OutboxError::Config(format!(
@@ -59,16 +68,22 @@ pub fn transport(s: &Smtp) -> Result<AsyncSmtpTransport<Tokio1Executor>, OutboxE
                     s.host
                 )));
             }
-            builder.tls(Tls::None)
+            Security::None
         }
     };
     let password = secrets::password(s.password_file.as_deref(), s.password_env.as_deref())
         .map_err(|e| OutboxError::Config(e.to_string()))?;
-    let builder = match (&s.username, password) {
-        (Some(user), Some(pass)) => builder.credentials(Credentials::new(user.clone(), pass)),
-        _ => builder,
+    let credentials = match (&s.username, password) {
+        (Some(user), Some(pass)) => Some(Credentials::new(user.clone(), pass)),
+        _ => None,
     };
-    Ok(builder.timeout(Some(Duration::from_secs(60))).build())
+    Ok(Relay::new(
+        s.host.clone(),
+        s.port,
+        security,
+        credentials,
+        Duration::from_secs(60),
+    ))
 }
 
 /// What to do with a row after one attempt.
@@ -103,12 +118,7 @@ pub fn verdict(
 }
 
 /// Runs the sender until shutdown.
-pub async fn run(
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    smtp: Smtp,
-    shared: Arc<Shared>,
-    heartbeat: Heartbeat,
-) {
+pub async fn run(mut relay: Relay, smtp: Smtp, shared: Arc<Shared>, heartbeat: Heartbeat) {
     let span = info_span!("outbox", smtp = %smtp.host);
     async move {
         let mut shutdown = shared.shutdown();
@@ -117,7 +127,7 @@ pub async fn run(
         loop {
             heartbeat.beat();
             if *shutdown.borrow() {
-                return;
+                break;
             }
             let now = shared.now();
             let jobs = match shared.store().claim_outbox(now, LEASE_SECONDS, CLAIM_BATCH) {
@@ -129,14 +139,14 @@ pub async fn run(
                     warn!(error = %e, "cannot read the outbox; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff.next_delay()) => continue,
-                        _ = shutdown.changed() => return,
+                        _ = shutdown.changed() => break,
                     }
                 }
             };
             let got_work = !jobs.is_empty();
             for job in jobs {
                 // A send in flight finishes even during shutdown (bounded by the SMTP timeout).
-                deliver(&transport, &from, job, &smtp, &shared).await;
+                deliver(&mut relay, &from, job, &smtp, &shared).await;
                 heartbeat.beat();
             }
             if got_work {
@@ -152,21 +162,16 @@ pub async fn run(
             tokio::select! {
                 _ = shared.outbox_woken() => {}
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break,
             }
         }
+        relay.close().await;
     }
     .instrument(span)
     .await
 }
 
-async fn deliver(
-    transport: &AsyncSmtpTransport<Tokio1Executor>,
-    from: &Address,
-    job: OutboxJob,
-    smtp: &Smtp,
-    shared: &Shared,
-) {
+async fn deliver(relay: &mut Relay, from: &Address, job: OutboxJob, smtp: &Smtp, shared: &Shared) {
     let span = info_span!("send", outbox_id = job.id, attempt = job.attempts + 1);
     async {
         let to: Vec<Address> = job
@@ -179,16 +184,27 @@ async fn deliver(
         } else {
             match Envelope::new(Some(from.clone()), to) {
                 Err(e) => Verdict::Failed(format!("envelope: {e}")),
-                Ok(envelope) => match transport.send_raw(&envelope, &job.raw).await {
-                    Ok(_) => Verdict::Sent,
-                    Err(e) => verdict(
-                        e.is_permanent(),
-                        e.to_string(),
-                        job.attempts,
-                        shared.now() - job.created_at,
-                        smtp.retry_hours,
-                    ),
-                },
+                Ok(envelope) => {
+                    // Err((permanent, what the server or the network said)).
+                    let attempt =
+                        match tokio::time::timeout(SEND_BUDGET, relay.send(&envelope, &job.raw))
+                            .await
+                        {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err(e)) => Err((e.is_permanent(), e.to_string())),
+                            Err(_) => Err((false, format!("no delivery within {SEND_BUDGET:?}"))),
+                        };
+                    match attempt {
+                        Ok(()) => Verdict::Sent,
+                        Err((permanent, error)) => verdict(
+                            permanent,
+                            error,
+                            job.attempts,
+                            shared.now() - job.created_at,
+                            smtp.retry_hours,
+                        ),
+                    }
+                }
             }
         };
         let store = shared.store();

@@ -360,7 +360,8 @@ pub(crate) fn query_all<T>(
 
 /// A blob parameter: the bytes themselves when small; when large, a zero-filled placeholder
 /// of the right size that [`fill_blob`] then writes in place, so a 25 MB attachment is not
-/// copied once more into SQLite's bind buffer.
+/// copied once more into SQLite's bind buffer. The placeholder stays compact only in the LAST
+/// column of a table (SQLite expands it otherwise): keep large blobs there.
 pub(crate) fn blob_param(data: &[u8]) -> Result<rusqlite::types::ToSqlOutput<'_>, StoreError> {
     use rusqlite::types::{ToSqlOutput, ValueRef};
     if data.len() <= STREAM_BLOB_BYTES {

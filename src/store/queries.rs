@@ -258,8 +258,8 @@ impl Tx {
         let id = query_one(
             conn,
             "INSERT INTO messages (ticket_id, message_id, direction, kind, author, author_id, internal,
-                                   subject, body, raw, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+                                   subject, body, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
             params![
                 m.ticket_id,
                 m.message_id,
@@ -270,13 +270,19 @@ impl Tx {
                 i64::from(m.internal),
                 m.subject,
                 m.body,
-                m.raw.map(blob_param).transpose()?,
                 ts(m.created_at),
             ],
             |row| Ok(row.get("id")?),
         )?;
         if let Some(raw) = m.raw {
-            fill_blob(conn, "messages", "raw", id, raw)?;
+            // The blob is the table's last column, so a large one stays a compact zeroblob
+            // until fill_blob streams the bytes in (migration 0004).
+            exec(
+                conn,
+                "INSERT INTO message_raw (message_row, raw) VALUES (?1, ?2)",
+                params![id, blob_param(raw)?],
+            )?;
+            fill_blob(conn, "message_raw", "raw", id, raw)?;
         }
         Ok(id)
     }

@@ -48,6 +48,21 @@ impl Daemon {
         std::fs::write(&self.config, text).expect("config");
     }
 
+    /// Switches `[smtp]` from plain to `tls` (`starttls` or `implicit`), trusting `ca`.
+    pub fn smtp_tls(&self, tls: &str, ca: &std::path::Path) {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let plain = "tls = \"none\"\nretry_hours";
+        assert!(text.contains(plain), "the generated [smtp] table changed");
+        let text = text.replace(
+            plain,
+            &format!(
+                "tls = \"{tls}\"\nca_file = \"{}\"\nretry_hours",
+                ca.display()
+            ),
+        );
+        std::fs::write(&self.config, text).expect("config");
+    }
+
     pub fn configure(s: &Setup<'_>) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let pw = dir.path().join("imap-password");

@@ -733,7 +733,7 @@ pub struct Received {
     pub raw: Vec<u8>,
     /// The user that authenticated, when the sink required AUTH.
     pub auth_user: Option<String>,
-    /// Whether the transaction ran under STARTTLS.
+    /// Whether the transaction ran under TLS (STARTTLS or implicit).
     pub tls: bool,
 }
 
@@ -787,6 +787,8 @@ pub struct SinkOptions {
     pub starttls: Option<TestCerts>,
     /// With `starttls`: refuse MAIL before STARTTLS.
     pub require_starttls: bool,
+    /// With `starttls`'s certificate: TLS from the first byte (SMTPS) instead of STARTTLS.
+    pub implicit_tls: bool,
 }
 
 /// A real SMTP server (aiosmtpd) on 127.0.0.1:`port` storing what it accepts.
@@ -842,6 +844,9 @@ impl SmtpSink {
             ]);
             if opts.require_starttls {
                 args.push("--require-starttls".into());
+            }
+            if opts.implicit_tls {
+                args.push("--implicit-tls".into());
             }
             ca_pem = Some(certs.ca_pem);
         }
