@@ -209,19 +209,22 @@ async fn sync(
         }
         None => 0,
     };
-    // Sizes first, so a batch never holds more than BATCH_BYTES of mail in memory.
+    // Sizes first, so a batch never holds more than BATCH_BYTES of mail in memory. Each
+    // response is dropped as soon as it is read: async-imap's responses keep the read buffer
+    // they were parsed from, so collecting 10,000 of them held ~80 MB.
     let sizes: Vec<(u32, u64)> = {
-        let stream = bounded(
+        let mut stream = bounded(
             "UID FETCH sizes",
             session.uid_fetch(format!("{}:*", last.saturating_add(1)), "(UID RFC822.SIZE)"),
         )
         .await?;
-        let fetched: Vec<_> = bounded("UID FETCH sizes", stream.try_collect::<Vec<_>>()).await?;
-        let mut v: Vec<(u32, u64)> = fetched
-            .iter()
-            .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
-            .filter(|(uid, _)| *uid > last) // `N:*` always returns the last message
-            .collect();
+        let mut v = Vec::new();
+        while let Some(f) = bounded("UID FETCH sizes", stream.try_next()).await? {
+            if let Some(uid) = f.uid.filter(|uid| *uid > last) {
+                // `N:*` always returns the last message, even below N.
+                v.push((uid, u64::from(f.size.unwrap_or(0))));
+            }
+        }
         v.sort_unstable();
         v
     };
