@@ -83,7 +83,7 @@ impl Default for Support {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {
-    /// `sqlite://PATH` or `postgres://...`.
+    /// `sqlite://PATH` (PostgreSQL is not built yet).
     pub url: String,
 }
 
@@ -429,13 +429,15 @@ impl Config {
             );
         }
         let url = &self.database.url;
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres:")
-            || url.starts_with("postgresql:"))
-        {
+        if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             bad(
                 "database.url".into(),
-                format!("`{url}` is neither sqlite:// nor postgres://"),
+                "PostgreSQL support is not built yet; use sqlite://PATH".into(),
+            );
+        } else if !url.starts_with("sqlite:") {
+            bad(
+                "database.url".into(),
+                format!("`{url}` is not a sqlite://PATH URL"),
             );
         }
         if self.limits.max_message_bytes == 0 {
