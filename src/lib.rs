@@ -18,7 +18,7 @@
 //!   agents' `#commands`; [`tickets::auth`] checks Authentication-Results. Pure.
 //! - [`templates`]: the mail templates (minijinja), built in and overridable.
 //! - [`pipeline`]: the one orchestrator, one transaction per inbound message.
-//! - [`store`]: SQLite (rusqlite on the calling thread, sqlx migrations); migrations only add.
+//! - [`store`]: SQLite (rusqlite on the calling thread, sqlx migrations); migrations never drop data.
 //! - [`clock`]: time and randomness, fixed in tests.
 //! - [`imap`]: one task per mailbox — UID cursor, IDLE, flag/move only after commit.
 //! - [`outbox`]: the SMTP sender task — claim, send, retry with backoff, fail on 5xx.
