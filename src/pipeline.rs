@@ -114,10 +114,18 @@ impl Pipeline {
             Err(e) => return self.quarantine(store, raw, &e.to_string(), source, now),
         };
         // A concurrent writer (another replica, a parallel `ingest`) may store the same
-        // message between our read and our write; the retry then sees a duplicate.
+        // message between our read and our write; the retry then sees a duplicate. A conflict
+        // that survives the retry is in the data itself (SQLite's write lock rules out the
+        // race): retrying later would stall the mailbox on this message, so keep it aside.
         match self.apply(store, &mail, raw, source, now) {
             Err(PipelineError::Store(StoreError::Conflict)) => {
-                self.apply(store, &mail, raw, source, now)
+                match self.apply(store, &mail, raw, source, now) {
+                    Err(PipelineError::Store(StoreError::Conflict)) => {
+                        let reason = "it conflicts with a stored row (unique constraint)";
+                        self.quarantine(store, raw, reason, source, now)
+                    }
+                    other => other,
+                }
             }
             other => other,
         }

@@ -147,7 +147,10 @@ async fn a_version_3_database_upgrades_with_its_data() {
          INSERT INTO quarantine (digest, reason, source, size, raw, received_at)
               VALUES ('d1', 'no headers', 'test', 2, x'5151', 9);
          INSERT INTO ignored_mail (message_id, sender, subject, reason, raw, received_at)
-              VALUES ('ign@clinic.test', 'x@clinic.test', 's', 'auto-reply', x'5252', 10);",
+              VALUES ('ign@clinic.test', 'x@clinic.test', 's', 'auto-reply', x'5252', 10);
+         INSERT INTO outbox (ticket_id, kind, message_id, recipients, subject, raw,
+                             next_attempt_at, created_at)
+              VALUES (1, 'ack', 'ack@example.test', 'a@clinic.test', 'ack', x'5353', 1, 1);",
     )
     .execute(&mut c)
     .await
@@ -177,6 +180,9 @@ async fn a_version_3_database_upgrades_with_its_data() {
             .expect("ignored row")
             .get("raw");
     assert_eq!(i, b"RR");
+    let o = env.outbox();
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!(env.outbox_raw(o[0]["id"].as_i64().expect("id")), "SS");
     // The upgraded database keeps working: the old ticket is listed, new mail threads by tag.
     assert_eq!(env.ticket(1001)["subject"], "old ticket");
     let reply = crlf(
@@ -185,4 +191,33 @@ async fn a_version_3_database_upgrades_with_its_data() {
     );
     let outcome = env.ingest(&reply);
     assert_eq!(outcome["action"], "replied", "{outcome}");
+}
+
+#[tokio::test]
+async fn an_attached_message_is_stored_as_itself() {
+    let env = Env::new();
+    let raw = crlf(
+        "From: Ward Clerk <clerk@harbor-clinic.test>\nTo: support@example.test\n\
+         Subject: outer subject: forwarding the failed page\nMessage-ID: <outer@harbor-clinic.test>\n\
+         MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=sep\n\n--sep\n\
+         Content-Type: text/plain\n\nSee the attached page notification.\n--sep\n\
+         Content-Type: message/rfc822\n\nFrom: pager@harbor-clinic.test\n\
+         Subject: inner page notification\nMessage-ID: <inner@harbor-clinic.test>\n\n\
+         Page to Dr. Okafor failed.\n--sep--\n",
+    );
+    let n = created(&env.ingest(&raw));
+    let att = &env.ticket(n)["messages"][0]["attachments"][0];
+    let mut c = db(&env).await;
+    let data: Vec<u8> = sqlx::query("SELECT data FROM attachments")
+        .fetch_one(&mut c)
+        .await
+        .expect("attachment row")
+        .get("data");
+    let text = String::from_utf8_lossy(&data);
+    assert!(text.contains("Subject: inner page notification"), "{text}");
+    assert!(
+        !text.contains("outer subject"),
+        "not the whole outer mail: {text}"
+    );
+    assert_eq!(att["size"], data.len());
 }

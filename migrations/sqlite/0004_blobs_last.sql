@@ -10,7 +10,7 @@ CREATE TABLE message_raw (
 INSERT INTO message_raw (message_row, raw) SELECT id, raw FROM messages WHERE raw IS NOT NULL;
 ALTER TABLE messages DROP COLUMN raw;
 
--- quarantine and ignored_mail: rebuilt with raw as the last column.
+-- quarantine, ignored_mail and outbox: rebuilt with raw as the last column.
 CREATE TABLE quarantine_v4 (
     id          INTEGER PRIMARY KEY,
     digest      TEXT    NOT NULL UNIQUE,           -- sha256 of raw
@@ -38,3 +38,29 @@ INSERT INTO ignored_mail_v4 (id, message_id, sender, subject, reason, received_a
     SELECT id, message_id, sender, subject, reason, received_at, raw FROM ignored_mail;
 DROP TABLE ignored_mail;
 ALTER TABLE ignored_mail_v4 RENAME TO ignored_mail;
+
+-- outbox: rebuilt with raw last (agent notifications and relayed replies carry attachments).
+CREATE TABLE outbox_v4 (
+    id              INTEGER PRIMARY KEY,
+    ticket_id       INTEGER REFERENCES tickets (id),
+    kind            TEXT    NOT NULL,              -- ack | ...
+    message_id      TEXT    NOT NULL UNIQUE,
+    recipients      TEXT    NOT NULL,              -- envelope recipients, comma-separated, lower-cased
+    subject         TEXT    NOT NULL,
+    status          TEXT    NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sent', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT    NOT NULL DEFAULT '',
+    created_at      INTEGER NOT NULL,
+    sent_at         INTEGER,
+    raw             BLOB    NOT NULL               -- the exact RFC 5322 bytes to send
+) STRICT;
+INSERT INTO outbox_v4 (id, ticket_id, kind, message_id, recipients, subject, status, attempts,
+                       next_attempt_at, last_error, created_at, sent_at, raw)
+    SELECT id, ticket_id, kind, message_id, recipients, subject, status, attempts,
+           next_attempt_at, last_error, created_at, sent_at, raw FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v4 RENAME TO outbox;
+CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+CREATE INDEX outbox_rate ON outbox (kind, recipients, created_at);
+CREATE INDEX outbox_recipient_rate ON outbox (recipients, created_at);

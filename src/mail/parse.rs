@@ -230,7 +230,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
             .ok()
             .and_then(|i| msg.parts.get_mut(i))
         {
-            a.data = take_contents(&mut part.body);
+            a.data = take_contents(part);
         }
     }
     Ok(mail)
@@ -238,12 +238,16 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
 
 /// A part's bytes (what `MessagePart::contents` shows), moved out when the parser decoded
 /// them into a buffer of its own, copied only when they are a slice of the raw message.
-fn take_contents(body: &mut PartType<'_>) -> Vec<u8> {
-    match std::mem::replace(body, PartType::Multipart(Vec::new())) {
+fn take_contents(part: &mut mail_parser::MessagePart<'_>) -> Vec<u8> {
+    if let PartType::Message(_) | PartType::Multipart(_) = part.body {
+        // An attached message's `raw_message` may be the whole outer mail; `contents()` cuts
+        // out the attached one.
+        return part.contents().to_vec();
+    }
+    match std::mem::replace(&mut part.body, PartType::Multipart(Vec::new())) {
         PartType::Text(text) | PartType::Html(text) => text.into_owned().into_bytes(),
         PartType::Binary(bin) | PartType::InlineBinary(bin) => bin.into_owned(),
-        PartType::Message(message) => message.raw_message.into_owned(),
-        PartType::Multipart(_) => Vec::new(),
+        PartType::Message(_) | PartType::Multipart(_) => Vec::new(),
     }
 }
 

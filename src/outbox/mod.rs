@@ -21,10 +21,12 @@ use relay::{Relay, Security};
 
 mod relay;
 
-/// How long a claimed row is reserved for this sender before another may retry it; also how
-/// late, at worst, the mail in flight goes out after a crash (kill -9, power loss).
+/// How long a claimed row is reserved for this sender before another may retry it, plus
+/// [`relay::upload_allowance`] for its size; also how late, at worst, the mail in flight goes
+/// out after a crash (kill -9, power loss).
 const LEASE_SECONDS: i64 = 120;
-/// One whole delivery attempt (connect, TLS, AUTH, transaction) ends well within the lease.
+/// One whole delivery attempt (connect, TLS, AUTH, transaction), plus the same allowance for
+/// its size, ends well within the lease.
 const SEND_BUDGET: Duration = Duration::from_secs(90);
 /// Rows claimed per round: one, so a crash strands at most the mail in flight until its
 /// lease ends (a claim is a few statements on the local database; SMTP dominates).
@@ -130,7 +132,12 @@ pub async fn run(mut relay: Relay, smtp: Smtp, shared: Arc<Shared>, heartbeat: H
                 break;
             }
             let now = shared.now();
-            let jobs = match shared.store().claim_outbox(now, LEASE_SECONDS, CLAIM_BATCH) {
+            let jobs = match shared.store().claim_outbox(
+                now,
+                LEASE_SECONDS,
+                relay::SLOW_LINK_BYTES_PER_SECOND,
+                CLAIM_BATCH,
+            ) {
                 Ok(jobs) => {
                     backoff.reset();
                     jobs
@@ -186,13 +193,12 @@ async fn deliver(relay: &mut Relay, from: &Address, job: OutboxJob, smtp: &Smtp,
                 Err(e) => Verdict::Failed(format!("envelope: {e}")),
                 Ok(envelope) => {
                     // Err((permanent, what the server or the network said)).
+                    let budget = SEND_BUDGET + relay::upload_allowance(job.raw.len());
                     let attempt =
-                        match tokio::time::timeout(SEND_BUDGET, relay.send(&envelope, &job.raw))
-                            .await
-                        {
+                        match tokio::time::timeout(budget, relay.send(&envelope, &job.raw)).await {
                             Ok(Ok(_)) => Ok(()),
                             Ok(Err(e)) => Err((e.is_permanent(), e.to_string())),
-                            Err(_) => Err((false, format!("no delivery within {SEND_BUDGET:?}"))),
+                            Err(_) => Err((false, format!("no delivery within {budget:?}"))),
                         };
                     match attempt {
                         Ok(()) => Verdict::Sent,

@@ -24,6 +24,16 @@ use tokio_rustls::TlsConnector;
 /// A connection idle longer than this is closed rather than reused (servers drop idle
 /// clients after a few minutes; a fresh connection costs one round of greetings).
 const REUSE_IDLE: Duration = Duration::from_secs(30);
+/// The slowest upload we wait for: a mail's transaction may take its size at this rate on top
+/// of the per-step timeout (a 25 MB relayed attachment: ~13 min), so a slow link or a relay
+/// that scans content is not taken for a dead one and sent the mail again.
+pub const SLOW_LINK_BYTES_PER_SECOND: u64 = 32 * 1024;
+
+/// How long handing over `bytes` may take beyond the per-step timeout.
+pub fn upload_allowance(bytes: usize) -> Duration {
+    let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+    Duration::from_secs(bytes / SLOW_LINK_BYTES_PER_SECOND)
+}
 
 /// How the connection is secured.
 pub enum Security {
@@ -86,24 +96,23 @@ impl Relay {
     }
 
     /// Sends one mail. A kept connection that turns out dead (closed by the server while
-    /// idle) is replaced once; a server's refusal is returned as it is.
+    /// idle: a network error, or 421) is replaced once; any other refusal, and a timeout (the
+    /// server may have the mail already), is returned as it is.
     pub async fn send(&mut self, envelope: &Envelope, raw: &[u8]) -> Result<Response, SendError> {
+        let allowed = self.timeout + upload_allowance(raw.len());
         if let Some(mut conn) = self.reusable() {
-            match self.bounded(conn.send(envelope, raw)).await {
+            match bounded(allowed, conn.send(envelope, raw)).await {
                 Ok(response) => {
                     self.open = Some((conn, Instant::now()));
                     return Ok(response);
                 }
-                // The server answered: that is the verdict on this mail.
-                Err(SendError::Smtp(e)) if e.is_permanent() || e.is_transient() => {
-                    return Err(SendError::Smtp(e))
-                }
-                // The connection died under us: try once more on a new one.
-                Err(_) => {}
+                Err(SendError::Smtp(e)) if !closed_on_us(&e) => return Err(SendError::Smtp(e)),
+                Err(SendError::Smtp(_)) => {}
+                Err(other) => return Err(other),
             }
         }
         let mut conn = self.connect().await?;
-        let response = self.bounded(conn.send(envelope, raw)).await?;
+        let response = bounded(allowed, conn.send(envelope, raw)).await?;
         self.open = Some((conn, Instant::now()));
         Ok(response)
     }
@@ -124,10 +133,7 @@ impl Relay {
         &self,
         fut: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
     ) -> Result<T, SendError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(SendError::Smtp),
-            Err(_) => Err(SendError::Timeout(self.timeout)),
-        }
+        bounded(self.timeout, fut).await
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
@@ -167,6 +173,25 @@ impl Relay {
                 .await?;
         }
         Ok(conn)
+    }
+}
+
+async fn bounded<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, SendError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(SendError::Smtp),
+        Err(_) => Err(SendError::Timeout(limit)),
+    }
+}
+
+/// The kept connection was gone before this mail: the network failed (no SMTP reply at all),
+/// or the server said 421 (closing the channel, as after an idle timeout).
+fn closed_on_us(e: &lettre::transport::smtp::Error) -> bool {
+    match e.status() {
+        Some(code) => code.to_string() == "421",
+        None => !e.is_client() && !e.is_tls(),
     }
 }
 

@@ -68,8 +68,11 @@ impl Store {
         &self,
         now: DateTime<Utc>,
         lease_seconds: i64,
+        slow_link_bytes_per_second: u64,
         limit: i64,
     ) -> Result<Vec<OutboxJob>, StoreError> {
+        // A large mail's lease grows with its size (it may take that long to upload).
+        let per_second = i64::try_from(slow_link_bytes_per_second.max(1)).unwrap_or(i64::MAX);
         self.with_conn(|c| {
             let due = query_all(
                 c,
@@ -82,9 +85,9 @@ impl Store {
             for (id, was) in due {
                 let claimed = exec(
                     c,
-                    "UPDATE outbox SET next_attempt_at = ?1
+                    "UPDATE outbox SET next_attempt_at = ?1 + length(raw) / ?4
                       WHERE id = ?2 AND status = 'queued' AND next_attempt_at = ?3",
-                    params![ts(now) + lease_seconds, id, was],
+                    params![ts(now) + lease_seconds, id, was, per_second],
                 )?;
                 if claimed != 1 {
                     continue;

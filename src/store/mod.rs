@@ -385,6 +385,8 @@ pub(crate) fn fill_blob(
     }
     let mut blob = conn.blob_open("main", table, column, rowid, false)?;
     blob.write_at(data, 0)?;
+    // Closing reports what dropping would swallow (in autocommit, the commit itself).
+    blob.close()?;
     Ok(())
 }
 

@@ -778,6 +778,7 @@ impl Store {
     }
 
     /// Keeps an unprocessable message verbatim; a second copy of the same bytes is a no-op.
+    /// Row and bytes commit together: a half-written row would turn a retry into a no-op.
     pub fn quarantine(
         &self,
         digest: &str,
@@ -786,7 +787,9 @@ impl Store {
         raw: &[u8],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.with_conn(|c| {
+        super::blocking(|| {
+            let tx = self.begin()?;
+            let c = tx.conn();
             let inserted = exec(
                 c,
                 "INSERT INTO quarantine (digest, reason, source, size, raw, received_at)
@@ -804,7 +807,7 @@ impl Store {
             if inserted > 0 {
                 fill_blob(c, "quarantine", "raw", c.last_insert_rowid(), raw)?;
             }
-            Ok(())
+            tx.commit()
         })
     }
 }
