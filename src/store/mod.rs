@@ -434,3 +434,48 @@ pub fn effective_org(org: &str, email: &str) -> String {
         org.trim().to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        let (path, flags) = parse_url("sqlite:///var/lib/supportd/supportd.db").expect("url");
+        assert_eq!(path, PathBuf::from("/var/lib/supportd/supportd.db"));
+        assert!(flags.contains(OpenFlags::SQLITE_OPEN_CREATE));
+        let (path, flags) = parse_url("sqlite:relative.db?mode=ro").expect("url");
+        assert_eq!(path, PathBuf::from("relative.db"));
+        assert!(flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY));
+        assert!(!flags.contains(OpenFlags::SQLITE_OPEN_CREATE));
+        for bad in [
+            "postgres://u@h/db",
+            "sqlite::memory:",
+            "sqlite://x.db?cache=shared",
+            "mysql://h/db",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(StoreError::BadUrl(..))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn busy_and_unique_violations_are_classified() {
+        let conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch("CREATE TABLE t (k TEXT UNIQUE); INSERT INTO t VALUES ('a');")
+            .expect("schema");
+        let dup = conn
+            .execute("INSERT INTO t VALUES ('a')", [])
+            .map_err(StoreError::from);
+        assert!(matches!(dup, Err(StoreError::Conflict)), "{dup:?}");
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(StoreError::from(busy).is_transient());
+        let syntax = conn.execute("SELEC 1", []).map_err(StoreError::from);
+        assert!(matches!(syntax, Err(StoreError::Query(_))), "{syntax:?}");
+    }
+}
