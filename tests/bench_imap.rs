@@ -162,7 +162,14 @@ async fn backlog_throughput_rss_and_idle_latency() {
 
     let baseline = folder_count(&dovecot, "Processed").await as usize;
     let started = Instant::now();
-    d.start();
+    // The environment systemd/supportd.service gives the daemon (BENCH_MALLOC_ARENA_MAX=0:
+    // glibc's default, for comparison).
+    let arenas = std::env::var("BENCH_MALLOC_ARENA_MAX").unwrap_or_else(|_| "2".into());
+    if arenas == "0" {
+        d.start();
+    } else {
+        d.start_with(&[], &[("MALLOC_ARENA_MAX", arenas.as_str())]);
+    }
     let pid = d.pid().expect("pid");
     let mut peak = 0;
     loop {
@@ -181,7 +188,7 @@ async fn backlog_throughput_rss_and_idle_latency() {
     let took = started.elapsed();
     peak = peak.max(peak_rss_kb(pid));
     println!(
-        "BACKLOG: {total} messages ingested and moved in {took:.1?} = {:.0} messages/s; peak RSS {} MB",
+        "BACKLOG: {total} messages ingested and moved in {took:.1?} = {:.0} messages/s; peak RSS {} MB (MALLOC_ARENA_MAX={arenas})",
         total as f64 / took.as_secs_f64(),
         peak / 1024
     );

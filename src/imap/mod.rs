@@ -27,6 +27,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// A fetch batch holds at most this many bytes of mail (peak memory), or one larger message.
 const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 const BATCH_MAX: usize = 100;
+/// Syncs in a row, without IDLE in between, for mail announced while syncing.
+const MAX_RESYNCS: u32 = 3;
 
 /// Why a mailbox session ended.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +118,7 @@ async fn session(
         ensure_folder(&mut session, f).await?;
     }
     shared.mailbox_connected();
+    let mut resyncs = 0;
     loop {
         let uidvalidity = bounded("SELECT", session.select(&m.folder))
             .await?
@@ -133,11 +136,20 @@ async fn session(
         .await?;
         backoff.reset();
         heartbeat.beat();
-        drain_unsolicited(&mut session);
+        let more_mail = drain_unsolicited(&mut session);
         if *shutdown.borrow() {
             let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
             return Ok(());
         }
+        if more_mail && resyncs < MAX_RESYNCS {
+            // Mail that arrived during the sync was announced then (an untagged EXISTS during
+            // our FETCH or MOVE); IDLE would not announce it again: sync once more first.
+            // Bounded, in case a server announces EXISTS after every command.
+            resyncs += 1;
+            debug!("new mail announced during the sync; syncing again");
+            continue;
+        }
+        resyncs = 0;
         if has_idle {
             let mut idle = session.idle();
             bounded("IDLE", idle.init()).await?;
@@ -169,8 +181,17 @@ async fn session(
     }
 }
 
-fn drain_unsolicited(session: &mut ImapSession) {
-    while session.unsolicited_responses.try_recv().is_ok() {}
+/// Empties the unsolicited-response queue; true when it announced new mail.
+fn drain_unsolicited(session: &mut ImapSession) -> bool {
+    let mut new_mail = false;
+    while let Ok(response) = session.unsolicited_responses.try_recv() {
+        new_mail |= matches!(
+            response,
+            async_imap::types::UnsolicitedResponse::Exists(_)
+                | async_imap::types::UnsolicitedResponse::Recent(_)
+        );
+    }
+    new_mail
 }
 
 async fn ensure_folder(session: &mut ImapSession, name: &str) -> Result<(), ImapError> {

@@ -60,10 +60,9 @@ impl Store {
         })
     }
 
-    /// Claims up to `limit` due rows for `lease` seconds. A claim is a conditional update, so
-    /// two senders (replicas) never take the same row; a crashed sender's lease simply expires
-    /// and the row is sent again (at-least-once). Runs on one connection in autocommit mode:
-    /// each UPDATE is atomic on its own, and no write lock is held across the loop.
+    /// Claims up to `limit` due rows for `lease` seconds (plus their upload allowance) by
+    /// moving their due time past the lease, so two senders never take the same row; a
+    /// crashed sender's lease simply expires and the row is sent again (at-least-once).
     pub fn claim_outbox(
         &self,
         now: DateTime<Utc>,
@@ -73,48 +72,33 @@ impl Store {
     ) -> Result<Vec<OutboxJob>, StoreError> {
         // A large mail's lease grows with its size (it may take that long to upload).
         let per_second = i64::try_from(slow_link_bytes_per_second.max(1)).unwrap_or(i64::MAX);
+        // One statement: SQLite runs it under the write lock, so the rows it picks are
+        // claimed by no one else in between (and a sender costs one write per claim).
         self.with_conn(|c| {
-            let due = query_all(
+            query_all(
                 c,
-                "SELECT id, next_attempt_at FROM outbox
-                  WHERE status = 'queued' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
-                params![ts(now), limit],
-                |r| Ok((r.get::<_, i64>("id")?, r.get::<_, i64>("next_attempt_at")?)),
-            )?;
-            let mut jobs = Vec::new();
-            for (id, was) in due {
-                let claimed = exec(
-                    c,
-                    "UPDATE outbox SET next_attempt_at = ?1 + length(raw) / ?4
-                      WHERE id = ?2 AND status = 'queued' AND next_attempt_at = ?3",
-                    params![ts(now) + lease_seconds, id, was, per_second],
-                )?;
-                if claimed != 1 {
-                    continue;
-                }
-                let job = query_one(
-                    c,
-                    "SELECT recipients, raw, attempts, created_at FROM outbox WHERE id = ?1",
-                    params![id],
-                    |r| {
-                        let recipients: String = r.get("recipients")?;
-                        Ok(OutboxJob {
-                            id,
-                            recipients: recipients
-                                .split(',')
-                                .map(str::trim)
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_string)
-                                .collect(),
-                            raw: r.get("raw")?,
-                            attempts: r.get("attempts")?,
-                            created_at: from_ts(r.get("created_at")?),
-                        })
-                    },
-                )?;
-                jobs.push(job);
-            }
-            Ok(jobs)
+                "UPDATE outbox SET next_attempt_at = ?1 + length(raw) / ?2
+                  WHERE id IN (SELECT id FROM outbox
+                                WHERE status = 'queued' AND next_attempt_at <= ?3
+                                ORDER BY next_attempt_at, id LIMIT ?4)
+                 RETURNING id, recipients, raw, attempts, created_at",
+                params![ts(now) + lease_seconds, per_second, ts(now), limit],
+                |r| {
+                    let recipients: String = r.get("recipients")?;
+                    Ok(OutboxJob {
+                        id: r.get("id")?,
+                        recipients: recipients
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                        raw: r.get("raw")?,
+                        attempts: r.get("attempts")?,
+                        created_at: from_ts(r.get("created_at")?),
+                    })
+                },
+            )
         })
     }
 
