@@ -5,12 +5,13 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Notify, RwLock};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
@@ -21,8 +22,9 @@ use crate::store::Store;
 /// How long shutdown waits for in-flight work before aborting tasks (systemd allows 90 s;
 /// the contract is 10 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
-/// A task that has not made progress for this long is stuck: the watchdog stops being fed.
-const STUCK_AFTER: Duration = Duration::from_secs(300);
+/// How often a task that is waiting (IDLE, a poll interval, a backoff, a bounded network
+/// exchange) reports that it is alive.
+const BEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// State every task shares.
 pub struct Shared {
@@ -72,10 +74,14 @@ impl Shared {
     }
 }
 
-/// Progress marker of one task, read by the watchdog.
+/// Progress marker of one task, read by the watchdog. A task beats when it makes progress
+/// and, through [`Heartbeat::while_waiting`], all along a wait that is bounded or meant to be
+/// long (IDLE for 25 minutes, a 5-minute reconnect backoff). A task that stops beating is
+/// blocked outside any such wait: a hung database call, a deadlock, a busy loop.
 #[derive(Clone)]
 pub struct Heartbeat {
     name: Arc<str>,
+    /// tokio's clock (the monotonic clock, paused in unit tests).
     start: Instant,
     last_ms: Arc<AtomicI64>,
 }
@@ -92,6 +98,23 @@ impl Heartbeat {
     pub fn beat(&self) {
         let ms = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Awaits `fut`, beating every second meanwhile: for waits only, never for work whose
+    /// hang should count as stuck.
+    pub async fn while_waiting<F: std::future::Future>(&self, fut: F) -> F::Output {
+        tokio::pin!(fut);
+        let mut tick = tokio::time::interval(BEAT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                out = &mut fut => {
+                    self.beat();
+                    return out;
+                }
+                _ = tick.tick() => self.beat(),
+            }
+        }
     }
 
     fn age(&self) -> Duration {
@@ -203,6 +226,7 @@ pub async fn run(
     }
     let watchdog = watchdog_interval();
     let ping_every = watchdog.map_or(Duration::from_secs(3600), |d| d / 3);
+    let stuck = watchdog.map_or(Duration::MAX, stuck_after);
     let mut ticker = tokio::time::interval(ping_every);
     loop {
         tokio::select! {
@@ -213,7 +237,7 @@ pub async fn run(
             }
             _ = ticker.tick() => {
                 if watchdog.is_some() {
-                    match beats.iter().find(|b| b.age() > STUCK_AFTER) {
+                    match beats.iter().find(|b| b.age() > stuck) {
                         None => notify(&[sd_notify::NotifyState::Watchdog]),
                         Some(b) => error!(task = %b.name, stuck_for = ?b.age(), "task stuck: withholding the watchdog ping"),
                     }
@@ -255,6 +279,13 @@ pub async fn run(
     Ok(())
 }
 
+/// How long a task may go without beating before the watchdog is no longer fed (systemd
+/// then restarts the service): two watchdog periods, at least 30 s. Longer than any blocking
+/// step of a healthy task (a database write waits at most 15 s for the lock).
+fn stuck_after(watchdog: Duration) -> Duration {
+    (watchdog * 2).max(Duration::from_secs(30))
+}
+
 /// `WATCHDOG_USEC` as sd_watchdog_enabled(3) reads it: it applies to us unless
 /// `WATCHDOG_PID` names another process.
 fn watchdog_interval() -> Option<Duration> {
@@ -269,5 +300,43 @@ fn notify(state: &[sd_notify::NotifyState]) {
     // Without $NOTIFY_SOCKET (not under systemd) this is a no-op.
     if let Err(e) = sd_notify::notify(false, state) {
         warn!(error = %e, "sd_notify failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stuck_threshold_follows_the_watchdog_with_a_floor() {
+        assert_eq!(
+            stuck_after(Duration::from_secs(60)),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            stuck_after(Duration::from_millis(1500)),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_beats_and_idling_without_it_ages() {
+        let hb = Heartbeat::new("t", Instant::now());
+        hb.beat();
+        // A long wait through while_waiting keeps the heartbeat young all along ...
+        let waited = hb.clone();
+        let wait = tokio::spawn(async move {
+            waited
+                .while_waiting(tokio::time::sleep(Duration::from_secs(600)))
+                .await;
+        });
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            assert!(hb.age() <= BEAT_EVERY * 2, "age {:?}", hb.age());
+        }
+        wait.await.unwrap();
+        // ... while a task that neither works nor waits through it grows old.
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert!(hb.age() >= Duration::from_secs(100));
     }
 }

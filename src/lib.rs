@@ -39,4 +39,5 @@ pub mod setup;
 pub mod store;
 pub mod templates;
 pub mod tickets;
+pub mod tls;
 pub mod triage;

@@ -156,8 +156,10 @@ async fn idle_acknowledges_a_new_message_quickly() {
     latencies.sort();
     let median = latencies[1];
     println!("IDLE arrival → ack accepted by SMTP: {latencies:?}, median {median:?}");
+    // The contract: acknowledged within 2 s of arriving when IDLE works (the benchmark,
+    // scripts/bench-imap, measures the median on a quiet machine).
     assert!(
-        median < Duration::from_secs(5),
+        median < Duration::from_secs(2),
         "median {median:?}\n{}",
         d.log()
     );

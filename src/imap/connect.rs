@@ -9,13 +9,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_imap::{Client, Session};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+
+use tracing::warn;
 
 use super::ImapError;
 use crate::config::{Mailbox, TlsMode};
@@ -73,29 +74,19 @@ impl AsyncWrite for ImapStream {
 
 pub type ImapSession = Session<ImapStream>;
 
-/// The TLS client configuration: Mozilla's roots plus the configured CA file, if any.
+/// The TLS client configuration: the system's roots plus the configured CA file, if any.
 pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, ImapError> {
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let path = secrets::expand_path(path);
-        let certs = CertificateDer::pem_file_iter(&path)
-            .map_err(|e| ImapError::Config(format!("ca_file {}: {e}", path.display())))?;
-        for cert in certs {
-            let cert =
-                cert.map_err(|e| ImapError::Config(format!("ca_file {}: {e}", path.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| ImapError::Config(format!("ca_file {}: {e}", path.display())))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ImapError::Config(format!("TLS set-up: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    crate::tls::client_config(ca_file).map_err(|e| ImapError::Config(e.to_string()))
+}
+
+/// TCP keepalive: after a minute of silence, probe every 15 s; four lost probes end the
+/// connection. IDLE can be silent for 25 minutes, and NATs and firewalls drop idle flows.
+fn keepalive(tcp: &TcpStream) -> io::Result<()> {
+    let params = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(15))
+        .with_retries(4);
+    socket2::SockRef::from(tcp).set_tcp_keepalive(&params)
 }
 
 async fn handshake(
@@ -112,17 +103,33 @@ async fn handshake(
     Ok(ImapStream::Tls(Box::new(tls)))
 }
 
-/// XOAUTH2 (RFC 7628-style bearer) for Gmail and Microsoft 365.
+/// XOAUTH2 (Google's and Microsoft's SASL bearer mechanism). The first challenge is
+/// answered with the token; a second one carries the server's JSON error, which the client
+/// must acknowledge with an empty response before the server says NO.
 struct XOAuth2 {
     user: String,
     token: String,
+    sent: bool,
 }
 
-impl async_imap::Authenticator for &XOAuth2 {
+impl async_imap::Authenticator for XOAuth2 {
     type Response = String;
-    fn process(&mut self, _challenge: &[u8]) -> String {
-        format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token)
+    fn process(&mut self, challenge: &[u8]) -> String {
+        if self.sent {
+            warn!(
+                server_says = %String::from_utf8_lossy(challenge),
+                "XOAUTH2 token refused"
+            );
+            return String::new();
+        }
+        self.sent = true;
+        xoauth2_response(&self.user, &self.token)
     }
+}
+
+/// The XOAUTH2 initial response (before base64).
+fn xoauth2_response(user: &str, token: &str) -> String {
+    format!("user={user}\x01auth=Bearer {token}\x01\x01")
 }
 
 async fn oauth_token(m: &Mailbox) -> Result<String, ImapError> {
@@ -144,6 +151,7 @@ pub async fn open(m: &Mailbox) -> Result<ImapSession, ImapError> {
 async fn open_inner(m: &Mailbox) -> Result<ImapSession, ImapError> {
     let tcp = TcpStream::connect((m.host.as_str(), m.port)).await?;
     tcp.set_nodelay(true)?;
+    keepalive(&tcp)?;
     let client = match m.tls {
         TlsMode::Implicit => {
             let stream = handshake(tcp, &m.host, tls_config(m.ca_file.as_deref())?).await?;
@@ -181,9 +189,10 @@ async fn open_inner(m: &Mailbox) -> Result<ImapSession, ImapError> {
         let auth = XOAuth2 {
             user: m.username.clone(),
             token: oauth_token(m).await?,
+            sent: false,
         };
         client
-            .authenticate("XOAUTH2", &auth)
+            .authenticate("XOAUTH2", auth)
             .await
             .map_err(|(e, _)| ImapError::Auth(e.to_string()))
     } else {
@@ -203,5 +212,26 @@ async fn read_greeting(client: &mut Client<ImapStream>) -> Result<(), ImapError>
         None => Err(ImapError::Protocol(
             "connection closed before the greeting".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_imap::Authenticator;
+
+    #[test]
+    fn xoauth2_answers_the_first_challenge_and_acknowledges_an_error() {
+        let mut auth = XOAuth2 {
+            user: "support@example.test".into(),
+            token: "ya29.token".into(),
+            sent: false,
+        };
+        assert_eq!(
+            auth.process(b""),
+            "user=support@example.test\x01auth=Bearer ya29.token\x01\x01"
+        );
+        // The error challenge gets the empty response RFC 7628 asks for, not the token again.
+        assert_eq!(auth.process(br#"{"status":"401","schemes":"Bearer"}"#), "");
     }
 }

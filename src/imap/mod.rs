@@ -29,6 +29,8 @@ const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 const BATCH_MAX: usize = 100;
 /// Syncs in a row, without IDLE in between, for mail announced while syncing.
 const MAX_RESYNCS: u32 = 3;
+/// The slowest download we wait for (the outbox allows uploads the same rate).
+const SLOW_LINK_BYTES_PER_SECOND: u64 = 32 * 1024;
 
 /// Why a mailbox session ended.
 #[derive(Debug, thiserror::Error)]
@@ -53,29 +55,46 @@ pub enum ImapError {
     Store(#[from] StoreError),
 }
 
+/// One IMAP exchange, bounded by [`COMMAND_TIMEOUT`]; the watchdog sees the task waiting.
 async fn bounded<T, E: Into<ImapError>>(
+    hb: &Heartbeat,
     what: &'static str,
     fut: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, ImapError> {
-    match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+    bounded_for(hb, what, COMMAND_TIMEOUT, fut).await
+}
+
+async fn bounded_for<T, E: Into<ImapError>>(
+    hb: &Heartbeat,
+    what: &'static str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ImapError> {
+    match hb.while_waiting(tokio::time::timeout(limit, fut)).await {
         Ok(r) => r.map_err(Into::into),
         Err(_) => Err(ImapError::Timeout(what)),
     }
 }
 
+/// How long fetching `bytes` of mail may take: the command timeout plus the bytes at a slow
+/// link's rate, so a 25 MB message over a poor line is not cut off and refetched forever.
+fn fetch_limit(bytes: u64) -> Duration {
+    COMMAND_TIMEOUT + Duration::from_secs(bytes / SLOW_LINK_BYTES_PER_SECOND)
+}
+
 /// Runs one mailbox until shutdown, reconnecting with backoff after any failure.
-pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, heartbeat: Heartbeat) {
+pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, hb: Heartbeat) {
     let span = info_span!("mailbox", mailbox = %mailbox.name, host = %mailbox.host);
     async move {
         let mut shutdown = shared.shutdown();
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let mut last_error = String::new();
         loop {
-            heartbeat.beat();
+            hb.beat();
             if *shutdown.borrow() {
                 return;
             }
-            match session(&mailbox, &shared, &heartbeat, &mut shutdown, &mut backoff).await {
+            match session(&mailbox, &shared, &hb, &mut shutdown, &mut backoff).await {
                 Ok(()) => return,
                 Err(e) => {
                     let text = e.to_string();
@@ -90,7 +109,7 @@ pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, heartbeat: Heartbeat) {
             }
             let wait = backoff.next_delay();
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = hb.while_waiting(tokio::time::sleep(wait)) => {}
                 _ = shutdown.changed() => return,
             }
         }
@@ -103,24 +122,24 @@ pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, heartbeat: Heartbeat) {
 async fn session(
     m: &Mailbox,
     shared: &Shared,
-    heartbeat: &Heartbeat,
+    hb: &Heartbeat,
     shutdown: &mut watch::Receiver<bool>,
     backoff: &mut Backoff,
 ) -> Result<(), ImapError> {
-    let mut session = connect::open(m).await?;
-    let caps = bounded("CAPABILITY", session.capabilities()).await?;
+    let mut session = hb.while_waiting(connect::open(m)).await?;
+    let caps = bounded(hb, "CAPABILITY", session.capabilities()).await?;
     let has_idle = caps.has_str("IDLE");
     let has_move = caps.has_str("MOVE");
     let has_uidplus = caps.has_str("UIDPLUS");
     info!(idle = has_idle, r#move = has_move, "connected");
-    ensure_folder(&mut session, &m.quarantine_folder).await?;
+    ensure_folder(&mut session, hb, &m.quarantine_folder).await?;
     if let Some(f) = &m.processed_folder {
-        ensure_folder(&mut session, f).await?;
+        ensure_folder(&mut session, hb, f).await?;
     }
     shared.mailbox_connected();
     let mut resyncs = 0;
     loop {
-        let uidvalidity = bounded("SELECT", session.select(&m.folder))
+        let uidvalidity = bounded(hb, "SELECT", session.select(&m.folder))
             .await?
             .uid_validity
             .unwrap_or(0);
@@ -128,14 +147,14 @@ async fn session(
             &mut session,
             m,
             shared,
-            heartbeat,
+            hb,
             uidvalidity,
             has_move,
             has_uidplus,
         )
         .await?;
         backoff.reset();
-        heartbeat.beat();
+        hb.beat();
         let more_mail = drain_unsolicited(&mut session);
         if *shutdown.borrow() {
             let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
@@ -152,11 +171,11 @@ async fn session(
         resyncs = 0;
         if has_idle {
             let mut idle = session.idle();
-            bounded("IDLE", idle.init()).await?;
+            bounded(hb, "IDLE", idle.init()).await?;
             let stopped = {
                 let (wait, stop) = idle.wait_with_timeout(IDLE_RENEW);
                 tokio::select! {
-                    r = wait => {
+                    r = hb.while_waiting(wait) => {
                         // Benchmarks time supportd's share of IDLE latency from this line.
                         debug!(response = ?r?, "IDLE woke");
                         false
@@ -164,14 +183,14 @@ async fn session(
                     _ = shutdown.changed() => { drop(stop); true }
                 }
             };
-            session = bounded("DONE", idle.done()).await?;
+            session = bounded(hb, "DONE", idle.done()).await?;
             if stopped {
                 let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
                 return Ok(());
             }
         } else {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(m.poll_seconds)) => {}
+                _ = hb.while_waiting(tokio::time::sleep(Duration::from_secs(m.poll_seconds))) => {}
                 _ = shutdown.changed() => {
                     let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
                     return Ok(());
@@ -194,15 +213,19 @@ fn drain_unsolicited(session: &mut ImapSession) -> bool {
     new_mail
 }
 
-async fn ensure_folder(session: &mut ImapSession, name: &str) -> Result<(), ImapError> {
+async fn ensure_folder(
+    session: &mut ImapSession,
+    hb: &Heartbeat,
+    name: &str,
+) -> Result<(), ImapError> {
     let exists = {
-        let list = bounded("LIST", session.list(Some(""), Some(name))).await?;
-        let names: Vec<_> = bounded("LIST", list.try_collect::<Vec<_>>()).await?;
+        let list = bounded(hb, "LIST", session.list(Some(""), Some(name))).await?;
+        let names: Vec<_> = bounded(hb, "LIST", list.try_collect::<Vec<_>>()).await?;
         names.iter().any(|n| n.name() == name)
     };
     if !exists {
         info!(folder = name, "creating folder");
-        bounded("CREATE", session.create(name)).await?;
+        bounded(hb, "CREATE", session.create(name)).await?;
     }
     Ok(())
 }
@@ -212,7 +235,7 @@ async fn sync(
     session: &mut ImapSession,
     m: &Mailbox,
     shared: &Shared,
-    heartbeat: &Heartbeat,
+    hb: &Heartbeat,
     uidvalidity: u32,
     has_move: bool,
     has_uidplus: bool,
@@ -235,12 +258,13 @@ async fn sync(
     // they were parsed from, so collecting 10,000 of them held ~80 MB.
     let sizes: Vec<(u32, u64)> = {
         let mut stream = bounded(
+            hb,
             "UID FETCH sizes",
             session.uid_fetch(format!("{}:*", last.saturating_add(1)), "(UID RFC822.SIZE)"),
         )
         .await?;
         let mut v = Vec::new();
-        while let Some(f) = bounded("UID FETCH sizes", stream.try_next()).await? {
+        while let Some(f) = bounded(hb, "UID FETCH sizes", stream.try_next()).await? {
             if let Some(uid) = f.uid.filter(|uid| *uid > last) {
                 // `N:*` always returns the last message, even below N.
                 v.push((uid, u64::from(f.size.unwrap_or(0))));
@@ -256,19 +280,22 @@ async fn sync(
         return Ok(());
     }
     debug!(count = sizes.len(), "new messages");
-    for batch in batches(&sizes) {
-        let set = batch
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+    for (batch, bytes) in batches(&sizes) {
+        let set = uid_set(&batch);
         let mut fetched = {
             let stream = bounded(
+                hb,
                 "UID FETCH",
                 session.uid_fetch(&set, "(UID INTERNALDATE BODY.PEEK[])"),
             )
             .await?;
-            bounded("UID FETCH", stream.try_collect::<Vec<_>>()).await?
+            bounded_for(
+                hb,
+                "UID FETCH",
+                fetch_limit(bytes),
+                stream.try_collect::<Vec<_>>(),
+            )
+            .await?
         };
         fetched.sort_by_key(|f| f.uid);
         let mut done = Vec::new();
@@ -308,7 +335,7 @@ async fn sync(
                     } else {
                         done.push(uid);
                     }
-                    heartbeat.beat();
+                    hb.beat();
                 }
                 Err(e) => {
                     // Leave this and every later message untouched in the mailbox; retry.
@@ -321,13 +348,16 @@ async fn sync(
         if !done.is_empty() {
             shared.wake_outbox();
             match &m.processed_folder {
-                Some(folder) => move_uids(session, &done, folder, has_move, has_uidplus).await?,
-                None => flag_seen(session, &done).await?,
+                Some(folder) => {
+                    move_uids(session, hb, &done, folder, has_move, has_uidplus).await?
+                }
+                None => flag_seen(session, hb, &done).await?,
             }
         }
         if !quarantined.is_empty() {
             move_uids(
                 session,
+                hb,
                 &quarantined,
                 &m.quarantine_folder,
                 has_move,
@@ -346,21 +376,21 @@ async fn sync(
     Ok(())
 }
 
-/// Splits (uid, size) pairs into batches bounded in bytes and count.
-fn batches(sizes: &[(u32, u64)]) -> Vec<Vec<u32>> {
-    let mut out: Vec<Vec<u32>> = Vec::new();
+/// Splits (uid, size) pairs into batches bounded in bytes and count, each with its bytes.
+fn batches(sizes: &[(u32, u64)]) -> Vec<(Vec<u32>, u64)> {
+    let mut out = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0u64;
     for &(uid, size) in sizes {
         if !current.is_empty() && (bytes + size > BATCH_BYTES || current.len() >= BATCH_MAX) {
-            out.push(std::mem::take(&mut current));
+            out.push((std::mem::take(&mut current), bytes));
             bytes = 0;
         }
         current.push(uid);
         bytes += size;
     }
     if !current.is_empty() {
-        out.push(current);
+        out.push((current, bytes));
     }
     out
 }
@@ -372,19 +402,25 @@ fn uid_set(uids: &[u32]) -> String {
         .join(",")
 }
 
-async fn flag_seen(session: &mut ImapSession, uids: &[u32]) -> Result<(), ImapError> {
+async fn flag_seen(
+    session: &mut ImapSession,
+    hb: &Heartbeat,
+    uids: &[u32],
+) -> Result<(), ImapError> {
     let stream = bounded(
+        hb,
         "UID STORE",
         session.uid_store(uid_set(uids), "+FLAGS.SILENT (\\Seen)"),
     )
     .await?;
-    bounded("UID STORE", stream.try_collect::<Vec<_>>()).await?;
+    bounded(hb, "UID STORE", stream.try_collect::<Vec<_>>()).await?;
     Ok(())
 }
 
 /// UID MOVE where offered (RFC 6851), else COPY + \Deleted + (UID) EXPUNGE.
 async fn move_uids(
     session: &mut ImapSession,
+    hb: &Heartbeat,
     uids: &[u32],
     folder: &str,
     has_move: bool,
@@ -392,22 +428,23 @@ async fn move_uids(
 ) -> Result<(), ImapError> {
     let set = uid_set(uids);
     if has_move {
-        bounded("UID MOVE", session.uid_mv(&set, folder)).await?;
+        bounded(hb, "UID MOVE", session.uid_mv(&set, folder)).await?;
         return Ok(());
     }
-    bounded("UID COPY", session.uid_copy(&set, folder)).await?;
+    bounded(hb, "UID COPY", session.uid_copy(&set, folder)).await?;
     let stream = bounded(
+        hb,
         "UID STORE",
         session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)"),
     )
     .await?;
-    bounded("UID STORE", stream.try_collect::<Vec<_>>()).await?;
+    bounded(hb, "UID STORE", stream.try_collect::<Vec<_>>()).await?;
     if has_uidplus {
-        let stream = bounded("UID EXPUNGE", session.uid_expunge(&set)).await?;
-        bounded("UID EXPUNGE", stream.try_collect::<Vec<_>>()).await?;
+        let stream = bounded(hb, "UID EXPUNGE", session.uid_expunge(&set)).await?;
+        bounded(hb, "UID EXPUNGE", stream.try_collect::<Vec<_>>()).await?;
     } else {
-        let stream = bounded("EXPUNGE", session.expunge()).await?;
-        bounded("EXPUNGE", stream.try_collect::<Vec<_>>()).await?;
+        let stream = bounded(hb, "EXPUNGE", session.expunge()).await?;
+        bounded(hb, "EXPUNGE", stream.try_collect::<Vec<_>>()).await?;
     }
     Ok(())
 }
@@ -419,10 +456,21 @@ mod tests {
     #[test]
     fn batches_respect_bytes_and_count() {
         let sizes: Vec<(u32, u64)> = vec![(1, 1), (2, BATCH_BYTES), (3, 10), (4, 10)];
-        assert_eq!(batches(&sizes), vec![vec![1], vec![2], vec![3, 4]]);
+        assert_eq!(
+            batches(&sizes),
+            vec![(vec![1], 1), (vec![2], BATCH_BYTES), (vec![3, 4], 20)]
+        );
         let many: Vec<(u32, u64)> = (1..=250).map(|u| (u, 1)).collect();
         let b = batches(&many);
         assert_eq!(b.len(), 3);
-        assert_eq!(b[0].len(), BATCH_MAX);
+        assert_eq!(b[0].0.len(), BATCH_MAX);
+    }
+
+    #[test]
+    fn a_large_fetch_gets_time_for_its_size() {
+        assert_eq!(fetch_limit(0), COMMAND_TIMEOUT);
+        // 25 MB at 32 KiB/s: ~13 minutes on top of the command timeout.
+        let big = fetch_limit(25_000_000);
+        assert!(big > COMMAND_TIMEOUT + Duration::from_secs(700), "{big:?}");
     }
 }

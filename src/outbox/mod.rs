@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::Duration as ChronoDuration;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::Address;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -45,24 +44,13 @@ pub enum OutboxError {
 pub fn transport(s: &Smtp) -> Result<Relay, OutboxError> {
     let security = match s.tls {
         TlsMode::Implicit => Security::Implicit(
-            crate::imap::connect::tls_config(s.ca_file.as_deref())
+            crate::tls::client_config(s.ca_file.as_deref())
                 .map_err(|e| OutboxError::Config(e.to_string()))?,
         ),
-        TlsMode::Starttls => {
-            let mut b = TlsParameters::builder(s.host.clone());
-            if let Some(ca) = &s.ca_file {
-                let path = secrets::expand_path(ca);
-                let pem = std::fs::read(&path)
-                    .map_err(|e| OutboxError::Config(format!("ca_file {}: {e}", path.display())))?;
-                let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| OutboxError::Config(format!("ca_file {}: {e}", path.display())))?;
-                b = b.add_root_certificate(cert);
-            }
-            Security::StartTls(
-                b.build_rustls()
-                    .map_err(|e| OutboxError::Config(format!("TLS set-up: {e}")))?,
-            )
-        }
+        TlsMode::Starttls => Security::StartTls(
+            crate::tls::smtp_parameters(&s.host, s.ca_file.as_deref())
+                .map_err(|e| OutboxError::Config(e.to_string()))?,
+        ),
         TlsMode::None => {
             if !crate::config::is_loopback(&s.host) {
                 return Err(OutboxError::Config(format!(
@@ -145,7 +133,7 @@ pub async fn run(mut relay: Relay, smtp: Smtp, shared: Arc<Shared>, heartbeat: H
                 Err(e) => {
                     warn!(error = %e, "cannot read the outbox; retrying");
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff.next_delay()) => continue,
+                        _ = heartbeat.while_waiting(tokio::time::sleep(backoff.next_delay())) => continue,
                         _ = shutdown.changed() => break,
                     }
                 }
@@ -153,7 +141,9 @@ pub async fn run(mut relay: Relay, smtp: Smtp, shared: Arc<Shared>, heartbeat: H
             let got_work = !jobs.is_empty();
             for job in jobs {
                 // A send in flight finishes even during shutdown (bounded by the SMTP timeout).
-                deliver(&mut relay, &from, job, &smtp, &shared).await;
+                heartbeat
+                    .while_waiting(deliver(&mut relay, &from, job, &smtp, &shared))
+                    .await;
                 heartbeat.beat();
             }
             if got_work {
@@ -168,7 +158,7 @@ pub async fn run(mut relay: Relay, smtp: Smtp, shared: Arc<Shared>, heartbeat: H
             };
             tokio::select! {
                 _ = shared.outbox_woken() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = heartbeat.while_waiting(tokio::time::sleep(wait)) => {}
                 _ = shutdown.changed() => break,
             }
         }

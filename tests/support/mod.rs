@@ -224,9 +224,23 @@ pub struct Dovecot {
     /// The instance's temp dir: dovecot.conf, users, dovecot.log, mail/, tls/.
     pub dir: PathBuf,
     users: Vec<(String, String)>,
+    options: DovecotOptions,
     child: Option<Child>,
     watchdog: Option<Child>,
+    /// The OAuth 2.0 token endpoint (`scripts/oauth-introspect.py`), with `options.oauth`.
+    oauth: Option<(Child, u16)>,
     _tmp: tempfile::TempDir,
+}
+
+/// Variations of the test Dovecot.
+#[derive(Debug, Clone, Default)]
+pub struct DovecotOptions {
+    /// `imap_capability`: the capabilities announced after login, replacing Dovecot's own
+    /// (e.g. without IDLE and MOVE, to exercise polling and the COPY/EXPUNGE fallback).
+    pub capabilities: Option<String>,
+    /// XOAUTH2 and OAUTHBEARER through Dovecot's oauth2 passdb, which asks a local token
+    /// endpoint over HTTP; tokens are issued with [`Dovecot::set_oauth_tokens`].
+    pub oauth: bool,
 }
 
 /// A sidecar that sends SIGQUIT to `pid` when this test process dies without running Drop
@@ -279,6 +293,11 @@ impl Dovecot {
     /// Starts Dovecot with these `(user, password)` accounts (e.g.
     /// `("support@example.test", "support-pass")`) and waits until both ports accept.
     pub fn start(users: &[(&str, &str)]) -> Dovecot {
+        Dovecot::start_with(users, DovecotOptions::default())
+    }
+
+    /// [`Dovecot::start`] with options.
+    pub fn start_with(users: &[(&str, &str)], options: DovecotOptions) -> Dovecot {
         let tmp = tempfile::Builder::new()
             .prefix("supportd-dovecot-")
             .tempdir()
@@ -315,10 +334,15 @@ impl Dovecot {
                 .iter()
                 .map(|(u, p)| (u.to_string(), p.to_string()))
                 .collect(),
+            options,
             child: None,
             watchdog: None,
+            oauth: None,
             _tmp: tmp,
         };
+        if dovecot.options.oauth {
+            dovecot.start_token_endpoint();
+        }
         // free_port() releases the port before Dovecot binds it: another test may win the
         // race. Then Dovecot logs "Address already in use"; try other ports.
         for attempt in 1..=3 {
@@ -336,7 +360,7 @@ impl Dovecot {
 
     fn write_config(&self) {
         let d = self.dir.display();
-        let conf = format!(
+        let mut conf = format!(
             "instance_name = {instance}
 base_dir = {d}/run
 state_dir = {d}/state
@@ -386,7 +410,100 @@ service stats {{
             imaps = self.imaps_port,
             instance = self.instance_name(),
         );
+        if let Some(caps) = &self.options.capabilities {
+            conf.push_str(&format!(
+                "protocol imap {{\n  imap_capability = {caps}\n}}\n"
+            ));
+        }
+        if let Some((_, port)) = &self.oauth {
+            // Passwords stay with passwd-file; tokens go to the oauth2 passdb, which asks
+            // the token endpoint (a userinfo-style GET with the bearer token).
+            conf = conf.replace(
+                "auth_mechanisms = plain login",
+                "auth_mechanisms = plain login xoauth2 oauthbearer",
+            );
+            conf = conf.replace(
+                "  driver = passwd-file\n  args = scheme=PLAIN",
+                "  driver = passwd-file\n  mechanisms = plain login\n  args = scheme=PLAIN",
+            );
+            conf.push_str(&format!(
+                "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {d}/oauth2.conf.ext\n}}\n"
+            ));
+            std::fs::write(
+                self.dir.join("oauth2.conf.ext"),
+                format!(
+                    "introspection_mode = auth\nintrospection_url = http://127.0.0.1:{port}/userinfo\nforce_introspection = yes\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n"
+                ),
+            )
+            .expect("writing oauth2.conf.ext");
+        }
         std::fs::write(self.dir.join("dovecot.conf"), conf).expect("writing dovecot.conf");
+    }
+
+    /// Starts `scripts/oauth-introspect.py` on a free port (before the config is written).
+    fn start_token_endpoint(&mut self) {
+        self.set_oauth_tokens(&[]);
+        for _ in 0..3 {
+            let port = free_port();
+            let mut child = Command::new("python3")
+                .arg(repo_root().join("scripts/oauth-introspect.py"))
+                .arg(port.to_string())
+                .arg(self.dir.join("oauth-tokens.json"))
+                .arg(self.dir.join("oauth-requests.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting the OAuth token endpoint (python3)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                if port_accepts(port) {
+                    self.oauth = Some((child, port));
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop_child(&mut child, "KILL", Duration::ZERO);
+        }
+        panic!("the OAuth token endpoint did not start");
+    }
+
+    /// The valid OAuth access tokens from now on, each with the user it belongs to.
+    pub fn set_oauth_tokens(&self, tokens: &[(&str, &str)]) {
+        let map: serde_json::Map<String, serde_json::Value> = tokens
+            .iter()
+            .map(|(t, u)| (t.to_string(), serde_json::Value::from(*u)))
+            .collect();
+        let tmp = self.dir.join("oauth-tokens.json.tmp");
+        std::fs::write(&tmp, serde_json::Value::Object(map).to_string()).expect("tokens");
+        std::fs::rename(&tmp, self.dir.join("oauth-tokens.json")).expect("tokens");
+    }
+
+    /// Every bearer token Dovecot has asked the token endpoint about, in order.
+    pub fn oauth_requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("oauth-requests.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Runs `doveadm` against this instance (e.g. `["mailbox", "status", ...]`); its stdout.
+    pub fn doveadm(&self, args: &[&str]) -> String {
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(self.config_path())
+            .args(args)
+            .output()
+            .expect("running doveadm");
+        assert!(
+            out.status.success(),
+            "doveadm {args:?} failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// The config file (for `doveadm -c` or `dovecot-lda -c`).
@@ -710,6 +827,9 @@ fn flag_name(flag: &async_imap::types::Flag<'_>) -> String {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
+        if let Some((mut child, _)) = self.oauth.take() {
+            stop_child(&mut child, "KILL", Duration::ZERO);
+        }
         end_watchdog(&mut self.watchdog);
         if let Some(mut child) = self.child.take() {
             quit_dovecot(&mut child);
