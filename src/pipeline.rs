@@ -94,6 +94,19 @@ impl Pipeline {
         blocking(|| self.ingest_now(store, raw, source))
     }
 
+    /// Quarantines a message without processing it (kept verbatim with `reason`): for mail
+    /// the daemon will not process, such as an oversized message or one that fails the same
+    /// way at every attempt.
+    pub fn set_aside(
+        &self,
+        store: &Store,
+        raw: &[u8],
+        reason: &str,
+        source: Source<'_>,
+    ) -> Result<Outcome, PipelineError> {
+        blocking(|| self.quarantine(store, raw, reason, source, self.clock.now()))
+    }
+
     fn ingest_now(
         &self,
         store: &Store,
@@ -175,6 +188,11 @@ impl Pipeline {
         };
         let decision = tickets::decide(mail, &origin, &lookup, &policy, now);
         let received_at = source.received_at.unwrap_or(now);
+        if let Err(why) =
+            tickets::ack_age_permission(received_at, now, self.config.limits.ack_max_age_hours)
+        {
+            tx.hold_outbound(why);
+        }
         let outcome = match decision {
             Decision::Duplicate => {
                 return Ok(Outcome {
@@ -401,9 +419,10 @@ impl Pipeline {
             Some(id) => id,
             None => self.ensure_sender(tx, mail, now)?,
         };
-        let ack = ack.and_then(|()| {
-            tickets::ack_age_permission(received_at, now, self.config.limits.ack_max_age_hours)
-        });
+        let ack = match tx.outbound_held() {
+            Some(why) => Err(why.to_string()),
+            None => ack,
+        };
         let class = self
             .rules
             .classify(&mail.subject, &strip_quotes(&mail.body));

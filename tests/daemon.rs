@@ -364,10 +364,12 @@ async fn systemd_notify_ready_watchdog_reload_and_json_logs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_import_of_old_mail_acknowledges_nobody() {
+async fn first_import_of_old_mail_emails_nobody() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    // An agent, so that new tickets are also notified: the old mail must notify nobody either.
+    d.append_config("\n[[agent]]\nemail = \"alice@vendor.example\"\nname = \"Alice\"\n");
     {
         // Mail that reached the mailbox two days ago (its IMAP INTERNALDATE).
         let mut s = dovecot.session(USER).await;
@@ -390,19 +392,26 @@ async fn first_import_of_old_mail_acknowledges_nobody() {
         (t.len() == 2).then_some(t)
     });
     assert_eq!(tickets.len(), 2, "old mail is imported");
-    let acks = sink.wait_for(1, Duration::from_secs(20));
+    // The new mail: its ack and the agent's notification. The old one: nothing.
+    let sent = sink.wait_for(2, Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        sink.messages().len(),
-        1,
-        "only the new mail is acknowledged"
-    );
-    assert_eq!(acks[0].rcpt_to, vec!["new@clinic.example"]);
-    assert_eq!(
-        d.outbox().len(),
-        1,
-        "no ack was even queued for the old mail"
-    );
+    assert_eq!(sink.messages().len(), 2, "only the new mail causes mail");
+    let mut rcpts: Vec<_> = sent.iter().flat_map(|m| m.rcpt_to.clone()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, vec!["alice@vendor.example", "new@clinic.example"]);
+    let outbox = d.outbox();
+    assert_eq!(outbox.len(), 2, "nothing was even queued for the old mail");
+    assert!(outbox.iter().all(|o| o["subject"]
+        .as_str()
+        .is_some_and(|s| s.contains("new question"))));
+    let old = tickets
+        .iter()
+        .find(|t| t["requester"]["email"] == "old@clinic.example")
+        .expect("the old mail's ticket");
+    let number = old["number"].to_string();
+    let detail = d.json(&["tickets", "show", &number, "--json"]);
+    let events = detail["events"].to_string();
+    assert!(events.contains("not-sent"), "{events}");
     d.terminate();
 }
 
@@ -555,4 +564,55 @@ async fn acks_reach_the_relay_over_implicit_tls_and_starttls() {
         assert!(!log.contains("send failed"), "{mode}:\n{log}");
         d.terminate();
     }
+}
+
+/// A wrong relay password is the relay's problem, not the mail's: rows stay queued (a 535 at
+/// AUTH is not a permanent refusal of the message), the sender pauses instead of trying a
+/// login per mail, and the password file is read again, so fixing it is enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_relay_password_keeps_mail_queued_until_it_is_fixed() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start_with(SinkOptions {
+        auth: Some(("relay".into(), "relay-pass".into())),
+        ..SinkOptions::default()
+    });
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    let relay_pw = d.dir.path().join("relay-password");
+    std::fs::write(&relay_pw, "a-typo").expect("password");
+    d.append_config(&format!(
+        "username = \"relay\"\npassword_file = \"{}\"\n",
+        relay_pw.display()
+    ));
+    for i in 0..3 {
+        dovecot
+            .append(
+                USER,
+                "INBOX",
+                &customer_mail(40 + i, &format!("p{i}@clinic.example"), "pager login error"),
+            )
+            .await;
+    }
+    d.start();
+    let outbox = d.wait("three acks tried", Duration::from_secs(30), || {
+        let o = d.outbox();
+        (o.len() == 3 && o.iter().all(|r| r["attempts"].as_i64() >= Some(1))).then_some(o)
+    });
+    assert!(
+        outbox.iter().all(|r| r["status"] == "queued"),
+        "an AUTH failure fails no mail: {outbox:?}"
+    );
+    assert!(
+        d.log().contains("535"),
+        "the relay's answer is logged\n{}",
+        d.log()
+    );
+    assert_eq!(sink.count(), 0);
+
+    std::fs::write(&relay_pw, "relay-pass").expect("password");
+    // The rows' own retry is 30 s after their first attempt.
+    let acks = sink.wait_for(3, Duration::from_secs(90));
+    assert!(acks.iter().all(|a| a.auth_user.as_deref() == Some("relay")));
+    let outbox = d.outbox();
+    assert!(outbox.iter().all(|r| r["status"] == "sent"), "{outbox:?}");
+    d.terminate();
 }

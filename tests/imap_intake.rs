@@ -176,8 +176,10 @@ async fn an_unverifiable_certificate_is_refused_and_the_mail_waits() {
 }
 
 /// A server that offers neither IDLE nor MOVE (UIDPLUS as given): supportd polls every
-/// `poll_seconds` and moves with COPY, STORE \Deleted and (UID) EXPUNGE.
-async fn polls_and_copies(capabilities: &str) {
+/// `poll_seconds` and moves with COPY, STORE \Deleted and UID EXPUNGE. Without UIDPLUS, a
+/// plain EXPUNGE would also remove a message someone else flagged \Deleted: then supportd
+/// leaves its own copies flagged instead, and never imports the deleted message.
+async fn polls_and_copies(capabilities: &str, uidplus: bool) {
     let dovecot = Dovecot::start_with(
         &[(USER, PASS)],
         DovecotOptions {
@@ -187,6 +189,14 @@ async fn polls_and_copies(capabilities: &str) {
     );
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    if !uidplus {
+        let mut s = dovecot.session(USER).await;
+        let staff = customer_mail(9, "spam@clinic.example", "deleted by an agent");
+        s.append("INBOX", Some("(\\Deleted)"), None, &staff)
+            .await
+            .expect("APPEND");
+        let _ = s.logout().await;
+    }
     dovecot
         .append(
             USER,
@@ -224,13 +234,20 @@ async fn polls_and_copies(capabilities: &str) {
         .wait_for_folder(USER, "Processed", 2, Duration::from_secs(10))
         .await;
     assert_eq!(processed.len(), 2);
-    d.wait("the inbox to be empty", Duration::from_secs(10), || {
-        dovecot
-            .list_folder_blocking(USER, "INBOX")
-            .is_empty()
-            .then_some(())
-    });
-    assert_eq!(d.tickets().len(), 2);
+    if uidplus {
+        d.wait("the inbox to be empty", Duration::from_secs(10), || {
+            dovecot
+                .list_folder_blocking(USER, "INBOX")
+                .is_empty()
+                .then_some(())
+        });
+    } else {
+        let inbox = dovecot.list_folder(USER, "INBOX").await;
+        assert_eq!(inbox.len(), 3, "nothing expunged");
+        assert!(inbox.iter().all(|m| m.1.iter().any(|f| f == "\\Deleted")));
+        assert!(d.log().contains("not expunging"), "{}", d.log());
+    }
+    assert_eq!(d.tickets().len(), 2, "the deleted message is not imported");
     let log = d.log();
     assert!(!log.contains("session failed"), "{log}");
     d.terminate();
@@ -238,12 +255,12 @@ async fn polls_and_copies(capabilities: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_idle_or_move_it_polls_and_uses_uid_expunge() {
-    polls_and_copies("IMAP4rev1 SASL-IR LITERAL+ ID ENABLE UIDPLUS").await;
+    polls_and_copies("IMAP4rev1 SASL-IR LITERAL+ ID ENABLE UIDPLUS", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_idle_move_or_uidplus_it_polls_and_expunges() {
-    polls_and_copies("IMAP4rev1 SASL-IR LITERAL+ ID ENABLE").await;
+    polls_and_copies("IMAP4rev1 SASL-IR LITERAL+ ID ENABLE", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,5 +385,98 @@ async fn a_long_quiet_idle_keeps_feeding_the_watchdog() {
         )
         .await;
     sink.wait_for(1, Duration::from_secs(10));
+    d.terminate();
+}
+
+/// A message over `limits.max_message_bytes` is not downloaded: its header and the reason are
+/// kept, the message itself goes to the quarantine folder intact, and later mail goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_set_aside_without_being_downloaded() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    d.append_config("\n[limits]\nmax_message_bytes = 200000\n");
+    let mut big = customer_mail(50, "scanner@clinic.example", "scanned rota").to_vec();
+    big.truncate(big.len() - 2);
+    big.extend(
+        std::iter::repeat_n(b"0123456789abcdef0123456789abcdef\r\n".as_slice(), 30_000).flatten(),
+    );
+    let big_len = big.len();
+    dovecot.append(USER, "INBOX", &big).await;
+    dovecot
+        .append(
+            USER,
+            "INBOX",
+            &customer_mail(51, "after@clinic.example", "pager app error"),
+        )
+        .await;
+    d.start();
+    let acks = sink.wait_for(1, Duration::from_secs(20));
+    assert_eq!(acks[0].rcpt_to, vec!["after@clinic.example"]);
+    let q = dovecot
+        .wait_for_folder(USER, "Quarantine", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        q[0].2.len(),
+        big_len,
+        "the message itself is intact on the server"
+    );
+    let rows = d.json(&["quarantine", "list", "--json"]);
+    let rows = rows.as_array().expect("quarantine rows");
+    assert_eq!(rows.len(), 1);
+    let reason = rows[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("exceeds limits.max_message_bytes"),
+        "{reason}"
+    );
+    assert!(reason.contains("Quarantine"), "{reason}");
+    // The database keeps the header only: far less than the message.
+    let db = std::fs::metadata(d.dir.path().join("supportd.db")).map_or(0, |m| m.len());
+    assert!(
+        db < big_len as u64,
+        "database {db} bytes, message {big_len}"
+    );
+    assert_eq!(d.tickets().len(), 1);
+    d.terminate();
+}
+
+/// Mail that arrives while a long backlog is being worked through is found without waiting
+/// for the next arrival: moving a batch floods the announcement queue with EXPUNGEs, so
+/// supportd syncs again after every sync that found mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_arriving_during_a_backlog_is_not_left_waiting() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    {
+        let mut s = dovecot.session(USER).await;
+        for i in 0..300 {
+            let raw = customer_mail(
+                1000 + i,
+                &format!("b{i}@clinic{}.example", i % 7),
+                "pager delayed",
+            );
+            s.append("INBOX", None, None, &raw).await.expect("APPEND");
+        }
+        let _ = s.logout().await;
+    }
+    d.start();
+    d.wait(
+        "the backlog to be under way",
+        Duration::from_secs(60),
+        || (dovecot.list_folder_blocking(USER, "Processed").len() >= 50).then_some(()),
+    );
+    dovecot
+        .append(
+            USER,
+            "INBOX",
+            &customer_mail(2000, "late@clinic.example", "urgent: nobody can page"),
+        )
+        .await;
+    let all = dovecot
+        .wait_for_folder(USER, "Processed", 301, Duration::from_secs(120))
+        .await;
+    assert_eq!(all.len(), 301);
+    assert!(dovecot.list_folder(USER, "INBOX").await.is_empty());
     d.terminate();
 }

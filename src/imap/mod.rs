@@ -94,7 +94,16 @@ pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, hb: Heartbeat) {
             if *shutdown.borrow() {
                 return;
             }
-            match session(&mailbox, &shared, &hb, &mut shutdown, &mut backoff).await {
+            match session(
+                &mailbox,
+                &shared,
+                &hb,
+                &mut shutdown,
+                &mut backoff,
+                &mut last_error,
+            )
+            .await
+            {
                 Ok(()) => return,
                 Err(e) => {
                     let text = e.to_string();
@@ -118,6 +127,14 @@ pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, hb: Heartbeat) {
     .await
 }
 
+/// Server capabilities that change how a session works.
+#[derive(Debug, Clone, Copy)]
+struct Caps {
+    idle: bool,
+    r#move: bool,
+    uidplus: bool,
+}
+
 /// One connected session: sync, then wait (IDLE or poll), until an error or shutdown.
 async fn session(
     m: &Mailbox,
@@ -125,13 +142,16 @@ async fn session(
     hb: &Heartbeat,
     shutdown: &mut watch::Receiver<bool>,
     backoff: &mut Backoff,
+    last_error: &mut String,
 ) -> Result<(), ImapError> {
     let mut session = hb.while_waiting(connect::open(m)).await?;
-    let caps = bounded(hb, "CAPABILITY", session.capabilities()).await?;
-    let has_idle = caps.has_str("IDLE");
-    let has_move = caps.has_str("MOVE");
-    let has_uidplus = caps.has_str("UIDPLUS");
-    info!(idle = has_idle, r#move = has_move, "connected");
+    let listed = bounded(hb, "CAPABILITY", session.capabilities()).await?;
+    let caps = Caps {
+        idle: listed.has_str("IDLE"),
+        r#move: listed.has_str("MOVE"),
+        uidplus: listed.has_str("UIDPLUS"),
+    };
+    info!(idle = caps.idle, r#move = caps.r#move, "connected");
     ensure_folder(&mut session, hb, &m.quarantine_folder).await?;
     if let Some(f) = &m.processed_folder {
         ensure_folder(&mut session, hb, f).await?;
@@ -143,41 +163,45 @@ async fn session(
             .await?
             .uid_validity
             .unwrap_or(0);
-        sync(
-            &mut session,
-            m,
-            shared,
-            hb,
-            uidvalidity,
-            has_move,
-            has_uidplus,
-        )
-        .await?;
+        let synced = sync(&mut session, m, shared, hb, shutdown, uidvalidity, caps).await?;
         backoff.reset();
+        // A failure that comes back after a good sync is news again: log it again.
+        last_error.clear();
         hb.beat();
-        let more_mail = drain_unsolicited(&mut session);
+        let announced = synced.announced | drain_unsolicited(&mut session);
         if *shutdown.borrow() {
             let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
             return Ok(());
         }
-        if more_mail && resyncs < MAX_RESYNCS {
-            // Mail that arrived during the sync was announced then (an untagged EXISTS during
-            // our FETCH or MOVE); IDLE would not announce it again: sync once more first.
-            // Bounded, in case a server announces EXISTS after every command.
+        // Sync until a sync finds nothing new. Mail that arrived during this one may have
+        // been announced during our own commands (IDLE would not announce it again), or not
+        // at all where the announcement queue overflowed; the next sync's FETCH finds it.
+        if synced.processed > 0 {
+            resyncs = 0;
+            continue;
+        }
+        if (announced || !synced.complete) && resyncs < MAX_RESYNCS {
+            // Bounded: a server may announce EXISTS after every command, or keep a message
+            // out of its FETCH answers.
             resyncs += 1;
-            debug!("new mail announced during the sync; syncing again");
+            debug!("new mail announced, or a message not returned; syncing again");
             continue;
         }
         resyncs = 0;
-        if has_idle {
+        if caps.idle {
             let mut idle = session.idle();
             bounded(hb, "IDLE", idle.init()).await?;
             let stopped = {
+                // async-imap's own timeout restarts with every "* OK Still here" keepalive
+                // (Dovecot sends one every 2 minutes): renew on a fixed schedule instead.
                 let (wait, stop) = idle.wait_with_timeout(IDLE_RENEW);
                 tokio::select! {
-                    r = hb.while_waiting(wait) => {
-                        // Benchmarks time supportd's share of IDLE latency from this line.
-                        debug!(response = ?r?, "IDLE woke");
+                    r = tokio::time::timeout(IDLE_RENEW, hb.while_waiting(wait)) => {
+                        match r {
+                            // Benchmarks time supportd's share of IDLE latency from this line.
+                            Ok(r) => debug!(response = ?r?, "IDLE woke"),
+                            Err(_) => debug!("renewing IDLE"),
+                        }
                         false
                     }
                     _ = shutdown.changed() => { drop(stop); true }
@@ -230,17 +254,33 @@ async fn ensure_folder(
     Ok(())
 }
 
+/// What one sync did.
+#[derive(Debug, Default)]
+struct Synced {
+    /// Messages committed (or quarantined) and moved or flagged.
+    processed: usize,
+    /// New mail was announced while we worked.
+    announced: bool,
+    /// False when the sync stopped early: shutdown, or a message the server did not return.
+    complete: bool,
+}
+
 /// Fetches and processes everything above the cursor, in UID order, in bounded batches.
+/// The cursor only ever moves over a prefix of UIDs that were all committed and moved.
 async fn sync(
     session: &mut ImapSession,
     m: &Mailbox,
     shared: &Shared,
     hb: &Heartbeat,
+    shutdown: &watch::Receiver<bool>,
     uidvalidity: u32,
-    has_move: bool,
-    has_uidplus: bool,
-) -> Result<(), ImapError> {
+    caps: Caps,
+) -> Result<Synced, ImapError> {
     let store = shared.store();
+    let mut synced = Synced {
+        complete: true,
+        ..Synced::default()
+    };
     let mut last = match store.cursor(&m.name, &m.folder)? {
         Some((v, uid)) if v == uidvalidity => uid,
         Some((v, _)) => {
@@ -260,53 +300,98 @@ async fn sync(
         let mut stream = bounded(
             hb,
             "UID FETCH sizes",
-            session.uid_fetch(format!("{}:*", last.saturating_add(1)), "(UID RFC822.SIZE)"),
+            session.uid_fetch(
+                format!("{}:*", last.saturating_add(1)),
+                "(UID RFC822.SIZE FLAGS)",
+            ),
         )
         .await?;
         let mut v = Vec::new();
         while let Some(f) = bounded(hb, "UID FETCH sizes", stream.try_next()).await? {
+            if f.flags()
+                .any(|flag| flag == async_imap::types::Flag::Deleted)
+            {
+                // Someone deleted it (or it is our own copy left behind by a server without
+                // UID EXPUNGE): not new mail.
+                continue;
+            }
             if let Some(uid) = f.uid.filter(|uid| *uid > last) {
-                // `N:*` always returns the last message, even below N.
-                v.push((uid, u64::from(f.size.unwrap_or(0))));
+                // `N:*` always returns the last message, even below N. A message of unknown
+                // size gets a batch of its own.
+                v.push((uid, f.size.map_or(BATCH_BYTES, u64::from)));
             }
         }
         v.sort_unstable();
+        v.dedup_by_key(|(uid, _)| *uid);
         v
     };
     if sizes.is_empty() {
         if store.cursor(&m.name, &m.folder)? != Some((uidvalidity, last)) {
             store.set_cursor(&m.name, &m.folder, uidvalidity, last, shared.now())?;
         }
-        return Ok(());
+        return Ok(synced);
     }
     debug!(count = sizes.len(), "new messages");
-    for (batch, bytes) in batches(&sizes) {
+    let max_bytes = shared.pipeline().await.config.limits.max_message_bytes;
+    for Batch {
+        uids: batch,
+        bytes,
+        oversized,
+    } in batches(&sizes, max_bytes)
+    {
+        // An oversized message is not downloaded: its header is kept with the reason, and
+        // the message itself goes to the quarantine folder, intact.
+        let oversized = oversized.then_some(bytes);
+        let query = if oversized.is_some() {
+            "(UID INTERNALDATE BODY.PEEK[HEADER])"
+        } else {
+            "(UID INTERNALDATE BODY.PEEK[])"
+        };
         let set = uid_set(&batch);
-        let mut fetched = {
-            let stream = bounded(
-                hb,
-                "UID FETCH",
-                session.uid_fetch(&set, "(UID INTERNALDATE BODY.PEEK[])"),
-            )
-            .await?;
+        let fetched = {
+            let stream = bounded(hb, "UID FETCH", session.uid_fetch(&set, query)).await?;
             bounded_for(
                 hb,
                 "UID FETCH",
-                fetch_limit(bytes),
+                fetch_limit(bytes.min(max_bytes)),
                 stream.try_collect::<Vec<_>>(),
             )
             .await?
         };
-        fetched.sort_by_key(|f| f.uid);
+        // By UID, first answer wins; answers without the requested data (a flag update sent
+        // during our FETCH) are not messages.
+        let mut by_uid = std::collections::BTreeMap::new();
+        for f in &fetched {
+            let data = if oversized.is_some() {
+                f.header()
+            } else {
+                f.body()
+            };
+            if let (Some(uid), Some(raw)) = (f.uid, data) {
+                by_uid.entry(uid).or_insert((raw, f));
+            }
+        }
         let mut done = Vec::new();
         let mut quarantined = Vec::new();
         let mut failure = None;
-        for f in &fetched {
-            let Some(uid) = f.uid else { continue };
-            let raw = f.body().unwrap_or_default();
+        for &uid in &batch {
+            let Some(&(raw, f)) = by_uid.get(&uid) else {
+                // Not returned (expunged meanwhile, or a server error): this and every later
+                // message wait for the next sync, so the cursor never passes it.
+                debug!(
+                    uid,
+                    "message not returned by FETCH; retrying at the next sync"
+                );
+                synced.complete = false;
+                break;
+            };
             let received_at: Option<DateTime<Utc>> =
                 f.internal_date().map(|d| d.with_timezone(&Utc));
             let source_name = format!("imap:{}/{}:{uid}", m.name, m.folder);
+            let source = Source {
+                name: &source_name,
+                received_at,
+            };
             let pipeline = shared.pipeline().await;
             let span = info_span!(
                 "message",
@@ -314,15 +399,26 @@ async fn sync(
                 message_id = tracing::field::Empty,
                 ticket = tracing::field::Empty
             );
-            let result = span.in_scope(|| {
-                pipeline.ingest(
-                    store,
-                    raw,
-                    Source {
-                        name: &source_name,
-                        received_at,
-                    },
-                )
+            let result = span.in_scope(|| match oversized {
+                Some(size) => {
+                    let reason = format!(
+                        "message of {size} bytes exceeds limits.max_message_bytes = {max_bytes}; \
+                         only its header is stored, the message is in the IMAP folder {}",
+                        m.quarantine_folder
+                    );
+                    pipeline.set_aside(store, raw, &reason, source)
+                }
+                None => match pipeline.ingest(store, raw, source) {
+                    // The database is busy or down: leave the mail where it is, retry later.
+                    Err(e) if e.is_transient() => Err(e),
+                    // Anything else would fail the same way at every retry and hold up every
+                    // later message: keep this one aside, verbatim, with the reason.
+                    Err(e) => {
+                        let reason = format!("could not be processed: {e}");
+                        pipeline.set_aside(store, raw, &reason, source)
+                    }
+                    ok => ok,
+                },
             });
             match result {
                 Ok(outcome) => {
@@ -343,54 +439,88 @@ async fn sync(
                     break;
                 }
             }
+            if *shutdown.borrow() {
+                // Stop taking new mail; what is committed still leaves the inbox below.
+                synced.complete = false;
+                break;
+            }
         }
+        drop(by_uid);
+        drop(fetched);
         // Everything in `done`/`quarantined` is committed: now it may leave the inbox.
         if !done.is_empty() {
             shared.wake_outbox();
             match &m.processed_folder {
-                Some(folder) => {
-                    move_uids(session, hb, &done, folder, has_move, has_uidplus).await?
-                }
+                Some(folder) => move_uids(session, hb, &done, folder, caps).await?,
                 None => flag_seen(session, hb, &done).await?,
             }
         }
         if !quarantined.is_empty() {
-            move_uids(
-                session,
-                hb,
-                &quarantined,
-                &m.quarantine_folder,
-                has_move,
-                has_uidplus,
-            )
-            .await?;
+            move_uids(session, hb, &quarantined, &m.quarantine_folder, caps).await?;
         }
+        // Handled messages are a prefix of the batch, so the cursor passes none left behind.
         if let Some(&max) = done.iter().chain(&quarantined).max() {
             last = last.max(max);
             store.set_cursor(&m.name, &m.folder, uidvalidity, last, shared.now())?;
         }
+        synced.processed += done.len() + quarantined.len();
+        // MOVE answers with one EXPUNGE per message; empty the queue (100 entries, the
+        // overflow is dropped) after every batch, noting any new mail it announced.
+        synced.announced |= drain_unsolicited(session);
         if let Some(e) = failure {
             return Err(e.into());
         }
+        if !synced.complete {
+            break;
+        }
     }
-    Ok(())
+    Ok(synced)
 }
 
-/// Splits (uid, size) pairs into batches bounded in bytes and count, each with its bytes.
-fn batches(sizes: &[(u32, u64)]) -> Vec<(Vec<u32>, u64)> {
+/// One FETCH worth of messages.
+#[derive(Debug, PartialEq, Eq)]
+struct Batch {
+    uids: Vec<u32>,
+    bytes: u64,
+    /// A single message over `limits.max_message_bytes`: only its header is fetched.
+    oversized: bool,
+}
+
+/// Splits (uid, size) pairs, in UID order, into batches bounded in bytes and count; a message
+/// larger than `max_message` is a batch of its own.
+fn batches(sizes: &[(u32, u64)], max_message: u64) -> Vec<Batch> {
     let mut out = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0u64;
     for &(uid, size) in sizes {
-        if !current.is_empty() && (bytes + size > BATCH_BYTES || current.len() >= BATCH_MAX) {
-            out.push((std::mem::take(&mut current), bytes));
+        let alone = size > max_message;
+        if !current.is_empty()
+            && (alone || bytes + size > BATCH_BYTES || current.len() >= BATCH_MAX)
+        {
+            out.push(Batch {
+                uids: std::mem::take(&mut current),
+                bytes,
+                oversized: false,
+            });
             bytes = 0;
+        }
+        if alone {
+            out.push(Batch {
+                uids: vec![uid],
+                bytes: size,
+                oversized: true,
+            });
+            continue;
         }
         current.push(uid);
         bytes += size;
     }
     if !current.is_empty() {
-        out.push((current, bytes));
+        out.push(Batch {
+            uids: current,
+            bytes,
+            oversized: false,
+        });
     }
     out
 }
@@ -417,17 +547,18 @@ async fn flag_seen(
     Ok(())
 }
 
-/// UID MOVE where offered (RFC 6851), else COPY + \Deleted + (UID) EXPUNGE.
+/// UID MOVE where offered (RFC 6851), else COPY + \Deleted + UID EXPUNGE (UIDPLUS), else a
+/// plain EXPUNGE, but only when no other message in the folder is flagged \Deleted (someone's
+/// mail marked for deletion is not ours to expunge); then our copies stay behind, flagged.
 async fn move_uids(
     session: &mut ImapSession,
     hb: &Heartbeat,
     uids: &[u32],
     folder: &str,
-    has_move: bool,
-    has_uidplus: bool,
+    caps: Caps,
 ) -> Result<(), ImapError> {
     let set = uid_set(uids);
-    if has_move {
+    if caps.r#move {
         bounded(hb, "UID MOVE", session.uid_mv(&set, folder)).await?;
         return Ok(());
     }
@@ -439,12 +570,21 @@ async fn move_uids(
     )
     .await?;
     bounded(hb, "UID STORE", stream.try_collect::<Vec<_>>()).await?;
-    if has_uidplus {
+    if caps.uidplus {
         let stream = bounded(hb, "UID EXPUNGE", session.uid_expunge(&set)).await?;
         bounded(hb, "UID EXPUNGE", stream.try_collect::<Vec<_>>()).await?;
-    } else {
+        return Ok(());
+    }
+    let deleted = bounded(hb, "UID SEARCH", session.uid_search("DELETED")).await?;
+    if deleted.iter().all(|uid| uids.contains(uid)) {
         let stream = bounded(hb, "EXPUNGE", session.expunge()).await?;
         bounded(hb, "EXPUNGE", stream.try_collect::<Vec<_>>()).await?;
+    } else {
+        warn!(
+            others = deleted.len().saturating_sub(uids.len()),
+            "not expunging: other messages in the folder are flagged \\Deleted and this \
+             server lacks UID EXPUNGE; our copies stay there flagged \\Deleted"
+        );
     }
     Ok(())
 }
@@ -455,15 +595,40 @@ mod tests {
 
     #[test]
     fn batches_respect_bytes_and_count() {
+        let b = |uids: Vec<u32>, bytes, oversized| Batch {
+            uids,
+            bytes,
+            oversized,
+        };
         let sizes: Vec<(u32, u64)> = vec![(1, 1), (2, BATCH_BYTES), (3, 10), (4, 10)];
         assert_eq!(
-            batches(&sizes),
-            vec![(vec![1], 1), (vec![2], BATCH_BYTES), (vec![3, 4], 20)]
+            batches(&sizes, u64::MAX),
+            vec![
+                b(vec![1], 1, false),
+                b(vec![2], BATCH_BYTES, false),
+                b(vec![3, 4], 20, false)
+            ]
         );
         let many: Vec<(u32, u64)> = (1..=250).map(|u| (u, 1)).collect();
-        let b = batches(&many);
-        assert_eq!(b.len(), 3);
-        assert_eq!(b[0].0.len(), BATCH_MAX);
+        let all = batches(&many, u64::MAX);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].uids.len(), BATCH_MAX);
+    }
+
+    #[test]
+    fn an_oversized_message_is_a_batch_of_its_own() {
+        let sizes: Vec<(u32, u64)> = vec![(1, 10), (2, 5_000), (3, 10), (4, 10)];
+        let all = batches(&sizes, 1_000);
+        assert_eq!(all.len(), 3);
+        assert_eq!(
+            (all[0].uids.as_slice(), all[0].oversized),
+            (&[1][..], false)
+        );
+        assert_eq!((all[1].uids.as_slice(), all[1].oversized), (&[2][..], true));
+        assert_eq!(
+            (all[2].uids.as_slice(), all[2].oversized),
+            (&[3, 4][..], false)
+        );
     }
 
     #[test]

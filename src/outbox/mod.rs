@@ -61,19 +61,31 @@ pub fn transport(s: &Smtp) -> Result<Relay, OutboxError> {
             Security::None
         }
     };
-    let password = secrets::password(s.password_file.as_deref(), s.password_env.as_deref())
-        .map_err(|e| OutboxError::Config(e.to_string()))?;
-    let credentials = match (&s.username, password) {
-        (Some(user), Some(pass)) => Some(Credentials::new(user.clone(), pass)),
-        _ => None,
-    };
+    // Checked now, so a missing password file stops start-up with its name; read again at
+    // every connection.
+    let source = credential_source(s);
+    source().map_err(OutboxError::Config)?;
     Ok(Relay::new(
         s.host.clone(),
         s.port,
         security,
-        credentials,
+        source,
         Duration::from_secs(60),
     ))
+}
+
+fn credential_source(s: &Smtp) -> relay::CredentialSource {
+    let user = s.username.clone();
+    let file = s.password_file.clone();
+    let env = s.password_env.clone();
+    Box::new(move || {
+        let password =
+            secrets::password(file.as_deref(), env.as_deref()).map_err(|e| e.to_string())?;
+        Ok(match (&user, password) {
+            (Some(user), Some(pass)) => Some(Credentials::new(user.clone(), pass)),
+            _ => None,
+        })
+    })
 }
 
 /// What to do with a row after one attempt.
@@ -113,6 +125,9 @@ pub async fn run(mut relay: Relay, smtp: Smtp, shared: Arc<Shared>, heartbeat: H
     async move {
         let mut shutdown = shared.shutdown();
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        // While no session with the relay can be had, pause between rows instead of trying
+        // (and failing to log in) once per queued mail.
+        let mut relay_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         let from = shared.envelope_from();
         loop {
             heartbeat.beat();
@@ -139,12 +154,21 @@ pub async fn run(mut relay: Relay, smtp: Smtp, shared: Arc<Shared>, heartbeat: H
                 }
             };
             let got_work = !jobs.is_empty();
+            let mut relay_down = false;
             for job in jobs {
                 // A send in flight finishes even during shutdown (bounded by the SMTP timeout).
-                heartbeat
+                relay_down |= heartbeat
                     .while_waiting(deliver(&mut relay, &from, job, &smtp, &shared))
                     .await;
                 heartbeat.beat();
+            }
+            if relay_down {
+                tokio::select! {
+                    _ = heartbeat.while_waiting(tokio::time::sleep(relay_backoff.next_delay())) => continue,
+                    _ = shutdown.changed() => break,
+                }
+            } else if got_work {
+                relay_backoff.reset();
             }
             if got_work {
                 continue;
@@ -168,9 +192,17 @@ pub async fn run(mut relay: Relay, smtp: Smtp, shared: Arc<Shared>, heartbeat: H
     .await
 }
 
-async fn deliver(relay: &mut Relay, from: &Address, job: OutboxJob, smtp: &Smtp, shared: &Shared) {
+/// Sends one row and records the outcome; true when no session with the relay could be had.
+async fn deliver(
+    relay: &mut Relay,
+    from: &Address,
+    job: OutboxJob,
+    smtp: &Smtp,
+    shared: &Shared,
+) -> bool {
     let span = info_span!("send", outbox_id = job.id, attempt = job.attempts + 1);
     async {
+        let mut relay_down = false;
         let to: Vec<Address> = job
             .recipients
             .iter()
@@ -187,7 +219,10 @@ async fn deliver(relay: &mut Relay, from: &Address, job: OutboxJob, smtp: &Smtp,
                     let attempt =
                         match tokio::time::timeout(budget, relay.send(&envelope, &job.raw)).await {
                             Ok(Ok(_)) => Ok(()),
-                            Ok(Err(e)) => Err((e.is_permanent(), e.to_string())),
+                            Ok(Err(e)) => {
+                                relay_down = e.is_session();
+                                Err((e.is_permanent(), e.to_string()))
+                            }
                             Err(_) => Err((false, format!("no delivery within {budget:?}"))),
                         };
                     match attempt {
@@ -224,6 +259,7 @@ async fn deliver(relay: &mut Relay, from: &Address, job: OutboxJob, smtp: &Smtp,
             // The lease expires and the row is retried: at-least-once, never lost.
             warn!(error = %e, "cannot record the send result; the row will be retried");
         }
+        relay_down
     }
     .instrument(span)
     .await

@@ -45,11 +45,22 @@ pub enum Security {
     Implicit(Arc<rustls::ClientConfig>),
 }
 
+/// Where the relay credentials come from; read at every new connection, so a password file
+/// fixed after an authentication failure is picked up without a restart.
+pub type CredentialSource = Box<dyn Fn() -> Result<Option<Credentials>, String> + Send + Sync>;
+
 /// Why one attempt to hand a mail to the relay failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error("{0}")]
     Smtp(#[from] lettre::transport::smtp::Error),
+    /// Opening the session failed (greeting, EHLO, STARTTLS, AUTH): a relay or configuration
+    /// problem that no single mail causes, even when the server said 5xx (535 for a wrong
+    /// password); never a reason to fail the mail.
+    #[error("relay session: {0}")]
+    Session(lettre::transport::smtp::Error),
+    #[error("relay credentials: {0}")]
+    Credentials(String),
     #[error("connecting to {0}: {1}")]
     Connect(String, io::Error),
     #[error("TLS with {0}: {1}")]
@@ -59,9 +70,14 @@ pub enum SendError {
 }
 
 impl SendError {
-    /// The server refused for good (5xx): retrying the same bytes cannot help.
+    /// The server refused this mail for good (5xx): retrying the same bytes cannot help.
     pub fn is_permanent(&self) -> bool {
         matches!(self, SendError::Smtp(e) if e.is_permanent())
+    }
+
+    /// No session with the relay could be had: the next mail would fail the same way.
+    pub fn is_session(&self) -> bool {
+        !matches!(self, SendError::Smtp(_))
     }
 }
 
@@ -70,7 +86,7 @@ pub struct Relay {
     host: String,
     port: u16,
     security: Security,
-    credentials: Option<Credentials>,
+    credentials: CredentialSource,
     hello: ClientId,
     timeout: Duration,
     open: Option<(AsyncSmtpConnection, Instant)>,
@@ -81,7 +97,7 @@ impl Relay {
         host: String,
         port: u16,
         security: Security,
-        credentials: Option<Credentials>,
+        credentials: CredentialSource,
         timeout: Duration,
     ) -> Relay {
         Relay {
@@ -158,19 +174,26 @@ impl Relay {
             }
             Security::None | Security::StartTls(_) => Box::new(tcp),
         };
+        let session = |e: SendError| match e {
+            SendError::Smtp(e) => SendError::Session(e),
+            other => other,
+        };
         let mut conn = self
             .bounded(AsyncSmtpConnection::connect_with_transport(
                 stream,
                 &self.hello,
             ))
-            .await?;
+            .await
+            .map_err(session)?;
         if let Security::StartTls(params) = &self.security {
             self.bounded(conn.starttls(params.clone(), &self.hello))
-                .await?;
+                .await
+                .map_err(session)?;
         }
-        if let Some(credentials) = &self.credentials {
-            self.bounded(conn.auth(DEFAULT_MECHANISMS, credentials))
-                .await?;
+        if let Some(credentials) = (self.credentials)().map_err(SendError::Credentials)? {
+            self.bounded(conn.auth(DEFAULT_MECHANISMS, &credentials))
+                .await
+                .map_err(session)?;
         }
         Ok(conn)
     }

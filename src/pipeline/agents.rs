@@ -65,6 +65,18 @@ impl Pipeline {
         history: Option<(&str, Option<i64>)>,
         now: DateTime<Utc>,
     ) -> Result<(), PipelineError> {
+        if let Some(why) = tx.outbound_held().map(str::to_string) {
+            if let Some(ticket_id) = ticket_id {
+                tx.insert_event(
+                    ticket_id,
+                    now,
+                    "system",
+                    "not-sent",
+                    &format!("{kind}: {why}"),
+                )?;
+            }
+            return Ok(());
+        }
         let bytes = out
             .to_bytes_with(attachments)
             .map_err(|e| StoreError::Corrupt(format!("{kind} mail cannot be composed: {e}")))?;

@@ -237,7 +237,11 @@ impl Store {
     pub fn begin(&self) -> Result<Tx, StoreError> {
         let conn = self.get()?;
         conn.conn().execute_batch("BEGIN IMMEDIATE")?;
-        Ok(Tx { conn, open: true })
+        Ok(Tx {
+            conn,
+            open: true,
+            hold_outbound: None,
+        })
     }
 
     /// Drops the idle connections (a WAL checkpoint happens when the last one closes).
@@ -288,9 +292,21 @@ impl Drop for Pooled {
 pub struct Tx {
     conn: Pooled,
     open: bool,
+    /// Why this transaction must queue no outbound mail (safe first import), if it must not.
+    hold_outbound: Option<String>,
 }
 
 impl Tx {
+    /// From now on, this transaction records changes but queues no mail, for `why`.
+    pub fn hold_outbound(&mut self, why: String) {
+        self.hold_outbound = Some(why);
+    }
+
+    /// Why outbound mail is held in this transaction; None when it may be queued.
+    pub fn outbound_held(&self) -> Option<&str> {
+        self.hold_outbound.as_deref()
+    }
+
     pub fn commit(mut self) -> Result<(), StoreError> {
         self.conn.conn().execute_batch("COMMIT")?;
         self.open = false;

@@ -361,8 +361,10 @@ pub fn agent_keys_in(mail: &InboundMail, own: &[EmailAddress]) -> Vec<AccessKey>
         .collect()
 }
 
-/// Safe first import: mail that reached the mailbox more than `max_age_hours` ago gets a
-/// ticket but no acknowledgement, so pointing supportd at an old inbox emails nobody.
+/// Safe first import: mail that reached the mailbox more than `max_age_hours` ago is imported
+/// (tickets, replies, notes) but causes no mail at all — no acknowledgement, no agent
+/// notification, no relayed reply, no refusal — so pointing supportd at an old inbox emails
+/// nobody.
 pub fn ack_age_permission(
     received_at: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -370,7 +372,7 @@ pub fn ack_age_permission(
 ) -> Result<(), String> {
     if now - received_at > Duration::hours(i64::from(max_age_hours)) {
         Err(format!(
-            "no acknowledgement: mail arrived {} h ago, more than limits.ack_max_age_hours",
+            "not sent: the mail arrived {} h ago, more than limits.ack_max_age_hours",
             (now - received_at).num_hours()
         ))
     } else {
