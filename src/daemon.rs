@@ -200,19 +200,32 @@ pub async fn run(
                 crate::outbox::transport(smtp).map_err(|e| DaemonError::Setup(e.to_string()))?;
             let hb = Heartbeat::new("outbox", start);
             beats.push(hb.clone());
-            tasks.spawn(crate::outbox::run(
-                transport,
-                smtp.clone(),
-                shared.clone(),
-                hb,
-            ));
+            let (smtp, task_shared) = (smtp.clone(), shared.clone());
+            let mut first = Some(transport);
+            tasks.spawn(supervise("outbox".into(), shared.clone(), move || {
+                let relay = first
+                    .take()
+                    .map_or_else(|| crate::outbox::transport(&smtp), Ok);
+                let (smtp, shared, hb) = (smtp.clone(), task_shared.clone(), hb.clone());
+                async move {
+                    match relay {
+                        Ok(relay) => crate::outbox::run(relay, smtp, shared, hb).await,
+                        Err(e) => error!(error = %e, "cannot restart the outbox sender"),
+                    }
+                }
+            }));
         }
         None => warn!("no [smtp] configured: acknowledgements stay queued in the outbox"),
     }
     for m in &config.mailbox {
         let hb = Heartbeat::new(&format!("mailbox {}", m.name), start);
         beats.push(hb.clone());
-        tasks.spawn(crate::imap::run(m.clone(), shared.clone(), hb));
+        let (m, task_shared) = (m.clone(), shared.clone());
+        tasks.spawn(supervise(
+            format!("mailbox {}", m.name),
+            shared.clone(),
+            move || crate::imap::run(m.clone(), task_shared.clone(), hb.clone()),
+        ));
     }
     if config.mailbox.is_empty() {
         warn!("no [[mailbox]] configured: only `supportd ingest` brings mail in");
@@ -277,6 +290,29 @@ pub async fn run(
     shared.store.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// Runs the task `make` builds and, should it panic (a bug: nothing in it panics on input),
+/// logs that and runs a new one 5 s later, so one bug does not silently end a mailbox.
+async fn supervise<F, Fut>(name: String, shared: Arc<Shared>, mut make: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut shutdown = shared.shutdown();
+    loop {
+        match tokio::spawn(make()).await {
+            Ok(()) => return,
+            Err(e) => error!(task = %name, error = %e, "task panicked; restarting it in 5 s"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
 }
 
 /// How long a task may go without beating before the watchdog is no longer fed (systemd

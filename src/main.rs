@@ -700,6 +700,14 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
             }
         }
     }
+    // Before the exit status tells the MTA it may drop its copy: on disk for good.
+    if let Err(e) = store.make_durable(pipeline.clock.now()) {
+        eprintln!("supportd: {e}");
+        return Err(Failure {
+            code: EX_TEMPFAIL,
+            error: anyhow::Error::msg("the mail was not made durable; retry later"),
+        });
+    }
     store.close().await;
     Ok(code)
 }

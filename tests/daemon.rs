@@ -154,13 +154,13 @@ async fn idle_acknowledges_a_new_message_quickly() {
         latencies.push(sent.elapsed());
     }
     latencies.sort();
-    let median = latencies[1];
-    println!("IDLE arrival → ack accepted by SMTP: {latencies:?}, median {median:?}");
-    // The contract: acknowledged within 2 s of arriving when IDLE works (the benchmark,
+    println!("IDLE arrival → ack accepted by SMTP: {latencies:?}");
+    // The contract: each acknowledged within 2 s of arriving when IDLE works (the benchmark,
     // scripts/bench-imap, measures the median on a quiet machine).
+    let slowest = latencies[latencies.len() - 1];
     assert!(
-        median < Duration::from_secs(2),
-        "median {median:?}\n{}",
+        slowest < Duration::from_secs(2),
+        "slowest {slowest:?}\n{}",
         d.log()
     );
     d.terminate();
@@ -295,6 +295,12 @@ async fn kill_9_during_a_backlog_then_restart_is_exactly_once() {
     rcpts.sort();
     rcpts.dedup();
     assert_eq!(rcpts.len(), n, "every customer acknowledged");
+    assert!(
+        acked.len() <= n + 1,
+        "at most the ack in flight at the kill goes out twice: {}",
+        acked.len()
+    );
+    assert_eq!(d.outbox().len(), n, "one ack queued per ticket");
     println!(
         "killed after {before} of {n}; sink got {} acks (at-least-once)",
         acked.len()

@@ -408,7 +408,7 @@ async fn sync(
                     );
                     pipeline.set_aside(store, raw, &reason, source)
                 }
-                None => match pipeline.ingest(store, raw, source) {
+                None => match ingest_guarded(&pipeline, store, raw, source) {
                     // The database is busy or down: leave the mail where it is, retry later.
                     Err(e) if e.is_transient() => Err(e),
                     // Anything else would fail the same way at every retry and hold up every
@@ -447,7 +447,11 @@ async fn sync(
         }
         drop(by_uid);
         drop(fetched);
-        // Everything in `done`/`quarantined` is committed: now it may leave the inbox.
+        // Everything in `done`/`quarantined` is committed; once that is on disk for good, it
+        // may leave the inbox.
+        if !done.is_empty() || !quarantined.is_empty() {
+            store.make_durable(shared.now())?;
+        }
         if !done.is_empty() {
             shared.wake_outbox();
             match &m.processed_folder {
@@ -484,6 +488,24 @@ struct Batch {
     bytes: u64,
     /// A single message over `limits.max_message_bytes`: only its header is fetched.
     oversized: bool,
+}
+
+/// The pipeline on one message, with a panic (a bug: the pipeline is written not to panic on
+/// any input) turned into an error, so that message is set aside and the mailbox goes on.
+fn ingest_guarded(
+    pipeline: &crate::pipeline::Pipeline,
+    store: &crate::store::Store,
+    raw: &[u8],
+    source: Source<'_>,
+) -> Result<crate::pipeline::Outcome, PipelineError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pipeline.ingest(store, raw, source)
+    }))
+    .unwrap_or_else(|_| {
+        Err(PipelineError::Store(StoreError::Corrupt(
+            "supportd panicked on this message (a bug; please report it)".into(),
+        )))
+    })
 }
 
 /// Splits (uid, size) pairs, in UID order, into batches bounded in bytes and count; a message
