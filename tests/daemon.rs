@@ -313,18 +313,10 @@ async fn systemd_notify_ready_watchdog_reload_and_json_logs() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
-    let socket_path = d.dir.path().join("notify.sock");
-    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let socket_env = socket_path.display().to_string();
-    d.start_with(
+    let socket = d.start_notified(
         &["--log-format", "json"],
-        &[
-            ("NOTIFY_SOCKET", socket_env.as_str()),
-            ("WATCHDOG_USEC", "1500000"),
-        ],
+        "1500000",
+        Duration::from_secs(20),
     );
     let mut seen = Vec::new();
     let mut buf = [0u8; 512];

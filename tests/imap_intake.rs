@@ -57,12 +57,7 @@ async fn xoauth2_token_file_is_read_again_after_a_refusal() {
         )
         .await;
     d.start();
-    let refusal = d.wait("the refusal to be logged", Duration::from_secs(20), || {
-        d.log()
-            .lines()
-            .find(|l| l.contains("login failed"))
-            .map(str::to_string)
-    });
+    let refusal = d.wait_log_line("login failed", Duration::from_secs(20));
     // The token helper (here: the test) writes a fresh token; the next attempt reads it.
     std::fs::write(&token_file, "fresh-token\n").expect("token file");
     // Dovecot answers a bad token with an XOAUTH2 error challenge (JSON), which supportd
@@ -152,12 +147,7 @@ async fn an_unverifiable_certificate_is_refused_and_the_mail_waits() {
         )
         .await;
     d.start();
-    let line = d.wait("the TLS failure", Duration::from_secs(20), || {
-        d.log()
-            .lines()
-            .find(|l| l.contains("mailbox session failed"))
-            .map(str::to_string)
-    });
+    let line = d.wait_log_line("mailbox session failed", Duration::from_secs(20));
     assert!(
         line.contains("TLS") && line.contains("certificate"),
         "the cause is named: {line}"
@@ -345,19 +335,7 @@ async fn a_long_quiet_idle_keeps_feeding_the_watchdog() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
-    let socket_path = d.dir.path().join("notify.sock");
-    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("notify socket");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let socket_env = socket_path.display().to_string();
-    d.start_with(
-        &[],
-        &[
-            ("NOTIFY_SOCKET", socket_env.as_str()),
-            ("WATCHDOG_USEC", "1500000"),
-        ],
-    );
+    let socket = d.start_notified(&[], "1500000", Duration::from_secs(5));
     let started = Instant::now();
     let mut last_ping = None;
     let mut buf = [0u8; 512];
@@ -478,5 +456,54 @@ async fn mail_arriving_during_a_backlog_is_not_left_waiting() {
         .await;
     assert_eq!(all.len(), 301);
     assert!(dovecot.list_folder(USER, "INBOX").await.is_empty());
+    d.terminate();
+}
+
+/// SIGTERM in the middle of a backlog: the sync stops after the message it is on (which still
+/// leaves the inbox), the process exits 0 well within 10 s without aborting anything, and a
+/// restart picks up exactly where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_backlog_stops_cleanly_and_resumes() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    let n = 300;
+    {
+        let mut s = dovecot.session(USER).await;
+        for i in 0..n {
+            let raw = customer_mail(3000 + i, &format!("t{i}@clinic.example"), "pager delayed");
+            s.append("INBOX", None, None, &raw).await.expect("APPEND");
+        }
+        let _ = s.logout().await;
+    }
+    d.start();
+    d.wait(
+        "the backlog to be under way",
+        Duration::from_secs(60),
+        || (dovecot.list_folder_blocking(USER, "Processed").len() >= 30).then_some(()),
+    );
+    let (status, took) = d.terminate();
+    assert!(status.success(), "{status:?}\n{}", d.log());
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+    let log = d.log();
+    assert!(!log.contains("aborting"), "nothing was cut off\n{log}");
+    let stopped_at = d.tickets().len();
+    assert!(
+        stopped_at < n,
+        "the backlog finished before SIGTERM; nothing was tested"
+    );
+    // Everything committed before the stop left the inbox; nothing else did.
+    let moved = dovecot.list_folder(USER, "Processed").await.len();
+    assert_eq!(moved, stopped_at, "committed = moved at the stop");
+
+    d.start();
+    dovecot
+        .wait_for_folder(USER, "Processed", n, Duration::from_secs(120))
+        .await;
+    let tickets = d.wait("every ticket", Duration::from_secs(30), || {
+        let t = d.tickets();
+        (t.len() >= n).then_some(t)
+    });
+    assert_eq!(tickets.len(), n, "each message exactly one ticket");
     d.terminate();
 }

@@ -224,6 +224,40 @@ retry_hours = 48
             .unwrap_or_default()
     }
 
+    /// Starts with `$NOTIFY_SOCKET` (and `$WATCHDOG_USEC`) pointing at a socket of the test's,
+    /// as systemd would; returns that socket (reads time out after `read_timeout`).
+    pub fn start_notified(
+        &mut self,
+        args: &[&str],
+        watchdog_usec: &str,
+        read_timeout: Duration,
+    ) -> std::os::unix::net::UnixDatagram {
+        let path = self.dir.path().join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("notify socket");
+        socket
+            .set_read_timeout(Some(read_timeout))
+            .expect("socket timeout");
+        let path = path.display().to_string();
+        self.start_with(
+            args,
+            &[
+                ("NOTIFY_SOCKET", path.as_str()),
+                ("WATCHDOG_USEC", watchdog_usec),
+            ],
+        );
+        socket
+    }
+
+    /// Waits for the first log line containing `needle` and returns it.
+    pub fn wait_log_line(&self, needle: &str, timeout: Duration) -> String {
+        self.wait(&format!("a log line with {needle:?}"), timeout, || {
+            self.log()
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_string)
+        })
+    }
+
     /// Polls `check` until it returns Some, or panics with the daemon's log.
     pub fn wait<T>(
         &self,
