@@ -658,44 +658,65 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
         files.to_vec()
     };
     let mut code = 0;
-    for file in &inputs {
-        let (raw, name) = if file.as_os_str() == "-" {
-            let mut buf = Vec::new();
-            if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
-                eprintln!("supportd: cannot read standard input: {e}");
-                code = EX_DATAERR;
-                continue;
-            }
-            (buf, "stdin".to_string())
-        } else {
-            match std::fs::read(file) {
-                Ok(raw) => (raw, file.display().to_string()),
-                Err(e) => {
-                    eprintln!("supportd: cannot read {}: {e}", file.display());
-                    code = EX_DATAERR;
-                    continue;
+    // Up to this many messages share one transaction (each is still all or nothing).
+    const CHUNK: usize = 100;
+    for chunk in inputs.chunks(CHUNK) {
+        let mut read = Vec::with_capacity(chunk.len());
+        for file in chunk {
+            if file.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                match std::io::stdin().read_to_end(&mut buf) {
+                    Ok(_) => read.push((buf, "stdin".to_string())),
+                    Err(e) => {
+                        eprintln!("supportd: cannot read standard input: {e}");
+                        code = EX_DATAERR;
+                    }
+                }
+            } else {
+                match std::fs::read(file) {
+                    Ok(raw) => read.push((raw, file.display().to_string())),
+                    Err(e) => {
+                        eprintln!("supportd: cannot read {}: {e}", file.display());
+                        code = EX_DATAERR;
+                    }
                 }
             }
-        };
-        let source = Source {
-            name: &name,
-            received_at: None,
-        };
-        match pipeline.ingest(&store, &raw, source) {
-            Ok(outcome) => outln!(
-                "{}",
-                serde_json::to_string(&outcome).context("cannot encode JSON")?
-            ),
+        }
+        let items: Vec<(&[u8], Source<'_>)> = read
+            .iter()
+            .map(|(raw, name)| {
+                (
+                    raw.as_slice(),
+                    Source {
+                        name,
+                        received_at: None,
+                    },
+                )
+            })
+            .collect();
+        match pipeline.ingest_batch(&store, &items) {
+            Ok(outcomes) => {
+                for outcome in outcomes {
+                    outln!(
+                        "{}",
+                        serde_json::to_string(&outcome).context("cannot encode JSON")?
+                    );
+                }
+            }
             Err(e) => {
                 let transient = e.is_transient();
-                eprintln!("supportd: {name}: {e}");
+                let names: Vec<&str> = read.iter().map(|(_, n)| n.as_str()).collect();
+                eprintln!("supportd: {}: {e}", names.join(", "));
                 return Err(Failure {
                     code: if transient || matches!(e, PipelineError::Store(_)) {
                         EX_TEMPFAIL
                     } else {
                         EX_SOFTWARE
                     },
-                    error: anyhow::Error::msg(format!("{name} was not processed; retry later")),
+                    error: anyhow::Error::msg(format!(
+                        "{} was not processed; retry later",
+                        names.join(", ")
+                    )),
                 });
             }
         }

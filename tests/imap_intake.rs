@@ -459,7 +459,7 @@ async fn mail_arriving_during_a_backlog_is_not_left_waiting() {
     d.terminate();
 }
 
-/// SIGTERM in the middle of a backlog: the sync stops after the message it is on (which still
+/// SIGTERM in the middle of a backlog: the sync stops after the batch it is on (which still
 /// leaves the inbox), the process exits 0 well within 10 s without aborting anything, and a
 /// restart picks up exactly where it stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,8 +16,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::Mailbox;
 use crate::daemon::{Backoff, Heartbeat, Shared};
-use crate::pipeline::{Action, PipelineError, Source};
-use crate::store::StoreError;
+use crate::pipeline::{Action, Outcome, Pipeline, PipelineError, Source};
+use crate::store::{Store, StoreError};
 use connect::ImapSession;
 
 /// Re-issue IDLE well before the 30-minute server timeout of RFC 2177.
@@ -371,13 +371,12 @@ async fn sync(
                 by_uid.entry(uid).or_insert((raw, f));
             }
         }
-        let mut done = Vec::new();
-        let mut quarantined = Vec::new();
-        let mut failure = None;
+        // The prefix of the batch the server returned, in UID order. A message not returned
+        // (expunged meanwhile, or a server error) and every later one wait for the next
+        // sync, so the cursor never passes it.
+        let mut present = Vec::new();
         for &uid in &batch {
             let Some(&(raw, f)) = by_uid.get(&uid) else {
-                // Not returned (expunged meanwhile, or a server error): this and every later
-                // message wait for the next sync, so the cursor never passes it.
                 debug!(
                     uid,
                     "message not returned by FETCH; retrying at the next sync"
@@ -387,64 +386,56 @@ async fn sync(
             };
             let received_at: Option<DateTime<Utc>> =
                 f.internal_date().map(|d| d.with_timezone(&Utc));
-            let source_name = format!("imap:{}/{}:{uid}", m.name, m.folder);
-            let source = Source {
-                name: &source_name,
-                received_at,
-            };
-            let pipeline = shared.pipeline().await;
-            let span = info_span!(
-                "message",
-                uid,
-                message_id = tracing::field::Empty,
-                ticket = tracing::field::Empty
-            );
-            let result = span.in_scope(|| match oversized {
-                Some(size) => {
-                    let reason = format!(
-                        "message of {size} bytes exceeds limits.max_message_bytes = {max_bytes}; \
-                         only its header is stored, the message is in the IMAP folder {}",
-                        m.quarantine_folder
-                    );
-                    pipeline.set_aside(store, raw, &reason, source)
-                }
-                None => match ingest_guarded(&pipeline, store, raw, source) {
-                    // The database is busy or down: leave the mail where it is, retry later.
-                    Err(e) if e.is_transient() => Err(e),
-                    // Anything else would fail the same way at every retry and hold up every
-                    // later message: keep this one aside, verbatim, with the reason.
-                    Err(e) => {
-                        let reason = format!("could not be processed: {e}");
-                        pipeline.set_aside(store, raw, &reason, source)
-                    }
-                    ok => ok,
-                },
-            });
-            match result {
-                Ok(outcome) => {
-                    span.record("message_id", outcome.message_id.as_deref().unwrap_or(""));
-                    if let Some(t) = outcome.ticket {
-                        span.record("ticket", t);
-                    }
+            present.push((uid, raw, received_at));
+        }
+        let names: Vec<String> = present
+            .iter()
+            .map(|(uid, ..)| format!("imap:{}/{}:{uid}", m.name, m.folder))
+            .collect();
+        let items: Vec<(&[u8], Source<'_>)> = present
+            .iter()
+            .zip(&names)
+            .map(|(&(_, raw, received_at), name)| (raw, Source { name, received_at }))
+            .collect();
+        let pipeline = shared.pipeline().await;
+        let result = match (oversized, items.first()) {
+            (_, None) => Ok(Vec::new()),
+            (Some(size), Some(&(raw, source))) => {
+                let reason = format!(
+                    "message of {size} bytes exceeds limits.max_message_bytes = {max_bytes}; \
+                     only its header is stored, the message is in the IMAP folder {}",
+                    m.quarantine_folder
+                );
+                pipeline
+                    .set_aside(store, raw, &reason, source)
+                    .map(|o| vec![o])
+            }
+            // One transaction for the batch. The database being unavailable leaves the whole
+            // batch where it is, to be retried later; anything else a message fails on sets
+            // that one message aside (see Pipeline::ingest_batch).
+            (None, Some(_)) => ingest_guarded(&pipeline, store, &items),
+        };
+        let mut done = Vec::new();
+        let mut quarantined = Vec::new();
+        let mut failure = None;
+        match result {
+            Ok(outcomes) => {
+                for (&(uid, ..), outcome) in present.iter().zip(&outcomes) {
                     if outcome.action == Action::Quarantined {
                         quarantined.push(uid);
                     } else {
                         done.push(uid);
                     }
-                    hb.beat();
-                }
-                Err(e) => {
-                    // Leave this and every later message untouched in the mailbox; retry.
-                    failure = Some(e);
-                    break;
                 }
             }
-            if *shutdown.borrow() {
-                // Stop taking new mail; what is committed still leaves the inbox below.
-                synced.complete = false;
-                break;
-            }
+            Err(e) => failure = Some(e),
         }
+        hb.beat();
+        if *shutdown.borrow() {
+            // Stop taking new mail; what is committed still leaves the inbox below.
+            synced.complete = false;
+        }
+        drop(items);
         drop(by_uid);
         drop(fetched);
         // Everything in `done`/`quarantined` is committed; once that is on disk for good, it
@@ -481,6 +472,35 @@ async fn sync(
     Ok(synced)
 }
 
+/// The pipeline on a batch, with a panic (a bug: the pipeline is written not to panic on any
+/// input) contained: the batch is then run again one message at a time, and the message that
+/// panics is set aside, so the mailbox goes on.
+fn ingest_guarded(
+    pipeline: &Pipeline,
+    store: &Store,
+    items: &[(&[u8], Source<'_>)],
+) -> Result<Vec<Outcome>, PipelineError> {
+    let guarded = |items: &[(&[u8], Source<'_>)]| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pipeline.ingest_batch(store, items)
+        }))
+    };
+    if let Ok(result) = guarded(items) {
+        return result;
+    }
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        match guarded(std::slice::from_ref(item)) {
+            Ok(result) => outcomes.extend(result?),
+            Err(_) => {
+                let reason = "supportd panicked on this message (a bug; please report it)";
+                outcomes.push(pipeline.set_aside(store, item.0, reason, item.1)?);
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
 /// One FETCH worth of messages.
 #[derive(Debug, PartialEq, Eq)]
 struct Batch {
@@ -488,24 +508,6 @@ struct Batch {
     bytes: u64,
     /// A single message over `limits.max_message_bytes`: only its header is fetched.
     oversized: bool,
-}
-
-/// The pipeline on one message, with a panic (a bug: the pipeline is written not to panic on
-/// any input) turned into an error, so that message is set aside and the mailbox goes on.
-fn ingest_guarded(
-    pipeline: &crate::pipeline::Pipeline,
-    store: &crate::store::Store,
-    raw: &[u8],
-    source: Source<'_>,
-) -> Result<crate::pipeline::Outcome, PipelineError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        pipeline.ingest(store, raw, source)
-    }))
-    .unwrap_or_else(|_| {
-        Err(PipelineError::Store(StoreError::Corrupt(
-            "supportd panicked on this message (a bug; please report it)".into(),
-        )))
-    })
 }
 
 /// Splits (uid, size) pairs, in UID order, into batches bounded in bytes and count; a message
