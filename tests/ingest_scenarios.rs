@@ -918,3 +918,74 @@ fn unreadable_input_exits_dataerr() {
     let out = env.run(&["ingest", "/nonexistent/supportd-test.eml"]);
     assert_eq!(out.status.code(), Some(65), "{out:?}");
 }
+
+/// Files given to one `ingest` share a transaction, a savepoint per message: a message the
+/// pipeline fails on (here: an admin's ack template that breaks on one subject) is quarantined
+/// alone with the error, its half-made ticket undone, and the messages around it are kept.
+#[test]
+fn a_message_failing_inside_a_batch_is_set_aside_alone() {
+    let templates = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        templates.path().join("ack.txt"),
+        "Ticket #{{ number }}: {{ subject }}\n{% if subject == \"boom\" %}{{ no_such_function() }}{% endif %}\n",
+    )
+    .expect("template");
+    let env = Env::with_config(&format!(
+        "[templates]\ndir = \"{}\"\n",
+        templates.path().display()
+    ));
+    let paths: Vec<String> = ["first", "boom", "third"]
+        .iter()
+        .enumerate()
+        .map(|(i, subject)| {
+            let raw = mail(
+                &format!("Nurse {i} <n{i}@clinic.example>"),
+                SUPPORT,
+                subject,
+                &format!("batch-{i}@clinic.example"),
+                "",
+                "The pager app shows an error.",
+            );
+            let path = env.dir.path().join(format!("batch-{i}.eml"));
+            std::fs::write(&path, raw).expect("write");
+            path.display().to_string()
+        })
+        .collect();
+    let mut args = vec!["ingest"];
+    args.extend(paths.iter().map(String::as_str));
+    let out = env.run(&args);
+    assert_success(&out, "supportd ingest (a batch)");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let actions: Vec<&str> = lines
+        .iter()
+        .map(|l| l["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["created", "quarantined", "created"],
+        "{lines:?}"
+    );
+    let reason = lines[1]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("could not be processed"), "{reason}");
+    let tickets = env.tickets();
+    let subjects: Vec<&str> = tickets
+        .iter()
+        .map(|t| t["subject"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        subjects,
+        vec!["first", "third"],
+        "the failed message left nothing behind"
+    );
+    let users = array(env.json(&["users", "list", "--json"]));
+    assert!(
+        users.iter().all(|u| u["email"] != "n1@clinic.example"),
+        "its user was undone with it: {users:?}"
+    );
+    assert_eq!(env.outbox().len(), 2, "two acks queued");
+    let quarantined = array(env.json(&["quarantine", "list", "--json"]));
+    assert_eq!(quarantined.len(), 1);
+}
