@@ -196,23 +196,13 @@ pub async fn run(
     let mut beats = Vec::new();
     match &config.smtp {
         Some(smtp) => {
-            let transport =
-                crate::outbox::transport(smtp).map_err(|e| DaemonError::Setup(e.to_string()))?;
+            // A bad [smtp] stops start-up here, with its cause.
+            crate::outbox::transport(smtp).map_err(|e| DaemonError::Setup(e.to_string()))?;
             let hb = Heartbeat::new("outbox", start);
             beats.push(hb.clone());
             let (smtp, task_shared) = (smtp.clone(), shared.clone());
-            let mut first = Some(transport);
             tasks.spawn(supervise("outbox".into(), shared.clone(), move || {
-                let relay = first
-                    .take()
-                    .map_or_else(|| crate::outbox::transport(&smtp), Ok);
-                let (smtp, shared, hb) = (smtp.clone(), task_shared.clone(), hb.clone());
-                async move {
-                    match relay {
-                        Ok(relay) => crate::outbox::run(relay, smtp, shared, hb).await,
-                        Err(e) => error!(error = %e, "cannot restart the outbox sender"),
-                    }
-                }
+                crate::outbox::run(smtp.clone(), task_shared.clone(), hb.clone())
             }));
         }
         None => warn!("no [smtp] configured: acknowledgements stay queued in the outbox"),

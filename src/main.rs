@@ -12,7 +12,7 @@ use supportd::config::{Config, ConfigError};
 use supportd::mail::address::EmailAddress;
 use supportd::mail::parse::subject_and_body;
 use supportd::mail::quote::strip_quotes;
-use supportd::pipeline::{Pipeline, PipelineError, Source};
+use supportd::pipeline::{Pipeline, Source};
 use supportd::store::{Store, StoreError};
 use supportd::tickets::Role;
 
@@ -689,6 +689,7 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
                     raw.as_slice(),
                     Source {
                         name,
+                        uid: None,
                         received_at: None,
                     },
                 )
@@ -703,16 +704,13 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
                     );
                 }
             }
+            // Only the database failing ends a batch early (a message that fails otherwise is
+            // quarantined): the MTA should try again later.
             Err(e) => {
-                let transient = e.is_transient();
                 let names: Vec<&str> = read.iter().map(|(_, n)| n.as_str()).collect();
                 eprintln!("supportd: {}: {e}", names.join(", "));
                 return Err(Failure {
-                    code: if transient || matches!(e, PipelineError::Store(_)) {
-                        EX_TEMPFAIL
-                    } else {
-                        EX_SOFTWARE
-                    },
+                    code: EX_TEMPFAIL,
                     error: anyhow::Error::msg(format!(
                         "{} was not processed; retry later",
                         names.join(", ")

@@ -1,6 +1,7 @@
-//! The one orchestrator: raw bytes → parse → load what the store knows → decide → apply, all
-//! of it in ONE transaction. IMAP polling and `supportd ingest` both call [`Pipeline::ingest`];
-//! the caller acknowledges the source (IMAP flag/move, MTA exit 0) only after it returns Ok.
+//! The one orchestrator: raw bytes → parse → load what the store knows → decide → apply, each
+//! message all or nothing (a savepoint in its batch's transaction). IMAP polling and
+//! `supportd ingest` both call [`Pipeline::ingest_batch`]; the caller acknowledges the source
+//! (IMAP flag/move, MTA exit 0) only after it returns Ok.
 
 use std::sync::Arc;
 
@@ -73,28 +74,39 @@ pub struct Pipeline {
     pub ids: Arc<dyn IdSource>,
 }
 
+/// The batch's transaction as one message's work sees it: the store's [`Tx`] (through
+/// `Deref`), and whether this message may queue mail at all.
+pub(crate) struct Work {
+    tx: Tx,
+    /// Why this message must queue no outbound mail (the safe-first-import rule holds old
+    /// mail back), if it must not. Decided per message in `apply`.
+    hold_outbound: Option<String>,
+}
+
+impl std::ops::Deref for Work {
+    type Target = Tx;
+    fn deref(&self) -> &Tx {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Work {
+    fn deref_mut(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+}
+
 /// Where a message came from, for the audit trail and logs.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
     pub name: &'a str,
+    /// The IMAP UID, for the message's log span; None from `supportd ingest`.
+    pub uid: Option<u32>,
     /// When it reached us (IMAP INTERNALDATE); None = now.
     pub received_at: Option<DateTime<Utc>>,
 }
 
 impl Pipeline {
-    /// Runs one raw message through the pipeline: [`Pipeline::ingest_batch`] of one.
-    pub fn ingest(
-        &self,
-        store: &Store,
-        raw: &[u8],
-        source: Source<'_>,
-    ) -> Result<Outcome, PipelineError> {
-        let mut outcomes = self.ingest_batch(store, &[(raw, source)])?;
-        outcomes
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("a batch of one gave no outcome".into()).into())
-    }
-
     /// Runs several raw messages through the pipeline in ONE database transaction, each in a
     /// savepoint of its own, so each message is still all or nothing, but a batch costs one
     /// commit (one write of the pages every message touches) instead of one per message.
@@ -112,11 +124,15 @@ impl Pipeline {
         items: &[(&[u8], Source<'_>)],
     ) -> Result<Vec<Outcome>, PipelineError> {
         blocking(|| {
-            let mut tx = store.begin()?;
-            let mut outcomes = Vec::with_capacity(items.len());
+            let mut tx = Work {
+                tx: store.begin()?,
+                hold_outbound: None,
+            };
+            let mut done = Vec::with_capacity(items.len());
             for &(raw, source) in items {
+                let span = message_span(source);
                 let now = self.clock.now();
-                let outcome = match self.process(&mut tx, raw, source, now) {
+                let outcome = match span.in_scope(|| self.process(&mut tx, raw, source, now)) {
                     Ok(outcome) => outcome,
                     Err(e) if e.is_transient() => return Err(e),
                     Err(e) => {
@@ -124,27 +140,21 @@ impl Pipeline {
                         self.quarantine(&mut tx, raw, &reason, source, now)?
                     }
                 };
-                outcomes.push(outcome);
-            }
-            tx.commit()?;
-            for ((_, source), o) in items.iter().zip(&outcomes) {
-                let span = info_span!("message", source = source.name);
-                let _entered = span.enter();
-                match o.action {
-                    Action::Quarantined => warn!(
-                        reason = o.reason.as_deref().unwrap_or(""),
-                        "message quarantined"
-                    ),
-                    action => info!(
-                        message_id = o.message_id.as_deref().unwrap_or(""),
-                        action = ?action,
-                        ticket = o.ticket,
-                        reason = o.reason.as_deref().unwrap_or(""),
-                        "message processed"
-                    ),
+                span.record("message_id", outcome.message_id.as_deref().unwrap_or(""));
+                if let Some(t) = outcome.ticket {
+                    span.record("ticket", t);
                 }
+                done.push((span, outcome));
             }
-            Ok(outcomes)
+            tx.tx.commit()?;
+            // Logged once committed: until then nothing was processed.
+            Ok(done
+                .into_iter()
+                .map(|(span, outcome)| {
+                    span.in_scope(|| log_outcome(&outcome));
+                    outcome
+                })
+                .collect())
         })
     }
 
@@ -161,26 +171,30 @@ impl Pipeline {
             let mut tx = store.begin()?;
             let outcome = self.quarantine(&mut tx, raw, reason, source, self.clock.now())?;
             tx.commit()?;
-            warn!(source = source.name, reason, "message quarantined");
+            message_span(source).in_scope(|| log_outcome(&outcome));
             Ok(outcome)
         })
+    }
+
+    /// Why a message of `size` bytes is not processed, if it is over `limits.max_message_bytes`
+    /// (the IMAP poller asks before downloading it).
+    pub fn too_large(&self, size: u64) -> Option<String> {
+        let max = self.config.limits.max_message_bytes;
+        (size > max)
+            .then(|| format!("message of {size} bytes exceeds limits.max_message_bytes = {max}"))
     }
 
     /// One message, inside its own savepoint of the batch transaction `tx`. On an error the
     /// savepoint is rolled back (the rest of the batch stays) and the error returned.
     fn process(
         &self,
-        tx: &mut Tx,
+        tx: &mut Work,
         raw: &[u8],
         source: Source<'_>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let max = self.config.limits.max_message_bytes;
-        if u64::try_from(raw.len()).unwrap_or(u64::MAX) > max {
-            let reason = format!(
-                "message of {} bytes exceeds limits.max_message_bytes = {max}",
-                raw.len()
-            );
+        let size = u64::try_from(raw.len()).unwrap_or(u64::MAX);
+        if let Some(reason) = self.too_large(size) {
             return Ok(self.quarantine(tx, raw, &reason, source, now)?);
         }
         let mail = match parse::parse(raw) {
@@ -232,7 +246,7 @@ impl Pipeline {
     /// Decides and records one parsed message inside the caller's transaction.
     fn apply(
         &self,
-        tx: &mut Tx,
+        tx: &mut Work,
         mail: &InboundMail,
         raw: &[u8],
         source: Source<'_>,
@@ -251,11 +265,9 @@ impl Pipeline {
         };
         let decision = tickets::decide(mail, &origin, &lookup, &policy, now);
         let received_at = source.received_at.unwrap_or(now);
-        if let Err(why) =
+        tx.hold_outbound =
             tickets::ack_age_permission(received_at, now, self.config.limits.ack_max_age_hours)
-        {
-            tx.hold_outbound(why);
-        }
+                .err();
         let outcome = match decision {
             Decision::Duplicate => {
                 return Ok(Outcome {
@@ -446,7 +458,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn create_ticket(
         &self,
-        tx: &mut Tx,
+        tx: &mut Work,
         mail: &InboundMail,
         raw: &[u8],
         known_sender: Option<i64>,
@@ -459,8 +471,8 @@ impl Pipeline {
             Some(id) => id,
             None => self.ensure_sender(tx, mail, now)?,
         };
-        let ack = match tx.outbound_held() {
-            Some(why) => Err(why.to_string()),
+        let ack = match &tx.hold_outbound {
+            Some(why) => Err(why.clone()),
             None => ack,
         };
         let class = self
@@ -638,6 +650,25 @@ impl Pipeline {
             ticket,
             reason,
         }
+    }
+}
+
+/// The span of one message: its IMAP UID (under the mailbox's span), Message-ID and ticket.
+fn message_span(source: Source<'_>) -> tracing::Span {
+    info_span!(
+        "message",
+        source = source.name,
+        uid = source.uid,
+        message_id = tracing::field::Empty,
+        ticket = tracing::field::Empty
+    )
+}
+
+fn log_outcome(o: &Outcome) {
+    let reason = o.reason.as_deref().unwrap_or("");
+    match o.action {
+        Action::Quarantined => warn!(reason, "message quarantined"),
+        action => info!(action = ?action, reason, "message processed"),
     }
 }
 

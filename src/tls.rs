@@ -34,16 +34,22 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
+/// An error about `ca_file`, naming the file as the admin wrote it, expanded.
+fn bad_ca_file(path: &Path, e: &dyn std::fmt::Display) -> TlsError {
+    TlsError(format!(
+        "ca_file {}: {e}",
+        secrets::expand_path(path).display()
+    ))
+}
+
 /// The certificates of `ca_file` (PEM, one or more), read now.
 fn ca_file_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let path = secrets::expand_path(path);
-    let bad = |e: &dyn std::fmt::Display| TlsError(format!("ca_file {}: {e}", path.display()));
-    let certs = CertificateDer::pem_file_iter(&path)
-        .map_err(|e| bad(&e))?
+    let certs = CertificateDer::pem_file_iter(secrets::expand_path(path))
+        .map_err(|e| bad_ca_file(path, &e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(&e))?;
+        .map_err(|e| bad_ca_file(path, &e))?;
     if certs.is_empty() {
-        return Err(bad(&"no PEM certificate in the file"));
+        return Err(bad_ca_file(path, &"no PEM certificate in the file"));
     }
     Ok(certs)
 }
@@ -60,12 +66,7 @@ pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
     }
     if let Some(path) = ca_file {
         for cert in ca_file_certs(path)? {
-            roots.add(cert).map_err(|e| {
-                TlsError(format!(
-                    "ca_file {}: {e}",
-                    secrets::expand_path(path).display()
-                ))
-            })?;
+            roots.add(cert).map_err(|e| bad_ca_file(path, &e))?;
         }
     }
     Ok(roots)

@@ -395,15 +395,25 @@ async fn sync(
         let items: Vec<(&[u8], Source<'_>)> = present
             .iter()
             .zip(&names)
-            .map(|(&(_, raw, received_at), name)| (raw, Source { name, received_at }))
+            .map(|(&(uid, raw, received_at), name)| {
+                let uid = Some(uid);
+                (
+                    raw,
+                    Source {
+                        name,
+                        uid,
+                        received_at,
+                    },
+                )
+            })
             .collect();
         let pipeline = shared.pipeline().await;
         let result = match (oversized, items.first()) {
             (_, None) => Ok(Vec::new()),
             (Some(size), Some(&(raw, source))) => {
                 let reason = format!(
-                    "message of {size} bytes exceeds limits.max_message_bytes = {max_bytes}; \
-                     only its header is stored, the message is in the IMAP folder {}",
+                    "{}; only its header is stored, the message is in the IMAP folder {}",
+                    pipeline.too_large(size).unwrap_or_default(),
                     m.quarantine_folder
                 );
                 pipeline

@@ -10,7 +10,7 @@ use chrono::Duration as ChronoDuration;
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::Address;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::{Smtp, TlsMode};
 use crate::daemon::{Backoff, Heartbeat, Shared};
@@ -119,10 +119,18 @@ pub fn verdict(
     }
 }
 
-/// Runs the sender until shutdown.
-pub async fn run(mut relay: Relay, smtp: Smtp, shared: Arc<Shared>, heartbeat: Heartbeat) {
+/// Runs the sender until shutdown. `[smtp]` was checked with [`transport`] at start-up; should
+/// it fail now (a restart after a panic, a password file gone meanwhile), that is logged.
+pub async fn run(smtp: Smtp, shared: Arc<Shared>, heartbeat: Heartbeat) {
     let span = info_span!("outbox", smtp = %smtp.host);
     async move {
+        let mut relay = match transport(&smtp) {
+            Ok(relay) => relay,
+            Err(e) => {
+                error!(error = %e, "cannot start the outbox sender");
+                return;
+            }
+        };
         let mut shutdown = shared.shutdown();
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         // While no session with the relay can be had, pause between rows instead of trying
@@ -160,17 +168,15 @@ pub async fn run(mut relay: Relay, smtp: Smtp, shared: Arc<Shared>, heartbeat: H
                 relay_down |= heartbeat
                     .while_waiting(deliver(&mut relay, &from, job, &smtp, &shared))
                     .await;
-                heartbeat.beat();
             }
             if relay_down {
                 tokio::select! {
                     _ = heartbeat.while_waiting(tokio::time::sleep(relay_backoff.next_delay())) => continue,
                     _ = shutdown.changed() => break,
                 }
-            } else if got_work {
-                relay_backoff.reset();
             }
             if got_work {
+                relay_backoff.reset();
                 continue;
             }
             let wait = match shared.store().next_outbox_due() {

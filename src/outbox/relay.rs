@@ -75,9 +75,17 @@ impl SendError {
         matches!(self, SendError::Smtp(e) if e.is_permanent())
     }
 
-    /// No session with the relay could be had: the next mail would fail the same way.
+    /// No session with the relay could be had, or it stopped answering: the next mail would
+    /// most likely fail the same way, so the sender pauses rather than trying it at once.
     pub fn is_session(&self) -> bool {
-        !matches!(self, SendError::Smtp(_))
+        match self {
+            SendError::Smtp(_) => false,
+            SendError::Session(_)
+            | SendError::Credentials(_)
+            | SendError::Connect(..)
+            | SendError::Tls(..)
+            | SendError::Timeout(_) => true,
+        }
     }
 }
 

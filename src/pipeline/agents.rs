@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::Work;
 use super::{Action, Outcome, Pipeline, PipelineError};
 use crate::mail::address::EmailAddress;
 use crate::mail::compose::{Outgoing, Party};
@@ -57,7 +58,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
-        tx: &mut Tx,
+        tx: &mut Work,
         ticket_id: Option<i64>,
         kind: &str,
         out: &Outgoing,
@@ -65,7 +66,7 @@ impl Pipeline {
         history: Option<(&str, Option<i64>)>,
         now: DateTime<Utc>,
     ) -> Result<(), PipelineError> {
-        if let Some(why) = tx.outbound_held().map(str::to_string) {
+        if let Some(why) = tx.hold_outbound.clone() {
             if let Some(ticket_id) = ticket_id {
                 tx.insert_event(
                     ticket_id,
@@ -169,7 +170,7 @@ impl Pipeline {
     /// Notifies the agents (assignee, category agents or all) about a customer's mail.
     pub(super) fn notify_agents(
         &self,
-        tx: &mut Tx,
+        tx: &mut Work,
         ticket_id: i64,
         event: NotifyEvent,
         mail: &InboundMail,
@@ -249,7 +250,7 @@ impl Pipeline {
     /// wrote are refused with an explanation.
     pub(super) fn after_customer_reply(
         &self,
-        tx: &mut Tx,
+        tx: &mut Work,
         mail: &InboundMail,
         ticket: &TicketSummary,
         can_answer: Result<(), String>,
@@ -287,7 +288,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn command_error(
         &self,
-        tx: &mut Tx,
+        tx: &mut Work,
         mail: &InboundMail,
         ticket_id: i64,
         number: i64,
@@ -353,7 +354,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn reject(
         &self,
-        tx: &mut Tx,
+        tx: &mut Work,
         mail: &InboundMail,
         raw: &[u8],
         refusal: Refusal,
@@ -402,7 +403,7 @@ impl Pipeline {
     /// An agent's reply: commands, then the text relayed to the customer (or kept as a note).
     pub(super) fn agent_reply(
         &self,
-        tx: &mut Tx,
+        tx: &mut Work,
         mail: &InboundMail,
         raw: &[u8],
         ticket: &TicketSummary,

@@ -240,11 +240,7 @@ impl Store {
     pub fn begin(&self) -> Result<Tx, StoreError> {
         let conn = self.get()?;
         conn.conn().execute_batch("BEGIN IMMEDIATE")?;
-        Ok(Tx {
-            conn,
-            open: true,
-            hold_outbound: None,
-        })
+        Ok(Tx { conn, open: true })
     }
 
     /// Drops the idle connections (a WAL checkpoint happens when the last one closes).
@@ -295,22 +291,12 @@ impl Drop for Pooled {
 pub struct Tx {
     conn: Pooled,
     open: bool,
-    /// Why this transaction must queue no outbound mail (safe first import), if it must not.
-    hold_outbound: Option<String>,
 }
 
 impl Tx {
-    /// From now on (until [`Tx::savepoint`]), this transaction records changes but queues
-    /// no mail, for `why`.
-    pub fn hold_outbound(&mut self, why: String) {
-        self.hold_outbound = Some(why);
-    }
-
     /// Starts one message's part of a batch transaction: undone alone by
-    /// [`Tx::rollback_to_savepoint`], kept by [`Tx::release_savepoint`]. Outbound mail is
-    /// allowed again until held for this message.
+    /// [`Tx::rollback_to_savepoint`], kept by [`Tx::release_savepoint`].
     pub fn savepoint(&mut self) -> Result<(), StoreError> {
-        self.hold_outbound = None;
         self.conn.conn().execute_batch("SAVEPOINT message")?;
         Ok(())
     }
@@ -322,16 +308,10 @@ impl Tx {
 
     /// Undoes everything since [`Tx::savepoint`]; the rest of the transaction stays.
     pub fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
-        self.hold_outbound = None;
         self.conn
             .conn()
             .execute_batch("ROLLBACK TO message; RELEASE message")?;
         Ok(())
-    }
-
-    /// Why outbound mail is held in this transaction; None when it may be queued.
-    pub fn outbound_held(&self) -> Option<&str> {
-        self.hold_outbound.as_deref()
     }
 
     pub fn commit(mut self) -> Result<(), StoreError> {

@@ -372,6 +372,38 @@ impl Tx {
         Ok(())
     }
 
+    /// Keeps an unprocessable message verbatim with its reason; a second copy of the same
+    /// bytes is a no-op. Row and bytes go in together, in the caller's transaction: a
+    /// half-written row would turn a retry into a no-op.
+    pub fn insert_quarantine(
+        &mut self,
+        digest: &str,
+        reason: &str,
+        source: &str,
+        raw: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let c = self.conn();
+        let inserted = exec(
+            c,
+            "INSERT INTO quarantine (digest, reason, source, size, raw, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (digest) DO NOTHING",
+            params![
+                digest,
+                reason,
+                source,
+                i64::try_from(raw.len()).unwrap_or(i64::MAX),
+                blob_param(raw)?,
+                ts(at),
+            ],
+        )?;
+        // A duplicate inserts nothing (and last_insert_rowid() is then some earlier row's).
+        if inserted > 0 {
+            fill_blob(c, "quarantine", "raw", c.last_insert_rowid(), raw)?;
+        }
+        Ok(())
+    }
+
     pub fn insert_ignored(
         &mut self,
         message_id: &str,
@@ -775,54 +807,5 @@ impl Store {
                 },
             )
         })
-    }
-
-    /// Keeps an unprocessable message verbatim; a second copy of the same bytes is a no-op.
-    /// Row and bytes commit together: a half-written row would turn a retry into a no-op.
-    pub fn quarantine(
-        &self,
-        digest: &str,
-        reason: &str,
-        source: &str,
-        raw: &[u8],
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        super::blocking(|| {
-            let mut tx = self.begin()?;
-            tx.insert_quarantine(digest, reason, source, raw, at)?;
-            tx.commit()
-        })
-    }
-}
-
-impl Tx {
-    /// Keeps a message aside, verbatim, with the reason (once per distinct content).
-    pub fn insert_quarantine(
-        &mut self,
-        digest: &str,
-        reason: &str,
-        source: &str,
-        raw: &[u8],
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let c = self.conn();
-        let inserted = exec(
-            c,
-            "INSERT INTO quarantine (digest, reason, source, size, raw, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (digest) DO NOTHING",
-            params![
-                digest,
-                reason,
-                source,
-                i64::try_from(raw.len()).unwrap_or(i64::MAX),
-                blob_param(raw)?,
-                ts(at),
-            ],
-        )?;
-        // A duplicate inserts nothing (and last_insert_rowid() is then some earlier row's).
-        if inserted > 0 {
-            fill_blob(c, "quarantine", "raw", c.last_insert_rowid(), raw)?;
-        }
-        Ok(())
     }
 }
