@@ -581,15 +581,14 @@ async fn a_wrong_relay_password_keeps_mail_queued_until_it_is_fixed() {
         "username = \"relay\"\npassword_file = \"{}\"\n",
         relay_pw.display()
     ));
-    for i in 0..3 {
-        dovecot
-            .append(
-                USER,
-                "INBOX",
-                &customer_mail(40 + i, &format!("p{i}@clinic.example"), "pager login error"),
-            )
-            .await;
-    }
+    dovecot
+        .append_all(
+            USER,
+            (0..3).map(|i| {
+                customer_mail(40 + i, &format!("p{i}@clinic.example"), "pager login error")
+            }),
+        )
+        .await;
     d.start();
     let outbox = d.wait("three acks tried", Duration::from_secs(30), || {
         let o = d.outbox();

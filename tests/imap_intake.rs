@@ -262,15 +262,13 @@ async fn a_uidvalidity_change_rescans_without_acknowledging_again() {
         processed: false,
         ..Setup::standard(&dovecot, sink.port)
     });
-    for i in 0..2 {
-        dovecot
-            .append(
-                USER,
-                "INBOX",
-                &customer_mail(20 + i, &format!("v{i}@clinic.example"), "pager app error"),
-            )
-            .await;
-    }
+    dovecot
+        .append_all(
+            USER,
+            (0..2)
+                .map(|i| customer_mail(20 + i, &format!("v{i}@clinic.example"), "pager app error")),
+        )
+        .await;
     d.start_ready();
     sink.wait_for(2, Duration::from_secs(20));
     d.terminate();
@@ -426,24 +424,20 @@ async fn mail_arriving_during_a_backlog_is_not_left_waiting() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
-    {
-        let mut s = dovecot.session(USER).await;
-        for i in 0..300 {
-            let raw = customer_mail(
-                1000 + i,
-                &format!("b{i}@clinic{}.example", i % 7),
-                "pager delayed",
-            );
-            s.append("INBOX", None, None, &raw).await.expect("APPEND");
-        }
-        let _ = s.logout().await;
-    }
+    dovecot
+        .append_all(
+            USER,
+            (0..300).map(|i| {
+                let from = format!("b{i}@clinic{}.example", i % 7);
+                customer_mail(1000 + i, &from, "pager delayed")
+            }),
+        )
+        .await;
     d.start();
-    d.wait(
-        "the backlog to be under way",
-        Duration::from_secs(60),
-        || (dovecot.list_folder_blocking(USER, "Processed").len() >= 50).then_some(()),
-    );
+    // The backlog is under way.
+    dovecot
+        .wait_for_folder(USER, "Processed", 50, Duration::from_secs(60))
+        .await;
     dovecot
         .append(
             USER,
@@ -468,20 +462,18 @@ async fn sigterm_during_a_backlog_stops_cleanly_and_resumes() {
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
     let n = 300;
-    {
-        let mut s = dovecot.session(USER).await;
-        for i in 0..n {
-            let raw = customer_mail(3000 + i, &format!("t{i}@clinic.example"), "pager delayed");
-            s.append("INBOX", None, None, &raw).await.expect("APPEND");
-        }
-        let _ = s.logout().await;
-    }
+    dovecot
+        .append_all(
+            USER,
+            (0..n)
+                .map(|i| customer_mail(3000 + i, &format!("t{i}@clinic.example"), "pager delayed")),
+        )
+        .await;
     d.start();
-    d.wait(
-        "the backlog to be under way",
-        Duration::from_secs(60),
-        || (dovecot.list_folder_blocking(USER, "Processed").len() >= 30).then_some(()),
-    );
+    // The backlog is under way.
+    dovecot
+        .wait_for_folder(USER, "Processed", 30, Duration::from_secs(60))
+        .await;
     let (status, took) = d.terminate();
     assert!(status.success(), "{status:?}\n{}", d.log());
     assert!(took < Duration::from_secs(10), "stop took {took:?}");

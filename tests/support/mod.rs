@@ -360,6 +360,25 @@ impl Dovecot {
 
     fn write_config(&self) {
         let d = self.dir.display();
+        // With OAuth, passwords stay with passwd-file and tokens go to the oauth2 passdb,
+        // which asks the token endpoint (a userinfo-style GET with the bearer token).
+        let (mechanisms, password_mechanisms, oauth_passdb) = match &self.oauth {
+            None => ("plain login", String::new(), String::new()),
+            Some((_, port)) => {
+                std::fs::write(
+                    self.dir.join("oauth2.conf.ext"),
+                    format!(
+                        "introspection_mode = auth\nintrospection_url = http://127.0.0.1:{port}/userinfo\nforce_introspection = yes\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n"
+                    ),
+                )
+                .expect("writing oauth2.conf.ext");
+                (
+                    "plain login xoauth2 oauthbearer",
+                    "  mechanisms = plain login\n".to_string(),
+                    format!("passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {d}/oauth2.conf.ext\n}}\n"),
+                )
+            }
+        };
         let mut conf = format!(
             "instance_name = {instance}
 base_dir = {d}/run
@@ -372,7 +391,7 @@ default_internal_user = root
 default_internal_group = root
 default_login_user = nobody
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 shutdown_clients = yes
 ssl = yes
 ssl_cert = <{d}/tls/server.pem
@@ -384,8 +403,9 @@ namespace inbox {{
 }}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d}/users
+{password_mechanisms}  args = scheme=PLAIN username_format=%u {d}/users
 }}
+{oauth_passdb}
 userdb {{
   driver = passwd-file
   args = username_format=%u {d}/users
@@ -414,28 +434,6 @@ service stats {{
             conf.push_str(&format!(
                 "protocol imap {{\n  imap_capability = {caps}\n}}\n"
             ));
-        }
-        if let Some((_, port)) = &self.oauth {
-            // Passwords stay with passwd-file; tokens go to the oauth2 passdb, which asks
-            // the token endpoint (a userinfo-style GET with the bearer token).
-            conf = conf.replace(
-                "auth_mechanisms = plain login",
-                "auth_mechanisms = plain login xoauth2 oauthbearer",
-            );
-            conf = conf.replace(
-                "  driver = passwd-file\n  args = scheme=PLAIN",
-                "  driver = passwd-file\n  mechanisms = plain login\n  args = scheme=PLAIN",
-            );
-            conf.push_str(&format!(
-                "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {d}/oauth2.conf.ext\n}}\n"
-            ));
-            std::fs::write(
-                self.dir.join("oauth2.conf.ext"),
-                format!(
-                    "introspection_mode = auth\nintrospection_url = http://127.0.0.1:{port}/userinfo\nforce_introspection = yes\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n"
-                ),
-            )
-            .expect("writing oauth2.conf.ext");
         }
         std::fs::write(self.dir.join("dovecot.conf"), conf).expect("writing dovecot.conf");
     }
@@ -679,6 +677,18 @@ service stats {{
         s.append(folder, None, None, raw)
             .await
             .unwrap_or_else(|e| panic!("IMAP APPEND to {folder}: {e}\n{}", self.log()));
+        let _ = s.logout().await;
+    }
+
+    /// Appends every message of `mails` to INBOX of `user`, in order, over one session (a
+    /// backlog of hundreds takes a fraction of a second).
+    pub async fn append_all(&self, user: &str, mails: impl IntoIterator<Item = Vec<u8>>) {
+        let mut s = self.session(user).await;
+        for raw in mails {
+            s.append("INBOX", None, None, &raw)
+                .await
+                .unwrap_or_else(|e| panic!("IMAP APPEND to INBOX: {e}\n{}", self.log()));
+        }
         let _ = s.logout().await;
     }
 
