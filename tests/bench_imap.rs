@@ -16,17 +16,6 @@ use std::time::{Duration, Instant};
 use support::daemon::{customer_mail, Daemon, Setup, USER};
 use support::{Dovecot, SmtpSink};
 
-async fn folder_count(dovecot: &Dovecot, folder: &str) -> u32 {
-    let mut s = dovecot.session(USER).await;
-    let n = s
-        .status(folder, "(MESSAGES)")
-        .await
-        .map(|m| m.exists)
-        .unwrap_or(0);
-    let _ = s.logout().await;
-    n
-}
-
 /// A ~25 MB message (just under the default 25 MiB `max_message_bytes`): one PDF attachment.
 fn big_mail(i: usize) -> Vec<u8> {
     let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\r\n";
@@ -175,7 +164,7 @@ async fn backlog_throughput_rss_and_idle_latency() {
         filling.elapsed()
     );
 
-    let baseline = folder_count(&dovecot, "Processed").await as usize;
+    let baseline = dovecot.count(USER, "Processed").await;
     let started = Instant::now();
     // The environment systemd/supportd.service gives the daemon (BENCH_MALLOC_ARENA_MAX=0:
     // glibc's default, for comparison).
@@ -189,7 +178,7 @@ async fn backlog_throughput_rss_and_idle_latency() {
     let mut peak = 0;
     loop {
         peak = peak.max(peak_rss_kb(pid));
-        let moved = folder_count(&dovecot, "Processed").await as usize - baseline;
+        let moved = dovecot.count(USER, "Processed").await - baseline;
         if moved >= total {
             break;
         }

@@ -692,6 +692,15 @@ service stats {{
         let _ = s.logout().await;
     }
 
+    /// How many messages `folder` of `user` holds (STATUS: cheap even for a large folder); 0
+    /// for a folder that does not exist yet.
+    pub async fn count(&self, user: &str, folder: &str) -> usize {
+        let mut s = self.session(user).await;
+        let n = s.status(folder, "(MESSAGES)").await.map_or(0, |m| m.exists);
+        let _ = s.logout().await;
+        usize::try_from(n).unwrap_or(usize::MAX)
+    }
+
     /// Creates `folder` for `user` (an error if it exists).
     pub async fn create_folder(&self, user: &str, folder: &str) {
         let mut s = self.session(user).await;
