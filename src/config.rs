@@ -244,7 +244,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             intake: Intake::Open,
-            agents_require_auth: false,
+            agents_require_auth: true,
             authserv_id: String::new(),
         }
     }
@@ -443,10 +443,17 @@ impl Config {
         if self.limits.max_message_bytes == 0 {
             bad("limits.max_message_bytes".into(), "must be above 0".into());
         }
-        if self.policy.agents_require_auth && self.policy.authserv_id.trim().is_empty() {
+        if self.policy.agents_require_auth
+            && self.policy.authserv_id.trim().is_empty()
+            && !self.agent.is_empty()
+        {
             bad(
                 "policy.authserv_id".into(),
-                "required when policy.agents_require_auth = true".into(),
+                "required with [[agent]] entries while policy.agents_require_auth = true (the \
+                 default): without it no agent's reply can be verified. Set it to the \
+                 authserv-id your receiving MTA writes in Authentication-Results, or opt out \
+                 with agents_require_auth = false"
+                    .into(),
             );
         }
         let mut names = std::collections::HashSet::new();
@@ -524,6 +531,29 @@ impl Config {
                     format!("`{}` must be `agent` or `admin`", a.role),
                 );
             }
+        }
+        out
+    }
+
+    /// Risks the configuration accepts on purpose: `check-config` prints them and `run` logs
+    /// them at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.policy.agents_require_auth {
+            out.push(
+                "policy.agents_require_auth = false: agents' mail is not authenticated, so \
+                 anyone who can put an agent's address in From and reply through the agent \
+                 channel (a leaked notification, a forwarded Reply-To) is relayed to customers \
+                 as that agent and runs commands (#close, #cc ...). Only for a receiving MTA \
+                 that writes no Authentication-Results."
+                    .into(),
+            );
+        } else if self.policy.authserv_id.trim().is_empty() {
+            out.push(
+                "policy.authserv_id is empty: no agent's reply can be verified, so every reply \
+                 from an agent becomes an unverified internal note until it is set."
+                    .into(),
+            );
         }
         out
     }

@@ -513,6 +513,9 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
         mailboxes = config.mailbox.len(),
         "supportd starting"
     );
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
     supportd::daemon::run(pipeline, store, move || {
         supportd::setup::build_pipeline(config.clone())
     })
@@ -603,6 +606,9 @@ fn check_config(cli: &Cli) -> Result<u8, Failure> {
         .map(Path::display)
         .map(|d| d.to_string())
         .unwrap_or_else(|| "built-in defaults".into());
+    for w in pipeline.config.warnings() {
+        outln!("warning: {w}");
+    }
     outln!("configuration OK: {origin}");
     Ok(0)
 }

@@ -19,7 +19,9 @@ use crate::mail::quote::strip_quotes;
 use crate::store::{blocking, NewMessage, NewOutbox, NewTicket, NewUser, Store, StoreError, Tx};
 use crate::templates::{TemplateError, Templates};
 use crate::tickets::ack::{acknowledgement, AckFacts};
-use crate::tickets::{self, Decision, Lookup, Sla, TicketStatus, TicketSummary, TicketTag};
+use crate::tickets::{
+    self, Decision, KnownUser, Lookup, Sla, TicketStatus, TicketSummary, TicketTag,
+};
 use crate::triage::Rules;
 
 mod agents;
@@ -35,6 +37,21 @@ pub enum Action {
     Ignored,
     Rejected,
     Quarantined,
+}
+
+impl Action {
+    /// The name in `ingest` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Replied => "replied",
+            Action::AgentReply => "agent_reply",
+            Action::Duplicate => "duplicate",
+            Action::Ignored => "ignored",
+            Action::Rejected => "rejected",
+            Action::Quarantined => "quarantined",
+        }
+    }
 }
 
 /// One line of `ingest` output.
@@ -268,6 +285,33 @@ impl Pipeline {
         tx.hold_outbound =
             tickets::ack_age_permission(received_at, now, self.config.limits.ack_max_age_hours)
                 .err();
+        self.apply_decision(
+            tx,
+            decision,
+            mail,
+            raw,
+            &origin,
+            &lookup,
+            &policy,
+            received_at,
+            now,
+        )
+    }
+
+    /// Carries out one [`Decision`] inside the caller's transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_decision(
+        &self,
+        tx: &mut Work,
+        decision: Decision,
+        mail: &InboundMail,
+        raw: &[u8],
+        origin: &Origin,
+        lookup: &Lookup,
+        policy: &tickets::Policy,
+        received_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
         let outcome = match decision {
             Decision::Duplicate => {
                 return Ok(Outcome {
@@ -316,7 +360,7 @@ impl Pipeline {
             } => {
                 let author = match &lookup.sender {
                     Some(u) => Some(u.id),
-                    None => Some(self.ensure_sender(tx, mail, now)?),
+                    None => Some(self.ensure_sender(tx, mail, false, now)?),
                 };
                 self.record_inbound(
                     tx,
@@ -336,7 +380,7 @@ impl Pipeline {
                     tx.insert_event(ticket.id, now, &actor, "status", &detail)?;
                 }
                 tx.insert_event(ticket.id, now, &actor, "reply", rule.as_str())?;
-                let can_answer = tickets::reply_permission(&origin, &lookup, &policy);
+                let can_answer = tickets::reply_permission(origin, lookup, policy);
                 let note = self.after_customer_reply(tx, mail, &ticket, can_answer, now)?;
                 let mut reason = format!("threaded by {}", rule.as_str());
                 if let Some(note) = note {
@@ -347,15 +391,34 @@ impl Pipeline {
             Decision::AgentReply { ticket, rule: _ } => {
                 self.agent_reply(tx, mail, raw, &ticket, received_at, now)?
             }
-            Decision::HeldAgentReply { ticket, reason } => {
-                self.held_agent_reply(tx, mail, raw, &ticket, &reason, received_at, now)?
+            Decision::UnverifiedAgentMail { ticket, reason } => {
+                self.unverified_agent_mail(tx, mail, raw, &ticket, &reason, received_at, now)?
+            }
+            Decision::NonParticipant { ticket, then } => {
+                let mut outcome = self.apply_decision(
+                    tx,
+                    *then,
+                    mail,
+                    raw,
+                    origin,
+                    lookup,
+                    policy,
+                    received_at,
+                    now,
+                )?;
+                let note = self.non_participant_note(tx, mail, &ticket, &outcome, now)?;
+                outcome.reason = Some(match outcome.reason {
+                    Some(r) => format!("{r}; {note}"),
+                    None => note,
+                });
+                outcome
             }
             Decision::Rejected { refusal, reply } => {
                 self.reject(tx, mail, raw, refusal, reply, lookup.sender.as_ref(), now)?
             }
             Decision::NewTicket { ack, follows } => {
-                let known = lookup.sender.as_ref().map(|u| u.id);
-                self.create_ticket(tx, mail, raw, known, ack, follows, received_at, now)?
+                let sender = lookup.sender.as_ref();
+                self.create_ticket(tx, mail, raw, sender, ack, follows, received_at, now)?
             }
         };
         Ok(outcome)
@@ -380,13 +443,17 @@ impl Pipeline {
         if l.duplicate {
             return Ok(l);
         }
+        let referenced = tickets::referenced_ids(mail);
         if *origin == Origin::Bounce {
             let mut ids = mail.embedded_message_ids.clone();
-            ids.extend(tickets::referenced_ids(mail));
+            ids.extend(referenced);
             l.bounced = tx.outbox_by_message_ids(&ids)?;
             return Ok(l);
         }
-        l.by_reference = tx.ticket_by_message_ids(&tickets::referenced_ids(mail))?;
+        l.by_reference = tx.ticket_by_message_ids(&referenced)?;
+        if l.sender.as_ref().is_some_and(|u| u.role.is_staff()) {
+            l.by_agent_mail = tx.ticket_by_agent_mail(&referenced)?;
+        }
         for key in tickets::access_keys_in(mail, &self.config.own_addresses()) {
             if let Some(t) = tx.ticket_by_access_key(key.as_str())? {
                 l.by_access_key = Some(t);
@@ -407,10 +474,13 @@ impl Pipeline {
         Ok(l)
     }
 
+    /// The sender as a user, provisioned as a customer (`known`: may open tickets under
+    /// intake `known`, true only for the requester of an accepted ticket).
     fn ensure_sender(
         &self,
         tx: &mut Tx,
         mail: &InboundMail,
+        known: bool,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         tx.ensure_user(
@@ -419,6 +489,7 @@ impl Pipeline {
                 email_key: &mail.sender.email.key(),
                 name: mail.sender.name.as_deref().unwrap_or(""),
                 role: "customer",
+                known,
             },
             now,
         )
@@ -461,15 +532,20 @@ impl Pipeline {
         tx: &mut Work,
         mail: &InboundMail,
         raw: &[u8],
-        known_sender: Option<i64>,
+        known_sender: Option<&KnownUser>,
         ack: Result<(), String>,
         follows: Option<TicketSummary>,
         received_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
+        // Accepted under the intake policy: the requester is a known user from now on.
         let requester_id = match known_sender {
-            Some(id) => id,
-            None => self.ensure_sender(tx, mail, now)?,
+            Some(u) if u.known => u.id,
+            Some(u) => {
+                tx.mark_known(u.id)?;
+                u.id
+            }
+            None => self.ensure_sender(tx, mail, true, now)?,
         };
         let ack = match &tx.hold_outbound {
             Some(why) => Err(why.clone()),
@@ -547,6 +623,7 @@ impl Pipeline {
                     email_key: &cc.email.key(),
                     name: cc.name.as_deref().unwrap_or(""),
                     role: "customer",
+                    known: false,
                 },
                 now,
             )?;

@@ -35,17 +35,18 @@ name = "Bob Billing"
 categories = ["billing"]
 "#;
 
+/// Our receiving MTA's id in `Authentication-Results` (`[policy] authserv_id`).
+const AUTHSERV_ID: &str = "mx.example.test";
+
 impl Env {
-    /// `policy` is appended as a `[policy]` table body when not empty.
+    /// `policy` is appended to the `[policy]` table, which names our MTA's authserv-id.
     fn new(policy: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("supportd.toml");
         let mut text = BASE_CONFIG.to_string();
-        if !policy.is_empty() {
-            text.push_str("\n[policy]\n");
-            text.push_str(policy);
-            text.push('\n');
-        }
+        text.push_str(&format!("\n[policy]\nauthserv_id = \"{AUTHSERV_ID}\"\n"));
+        text.push_str(policy);
+        text.push('\n');
         std::fs::write(&config, text).unwrap();
         let db = format!("sqlite://{}", dir.path().join("t.db").display());
         Env {
@@ -100,6 +101,24 @@ impl Env {
         self.ingest(&std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap())
     }
 
+    /// An agent's mail as it arrives through our MTA: answering the ticket's first agent
+    /// notification (the placeholder `notify-1@example.test` becomes its real Message-ID) and
+    /// with the MTA's passing `Authentication-Results` on top.
+    fn ingest_agent(&self, raw: &str) -> Value {
+        let notification = self.raw(&self.outbox_of("notify-agent")[0]["id"]);
+        let id = header(&notification, "Message-ID").unwrap();
+        let id = id.trim_matches(['<', '>']);
+        let signed = format!(
+            "Authentication-Results: {AUTHSERV_ID}; dkim=pass header.d=vendor.example; dmarc=pass header.from=vendor.example\r\n{}",
+            raw.replace("notify-1@example.test", id)
+        );
+        self.ingest(&signed)
+    }
+
+    fn ingest_agent_fixture(&self, name: &str) -> Value {
+        self.ingest_agent(&std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap())
+    }
+
     fn outbox(&self) -> Vec<Value> {
         let v: Value = serde_json::from_str(&self.ok(&["outbox", "list", "--json"])).unwrap();
         v.as_array().unwrap().clone()
@@ -132,7 +151,7 @@ impl Env {
 
 fn agent_mail(from: &str, id: &str, headers: &str, body: &str) -> String {
     format!(
-        "From: {from}\r\nTo: Example Support <support@example.test>\r\nSubject: Re: [#1001] Pager messages not arriving on 4 West\r\nMessage-ID: <{id}>\r\nReferences: <c1@clinic.example>\r\nDate: Mon, 23 Nov 2026 09:30:00 +0000\r\n{headers}\r\n{body}"
+        "From: {from}\r\nTo: Example Support <support@example.test>\r\nSubject: Re: [#1001] Pager messages not arriving on 4 West\r\nMessage-ID: <{id}>\r\nIn-Reply-To: <notify-1@example.test>\r\nReferences: <c1@clinic.example> <notify-1@example.test>\r\nDate: Mon, 23 Nov 2026 09:30:00 +0000\r\n{headers}\r\n{body}"
     )
 }
 
@@ -228,7 +247,7 @@ fn replies_from_real_mail_clients_are_stripped_and_relayed() {
         ("thunderbird.eml", "pages are arriving again", "+1 555 0199"),
     ] {
         let env = Env::with_ticket("");
-        let out = env.ingest_fixture(fixture);
+        let out = env.ingest_agent_fixture(fixture);
         assert_eq!(out["action"], "agent_reply", "{fixture}: {out}");
         assert_eq!(out["ticket"], 1001);
         let relays = env.outbox_of("agent-reply");
@@ -277,7 +296,7 @@ fn agent_reply_attachments_are_relayed() {
         "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n",
         "--x\r\nContent-Type: text/plain\r\n\r\nSee the attached guide.\r\n--x\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"guide.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--x--\r\n",
     );
-    assert_eq!(env.ingest(&mail)["action"], "agent_reply");
+    assert_eq!(env.ingest_agent(&mail)["action"], "agent_reply");
     let raw = env.raw(&env.outbox_of("agent-reply")[0]["id"]);
     assert!(raw.contains("filename=\"guide.pdf\""), "{raw}");
     assert!(raw.contains("See the attached guide."), "{raw}");
@@ -296,7 +315,7 @@ fn reply_to_the_agent_address_threads_without_headers() {
         .to_string();
     // No tag, no References: only the agent key in the address.
     let mail = format!("From: alice@vendor.example\r\nTo: {address}\r\nSubject: the pager thing\r\nMessage-ID: <plain@vendor.example>\r\n\r\nFixed on our side.\r\n");
-    let out = env.ingest(&mail);
+    let out = env.ingest_agent(&mail);
     assert_eq!(out["action"], "agent_reply", "{out}");
     assert_eq!(out["ticket"], 1001);
     assert_eq!(env.outbox_of("agent-reply").len(), 1);
@@ -314,7 +333,7 @@ fn every_command() {
         "--name",
         "Carl",
     ]);
-    let out = env.ingest(&alice(
+    let out = env.ingest_agent(&alice(
         "cmd1@vendor.example",
         "#urgency 1\r\n#category billing\r\n#assign carl@vendor.example\r\n#cc dave@clinic.example\r\n#pending\r\n\r\nWe are on it.\r\n",
     ));
@@ -353,13 +372,13 @@ fn every_command() {
     assert_eq!(notes.last().unwrap()["to"], "carl@vendor.example");
 
     // #assign me, #open (no change), then #close: the closing notice.
-    env.ingest(&alice("cmd2@vendor.example", "#assign me\r\n#open\r\n"));
+    env.ingest_agent(&alice("cmd2@vendor.example", "#assign me\r\n#open\r\n"));
     assert_eq!(
         env.ticket(1001)["assignee"]["email"],
         "alice@vendor.example"
     );
     let before = env.outbox_of("agent-reply").len();
-    let out = env.ingest(&alice("cmd3@vendor.example", "#close\r\n"));
+    let out = env.ingest_agent(&alice("cmd3@vendor.example", "#close\r\n"));
     assert_eq!(out["action"], "agent_reply");
     let t = env.ticket(1001);
     assert_eq!(t["status"], "closed");
@@ -385,7 +404,7 @@ fn closing_notice_can_be_turned_off() {
     );
     std::fs::write(&env.config, text).unwrap();
     env.ingest_fixture("customer.eml");
-    env.ingest(&alice("c@vendor.example", "#close\r\nDone, closing.\r\n"));
+    env.ingest_agent(&alice("c@vendor.example", "#close\r\nDone, closing.\r\n"));
     assert_eq!(env.ticket(1001)["status"], "closed");
     assert!(env.outbox_of("closed").is_empty());
     assert_eq!(env.outbox_of("agent-reply").len(), 1);
@@ -395,7 +414,7 @@ fn closing_notice_can_be_turned_off() {
 fn note_sends_nothing() {
     let env = Env::with_ticket("");
     let before = env.outbox().len();
-    let out = env.ingest(&alice(
+    let out = env.ingest_agent(&alice(
         "note@vendor.example",
         "#note\r\nCustomer is on the old gateway firmware, do not tell them yet.\r\n",
     ));
@@ -412,7 +431,7 @@ fn note_sends_nothing() {
 #[test]
 fn unknown_agent_command_executes_and_sends_nothing_but_an_error() {
     let env = Env::with_ticket("");
-    let out = env.ingest(&alice(
+    let out = env.ingest_agent(&alice(
         "typo@vendor.example",
         "#ntoe\r\n#close\r\n#urgency 9\r\nInternal: customer owes us money.\r\n",
     ));
@@ -452,8 +471,8 @@ fn non_agent_close_is_ignored_with_an_error_reply() {
 }
 
 #[test]
-fn forged_agent_mail_is_held_when_auth_is_required() {
-    let env = Env::with_ticket("agents_require_auth = true\nauthserv_id = \"mx.example.test\"");
+fn forged_agent_mail_is_an_unverified_note() {
+    let env = Env::with_ticket("");
     let before = env.outbox().len();
     // Forged: no header from our MTA (a header from the attacker's own server does not count).
     let forged = agent_mail(
@@ -462,16 +481,32 @@ fn forged_agent_mail_is_held_when_auth_is_required() {
         "Authentication-Results: mx.evil.example; dmarc=pass header.from=vendor.example\r\n",
         "#close\r\nPlease send your password to reset@evil.example.\r\n",
     );
-    let out = env.ingest(&forged);
+    let notification = env.raw(&env.outbox_of("notify-agent")[0]["id"]);
+    let id = header(&notification, "Message-ID").unwrap();
+    let out = env.ingest(&forged.replace("<notify-1@example.test>", &id));
     assert_eq!(out["action"], "ignored", "{out}");
-    assert!(out["reason"].as_str().unwrap().contains("held"), "{out}");
-    assert_eq!(env.outbox().len(), before);
+    assert!(
+        out["reason"].as_str().unwrap().contains("unverified"),
+        "{out}"
+    );
+    // Nothing to the customer; the agents are told, Alice (whose address it bears) too.
+    let after = env.outbox();
+    assert_eq!(after.len(), before + 1, "{after:?}");
+    let told = after.last().unwrap();
+    assert_eq!(told["kind"], "notify-agent");
+    assert_eq!(told["to"], "alice@vendor.example");
+    let raw = env.raw(&told["id"]);
+    assert!(
+        header(&raw, "Subject").unwrap().contains("UNVERIFIED"),
+        "{raw}"
+    );
+    assert!(raw.contains("NOT verified"), "{raw}");
     let t = env.ticket(1001);
     assert_eq!(t["status"], "open");
     let m = t["messages"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(m["kind"], "held-agent-reply");
+    assert_eq!(m["kind"], "unverified");
     assert_eq!(m["internal"], true);
-    assert!(events(&t).iter().any(|(k, _)| k == "held"));
+    assert!(events(&t).iter().any(|(k, _)| k == "unverified"));
 
     // A DKIM pass for another domain is not enough either.
     let other = agent_mail(
@@ -480,7 +515,10 @@ fn forged_agent_mail_is_held_when_auth_is_required() {
         "Authentication-Results: mx.example.test; dkim=pass header.d=evil.example; dmarc=fail header.from=vendor.example\r\n",
         "Hi\r\n",
     );
-    assert_eq!(env.ingest(&other)["action"], "ignored");
+    assert_eq!(
+        env.ingest(&other.replace("<notify-1@example.test>", &id))["action"],
+        "ignored"
+    );
 
     let genuine = agent_mail(
         "Alice Agent <alice@vendor.example>",
@@ -488,7 +526,7 @@ fn forged_agent_mail_is_held_when_auth_is_required() {
         "Authentication-Results: mx.example.test;\r\n dkim=pass (2048-bit key) header.d=vendor.example header.s=s1;\r\n spf=pass smtp.mailfrom=vendor.example;\r\n dmarc=pass (p=REJECT) header.from=vendor.example\r\n",
         "Fixed, please check.\r\n",
     );
-    let out = env.ingest(&genuine);
+    let out = env.ingest(&genuine.replace("<notify-1@example.test>", &id));
     assert_eq!(out["action"], "agent_reply", "{out}");
     assert_eq!(env.outbox_of("agent-reply").len(), 1);
 }

@@ -367,7 +367,7 @@ async fn first_import_of_old_mail_emails_nobody() {
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
     // An agent, so that new tickets are also notified: the old mail must notify nobody either.
-    d.append_config("\n[[agent]]\nemail = \"alice@vendor.example\"\nname = \"Alice\"\n");
+    d.append_config("\n[policy]\nauthserv_id = \"mx.vendor.example\"\n\n[[agent]]\nemail = \"alice@vendor.example\"\nname = \"Alice\"\n");
     {
         // Mail that reached the mailbox two days ago (its IMAP INTERNALDATE).
         let mut s = dovecot.session(USER).await;

@@ -259,9 +259,10 @@ fn reply_threads_by_in_reply_to_the_customer_mail_and_our_ack() {
 fn reply_threads_by_references_only() {
     let env = Env::new();
     let (n, _, ack) = urgent_ticket(&env);
-    // A colleague's mail client kept only References (oldest first), no In-Reply-To.
+    // The requester's mail client kept only References (oldest first), no In-Reply-To.
+    // (A colleague who is no participant would not thread by them: see hostile_agents.rs.)
     let r = env.ingest(&mail(
-        "Tina Hall <thall@stbrigid-med.example>",
+        RAY,
         SUPPORT,
         "pages",
         "refs-only@mail.stbrigid-med.example",
@@ -761,7 +762,7 @@ fn missing_message_id_gets_a_stable_synthetic_one() {
 
 #[test]
 fn users_are_provisioned_with_names_and_roles() {
-    let env = Env::with_config("[[agent]]\nemail = \"alice@vendor.example\"\nname = \"Alice\"\n");
+    let env = Env::with_config("[policy]\nauthserv_id = \"mx.vendor.example\"\n\n[[agent]]\nemail = \"alice@vendor.example\"\nname = \"Alice\"\n");
     created(&env.ingest_file(&fixture("mail/cc-collaborator.eml")));
     env.ok(&[
         "users",

@@ -167,7 +167,9 @@ impl Pipeline {
         })
     }
 
-    /// Notifies the agents (assignee, category agents or all) about a customer's mail.
+    /// Notifies the agents (assignee, category agents or all) about a mail on a ticket. Its
+    /// author is left out, except for unverified agent mail: the agent whose address it
+    /// bears must hear of it.
     pub(super) fn notify_agents(
         &self,
         tx: &mut Work,
@@ -194,7 +196,8 @@ impl Pipeline {
             .as_ref()
             .filter(|a| a.active && a.role != "customer")
             .and_then(|a| self.staff_member(a));
-        let to = notify::route(assignee.as_ref(), &staff, &t.category, &mail.sender.email);
+        let author = (event != NotifyEvent::UnverifiedAgentMail).then_some(&mail.sender.email);
+        let to = notify::route(assignee.as_ref(), &staff, &t.category, author);
         if to.is_empty() {
             return Ok(0);
         }
@@ -240,6 +243,7 @@ impl Pipeline {
                 None,
                 now,
             )?;
+            tx.record_agent_mail(&out.message_id, t.id)?;
         }
         let names: Vec<String> = to.iter().map(|a| a.email.to_string()).collect();
         tx.insert_event(t.id, now, "system", "notified", &names.join(", "))?;
@@ -309,14 +313,20 @@ impl Pipeline {
             now,
             &self.templates,
         )?;
-        self.send(tx, Some(ticket_id), "command-error", &out, &[], None, now)
+        self.send(tx, Some(ticket_id), "command-error", &out, &[], None, now)?;
+        if from_agent {
+            tx.record_agent_mail(&out.message_id, ticket_id)?;
+        }
+        Ok(())
     }
 
-    /// An agent's mail that failed authentication: an internal note for review, nothing more.
+    /// Mail from an agent's address that was not verified: an internal note flagged
+    /// "unverified", and the agents told (the named agent too). Nothing is relayed and no
+    /// command runs: it may be forged.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn held_agent_reply(
+    pub(super) fn unverified_agent_mail(
         &self,
-        tx: &mut Tx,
+        tx: &mut Work,
         mail: &InboundMail,
         raw: &[u8],
         ticket: &TicketSummary,
@@ -330,23 +340,82 @@ impl Pipeline {
             mail,
             raw,
             ticket.id,
-            "held-agent-reply",
+            "unverified",
             author,
             &mail.body,
             received_at,
         )?;
+        let why = format!("unverified agent mail, kept as an internal note: {reason}");
         tx.insert_event(
             ticket.id,
             now,
             &mail.sender.email.to_string(),
-            "held",
-            &format!("agent reply held for review: {reason}"),
+            "unverified",
+            &why,
         )?;
-        Ok(self.outcome(
+        let text = format!(
+            "This mail bears an agent's address but was NOT verified, so it was not sent to the\n\
+             customer and its commands were not run. Why: {reason}.\n\
+             If you wrote it, reply to this notification instead (its Reply-To is the agent\n\
+             channel), from a mailbox your mail server authenticates.\n\n{}",
+            strip_quotes(&mail.body)
+        );
+        self.notify_agents(
+            tx,
+            ticket.id,
+            NotifyEvent::UnverifiedAgentMail,
             mail,
-            Action::Ignored,
-            Some(ticket.number),
-            Some(format!("agent reply held for review: {reason}")),
+            &text,
+            now,
+        )?;
+        Ok(self.outcome(mail, Action::Ignored, Some(ticket.number), Some(why)))
+    }
+
+    /// A non-participant's mail that named a message of `ticket`: kept there as an internal
+    /// note for the agents (its copy has a Message-ID of its own: the original belongs to
+    /// what `outcome` made of it). Returns the note for the outcome's reason.
+    pub(super) fn non_participant_note(
+        &self,
+        tx: &mut Work,
+        mail: &InboundMail,
+        ticket: &TicketSummary,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<String, PipelineError> {
+        let became = match (outcome.action, outcome.ticket) {
+            (Action::Created, Some(n)) => format!("it opened ticket #{n}"),
+            (action, _) => format!("it was {}", action.as_str()),
+        };
+        let text = strip_quotes(&mail.body);
+        let body = format!(
+            "From {}, who is not a participant of this ticket, by a Message-ID of its \
+             thread; {became}. Not added to this ticket, not relayed.\n\n{text}",
+            mail.sender.email
+        );
+        tx.insert_message(&NewMessage {
+            ticket_id: ticket.id,
+            message_id: &format!("note.{}.{}", ticket.number, mail.message_id),
+            direction: "inbound",
+            kind: "non-participant",
+            author: &mail.sender.email.to_string(),
+            author_id: None,
+            internal: true,
+            subject: &mail.subject,
+            body: &body,
+            raw: None,
+            created_at: now,
+        })?;
+        tx.insert_event(
+            ticket.id,
+            now,
+            &mail.sender.email.to_string(),
+            "non-participant",
+            &format!("mail by a Message-ID of this ticket from a non-participant; {became}"),
+        )?;
+        self.notify_agents(tx, ticket.id, NotifyEvent::NonParticipant, mail, &body, now)?;
+        Ok(format!(
+            "the sender is no participant of ticket #{}, which its Message-ID names: kept there as an internal note",
+            ticket.number
         ))
     }
 
@@ -554,11 +623,19 @@ impl Pipeline {
                             email_key: &email.key(),
                             name: "",
                             role: "customer",
+                            known: false,
                         },
                         now,
                     )?;
                     tx.add_participant(ticket.id, uid)?;
-                    tx.insert_event(ticket.id, now, &actor, "cc", &email.to_string())?;
+                    // Only a verified agent gets here; an outsider is worth a line of history.
+                    let org = before.requester.email.rsplit('@').next().unwrap_or("");
+                    let detail = if email.domain().eq_ignore_ascii_case(org) {
+                        email.to_string()
+                    } else {
+                        format!("{email} (outside the organisation's domain {org})")
+                    };
+                    tx.insert_event(ticket.id, now, &actor, "cc", &detail)?;
                     done.push(format!("#cc {email}"));
                 }
             }

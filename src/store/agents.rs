@@ -238,9 +238,9 @@ impl Store {
         self.with_conn(|c| {
             exec(
                 c,
-                "INSERT INTO users (email, email_key, name, role, org, support_user, created_at)
-                 VALUES (?1, ?2, ?3, ?4, COALESCE(?5, ''), COALESCE(?6, 0), ?7)
-                 ON CONFLICT (email_key) DO UPDATE SET role = excluded.role,
+                "INSERT INTO users (email, email_key, name, role, org, support_user, known, created_at)
+                 VALUES (?1, ?2, ?3, ?4, COALESCE(?5, ''), COALESCE(?6, 0), 1, ?7)
+                 ON CONFLICT (email_key) DO UPDATE SET role = excluded.role, known = 1,
                      name = CASE WHEN excluded.name = '' THEN users.name ELSE excluded.name END,
                      org = CASE WHEN ?5 IS NULL THEN users.org ELSE excluded.org END,
                      support_user = CASE WHEN ?6 IS NULL THEN users.support_user

@@ -442,6 +442,7 @@ pub(crate) fn known_user(row: &Row<'_>) -> Result<KnownUser, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("user role `{role}`")))?,
         active: status == "active",
         support_user: row.get::<_, i64>("support_user")? != 0,
+        known: row.get::<_, i64>("known")? != 0,
         org: effective_org(
             &row.get::<_, String>("org")?,
             &row.get::<_, String>("email")?,

@@ -17,6 +17,8 @@ pub struct NewUser<'a> {
     pub email_key: &'a str,
     pub name: &'a str,
     pub role: &'a str,
+    /// May open tickets under intake `known` (an admin made them, or they requested a ticket).
+    pub known: bool,
 }
 
 /// A ticket to create.
@@ -160,10 +162,55 @@ impl Tx {
         Ok(None)
     }
 
+    /// The ticket owning a mail we sent to agents only, named by the first of `ids` that is
+    /// one: the agents' own channel into a ticket.
+    pub fn ticket_by_agent_mail(
+        &mut self,
+        ids: &[String],
+    ) -> Result<Option<TicketSummary>, StoreError> {
+        for id in ids {
+            let found = query_opt(
+                self.conn(),
+                "SELECT t.id, t.number, t.status, t.closed_at FROM agent_mail a
+                   JOIN tickets t ON t.id = a.ticket_id WHERE a.message_id = ?1",
+                params![id.as_str()],
+                ticket_summary,
+            )?;
+            if found.is_some() {
+                return self.summary_of(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records that `message_id` went to agents only (see [`Tx::ticket_by_agent_mail`]).
+    pub fn record_agent_mail(
+        &mut self,
+        message_id: &str,
+        ticket_id: i64,
+    ) -> Result<(), StoreError> {
+        exec(
+            self.conn(),
+            "INSERT INTO agent_mail (message_id, ticket_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![message_id, ticket_id],
+        )?;
+        Ok(())
+    }
+
+    /// The requester of an accepted ticket becomes a known user.
+    pub fn mark_known(&mut self, user_id: i64) -> Result<(), StoreError> {
+        exec(
+            self.conn(),
+            "UPDATE users SET known = 1 WHERE id = ?1 AND known = 0",
+            params![user_id],
+        )?;
+        Ok(())
+    }
+
     pub fn user_by_email(&mut self, email_key: &str) -> Result<Option<KnownUser>, StoreError> {
         query_opt(
             self.conn(),
-            "SELECT id, role, status, support_user, org, email FROM users WHERE email_key = ?1",
+            "SELECT id, role, status, support_user, org, email, known FROM users WHERE email_key = ?1",
             params![email_key],
             known_user,
         )
@@ -181,15 +228,15 @@ impl Tx {
         query_one(
             self.conn(),
             "SELECT (SELECT COUNT(*) FROM messages WHERE message_id = ?1)
-                  + (SELECT COUNT(*) FROM ignored_mail WHERE message_id = ?1) AS known,
+                  + (SELECT COUNT(*) FROM ignored_mail WHERE message_id = ?1) AS stored,
                     (SELECT COUNT(*) FROM outbox
                       WHERE kind IN ('ack', 'rejected', 'inactive', 'command-error')
                         AND recipients = ?2 AND created_at > ?3) AS acks,
-                    u.id, u.role, u.status, u.support_user, u.org, u.email
+                    u.id, u.role, u.status, u.support_user, u.org, u.email, u.known
                FROM (SELECT 1 AS one) AS x LEFT JOIN users u ON u.email_key = ?2",
             params![message_id, sender_key, ts(since)],
             |row| {
-                let known = row.get::<_, i64>("known")? > 0;
+                let known = row.get::<_, i64>("stored")? > 0;
                 let acks = u32::try_from(row.get::<_, i64>("acks")?).unwrap_or(u32::MAX);
                 let sender = match row.get::<_, Option<i64>>("id")? {
                     Some(_) => Some(known_user(row)?),
@@ -203,8 +250,9 @@ impl Tx {
     pub fn insert_user(&mut self, u: &NewUser<'_>, at: DateTime<Utc>) -> Result<i64, StoreError> {
         query_one(
             self.conn(),
-            "INSERT INTO users (email, email_key, name, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-            params![u.email, u.email_key, u.name, u.role, ts(at)],
+            "INSERT INTO users (email, email_key, name, role, known, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            params![u.email, u.email_key, u.name, u.role, u.known, ts(at)],
             |row| Ok(row.get("id")?),
         )
     }
@@ -780,8 +828,9 @@ impl Store {
         self.with_conn(|c| {
             exec(
                 c,
-                "INSERT INTO users (email, email_key, name, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (email_key) DO UPDATE SET role = excluded.role,
+                "INSERT INTO users (email, email_key, name, role, known, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                 ON CONFLICT (email_key) DO UPDATE SET role = excluded.role, known = 1,
                      name = CASE WHEN excluded.name = '' THEN users.name ELSE excluded.name END",
                 params![email, email_key, name, role, ts(at)],
             )?;

@@ -191,6 +191,9 @@ pub struct KnownUser {
     pub active: bool,
     /// Flagged as a support user of their organisation (intake `support-users`).
     pub support_user: bool,
+    /// May open tickets under intake `known`: an admin created them, or a ticket they
+    /// requested was accepted. Being Cc'd, or replying to a thread, does not make one known.
+    pub known: bool,
     /// Organisation: set explicitly, else the email domain.
     pub org: String,
 }
@@ -206,6 +209,9 @@ pub struct Lookup {
     pub by_access_key: Option<TicketSummary>,
     /// Ticket whose agent key is the detail (`a-KEY`) of a plus-addressed recipient.
     pub by_agent_key: Option<TicketSummary>,
+    /// Ticket of a mail we sent to agents only (a notification) that In-Reply-To or
+    /// References names: with the agent key, the channel only agents receive.
+    pub by_agent_mail: Option<TicketSummary>,
     /// Tickets whose numbers are tagged in the subject.
     pub by_tag: Vec<TicketSummary>,
     /// The sender, if already a user.
@@ -261,15 +267,25 @@ pub enum Decision {
         /// Status after the reply (closed/pending → open).
         reopen: bool,
     },
-    /// A reply from an active agent or admin: commands, then relayed to the customer.
+    /// A reply from an active agent or admin, authenticated and through the agent channel:
+    /// commands, then relayed to the customer.
     AgentReply {
         ticket: TicketSummary,
         rule: ThreadRule,
     },
-    /// Looks like an agent reply but failed authentication: internal note, nothing else.
-    HeldAgentReply {
+    /// Mail from an agent's address that failed authentication or did not come through the
+    /// agent channel: an internal note flagged unverified, and the agents told. Never
+    /// relayed; its commands never run.
+    UnverifiedAgentMail {
         ticket: TicketSummary,
         reason: String,
+    },
+    /// Mail from a non-participant that threads to `ticket` only by a Message-ID: an internal
+    /// note on it for the agents; for the sender, `then` (a new ticket, or a refusal), which
+    /// says nothing about `ticket`. Never reopens, never relays.
+    NonParticipant {
+        ticket: TicketSummary,
+        then: Box<Decision>,
     },
     /// Refused by the support policy (or an inactive user): recorded, politely answered.
     Rejected {
@@ -294,7 +310,8 @@ pub struct Policy {
     pub acknowledge: bool,
     /// Who may open tickets.
     pub intake: Intake,
-    /// Agent replies need an Authentication-Results pass from `authserv_id`.
+    /// Agent replies need an Authentication-Results pass from `authserv_id` (on by default;
+    /// the agent channel is required either way).
     pub agents_require_auth: bool,
     pub authserv_id: String,
 }
@@ -304,7 +321,8 @@ pub struct Policy {
 pub enum Refusal {
     /// The sender's account is deactivated.
     Inactive,
-    /// `intake = "known"` and the sender is no known user.
+    /// `intake = "known"` and the sender is no known user (created by an admin, or the
+    /// requester of an accepted ticket).
     UnknownSender,
     /// `intake = "support-users"` and the sender is not a support user of their organisation.
     NotSupportUser,
@@ -337,7 +355,7 @@ pub fn intake_allows(intake: Intake, sender: Option<&KnownUser>) -> Result<(), R
     }
     match intake {
         Intake::Open => Ok(()),
-        Intake::Known if sender.is_some() => Ok(()),
+        Intake::Known if sender.is_some_and(|u| u.known) => Ok(()),
         Intake::Known => Err(Refusal::UnknownSender),
         Intake::SupportUsers if sender.is_some_and(|u| u.support_user) => Ok(()),
         Intake::SupportUsers => Err(Refusal::NotSupportUser),
@@ -440,9 +458,13 @@ pub fn decide(
 
     let sender_key = mail.sender.email.key();
     let sender_is_staff = lookup.sender.as_ref().is_some_and(|u| u.role.is_staff());
-    let threaded = lookup
-        .by_reference
-        .clone()
+    let participates = |t: &TicketSummary| sender_is_staff || t.participants.contains(&sender_key);
+    // A Message-ID proves only that the sender saw the thread (anyone a customer forwards
+    // to, or who guesses one); a key in the address or the tag from a participant is more.
+    let by_reference = lookup.by_reference.clone();
+    let stranger_reference = by_reference.clone().filter(|t| !participates(t));
+    let threaded = by_reference
+        .filter(|t| participates(t))
         .map(|t| (t, ThreadRule::Reference))
         .or_else(|| {
             lookup
@@ -460,12 +482,12 @@ pub fn decide(
             lookup
                 .by_tag
                 .iter()
-                .find(|t| sender_is_staff || t.participants.contains(&sender_key))
+                .find(|t| participates(t))
                 .map(|t| (t.clone(), ThreadRule::SubjectTag))
         });
 
     if let Origin::AutoReply(reason) = origin {
-        return match threaded {
+        return match threaded.or_else(|| stranger_reference.map(|t| (t, ThreadRule::Reference))) {
             Some((ticket, _)) => Decision::AutoReplyNote {
                 ticket,
                 reason: reason.clone(),
@@ -482,23 +504,10 @@ pub fn decide(
             reply: reply_permission(origin, lookup, policy),
         };
     }
-    if let (Some((ticket, rule)), true) = (&threaded, sender_is_staff) {
-        if policy.agents_require_auth {
-            if let Err(why) = auth::verify(
-                &mail.authentication_results,
-                &policy.authserv_id,
-                mail.sender.email.domain(),
-            ) {
-                return Decision::HeldAgentReply {
-                    ticket: ticket.clone(),
-                    reason: why,
-                };
-            }
+    if sender_is_staff {
+        if let Some(d) = agent_decision(mail, lookup, threaded.as_ref(), policy) {
+            return d;
         }
-        return Decision::AgentReply {
-            ticket: ticket.clone(),
-            rule: *rule,
-        };
     }
     let new_ticket =
         |follows: Option<TicketSummary>| match intake_allows(policy.intake, lookup.sender.as_ref())
@@ -513,8 +522,12 @@ pub fn decide(
             },
         };
 
-    match threaded {
-        Some((ticket, rule)) => {
+    match (threaded, stranger_reference) {
+        (None, Some(ticket)) => Decision::NonParticipant {
+            ticket,
+            then: Box::new(new_ticket(None)),
+        },
+        (Some((ticket, rule)), _) => {
             let expired = ticket.status == TicketStatus::Closed
                 && ticket.closed_at.is_some_and(|closed| {
                     now - closed > Duration::days(i64::from(policy.reopen_days))
@@ -530,8 +543,54 @@ pub fn decide(
                 }
             }
         }
-        None => new_ticket(None),
+        (None, None) => new_ticket(None),
     }
+}
+
+/// What mail from an agent's address means when it threads to a ticket (None: it threads
+/// nowhere, and may open a ticket like anyone's). Trusted only when it came through what only
+/// agents receive (the agent-key address, or a reply to a notification) AND, unless the admin
+/// opted out, our MTA authenticated it; anything else from an agent's address may be forged.
+fn agent_decision(
+    mail: &InboundMail,
+    lookup: &Lookup,
+    threaded: Option<&(TicketSummary, ThreadRule)>,
+    policy: &Policy,
+) -> Option<Decision> {
+    let channel = lookup
+        .by_agent_key
+        .clone()
+        .map(|t| (t, ThreadRule::AgentKey))
+        .or_else(|| {
+            lookup
+                .by_agent_mail
+                .clone()
+                .map(|t| (t, ThreadRule::Reference))
+        });
+    let Some((ticket, rule)) = channel else {
+        let (ticket, rule) = threaded?;
+        return Some(Decision::UnverifiedAgentMail {
+            ticket: ticket.clone(),
+            reason: format!(
+                "it reached the ticket by {}, not through the agent channel (the support+a-KEY \
+                 address or a reply to an agent notification)",
+                rule.as_str()
+            ),
+        });
+    };
+    if policy.agents_require_auth {
+        if let Err(why) = auth::verify(
+            &mail.authentication_results,
+            &policy.authserv_id,
+            mail.sender.email.domain(),
+        ) {
+            return Some(Decision::UnverifiedAgentMail {
+                ticket,
+                reason: why,
+            });
+        }
+    }
+    Some(Decision::AgentReply { ticket, rule })
 }
 
 fn ack_permission(origin: &Origin, lookup: &Lookup, policy: &Policy) -> Result<(), String> {
@@ -574,7 +633,7 @@ mod tests {
             acks_per_sender_per_hour: 5,
             acknowledge: true,
             intake: Intake::Open,
-            agents_require_auth: false,
+            agents_require_auth: true,
             authserv_id: "mx.vendor.example".into(),
         }
     }
@@ -585,6 +644,7 @@ mod tests {
             role,
             active,
             support_user,
+            known: true,
             org: "clinic.example".into(),
         }
     }
@@ -630,7 +690,7 @@ mod tests {
     fn rules_in_order() {
         let m = mail("From: ann@clinic.example\r\nSubject: Re: [#2] x");
         let mut l = Lookup {
-            by_reference: Some(ticket(1, TicketStatus::Open, &[])),
+            by_reference: Some(ticket(1, TicketStatus::Open, &["ann@clinic.example"])),
             by_access_key: Some(ticket(3, TicketStatus::Open, &[])),
             by_tag: vec![ticket(2, TicketStatus::Open, &["ann@clinic.example"])],
             ..Lookup::default()
@@ -733,50 +793,181 @@ mod tests {
         assert_eq!(keys, vec![AccessKey::parse(key).unwrap()]);
     }
 
+    const SIGNED: &str =
+        "Authentication-Results: mx.vendor.example; dmarc=pass header.from=vendor.example\r\n";
+
+    fn agent_lookup() -> Lookup {
+        Lookup {
+            sender: Some(user(Role::Agent, true, false)),
+            ..Lookup::default()
+        }
+    }
+
     #[test]
-    fn agent_replies_threaded_by_any_rule_and_held_without_auth() {
-        let m = mail("From: alice@vendor.example\r\nTo: support+a-abcdefghijklmnopqrst@example.test\r\nSubject: Re: [#7] x");
+    fn agent_replies_need_the_agent_channel_and_authentication() {
+        let m = mail(&format!("From: alice@vendor.example\r\nTo: support+a-abcdefghijklmnopqrst@example.test\r\n{SIGNED}Subject: Re: [#7] x"));
         assert_eq!(
             agent_keys_in(&m, &policy().own_addresses),
             vec![AccessKey::parse("abcdefghijklmnopqrst").unwrap()]
         );
         assert!(access_keys_in(&m, &policy().own_addresses).is_empty());
-        let mut l = Lookup {
-            by_agent_key: Some(ticket(7, TicketStatus::Open, &["ann@clinic.example"])),
-            sender: Some(user(Role::Agent, true, false)),
-            ..Lookup::default()
+        let t7 = ticket(7, TicketStatus::Open, &["ann@clinic.example"]);
+        // The agent key address, authenticated.
+        let l = Lookup {
+            by_agent_key: Some(t7.clone()),
+            ..agent_lookup()
         };
         assert!(matches!(
             run(&m, &l),
             Decision::AgentReply { rule: ThreadRule::AgentKey, ticket } if ticket.number == 7
         ));
-        // The subject tag threads agents although they are no participant.
-        l.by_agent_key = None;
-        l.by_tag = vec![ticket(7, TicketStatus::Closed, &["ann@clinic.example"])];
+        // A reply to a notification we sent to agents, authenticated.
+        let l = Lookup {
+            by_agent_mail: Some(t7.clone()),
+            by_reference: Some(t7.clone()),
+            ..agent_lookup()
+        };
         assert!(matches!(
             run(&m, &l),
-            Decision::AgentReply {
-                rule: ThreadRule::SubjectTag,
-                ..
-            }
+            Decision::AgentReply { rule: ThreadRule::Reference, ticket } if ticket.number == 7
         ));
-        let strict = Policy {
-            agents_require_auth: true,
+        // The same without Authentication-Results: unverified.
+        let bare = mail("From: alice@vendor.example\r\nSubject: Re: [#7] x");
+        assert!(matches!(
+            run(&bare, &l),
+            Decision::UnverifiedAgentMail { reason, ticket } if reason.contains("authserv-id") && ticket.number == 7
+        ));
+        // ... unless the admin opted out of authentication (the channel still counts).
+        let lax = Policy {
+            agents_require_auth: false,
             ..policy()
         };
         assert!(matches!(
-            decide(&m, &loops::origin(&m), &l, &strict, now()),
-            Decision::HeldAgentReply { reason, .. } if reason.contains("authserv-id")
-        ));
-        let signed = mail("From: alice@vendor.example\r\nAuthentication-Results: mx.vendor.example; dmarc=pass header.from=vendor.example\r\nSubject: Re: [#7] x");
-        assert!(matches!(
-            decide(&signed, &loops::origin(&signed), &l, &strict, now()),
+            decide(&bare, &loops::origin(&bare), &l, &lax, now()),
             Decision::AgentReply { .. }
         ));
         // A customer with the same mail is a customer reply.
-        l.sender = Some(user(Role::Customer, true, false));
-        l.by_tag = vec![ticket(7, TicketStatus::Open, &["alice@vendor.example"])];
+        let l = Lookup {
+            sender: Some(user(Role::Customer, true, false)),
+            by_tag: vec![ticket(7, TicketStatus::Open, &["alice@vendor.example"])],
+            ..Lookup::default()
+        };
         assert!(matches!(run(&m, &l), Decision::Reply { .. }));
+    }
+
+    /// Finding 1 of the security review: an agent's From with a guessed subject tag, or a
+    /// customer's Message-ID, is never trusted, authenticated or not.
+    #[test]
+    fn agent_mail_outside_the_agent_channel_is_unverified() {
+        let forged = mail(&format!(
+            "From: Alice <alice@vendor.example>\r\n{SIGNED}Subject: Re: [#1001] x"
+        ));
+        let by_tag = Lookup {
+            by_tag: vec![ticket(1001, TicketStatus::Open, &["ann@clinic.example"])],
+            ..agent_lookup()
+        };
+        for p in [
+            policy(),
+            Policy {
+                agents_require_auth: false,
+                ..policy()
+            },
+        ] {
+            assert!(matches!(
+                decide(&forged, &loops::origin(&forged), &by_tag, &p, now()),
+                Decision::UnverifiedAgentMail { reason, ticket }
+                    if reason.contains("agent channel") && ticket.number == 1001
+            ));
+        }
+        let by_customer_message = Lookup {
+            by_reference: Some(ticket(1001, TicketStatus::Closed, &["ann@clinic.example"])),
+            ..agent_lookup()
+        };
+        assert!(matches!(
+            run(&forged, &by_customer_message),
+            Decision::UnverifiedAgentMail { .. }
+        ));
+        // Threading nowhere, an agent's mail opens a ticket like anyone's.
+        assert!(matches!(
+            run(&forged, &agent_lookup()),
+            Decision::NewTicket { .. }
+        ));
+    }
+
+    /// Finding 10: a stranger with a real In-Reply-To neither joins nor reopens the ticket.
+    #[test]
+    fn non_participants_threading_by_message_id_become_notes() {
+        let m = mail(
+            "From: mallory@evil.example\r\nIn-Reply-To: <c1@clinic.example>\r\nSubject: Re: x",
+        );
+        let closed = ticket(4, TicketStatus::Closed, &["ann@clinic.example"]);
+        let l = Lookup {
+            by_reference: Some(closed.clone()),
+            ..Lookup::default()
+        };
+        assert!(matches!(
+            run(&m, &l),
+            Decision::NonParticipant { ticket, then }
+                if ticket.number == 4 && matches!(*then, Decision::NewTicket { ack: Ok(()), follows: None })
+        ));
+        // Under intake `known`, the stranger is refused; the note is still kept.
+        let p = Policy {
+            intake: Intake::Known,
+            ..policy()
+        };
+        assert!(matches!(
+            decide(&m, &loops::origin(&m), &l, &p, now()),
+            Decision::NonParticipant { then, .. } if matches!(*then, Decision::Rejected { .. })
+        ));
+        // The access key in the address is the customer's own secret: a reply.
+        let l = Lookup {
+            by_reference: Some(closed.clone()),
+            by_access_key: Some(closed.clone()),
+            ..Lookup::default()
+        };
+        assert!(matches!(
+            run(&m, &l),
+            Decision::Reply {
+                rule: ThreadRule::AccessKey,
+                reopen: true,
+                ..
+            }
+        ));
+        // A participant's reply by Message-ID is a reply, as ever.
+        let ann = mail("From: ann@clinic.example\r\nIn-Reply-To: <c1@clinic.example>");
+        let l = Lookup {
+            by_reference: Some(closed),
+            ..Lookup::default()
+        };
+        assert!(matches!(
+            run(&ann, &l),
+            Decision::Reply {
+                rule: ThreadRule::Reference,
+                ..
+            }
+        ));
+    }
+
+    /// Finding 9: only admin-made users and accepted requesters are "known".
+    #[test]
+    fn collaborators_are_not_known_users() {
+        let collaborator = KnownUser {
+            known: false,
+            ..user(Role::Customer, true, false)
+        };
+        assert_eq!(
+            intake_allows(Intake::Known, Some(&collaborator)),
+            Err(Refusal::UnknownSender)
+        );
+        assert_eq!(
+            intake_allows(Intake::Known, Some(&user(Role::Customer, true, false))),
+            Ok(())
+        );
+        let staff = KnownUser {
+            known: false,
+            ..user(Role::Agent, true, false)
+        };
+        assert_eq!(intake_allows(Intake::Known, Some(&staff)), Ok(()));
     }
 
     #[test]

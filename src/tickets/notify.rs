@@ -33,14 +33,15 @@ impl StaffMember {
     }
 }
 
-/// Who is notified about `category`; never `author` (the person who wrote the mail).
+/// Who is notified about `category`; never `author` (the person who wrote the mail), when
+/// one is given.
 pub fn route(
     assignee: Option<&StaffMember>,
     staff: &[StaffMember],
     category: &str,
-    author: &EmailAddress,
+    author: Option<&EmailAddress>,
 ) -> Vec<StaffMember> {
-    let not_author = |s: &&StaffMember| s.email != *author;
+    let not_author = |s: &&StaffMember| author != Some(&s.email);
     if let Some(a) = assignee {
         return std::iter::once(a).filter(not_author).cloned().collect();
     }
@@ -68,6 +69,12 @@ pub fn route(
 pub enum NotifyEvent {
     NewTicket,
     CustomerReply,
+    /// Mail from an agent's address that was not verified: kept as an internal note, not
+    /// relayed, its commands not run. The named agent is told too: it may be forged.
+    UnverifiedAgentMail,
+    /// Mail from someone who is no participant, threaded only by a Message-ID: an internal
+    /// note; the sender got a ticket of their own.
+    NonParticipant,
 }
 
 impl NotifyEvent {
@@ -75,6 +82,8 @@ impl NotifyEvent {
         match self {
             NotifyEvent::NewTicket => "New ticket",
             NotifyEvent::CustomerReply => "Customer reply",
+            NotifyEvent::UnverifiedAgentMail => "UNVERIFIED agent mail (not relayed)",
+            NotifyEvent::NonParticipant => "Internal note: mail from a non-participant",
         }
     }
 }
@@ -265,27 +274,31 @@ mod tests {
             member("carol@vendor.example", &["billing", "legal"]),
         ];
         assert_eq!(
-            emails(&route(None, &staff, "billing", &ann)),
+            emails(&route(None, &staff, "billing", Some(&ann))),
             vec!["bob@vendor.example", "carol@vendor.example"]
         );
         assert_eq!(
-            emails(&route(None, &staff, "routing", &ann)),
+            emails(&route(None, &staff, "routing", Some(&ann))),
             vec!["alice@vendor.example"]
         );
         let specialists_only = &staff[1..];
         assert_eq!(
-            emails(&route(None, specialists_only, "routing", &ann)),
+            emails(&route(None, specialists_only, "routing", Some(&ann))),
             vec!["bob@vendor.example", "carol@vendor.example"]
         );
         assert_eq!(
-            emails(&route(Some(&staff[2]), &staff, "routing", &ann)),
+            emails(&route(Some(&staff[2]), &staff, "routing", Some(&ann))),
             vec!["carol@vendor.example"]
         );
         let bob = EmailAddress::parse("BOB@vendor.example").unwrap();
         assert_eq!(
-            emails(&route(None, &staff, "billing", &bob)),
+            emails(&route(None, &staff, "billing", Some(&bob))),
             vec!["carol@vendor.example"]
         );
-        assert!(route(None, &[], "billing", &ann).is_empty());
+        assert_eq!(
+            emails(&route(None, &staff, "billing", None)),
+            vec!["bob@vendor.example", "carol@vendor.example"]
+        );
+        assert!(route(None, &[], "billing", Some(&ann)).is_empty());
     }
 }
