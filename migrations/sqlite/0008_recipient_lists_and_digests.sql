@@ -55,6 +55,7 @@ CREATE TABLE agent_notices (
     held        INTEGER NOT NULL DEFAULT 0,
     digested_at INTEGER
 ) STRICT;
-CREATE INDEX agent_notices_sender ON agent_notices (sender_key, at);
+-- Individual notifications of a sender in the last hour: at most the limit's worth of rows.
+CREATE INDEX agent_notices_sender ON agent_notices (sender_key, held, at);
 CREATE INDEX agent_notices_pending ON agent_notices (sender_key, id)
     WHERE held = 1 AND digested_at IS NULL;

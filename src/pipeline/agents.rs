@@ -226,7 +226,10 @@ impl Pipeline {
         let access_key = AccessKey::parse(&t.access_key)
             .ok_or_else(|| StoreError::Corrupt(format!("ticket #{} access key", t.number)))?;
         // Named and linked, never attached: the bytes are stored once, with the message.
-        let attachments = tx.message_attachments(&mail.message_id)?;
+        let attachments = match mail.attachments.is_empty() {
+            true => Vec::new(),
+            false => tx.message_attachments(&mail.message_id)?,
+        };
         let level = self.level_of(t.urgency)?;
         let category = self.category_of(&t.category);
         let support = self.config.support_address();

@@ -44,7 +44,7 @@ impl Pipeline {
             return Ok(false);
         }
         let key = sender.rate_key();
-        let sent = tx.notices_sent_since(&key, now - Duration::hours(1))?;
+        let (sent, oldest_held) = tx.notice_state(&key, now - Duration::hours(1))?;
         let held = sent >= limit;
         tx.record_notice(&key, ticket_id, event.as_str(), now, held)?;
         if held {
@@ -54,10 +54,8 @@ impl Pipeline {
             );
             tx.insert_event(ticket_id, now, "system", "notify-held", &detail)?;
         }
-        if tx
-            .oldest_pending_notice(&key)?
-            .is_some_and(|oldest| oldest <= now - self.digest_wait())
-        {
+        // This mail's own held notification is the newest; only an older one can be due.
+        if oldest_held.is_some_and(|oldest| oldest <= now - self.digest_wait()) {
             self.send_digest(tx, &key, now)?;
         }
         Ok(held)

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
-use super::{exec, from_ts, query_all, query_one, query_opt, ts, StoreError, Tx};
+use super::{exec, from_ts, query_all, query_one, ts, StoreError, Tx};
 use crate::tickets::notify::StoredAttachment;
 
 /// A notification held back for a digest, not yet listed in one.
@@ -50,18 +50,29 @@ impl Tx {
         )
     }
 
-    /// Individual notifications caused by `sender_key` since `since`.
-    pub fn notices_sent_since(
+    /// For `sender_key`: how many individual notifications it caused since `since`, and when
+    /// the oldest notification held for its digest was held, if one is. One round trip per
+    /// notified mail; each part reads a short index range (`agent_notices_sender`, at most the
+    /// limit's worth of rows; `agent_notices_pending`, the first row).
+    pub fn notice_state(
         &mut self,
         sender_key: &str,
         since: DateTime<Utc>,
-    ) -> Result<u32, StoreError> {
+    ) -> Result<(u32, Option<DateTime<Utc>>), StoreError> {
         query_one(
             self.conn(),
-            "SELECT COUNT(*) AS n FROM agent_notices
-              WHERE sender_key = ?1 AND at > ?2 AND held = 0",
+            "SELECT (SELECT COUNT(*) FROM agent_notices
+                      WHERE sender_key = ?1 AND held = 0 AND at > ?2) AS sent,
+                    (SELECT at FROM agent_notices
+                      WHERE sender_key = ?1 AND held = 1 AND digested_at IS NULL
+                      ORDER BY id LIMIT 1) AS oldest",
             params![sender_key, ts(since)],
-            |r| Ok(u32::try_from(r.get::<_, i64>("n")?).unwrap_or(u32::MAX)),
+            |r| {
+                Ok((
+                    u32::try_from(r.get::<_, i64>("sent")?).unwrap_or(u32::MAX),
+                    r.get::<_, Option<i64>>("oldest")?.map(from_ts),
+                ))
+            },
         )
     }
 
@@ -82,20 +93,6 @@ impl Tx {
             params![sender_key, ticket_id, event, ts(at), i64::from(held)],
         )?;
         Ok(())
-    }
-
-    /// When the oldest notification held for `sender_key`'s digest was held, if any is.
-    pub fn oldest_pending_notice(
-        &mut self,
-        sender_key: &str,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        query_opt(
-            self.conn(),
-            "SELECT at FROM agent_notices
-              WHERE sender_key = ?1 AND held = 1 AND digested_at IS NULL ORDER BY id LIMIT 1",
-            params![sender_key],
-            |r| Ok(from_ts(r.get("at")?)),
-        )
     }
 
     /// The notifications held for `sender_key`'s digest, oldest first.
