@@ -209,6 +209,14 @@ pub struct Limits {
     /// Mail that reached the mailbox longer ago than this is imported but never acknowledged,
     /// so pointing supportd at an old inbox emails nobody.
     pub ack_max_age_hours: u32,
+    /// Cc collaborators kept per ticket: a mail Cc'ing 10,000 addresses must not turn every
+    /// later relay into a 10,000-recipient mail. The rest are dropped with a history note.
+    pub max_collaborators: u32,
+    /// Individual agent notifications caused by one sender (address without +detail) within
+    /// a rolling hour; past it, that sender's mail is listed in digests instead. 0 = no limit.
+    pub notifications_per_sender_per_hour: u32,
+    /// How long a notification held for a digest waits at most before its digest goes out.
+    pub notification_digest_minutes: u32,
 }
 
 impl Default for Limits {
@@ -217,6 +225,9 @@ impl Default for Limits {
             max_message_bytes: 26_214_400,
             acks_per_sender_per_hour: 5,
             ack_max_age_hours: 24,
+            max_collaborators: 20,
+            notifications_per_sender_per_hour: 10,
+            notification_digest_minutes: 15,
         }
     }
 }
@@ -442,6 +453,12 @@ impl Config {
         }
         if self.limits.max_message_bytes == 0 {
             bad("limits.max_message_bytes".into(), "must be above 0".into());
+        }
+        if !(1..=1440).contains(&self.limits.notification_digest_minutes) {
+            bad(
+                "limits.notification_digest_minutes".into(),
+                "must be between 1 and 1440 (a day)".into(),
+            );
         }
         if self.policy.agents_require_auth
             && self.policy.authserv_id.trim().is_empty()
@@ -696,6 +713,12 @@ mod tests {
         let c = Config::parse("", "t.toml").unwrap();
         assert_eq!(c.support.reopen_days, 30);
         assert_eq!(c.limits.acks_per_sender_per_hour, 5);
+        assert_eq!(c.limits.max_collaborators, 20);
+        assert_eq!(c.limits.notifications_per_sender_per_hour, 10);
+        assert_eq!(c.limits.notification_digest_minutes, 15);
+        let err =
+            Config::parse("[limits]\nnotification_digest_minutes = 0\n", "t.toml").unwrap_err();
+        assert_eq!(err.problems[0].key, "limits.notification_digest_minutes");
         assert_eq!(c.database.url, "sqlite://supportd.db");
     }
 

@@ -22,6 +22,9 @@ use crate::store::Store;
 /// How long shutdown waits for in-flight work before aborting tasks (systemd allows 90 s;
 /// the contract is 10 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+/// How often the daemon queues the notification digests that are due (see
+/// `pipeline/digest.rs`): a digest goes out at most this late after its time.
+const DIGEST_SWEEP: Duration = Duration::from_secs(60);
 /// How often a task that is waiting (IDLE, a poll interval, a backoff, a bounded network
 /// exchange) reports that it is alive.
 const BEAT_EVERY: Duration = Duration::from_secs(1);
@@ -220,6 +223,14 @@ pub async fn run(
     if config.mailbox.is_empty() {
         warn!("no [[mailbox]] configured: only `supportd ingest` brings mail in");
     }
+    {
+        let hb = Heartbeat::new("digests", start);
+        beats.push(hb.clone());
+        let task_shared = shared.clone();
+        tasks.spawn(supervise("digests".into(), shared.clone(), move || {
+            digests(task_shared.clone(), hb.clone())
+        }));
+    }
 
     // READY once migrations ran (done by the caller) and the first mailbox connected.
     let mut ready = config.mailbox.is_empty();
@@ -280,6 +291,31 @@ pub async fn run(
     shared.store.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// Queues the notification digests that are due, every [`DIGEST_SWEEP`], until shutdown:
+/// after a mail flood stops, nothing else would announce its last held tickets.
+async fn digests(shared: Arc<Shared>, heartbeat: Heartbeat) {
+    let mut shutdown = shared.shutdown();
+    loop {
+        heartbeat.beat();
+        if *shutdown.borrow() {
+            break;
+        }
+        let pipeline = shared.pipeline().await;
+        match pipeline.send_due_digests(shared.store()) {
+            Ok(0) => {}
+            Ok(n) => {
+                info!(mails = n, "notification digests queued");
+                shared.wake_outbox();
+            }
+            Err(e) => warn!(error = %e, "cannot queue the due notification digests; will retry"),
+        }
+        tokio::select! {
+            _ = heartbeat.while_waiting(tokio::time::sleep(DIGEST_SWEEP)) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
 }
 
 /// Runs the task `make` builds and, should it panic (a bug: nothing in it panics on input),

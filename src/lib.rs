@@ -18,7 +18,8 @@
 //!   agents' `#commands`; [`tickets::auth`] checks Authentication-Results. Pure.
 //! - [`templates`]: the mail templates (minijinja), built in and overridable.
 //! - [`pipeline`]: the one orchestrator; each inbound message all or nothing, a savepoint in
-//!   its batch's transaction.
+//!   its batch's transaction. Also queues the agents' notification digests (the daemon
+//!   sweeps them every minute).
 //! - [`store`]: SQLite (rusqlite on the calling thread, sqlx migrations); migrations never drop data.
 //! - [`clock`]: time and randomness, fixed in tests.
 //! - [`imap`]: one task per mailbox — UID cursor, IDLE, flag/move only after commit.

@@ -25,6 +25,8 @@ use crate::tickets::{
 use crate::triage::Rules;
 
 mod agents;
+mod collaborators;
+mod digest;
 
 /// What happened to one message (SPEC §2 `ingest` output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -432,8 +434,13 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<Lookup, StoreError> {
         let sender_key = mail.sender.email.key();
-        let (duplicate, sender, recent_acks) =
-            tx.first_look(&mail.message_id, &sender_key, now - Duration::hours(1))?;
+        // Automatic answers are counted per address without its +detail (issue 9).
+        let (duplicate, sender, recent_acks) = tx.first_look(
+            &mail.message_id,
+            &sender_key,
+            &mail.sender.email.rate_key(),
+            now - Duration::hours(1),
+        )?;
         let mut l = Lookup {
             duplicate,
             sender,
@@ -609,26 +616,7 @@ impl Pipeline {
             Some(requester_id),
             received_at,
         )?;
-        let own = self.config.own_addresses();
-        for cc in mail.to.iter().chain(&mail.cc) {
-            let is_ours = own
-                .iter()
-                .any(|o| *o == cc.email || cc.email.split_detail().is_some_and(|(b, _)| b == *o));
-            if is_ours || cc.email == mail.sender.email {
-                continue;
-            }
-            let uid = tx.ensure_user(
-                &NewUser {
-                    email: &cc.email.to_string(),
-                    email_key: &cc.email.key(),
-                    name: cc.name.as_deref().unwrap_or(""),
-                    role: "customer",
-                    known: false,
-                },
-                now,
-            )?;
-            tx.add_participant(ticket_id, uid)?;
-        }
+        self.add_collaborators(tx, ticket_id, mail, now)?;
         let actor = mail.sender.email.to_string();
         let detail = format!(
             "category {} urgency {} ({})",
@@ -683,7 +671,7 @@ impl Pipeline {
                             ticket_id: Some(ticket_id),
                             kind: "ack",
                             message_id: &out.message_id,
-                            recipients: &out.recipients().join(","),
+                            recipients: &out.envelope(),
                             subject: &out.subject,
                             raw: &bytes,
                             created_at: now,

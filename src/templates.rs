@@ -16,6 +16,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/notify-agent.txt"),
     ),
     (
+        "notify-digest.txt",
+        include_str!("../templates/notify-digest.txt"),
+    ),
+    (
         "agent-reply.txt",
         include_str!("../templates/agent-reply.txt"),
     ),

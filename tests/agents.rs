@@ -214,8 +214,14 @@ fn new_ticket_notifies_the_right_agents_with_attachments() {
     );
     assert!(raw.contains("no pager messages arrive on 4 West"), "{raw}");
     assert!(raw.contains("gateway.log (text/plain"), "{raw}");
-    assert!(raw.contains("filename=\"gateway.log\""), "{raw}");
-    assert!(raw.contains("multipart/mixed"), "{raw}");
+    // Named and linked, not attached (issue 9): the bytes are stored once, with the message.
+    let link = format!(
+        "https://support.example.test/t/{}/a/",
+        t["access_key"].as_str().unwrap()
+    );
+    assert!(raw.contains(&link), "{raw}");
+    assert!(!raw.contains("filename=\"gateway.log\""), "{raw}");
+    assert!(!raw.contains("multipart/mixed"), "{raw}");
     let own_id = header(&raw, "Message-ID").unwrap();
     let ack = env.raw(&env.outbox_of("ack")[0]["id"]);
     assert_ne!(header(&ack, "Message-ID").unwrap(), own_id);
@@ -653,7 +659,9 @@ mod golden {
     use supportd::mail::parse::Attachment;
     use supportd::templates::Templates;
     use supportd::tickets::commands::NotUnderstood;
-    use supportd::tickets::notify::{self, NotifyEvent, NotifyFacts, StaffMember};
+    use supportd::tickets::notify::{
+        self, NotifyEvent, NotifyFacts, StaffMember, StoredAttachment,
+    };
     use supportd::tickets::replies::{self, Answering, Sender, TicketFacts};
     use supportd::tickets::{AccessKey, Refusal, TicketStatus, TicketTag};
     use supportd::triage::Rules;
@@ -715,12 +723,12 @@ mod golden {
         let support = support();
         let tag = TicketTag::new("[#{number}]").unwrap();
         let key = AccessKey::parse("a7m2qyx4t6w3rbp5n2j4").unwrap();
-        let attachments = vec![Attachment {
+        let access_key = AccessKey::parse("k7m2qyx4t6w3rbp5n2j4").unwrap();
+        let attachments = vec![StoredAttachment {
+            id: 17,
             filename: "gateway.log".into(),
             content_type: "text/plain".into(),
             size: 29,
-            content_id: None,
-            data: b"07:58 gateway: queue stalled\n".to_vec(),
         }];
         let ann = party("Ann Lee", "ann@stbrigid-med.example");
         for (name, event, level, text) in [
@@ -744,6 +752,8 @@ mod golden {
                 tag: &tag,
                 number: 1042,
                 agent_key: &key,
+                access_key: &access_key,
+                public_url: "https://help.vendor.example/",
                 event,
                 subject: "Pages not arriving on 4 West",
                 status: TicketStatus::Open,
@@ -769,7 +779,7 @@ mod golden {
                 categories: vec![],
             };
             let out = notify::notification(&facts, &to, &templates).unwrap();
-            check(name, &bytes(&out, &attachments));
+            check(name, &bytes(&out, &[]));
         }
     }
 

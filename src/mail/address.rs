@@ -60,6 +60,16 @@ impl EmailAddress {
         format!("{}@{}", self.local.to_lowercase(), self.domain)
     }
 
+    /// The key rate limits count by: the address without its `+detail`, lower-cased, so
+    /// `Bob+1@x` … `bob+100@x` are one sender (`bob@x`).
+    pub fn rate_key(&self) -> String {
+        let local = match self.local.split_once('+') {
+            Some((base, _)) if !base.is_empty() => base,
+            _ => self.local.as_str(),
+        };
+        format!("{}@{}", local.to_lowercase(), self.domain)
+    }
+
     /// `local+detail@domain` → (`local@domain`, `detail`).
     pub fn split_detail(&self) -> Option<(EmailAddress, &str)> {
         let (base, detail) = self.local.split_once('+')?;
@@ -119,5 +129,8 @@ mod tests {
         assert_eq!(base.to_string(), "support@example.test");
         assert_eq!(detail, "abc123");
         assert_eq!(base.with_detail("k").to_string(), "support+k@example.test");
+        let bob = EmailAddress::parse("Bob+17@Example.TEST").unwrap();
+        assert_eq!(bob.rate_key(), "bob@example.test");
+        assert_eq!(base.rate_key(), "support@example.test");
     }
 }

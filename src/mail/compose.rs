@@ -69,6 +69,15 @@ impl Outgoing {
             .collect()
     }
 
+    /// The envelope recipients (To and Cc), in order, as the outbox stores them.
+    pub fn envelope(&self) -> Vec<EmailAddress> {
+        self.to
+            .iter()
+            .chain(&self.cc)
+            .map(|p| p.email.clone())
+            .collect()
+    }
+
     /// The RFC 5322 message.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ComposeError> {
         self.to_bytes_with(&[])
@@ -151,9 +160,21 @@ impl Outgoing {
     }
 }
 
+/// The address as lettre writes it in a header and an SMTP envelope, or why it cannot be:
+/// the one rule for "can mail be sent to this address" (used when addresses are stored, when
+/// mail is composed and by the outbox sender), so an address that was accepted never makes
+/// a later mail fail to compose.
+pub fn envelope_address(e: &EmailAddress) -> Result<lettre::Address, ComposeError> {
+    lettre::Address::new(e.local(), e.domain()).map_err(|_| ComposeError::Address(e.to_string()))
+}
+
+/// Whether mail can be sent to `e` (see [`envelope_address`]).
+pub fn deliverable(e: &EmailAddress) -> bool {
+    envelope_address(e).is_ok()
+}
+
 fn mailbox(p: &Party) -> Result<LettreMailbox, ComposeError> {
-    let addr = lettre::Address::new(p.email.local(), p.email.domain())
-        .map_err(|_| ComposeError::Address(p.email.to_string()))?;
+    let addr = envelope_address(&p.email)?;
     // A decoded RFC 2047 name may hold CR/LF or other controls; lettre panics on them, and
     // they have no place in a header anyway.
     let name = p.name.as_deref().map(|n| {
@@ -211,6 +232,27 @@ mod tests {
         }
         assert!(raw.contains("=?utf-8?"), "{raw}");
         assert_eq!(o.recipients(), vec!["jose@clinic.example"]);
+    }
+
+    #[test]
+    fn deliverable_follows_lettre() {
+        for ok in ["ann@clinic.example", "bob+1@x.example", "o'neil@x.example"] {
+            assert!(deliverable(&EmailAddress::parse(ok).unwrap()), "{ok}");
+        }
+        // EmailAddress accepts these (lenient parsing of what arrives); lettre cannot write them.
+        for bad in [
+            "<a..b@x.example>",
+            ".a@x.example",
+            "a\"b@x.example",
+            "a@x..example",
+        ] {
+            let e = EmailAddress::parse(bad).unwrap();
+            assert!(!deliverable(&e), "{bad}");
+            assert!(matches!(
+                envelope_address(&e),
+                Err(ComposeError::Address(a)) if a == e.to_string()
+            ));
+        }
     }
 
     #[test]

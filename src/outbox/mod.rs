@@ -209,11 +209,15 @@ async fn deliver(
     let span = info_span!("send", outbox_id = job.id, attempt = job.attempts + 1);
     async {
         let mut relay_down = false;
-        let to: Vec<Address> = job
-            .recipients
-            .iter()
-            .filter_map(|r| r.parse::<Address>().ok())
-            .collect();
+        // One address lettre cannot use (stored before addresses were checked on the way
+        // in) is left out; it never stops the mail to the others.
+        let mut to: Vec<Address> = Vec::with_capacity(job.recipients.len());
+        for r in &job.recipients {
+            match r.parse::<Address>() {
+                Ok(a) => to.push(a),
+                Err(e) => warn!(recipient = %r, error = %e, "recipient left out: not an address"),
+            }
+        }
         let verdict = if to.is_empty() {
             Verdict::Failed("no deliverable recipient".into())
         } else {

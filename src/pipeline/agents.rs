@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::Work;
 use super::{Action, Outcome, Pipeline, PipelineError};
 use crate::mail::address::EmailAddress;
-use crate::mail::compose::{Outgoing, Party};
+use crate::mail::compose::{deliverable, ComposeError, Outgoing, Party};
 use crate::mail::parse::{Attachment, InboundMail};
 use crate::mail::quote::strip_quotes;
 use crate::store::{NewMessage, NewOutbox, NewUser, StoreError, TicketRecord, Tx, UserRecord};
@@ -56,7 +56,7 @@ impl Pipeline {
 
     /// Queues one mail (and, when `history`, records it on the ticket as an outbound message).
     #[allow(clippy::too_many_arguments)]
-    fn send(
+    pub(super) fn send(
         &self,
         tx: &mut Work,
         ticket_id: Option<i64>,
@@ -78,14 +78,33 @@ impl Pipeline {
             }
             return Ok(());
         }
-        let bytes = out
-            .to_bytes_with(attachments)
-            .map_err(|e| StoreError::Corrupt(format!("{kind} mail cannot be composed: {e}")))?;
+        let bytes = match out.to_bytes_with(attachments) {
+            Ok(bytes) => bytes,
+            // An address lettre cannot write (say, a sender's): this mail is not sent, which
+            // is recorded; the message that caused it is processed all the same.
+            Err(e @ ComposeError::Address(_)) => {
+                if let Some(ticket_id) = ticket_id {
+                    tx.insert_event(
+                        ticket_id,
+                        now,
+                        "system",
+                        "not-sent",
+                        &format!("{kind}: {e}"),
+                    )?;
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(
+                    StoreError::Corrupt(format!("{kind} mail cannot be composed: {e}")).into(),
+                )
+            }
+        };
         tx.queue_outbox(&NewOutbox {
             ticket_id,
             kind,
             message_id: &out.message_id,
-            recipients: &out.recipients().join(","),
+            recipients: &out.envelope(),
             subject: &out.subject,
             raw: &bytes,
             created_at: now,
@@ -142,7 +161,7 @@ impl Pipeline {
     }
 
     /// The ticket's agent key, created for tickets from before migration 0002.
-    fn agent_key(&self, tx: &mut Tx, t: &TicketRecord) -> Result<AccessKey, StoreError> {
+    pub(super) fn agent_key(&self, tx: &mut Tx, t: &TicketRecord) -> Result<AccessKey, StoreError> {
         if let Some(k) = t.agent_key.as_deref().and_then(AccessKey::parse) {
             return Ok(k);
         }
@@ -151,8 +170,10 @@ impl Pipeline {
         Ok(k)
     }
 
-    fn staff_member(&self, u: &UserRecord) -> Option<StaffMember> {
-        let email = EmailAddress::parse(&u.email)?;
+    /// An active agent or admin as routing sees them; None for an address mail cannot be
+    /// sent to (one bad staff address must not fail every notification).
+    pub(super) fn staff_member(&self, u: &UserRecord) -> Option<StaffMember> {
+        let email = EmailAddress::parse(&u.email).filter(deliverable)?;
         let categories = self
             .config
             .agent
@@ -196,12 +217,22 @@ impl Pipeline {
             .as_ref()
             .filter(|a| a.active && a.role != "customer")
             .and_then(|a| self.staff_member(a));
-        let author = (event != NotifyEvent::UnverifiedAgentMail).then_some(&mail.sender.email);
+        let author = event.spares_author().then_some(&mail.sender.email);
         let to = notify::route(assignee.as_ref(), &staff, &t.category, author);
         if to.is_empty() {
             return Ok(0);
         }
+        if self.hold_for_digest(tx, t.id, event, &mail.sender.email, now)? {
+            return Ok(0);
+        }
         let key = self.agent_key(tx, &t)?;
+        let access_key = AccessKey::parse(&t.access_key)
+            .ok_or_else(|| StoreError::Corrupt(format!("ticket #{} access key", t.number)))?;
+        // Named and linked, never attached: the bytes are stored once, with the message.
+        let attachments = match mail.attachments.is_empty() {
+            true => Vec::new(),
+            false => tx.message_attachments(&mail.message_id)?,
+        };
         let level = self.level_of(t.urgency)?;
         let category = self.category_of(&t.category);
         let support = self.config.support_address();
@@ -212,6 +243,8 @@ impl Pipeline {
                 tag: &self.tag,
                 number: t.number,
                 agent_key: &key,
+                access_key: &access_key,
+                public_url: &self.config.support.public_url,
                 event,
                 subject: &t.subject,
                 status: t.status,
@@ -227,22 +260,14 @@ impl Pipeline {
                 first_response_at: t.first_response_at,
                 assignee: t.assignee.as_ref().map(|a| a.email.clone()),
                 text,
-                attachments: &mail.attachments,
+                attachments: &attachments,
                 inbound_message_id: &mail.message_id,
                 inbound_references: &mail.references,
                 message_id: self.ids.message_id(support.domain()),
                 now,
             };
             let out = notify::notification(&facts, agent, &self.templates)?;
-            self.send(
-                tx,
-                Some(t.id),
-                "notify-agent",
-                &out,
-                &mail.attachments,
-                None,
-                now,
-            )?;
+            self.send(tx, Some(t.id), "notify-agent", &out, &[], None, now)?;
             tx.record_agent_mail(&out.message_id, t.id)?;
         }
         let names: Vec<String> = to.iter().map(|a| a.email.to_string()).collect();
@@ -532,7 +557,19 @@ impl Pipeline {
                     Some(u) if u.active && u.role != "customer" => steps.push(Step::Assign(u)),
                     _ => errors.push(refuse(format!("{e} is no active agent"))),
                 },
-                Command::Cc(e) => steps.push(Step::Cc(e.clone())),
+                Command::Cc(e) => {
+                    let earlier: Vec<&EmailAddress> = steps
+                        .iter()
+                        .filter_map(|s| match s {
+                            Step::Cc(e) => Some(e),
+                            _ => None,
+                        })
+                        .collect();
+                    match self.cc_refusal(tx, ticket.id, e, &earlier)? {
+                        None => steps.push(Step::Cc(e.clone())),
+                        Some(why) => errors.push(refuse(why)),
+                    }
+                }
             }
         }
 
@@ -650,8 +687,14 @@ impl Pipeline {
             let t = tx.ticket_record(ticket.id)?;
             let relay = !parsed.text.trim().is_empty() || !mail.attachments.is_empty();
             let support = self.config.support_address();
-            if relay {
-                let side = self.customer_side(tx, &t)?;
+            let relay_side = match relay {
+                true => self.customer_side(tx, &t, "agent-reply", now)?,
+                false => None,
+            };
+            if relay && relay_side.is_none() {
+                reason.push("not relayed: no recipient mail can be sent to".to_string());
+            }
+            if let Some(side) = relay_side {
                 let out = replies::agent_reply(
                     &self.sender(&support),
                     &self.ticket_facts(&side, now),
@@ -674,8 +717,11 @@ impl Pipeline {
                 tx.insert_event(t.id, now, &actor, "reply", &out.recipients().join(", "))?;
                 reason.push(format!("relayed to {}", out.recipients().join(", ")));
             }
-            if closed_now && self.config.support.notify_on_close {
-                let side = self.customer_side(tx, &t)?;
+            let close_side = match closed_now && self.config.support.notify_on_close {
+                true => self.customer_side(tx, &t, "closed", now)?,
+                false => None,
+            };
+            if let Some(side) = close_side {
                 let out = replies::closed_notice(
                     &self.sender(&support),
                     &self.ticket_facts(&side, now),
@@ -705,8 +751,16 @@ impl Pipeline {
         ))
     }
 
-    /// Who a mail to the ticket's customer goes to, and how it threads.
-    fn customer_side(&self, tx: &mut Tx, t: &TicketRecord) -> Result<CustomerSide, PipelineError> {
+    /// Who a mail of `kind` to the ticket's customer goes to, and how it threads; None when
+    /// mail can be sent to none of them (see `deliverable_side`, which records what it left
+    /// out).
+    fn customer_side(
+        &self,
+        tx: &mut Tx,
+        t: &TicketRecord,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CustomerSide>, PipelineError> {
         let ids = tx.customer_message_ids(t.id)?;
         let cc = tx
             .collaborators(t.id)?
@@ -714,13 +768,18 @@ impl Pipeline {
             .filter(|u| u.email.to_lowercase() != t.requester.email.to_lowercase())
             .map(party)
             .collect();
+        let Some((requester, cc)) =
+            self.deliverable_side(tx, t.id, kind, party(&t.requester), cc, now)?
+        else {
+            return Ok(None);
+        };
         let access_key = AccessKey::parse(&t.access_key)
             .ok_or_else(|| StoreError::Corrupt(format!("ticket #{} access key", t.number)))?;
-        Ok(CustomerSide {
+        Ok(Some(CustomerSide {
             number: t.number,
             access_key,
             subject: t.subject.clone(),
-            requester: party(&t.requester),
+            requester,
             cc,
             in_reply_to: ids.last().cloned(),
             // The first message and the latest few keep the thread without growing forever.
@@ -730,7 +789,7 @@ impl Pipeline {
                 .chain(ids.iter().skip(1).rev().take(8).rev())
                 .cloned()
                 .collect(),
-        })
+        }))
     }
 
     fn ticket_facts<'a>(&'a self, c: &'a CustomerSide, now: DateTime<Utc>) -> TicketFacts<'a> {

@@ -96,30 +96,35 @@ impl Store {
         // One statement: SQLite runs it under the write lock, so the rows it picks are
         // claimed by no one else in between (and a sender costs one write per claim).
         self.with_conn(|c| {
-            query_all(
+            let mut jobs = query_all(
                 c,
                 "UPDATE outbox SET next_attempt_at = ?1 + length(raw) / ?2
                   WHERE id IN (SELECT id FROM outbox
                                 WHERE status = 'queued' AND next_attempt_at <= ?3
                                 ORDER BY next_attempt_at, id LIMIT ?4)
-                 RETURNING id, recipients, raw, attempts, created_at",
+                 RETURNING id, raw, attempts, created_at",
                 params![ts(now) + lease_seconds, per_second, ts(now), limit],
                 |r| {
-                    let recipients: String = r.get("recipients")?;
                     Ok(OutboxJob {
                         id: r.get("id")?,
-                        recipients: recipients
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_string)
-                            .collect(),
+                        recipients: Vec::new(),
                         raw: r.get("raw")?,
                         attempts: r.get("attempts")?,
                         created_at: from_ts(r.get("created_at")?),
                     })
                 },
-            )
+            )?;
+            // The stored list, address by address (migration 0008): never a string split on
+            // commas, which a quoted local part may contain.
+            for job in &mut jobs {
+                job.recipients = query_all(
+                    c,
+                    "SELECT address FROM outbox_recipients WHERE outbox_id = ?1 ORDER BY position",
+                    params![job.id],
+                    |r| Ok(r.get::<_, String>("address")?),
+                )?;
+            }
+            Ok(jobs)
         })
     }
 

@@ -21,9 +21,11 @@ use crate::tickets::{KnownUser, Role, TicketStatus, TicketSummary};
 
 mod agents;
 mod daemon;
+mod notices;
 mod queries;
 pub use agents::{TicketRecord, UserRecord, UserUpdate};
 pub use daemon::OutboxJob;
+pub use notices::PendingNotice;
 pub use queries::*;
 
 /// How long a writer waits for another writer's lock before the work counts as unavailable

@@ -8,6 +8,7 @@ use super::{
     blob_param, exec, fill_blob, from_ts, known_user, query_all, query_one, query_opt,
     ticket_summary, ts, Store, StoreError, Tx,
 };
+use crate::mail::address::EmailAddress;
 use crate::tickets::{KnownUser, TicketStatus, TicketSummary};
 
 /// A user to create.
@@ -60,7 +61,9 @@ pub struct NewOutbox<'a> {
     pub ticket_id: Option<i64>,
     pub kind: &'a str,
     pub message_id: &'a str,
-    pub recipients: &'a str,
+    /// The envelope recipients, in order: stored as a list (`outbox_recipients`), each with
+    /// its rate key, and shown comma-joined by `outbox list`.
+    pub recipients: &'a [EmailAddress],
     pub subject: &'a str,
     pub raw: &'a [u8],
     pub created_at: DateTime<Utc>,
@@ -217,24 +220,26 @@ impl Tx {
     }
 
     /// The first questions about every message, in one round trip: is its Message-ID stored,
-    /// who is its sender, and how many automatic answers (acknowledgements, refusals, command
-    /// errors: they share one rate limit) went to the sender since `since`.
+    /// who is its sender (by `sender_key`), and how many automatic answers (acknowledgements,
+    /// refusals, command errors: they share one rate limit) went to the sender's `rate_key`
+    /// (the address without +detail) since `since`.
     pub fn first_look(
         &mut self,
         message_id: &str,
         sender_key: &str,
+        rate_key: &str,
         since: DateTime<Utc>,
     ) -> Result<(bool, Option<KnownUser>, u32), StoreError> {
         query_one(
             self.conn(),
             "SELECT (SELECT COUNT(*) FROM messages WHERE message_id = ?1)
                   + (SELECT COUNT(*) FROM ignored_mail WHERE message_id = ?1) AS stored,
-                    (SELECT COUNT(*) FROM outbox
-                      WHERE kind IN ('ack', 'rejected', 'inactive', 'command-error')
-                        AND recipients = ?2 AND created_at > ?3) AS acks,
+                    (SELECT COUNT(*) FROM outbox_recipients r JOIN outbox o ON o.id = r.outbox_id
+                      WHERE r.rate_key = ?4 AND r.created_at > ?3
+                        AND o.kind IN ('ack', 'rejected', 'inactive', 'command-error')) AS acks,
                     u.id, u.role, u.status, u.support_user, u.org, u.email, u.known
                FROM (SELECT 1 AS one) AS x LEFT JOIN users u ON u.email_key = ?2",
-            params![message_id, sender_key, ts(since)],
+            params![message_id, sender_key, ts(since), rate_key],
             |row| {
                 let known = row.get::<_, i64>("stored")? > 0;
                 let acks = u32::try_from(row.get::<_, i64>("acks")?).unwrap_or(u32::MAX);
@@ -391,6 +396,7 @@ impl Tx {
     }
 
     pub fn queue_outbox(&mut self, o: &NewOutbox<'_>) -> Result<i64, StoreError> {
+        let shown: Vec<String> = o.recipients.iter().map(EmailAddress::key).collect();
         let conn = self.conn();
         let id = query_one(
             conn,
@@ -400,7 +406,7 @@ impl Tx {
                 o.ticket_id,
                 o.kind,
                 o.message_id,
-                o.recipients,
+                shown.join(","),
                 o.subject,
                 blob_param(o.raw)?,
                 ts(o.created_at),
@@ -408,6 +414,20 @@ impl Tx {
             |row| Ok(row.get("id")?),
         )?;
         fill_blob(conn, "outbox", "raw", id, o.raw)?;
+        for (position, (address, r)) in shown.iter().zip(o.recipients).enumerate() {
+            exec(
+                conn,
+                "INSERT INTO outbox_recipients (outbox_id, position, address, rate_key, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    id,
+                    i64::try_from(position).unwrap_or(i64::MAX),
+                    address,
+                    r.rate_key(),
+                    ts(o.created_at)
+                ],
+            )?;
+        }
         Ok(id)
     }
 

@@ -3,17 +3,42 @@
 //! A new ticket or a customer reply goes to the assignee once there is one; else to the agents
 //! whose `[[agent]] categories` name the ticket's category; else to every agent without a
 //! category list (generalists); with none of those, to every active agent and admin.
+//!
+//! A notification names the customer's attachments and links to them on the web
+//! (`{public_url}/t/{ACCESSKEY}/a/{ID}`); it never carries their bytes, so a 2.7 MB mail and
+//! eleven agents cost one stored copy, not twelve. Past a per-sender limit, notifications
+//! are collapsed into a [`digest`] that lists every ticket (see the pipeline's `digest`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::mail::address::EmailAddress;
 use crate::mail::compose::{references_for, Outgoing, Party};
-use crate::mail::parse::Attachment;
 use crate::templates::{TemplateError, Templates};
 use crate::triage::{Category, Level};
 
+use super::ack::ticket_link;
 use super::{AccessKey, TicketStatus, TicketTag, AGENT_KEY_PREFIX};
+
+/// An attachment as stored with a customer's message: what a notification names and links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAttachment {
+    /// The `attachments` row: the `{ID}` of its web link.
+    pub id: i64,
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// The web link of an attachment (SPEC §4 `GET /t/{key}/a/{id}`).
+pub fn attachment_link(public_url: &str, key: &AccessKey, id: i64) -> String {
+    format!("{}/a/{id}", ticket_link(public_url, key))
+}
+
+/// The address that answers ticket through the agent channel: `support+a-KEY@domain`.
+pub fn agent_address(support: &EmailAddress, agent_key: &AccessKey) -> EmailAddress {
+    support.with_detail(&format!("{AGENT_KEY_PREFIX}{}", agent_key.as_str()))
+}
 
 /// An active agent or admin, as routing sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +111,33 @@ impl NotifyEvent {
             NotifyEvent::NonParticipant => "Internal note: mail from a non-participant",
         }
     }
+
+    /// As stored in `agent_notices.event`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::NewTicket => "new-ticket",
+            NotifyEvent::CustomerReply => "customer-reply",
+            NotifyEvent::UnverifiedAgentMail => "unverified-agent-mail",
+            NotifyEvent::NonParticipant => "non-participant",
+        }
+    }
+
+    /// Whether the author of the mail is left out of those notified (everyone but the agent
+    /// whose address unverified mail bears: they must hear of it).
+    pub fn spares_author(self) -> bool {
+        self != NotifyEvent::UnverifiedAgentMail
+    }
+
+    pub fn parse(s: &str) -> Option<NotifyEvent> {
+        [
+            NotifyEvent::NewTicket,
+            NotifyEvent::CustomerReply,
+            NotifyEvent::UnverifiedAgentMail,
+            NotifyEvent::NonParticipant,
+        ]
+        .into_iter()
+        .find(|e| e.as_str() == s)
+    }
 }
 
 /// The facts a notification states.
@@ -97,6 +149,9 @@ pub struct NotifyFacts<'a> {
     pub number: i64,
     /// The ticket's agent key: the Reply-To carries it.
     pub agent_key: &'a AccessKey,
+    /// The ticket's access key and the web's base URL: the attachment links.
+    pub access_key: &'a AccessKey,
+    pub public_url: &'a str,
     pub event: NotifyEvent,
     /// The ticket's subject.
     pub subject: &'a str,
@@ -112,8 +167,8 @@ pub struct NotifyFacts<'a> {
     pub assignee: Option<String>,
     /// The customer's new text (quotes stripped on replies).
     pub text: &'a str,
-    /// Listed in the body and attached.
-    pub attachments: &'a [Attachment],
+    /// Named and linked in the body; never attached.
+    pub attachments: &'a [StoredAttachment],
     /// The customer's Message-ID and References, so agents' clients thread it.
     pub inbound_message_id: &'a str,
     pub inbound_references: &'a [String],
@@ -126,7 +181,8 @@ pub struct NotifyFacts<'a> {
 struct AttachmentLine<'a> {
     filename: &'a str,
     content_type: &'a str,
-    size: usize,
+    size: u64,
+    url: String,
 }
 
 #[derive(Serialize)]
@@ -181,7 +237,7 @@ pub fn notification_subject(f: &NotifyFacts<'_>) -> String {
     )
 }
 
-/// Renders the notification to one agent (attach `f.attachments` when composing).
+/// Renders the notification to one agent: no attachments, links to them.
 pub fn notification(
     f: &NotifyFacts<'_>,
     to: &StaffMember,
@@ -218,6 +274,7 @@ pub fn notification(
                 filename: &a.filename,
                 content_type: &a.content_type,
                 size: a.size,
+                url: attachment_link(f.public_url, f.access_key, a.id),
             })
             .collect(),
     };
@@ -234,9 +291,7 @@ pub fn notification(
         // The agent channel: an answer threads by this address even without headers.
         reply_to: Some(Party {
             name: support.name.clone(),
-            email: f
-                .support_address
-                .with_detail(&format!("{AGENT_KEY_PREFIX}{}", f.agent_key.as_str())),
+            email: agent_address(f.support_address, f.agent_key),
         }),
         subject: notification_subject(f),
         message_id: f.message_id.clone(),
@@ -245,6 +300,127 @@ pub fn notification(
         date: f.now,
         auto_submitted: Some("auto-generated"),
         urgent: f.level.level <= 2,
+        body,
+    })
+}
+
+/// One held notification, as a digest lists it.
+#[derive(Debug, Clone)]
+pub struct DigestEntry {
+    pub number: i64,
+    pub event: NotifyEvent,
+    /// The ticket's subject.
+    pub subject: String,
+    pub category: String,
+    pub urgency: u8,
+    /// When the mail came in (when its notification was held).
+    pub at: DateTime<Utc>,
+    /// The ticket's agent key: each entry names its own answer address.
+    pub agent_key: AccessKey,
+}
+
+/// The facts a digest states: one sender's held notifications for one agent.
+#[derive(Debug, Clone)]
+pub struct DigestFacts<'a> {
+    pub support_name: &'a str,
+    pub support_address: &'a EmailAddress,
+    pub tag: &'a TicketTag,
+    /// The sender whose mail the digest collects (the address without +detail).
+    pub sender: &'a str,
+    /// `limits.notifications_per_sender_per_hour`.
+    pub limit: u32,
+    /// Oldest first.
+    pub entries: &'a [DigestEntry],
+    /// Ours.
+    pub message_id: String,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct DigestLine<'a> {
+    tag: String,
+    event: &'a str,
+    subject: &'a str,
+    category: &'a str,
+    urgency: u8,
+    at: String,
+    reply_to: String,
+}
+
+#[derive(Serialize)]
+struct DigestContext<'a> {
+    support_name: &'a str,
+    agent_name: String,
+    sender: &'a str,
+    limit: u32,
+    count: usize,
+    entries: Vec<DigestLine<'a>>,
+}
+
+/// Renders one digest to one agent. Marked urgent when an entry is at level 1 or 2.
+pub fn digest(
+    f: &DigestFacts<'_>,
+    to: &StaffMember,
+    templates: &Templates,
+) -> Result<Outgoing, TemplateError> {
+    let ctx = DigestContext {
+        support_name: f.support_name,
+        agent_name: if to.name.is_empty() {
+            to.email.to_string()
+        } else {
+            to.name.clone()
+        },
+        sender: f.sender,
+        limit: f.limit,
+        count: f.entries.len(),
+        entries: f
+            .entries
+            .iter()
+            .map(|e| DigestLine {
+                tag: f.tag.render(e.number),
+                event: e.event.label(),
+                subject: if e.subject.is_empty() {
+                    "(no subject)"
+                } else {
+                    &e.subject
+                },
+                category: &e.category,
+                urgency: e.urgency,
+                at: when(e.at),
+                reply_to: agent_address(f.support_address, &e.agent_key).to_string(),
+            })
+            .collect(),
+    };
+    let body = templates.render("notify-digest.txt", &ctx)?;
+    let most_urgent = f.entries.iter().map(|e| e.urgency).min();
+    let mut subject = format!(
+        "Digest: {} {} from {}",
+        f.entries.len(),
+        if f.entries.len() == 1 {
+            "mail"
+        } else {
+            "mails"
+        },
+        f.sender
+    );
+    if let Some(level) = most_urgent {
+        subject.push_str(&format!(" [most urgent: {level}]"));
+    }
+    Ok(Outgoing {
+        from: Party {
+            name: Some(f.support_name.to_string()),
+            email: f.support_address.clone(),
+        },
+        to: vec![to.party()],
+        cc: Vec::new(),
+        reply_to: None,
+        subject,
+        message_id: f.message_id.clone(),
+        in_reply_to: None,
+        references: Vec::new(),
+        date: f.now,
+        auto_submitted: Some("auto-generated"),
+        urgent: most_urgent.is_some_and(|l| l <= 2),
         body,
     })
 }
@@ -263,6 +439,67 @@ mod tests {
 
     fn emails(v: &[StaffMember]) -> Vec<String> {
         v.iter().map(|s| s.email.to_string()).collect()
+    }
+
+    #[test]
+    fn attachment_links_follow_the_web_route() {
+        let key = AccessKey::parse("k7m2qyx4t6w3rbp5n2j4").unwrap();
+        assert_eq!(
+            attachment_link("https://help.example/desk/", &key, 42),
+            "https://help.example/desk/t/k7m2qyx4t6w3rbp5n2j4/a/42"
+        );
+    }
+
+    #[test]
+    fn a_digest_lists_every_entry_with_its_answer_address() {
+        use chrono::TimeZone;
+        let templates = Templates::load(None).unwrap();
+        let support = EmailAddress::parse("support@vendor.example").unwrap();
+        let tag = TicketTag::new("[#{number}]").unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 14, 0, 0).unwrap();
+        let keys = [
+            "a7m2qyx4t6w3rbp5n2ja",
+            "a7m2qyx4t6w3rbp5n2jb",
+            "a7m2qyx4t6w3rbp5n2jc",
+        ];
+        let entries: Vec<DigestEntry> = (0u8..3)
+            .map(|i| DigestEntry {
+                number: 1001 + i64::from(i),
+                event: NotifyEvent::NewTicket,
+                subject: format!("alert {i}"),
+                category: "general".into(),
+                urgency: 4 - i,
+                at: now,
+                agent_key: AccessKey::parse(keys[usize::from(i)]).unwrap(),
+            })
+            .collect();
+        let facts = DigestFacts {
+            support_name: "Vendor Support",
+            support_address: &support,
+            tag: &tag,
+            sender: "bob@clinic.example",
+            limit: 10,
+            entries: &entries,
+            message_id: "d1@vendor.example".into(),
+            now,
+        };
+        let out = digest(&facts, &member("alice@vendor.example", &[]), &templates).unwrap();
+        assert_eq!(
+            out.subject,
+            "Digest: 3 mails from bob@clinic.example [most urgent: 2]"
+        );
+        assert!(out.urgent);
+        assert_eq!(out.recipients(), vec!["alice@vendor.example"]);
+        for (i, key) in keys.iter().enumerate() {
+            let line = format!("[#100{}] New ticket: alert {i} [general, urgency", i + 1);
+            assert!(out.body.contains(&line), "{}", out.body);
+            let answer = format!("support+a-{key}@vendor.example");
+            assert!(out.body.contains(&answer), "{}", out.body);
+        }
+        assert_eq!(
+            NotifyEvent::parse("customer-reply"),
+            Some(NotifyEvent::CustomerReply)
+        );
     }
 
     #[test]
