@@ -9,7 +9,6 @@ use super::{Action, Outcome, Pipeline, PipelineError};
 use crate::mail::address::EmailAddress;
 use crate::mail::compose::{Outgoing, Party};
 use crate::mail::parse::{Attachment, InboundMail};
-use crate::mail::quote::strip_quotes;
 use crate::store::{NewMessage, NewOutbox, NewUser, StoreError, TicketRecord, Tx, UserRecord};
 use crate::tickets::commands::{self, Assignee, Command, NotUnderstood};
 use crate::tickets::notify::{self, NotifyEvent, NotifyFacts, StaffMember};
@@ -256,7 +255,8 @@ impl Pipeline {
         can_answer: Result<(), String>,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, PipelineError> {
-        let text = strip_quotes(&mail.body);
+        // Quotes were stripped before the transaction (see `prepare`).
+        let text = tx.ready.text.clone();
         let parsed = commands::parse(&text);
         let mut note = None;
         if !parsed.command_lines.is_empty() {
@@ -414,7 +414,8 @@ impl Pipeline {
             .user_record(&mail.sender.email.key())?
             .ok_or_else(|| StoreError::Corrupt("agent reply from no stored user".into()))?;
         let actor = agent.email.clone();
-        let text = strip_quotes(&mail.body);
+        // Quotes were stripped before the transaction (see `prepare`).
+        let text = tx.ready.text.clone();
         let parsed = commands::parse(&text);
         let mut errors = parsed.not_understood.clone();
         let mut steps = Vec::new();
