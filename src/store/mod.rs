@@ -20,9 +20,11 @@ use rusqlite::{Connection, OpenFlags, Params, Row};
 use crate::tickets::{KnownUser, Role, TicketStatus, TicketSummary};
 
 mod agents;
+mod attempts;
 mod daemon;
 mod queries;
 pub use agents::{TicketRecord, UserRecord, UserUpdate};
+pub use attempts::{Attempt, Folder};
 pub use daemon::OutboxJob;
 pub use queries::*;
 
