@@ -404,3 +404,74 @@ async fn a_message_the_server_cannot_fetch_is_isolated_and_the_rest_go_on() {
     assert_eq!(attempt_rows(&d), 0);
     d.terminate();
 }
+
+/// A maildir file changed after Dovecot indexed it: its size is listed from the index, but
+/// every FETCH of its body breaks off mid-literal and Dovecot drops the connection, failing
+/// the whole batch's FETCH (async-imap: "bytes remaining in stream"). Before the fix that
+/// batch failed at every retry. Now its messages go alone, and the broken one, after two
+/// failures alone, is quarantined with its header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_fetch_breaks_its_batch_is_isolated_and_the_rest_go_on() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    for (i, from) in [
+        "a@clinic.example",
+        "broken@clinic.example",
+        "c@clinic.example",
+    ]
+    .iter()
+    .enumerate()
+    {
+        dovecot
+            .append(
+                USER,
+                "INBOX",
+                &customer_mail(80 + i, from, "pager app error"),
+            )
+            .await;
+    }
+    // Dovecot indexes the sizes; then the second file loses its last 40 bytes.
+    assert_eq!(dovecot.count(USER, "INBOX").await, 3);
+    let listed = dovecot.list_folder(USER, "INBOX").await;
+    assert_eq!(listed.len(), 3);
+    let maildir = dovecot.dir.join("mail/example.test/support/Maildir");
+    let victim = ["cur", "new"]
+        .iter()
+        .filter_map(|sub| std::fs::read_dir(maildir.join(sub)).ok())
+        .flatten()
+        .map(|e| e.expect("entry").path())
+        .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("broken@clinic.example")))
+        .expect("the second message's file");
+    let mut content = std::fs::read(&victim).expect("read");
+    content.truncate(content.len() - 40);
+    std::fs::write(&victim, &content).expect("truncate");
+    d.start();
+    wait_count(&dovecot, &d, "Quarantine", 1).await;
+    let processed = dovecot
+        .wait_for_folder(USER, "Processed", 2, Duration::from_secs(30))
+        .await;
+    assert!(processed
+        .iter()
+        .all(|m| !String::from_utf8_lossy(&m.2).contains("broken@clinic.example")));
+    assert_eq!(dovecot.count(USER, "INBOX").await, 0);
+    let rows = d.json(&["quarantine", "list", "--json"]);
+    let rows = rows.as_array().expect("quarantine rows");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let reason = rows[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with(
+            "poison message: 2 attempts to fetch and process it alone did not finish (last failure: "
+        ) && reason.contains("bytes remaining in stream"),
+        "{reason}"
+    );
+    assert!(reason.contains("only its header is stored"), "{reason}");
+    assert_eq!(rows[0]["source"], "imap:support/INBOX:2");
+    assert_eq!(d.tickets().len(), 2);
+    let acks = sink.wait_for(2, Duration::from_secs(20));
+    assert!(acks
+        .iter()
+        .all(|a| a.rcpt_to != vec!["broken@clinic.example".to_string()]));
+    assert_eq!(attempt_rows(&d), 0);
+    d.terminate();
+}

@@ -357,7 +357,10 @@ async fn sync(
     // 10,000 of them held ~80 MB.
     let to_size: Vec<u32> = listed.iter().copied().filter(|u| !poisoned(u)).collect();
     let mut sizes: HashMap<u32, u64> = HashMap::new();
-    if !to_size.is_empty() {
+    let listing: Result<(), ImapError> = async {
+        if to_size.is_empty() {
+            return Ok(());
+        }
         let mut stream = bounded(
             hb,
             "UID FETCH sizes",
@@ -369,17 +372,32 @@ async fn sync(
                 sizes.entry(uid).or_insert(u64::from(size));
             }
         }
+        Ok(())
     }
-    if let Some(&first) = to_size.iter().find(|uid| !sizes.contains_key(uid)) {
-        // A server may end a FETCH early by closing the connection on a message it cannot
-        // read (async-imap then reports a short answer, not an error); the listing stopped at
-        // that message, so it is the one to count.
-        if bounded(hb, "NOOP", session.noop()).await.is_err() {
-            let why =
-                format!("the server closed the connection while listing the size of UID {first}");
-            store.begin_attempt(folder, &[first], shared.now())?;
-            store.attempt_failed(folder, &[first], &why)?;
-            return Err(ImapError::Protocol(why));
+    .await;
+    let first_unlisted = to_size.iter().find(|uid| !sizes.contains_key(uid)).copied();
+    match (listing, first_unlisted) {
+        (Ok(()), None) => {}
+        // A timeout says nothing about any one message (and leaves the session unusable).
+        (Err(e @ ImapError::Timeout(_)), _) | (Err(e), None) => return Err(e),
+        (result, Some(first)) => {
+            // A server may end a FETCH early by closing the connection on a message it
+            // cannot read (async-imap then reports a short answer, not an error), or answer
+            // it with an error, or with a response async-imap cannot parse (which closes
+            // the session's stream). The listing stopped at that message: when the session
+            // is gone, it is the one to count. Otherwise the server merely left messages
+            // out, and they go alone.
+            if bounded(hb, "NOOP", session.noop()).await.is_err() {
+                let why = match result {
+                    Ok(()) => format!(
+                        "the server closed the connection while listing the size of UID {first}"
+                    ),
+                    Err(e) => format!("listing the size of UID {first} failed: {e}"),
+                };
+                store.begin_attempt(folder, &[first], shared.now())?;
+                store.attempt_failed(folder, &[first], &why)?;
+                return Err(ImapError::Protocol(why));
+            }
         }
     }
     // A message of unknown size (expunged meanwhile; left out by the server) gets a batch of
