@@ -96,8 +96,9 @@ enum Piece<'a> {
     Close { name: &'a str },
 }
 
-/// Elements whose content is text to skip (not markup): scanned to their end tag.
-const RAW_TEXT: &[&str] = &["script", "style", "title", "textarea"];
+/// Elements whose content is not shown (and may hold `<` that starts no tag): skipped to
+/// their end tag.
+const RAW_TEXT: &[&str] = &["script", "style", "title"];
 
 /// Walks `html` once, front to back, calling `on` for each text run and tag. Comments,
 /// doctypes and processing instructions are skipped; a `<` that starts no tag is text. Every
