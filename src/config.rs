@@ -217,6 +217,22 @@ pub struct Limits {
     pub notifications_per_sender_per_hour: u32,
     /// How long a notification held for a digest waits at most before its digest goes out.
     pub notification_digest_minutes: u32,
+    /// Time one message may take to be parsed, rendered and triaged; a message over it is
+    /// quarantined ("processing budget exceeded") and the mailbox goes on.
+    pub processing_budget_seconds: f64,
+}
+
+impl Limits {
+    /// The largest `processing_budget_seconds`. A mailbox task reports progress after each
+    /// message, so one message's budget must stay well inside the watchdog's patience (with
+    /// the shipped unit's WatchdogSec=60, a task silent for 120 s counts as stuck).
+    pub const MAX_PROCESSING_BUDGET_SECONDS: f64 = 60.0;
+
+    /// [`Limits::processing_budget_seconds`] as a duration (validated: positive, finite).
+    pub fn processing_budget(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.processing_budget_seconds)
+            .unwrap_or(std::time::Duration::from_secs(10))
+    }
 }
 
 impl Default for Limits {
@@ -228,6 +244,7 @@ impl Default for Limits {
             max_collaborators: 20,
             notifications_per_sender_per_hour: 10,
             notification_digest_minutes: 15,
+            processing_budget_seconds: 10.0,
         }
     }
 }
@@ -458,6 +475,16 @@ impl Config {
             bad(
                 "limits.notification_digest_minutes".into(),
                 "must be between 1 and 1440 (a day)".into(),
+            );
+        }
+        let budget = self.limits.processing_budget_seconds;
+        if !(budget > 0.0 && budget <= Limits::MAX_PROCESSING_BUDGET_SECONDS) {
+            bad(
+                "limits.processing_budget_seconds".into(),
+                format!(
+                    "must be above 0 and at most {} (seconds), not {budget}",
+                    Limits::MAX_PROCESSING_BUDGET_SECONDS
+                ),
             );
         }
         if self.policy.agents_require_auth
@@ -738,6 +765,32 @@ mod tests {
             shown.contains("s.toml:3: key `support.reopn_days`"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn processing_budget_is_seconds_within_bounds() {
+        let c = Config::parse("", "t.toml").unwrap();
+        assert_eq!(
+            c.limits.processing_budget(),
+            std::time::Duration::from_secs(10)
+        );
+        let c = Config::parse("[limits]\nprocessing_budget_seconds = 0.25\n", "t.toml").unwrap();
+        assert_eq!(
+            c.limits.processing_budget(),
+            std::time::Duration::from_millis(250)
+        );
+        let c = Config::parse("[limits]\nprocessing_budget_seconds = 3\n", "t.toml").unwrap();
+        assert_eq!(
+            c.limits.processing_budget(),
+            std::time::Duration::from_secs(3)
+        );
+        for bad in ["0", "-1", "61", "nan", "inf"] {
+            let text = format!("[limits]\nprocessing_budget_seconds = {bad}\n");
+            let err = Config::parse(&text, "b.toml").unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{bad}: {err}");
+            assert_eq!(err.problems[0].key, "limits.processing_budget_seconds");
+            assert_eq!(err.problems[0].line, Some(2), "{bad}");
+        }
     }
 
     #[test]

@@ -17,12 +17,14 @@
 //!   [`tickets::notify`] and [`tickets::replies`] render mails; [`tickets::commands`] parses
 //!   agents' `#commands`; [`tickets::auth`] checks Authentication-Results. Pure.
 //! - [`templates`]: the mail templates (minijinja), built in and overridable.
-//! - [`pipeline`]: the one orchestrator; each inbound message all or nothing, a savepoint in
-//!   its batch's transaction. Also queues the agents' notification digests (the daemon
-//!   sweeps them every minute).
+//! - [`pipeline`]: the one orchestrator; each inbound message prepared (parsed, triaged) on a
+//!   worker thread within a time budget, then all or nothing, a savepoint in its batch's
+//!   transaction. Also queues the agents' notification digests (the daemon sweeps them every
+//!   minute).
 //! - [`store`]: SQLite (rusqlite on the calling thread, sqlx migrations); migrations never drop data.
 //! - [`clock`]: time and randomness, fixed in tests.
-//! - [`imap`]: one task per mailbox — UID cursor, IDLE, flag/move only after commit.
+//! - [`imap`]: one task per mailbox — UID cursor, IDLE, flag/move only after commit; poison
+//!   messages isolated by a per-UID attempt count.
 //! - [`outbox`]: the SMTP sender task — claim, send, retry with backoff, fail on 5xx.
 //! - [`tls`]: trust for IMAP and SMTP: the system store plus `ca_file`; never off.
 //! - [`daemon`]: `supportd run` — tasks, signals, systemd notify and watchdog.

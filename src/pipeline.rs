@@ -1,7 +1,9 @@
-//! The one orchestrator: raw bytes → parse → load what the store knows → decide → apply, each
-//! message all or nothing (a savepoint in its batch's transaction). IMAP polling and
-//! `supportd ingest` both call [`Pipeline::ingest_batch`]; the caller acknowledges the source
-//! (IMAP flag/move, MTA exit 0) only after it returns Ok.
+//! The one orchestrator: raw bytes → prepare (parse, HTML to text, quotes, triage: before any
+//! transaction, within a time budget, see [`prepare`]) → load what the store knows → decide →
+//! apply, each message all or nothing (a savepoint in its batch's transaction). `supportd
+//! ingest` calls [`Pipeline::ingest_batch`], IMAP polling its two halves
+//! ([`Pipeline::prepare_batch`], [`Pipeline::commit_batch`]); the caller acknowledges the
+//! source (IMAP flag/move, MTA exit 0) only after the commit returned Ok.
 
 use std::sync::Arc;
 
@@ -13,9 +15,8 @@ use tracing::{info, info_span, warn};
 use crate::clock::{Clock, IdSource};
 use crate::config::Config;
 use crate::mail::compose::Party;
-use crate::mail::loops::{self, Origin};
-use crate::mail::parse::{self, InboundMail};
-use crate::mail::quote::strip_quotes;
+use crate::mail::loops::Origin;
+use crate::mail::parse::InboundMail;
 use crate::store::{blocking, NewMessage, NewOutbox, NewTicket, NewUser, Store, StoreError, Tx};
 use crate::templates::{TemplateError, Templates};
 use crate::tickets::ack::{acknowledgement, AckFacts};
@@ -27,6 +28,8 @@ use crate::triage::Rules;
 mod agents;
 mod collaborators;
 mod digest;
+pub mod prepare;
+pub use prepare::{Prepared, Ready};
 
 /// What happened to one message (SPEC §2 `ingest` output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,6 +75,9 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// No thread to prepare messages on (the system is out of threads or memory).
+    #[error("cannot start a worker thread: {0}")]
+    Worker(String),
 }
 
 impl PipelineError {
@@ -79,6 +85,7 @@ impl PipelineError {
         match self {
             PipelineError::Store(e) => e.is_transient(),
             PipelineError::Template(_) => false,
+            PipelineError::Worker(_) => true,
         }
     }
 }
@@ -86,7 +93,8 @@ impl PipelineError {
 /// Everything the pipeline needs besides the store; cheap to share between tasks.
 pub struct Pipeline {
     pub config: Config,
-    pub rules: Rules,
+    /// Shared with the preparation threads (see [`prepare`]).
+    pub rules: Arc<Rules>,
     pub templates: Templates,
     pub tag: TicketTag,
     pub clock: Arc<dyn Clock>,
@@ -94,24 +102,36 @@ pub struct Pipeline {
 }
 
 /// The batch's transaction as one message's work sees it: the store's [`Tx`] (through
-/// `Deref`), and whether this message may queue mail at all.
-pub(crate) struct Work {
-    tx: Tx,
+/// `Deref`), what was prepared from the message before the transaction, and whether this
+/// message may queue mail at all.
+pub(crate) struct Work<'a> {
+    tx: &'a mut Tx,
+    /// The message, parsed and analysed (None for work on no message: the digest sweep).
+    /// Costly analysis of the message belongs in [`prepare`], not here: this runs holding
+    /// the database's write lock.
+    ready: Option<&'a Ready>,
     /// Why this message must queue no outbound mail (the safe-first-import rule holds old
     /// mail back), if it must not. Decided per message in `apply`.
     hold_outbound: Option<String>,
 }
 
-impl std::ops::Deref for Work {
-    type Target = Tx;
-    fn deref(&self) -> &Tx {
-        &self.tx
+impl Work<'_> {
+    /// The message's text without quotes and signature (empty outside a message).
+    fn text(&self) -> &str {
+        self.ready.map_or("", |r| r.text.as_str())
     }
 }
 
-impl std::ops::DerefMut for Work {
+impl std::ops::Deref for Work<'_> {
+    type Target = Tx;
+    fn deref(&self) -> &Tx {
+        self.tx
+    }
+}
+
+impl std::ops::DerefMut for Work<'_> {
     fn deref_mut(&mut self) -> &mut Tx {
-        &mut self.tx
+        self.tx
     }
 }
 
@@ -126,46 +146,81 @@ pub struct Source<'a> {
 }
 
 impl Pipeline {
-    /// Runs several raw messages through the pipeline in ONE database transaction, each in a
-    /// savepoint of its own, so each message is still all or nothing, but a batch costs one
-    /// commit (one write of the pages every message touches) instead of one per message.
-    /// Outcomes are in input order. It parses, reads and writes synchronously on this thread;
-    /// on the daemon's runtime it runs inside [`blocking`], so the worker's other tasks carry
-    /// on elsewhere meanwhile.
-    ///
-    /// A message that fails for any reason but an unavailable database is quarantined with
-    /// the error as its reason: it would fail the same way at every retry. When the database
-    /// is unavailable (busy beyond the timeout, gone), the whole batch is rolled back and the
-    /// error returned: nothing was stored, so nothing may be acknowledged at the source.
+    /// Runs several raw messages through the pipeline: [`Pipeline::prepare_batch`], then
+    /// [`Pipeline::commit_batch`]. Outcomes are in input order.
     pub fn ingest_batch(
         &self,
         store: &Store,
         items: &[(&[u8], Source<'_>)],
     ) -> Result<Vec<Outcome>, PipelineError> {
+        let prepared = self.prepare_batch(items, &|| {})?;
+        self.commit_batch(store, items, &prepared)
+    }
+
+    /// Prepares each message (parse, HTML to text, quote stripping, triage) outside any
+    /// transaction, on a worker thread, each within `limits.processing_budget_seconds`: a
+    /// message over it is set aside to be quarantined with the reason "processing budget
+    /// exceeded" (see [`prepare`] for how). `progress` is called after each message. Fails
+    /// only when no thread can be started (transient).
+    pub fn prepare_batch(
+        &self,
+        items: &[(&[u8], Source<'_>)],
+        progress: &dyn Fn(),
+    ) -> Result<Vec<Prepared>, PipelineError> {
+        let job = prepare::Preparer::new(self).into_job();
+        let raws: Vec<&[u8]> = items.iter().map(|(raw, _)| *raw).collect();
+        let budget = self.config.limits.processing_budget();
+        let runaways = prepare::Runaways::process();
+        blocking(|| prepare::prepare_all(&job, &raws, budget, &runaways, progress))
+    }
+
+    /// Stores prepared messages in ONE database transaction, each in a savepoint of its own,
+    /// so each message is still all or nothing, but a batch costs one commit (one write of the
+    /// pages every message touches) instead of one per message. `prepared` is
+    /// [`Pipeline::prepare_batch`]'s answer for `items`. Outcomes are in input order. The
+    /// transaction only looks up, decides and writes; on the daemon's runtime it runs inside
+    /// [`blocking`], so the worker's other tasks carry on elsewhere meanwhile.
+    ///
+    /// A message that fails for any reason but an unavailable database is quarantined with
+    /// the error as its reason: it would fail the same way at every retry. When the database
+    /// is unavailable (busy beyond the timeout, gone), the whole batch is rolled back and the
+    /// error returned: nothing was stored, so nothing may be acknowledged at the source.
+    pub fn commit_batch(
+        &self,
+        store: &Store,
+        items: &[(&[u8], Source<'_>)],
+        prepared: &[Prepared],
+    ) -> Result<Vec<Outcome>, PipelineError> {
+        if items.len() != prepared.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} messages to store but {} prepared",
+                items.len(),
+                prepared.len()
+            ))
+            .into());
+        }
         blocking(|| {
-            let mut tx = Work {
-                tx: store.begin()?,
-                hold_outbound: None,
-            };
+            let mut tx = store.begin()?;
             let mut done = Vec::with_capacity(items.len());
-            for &(raw, source) in items {
+            for (&(raw, source), prepared) in items.iter().zip(prepared) {
                 let span = message_span(source);
                 let now = self.clock.now();
-                let outcome = match span.in_scope(|| self.process(&mut tx, raw, source, now)) {
-                    Ok(outcome) => outcome,
-                    Err(e) if e.is_transient() => return Err(e),
-                    Err(e) => {
-                        let reason = format!("could not be processed: {e}");
-                        self.quarantine(&mut tx, raw, &reason, source, now)?
-                    }
-                };
+                let outcome =
+                    match span.in_scope(|| self.process(&mut tx, prepared, raw, source, now)) {
+                        Ok(outcome) => outcome,
+                        Err(e) if e.is_transient() => return Err(e),
+                        Err(e) => {
+                            let reason = format!("could not be processed: {e}");
+                            self.quarantine(&mut tx, raw, &reason, source, now)?
+                        }
+                    };
                 span.record("message_id", outcome.message_id.as_deref().unwrap_or(""));
                 if let Some(t) = outcome.ticket {
                     span.record("ticket", t);
                 }
                 done.push((span, outcome));
             }
-            tx.tx.commit()?;
+            tx.commit()?;
             // Logged once committed: until then nothing was processed.
             Ok(done
                 .into_iter()
@@ -198,30 +253,33 @@ impl Pipeline {
     /// Why a message of `size` bytes is not processed, if it is over `limits.max_message_bytes`
     /// (the IMAP poller asks before downloading it).
     pub fn too_large(&self, size: u64) -> Option<String> {
-        let max = self.config.limits.max_message_bytes;
-        (size > max)
-            .then(|| format!("message of {size} bytes exceeds limits.max_message_bytes = {max}"))
+        too_large(size, self.config.limits.max_message_bytes)
     }
 
     /// One message, inside its own savepoint of the batch transaction `tx`. On an error the
     /// savepoint is rolled back (the rest of the batch stays) and the error returned.
     fn process(
         &self,
-        tx: &mut Work,
+        tx: &mut Tx,
+        prepared: &Prepared,
         raw: &[u8],
         source: Source<'_>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let size = u64::try_from(raw.len()).unwrap_or(u64::MAX);
-        if let Some(reason) = self.too_large(size) {
-            return Ok(self.quarantine(tx, raw, &reason, source, now)?);
-        }
-        let mail = match parse::parse(raw) {
-            Ok(m) => m,
-            Err(e) => return Ok(self.quarantine(tx, raw, &e.to_string(), source, now)?),
+        let ready = match prepared {
+            Prepared::Ready(ready) => ready,
+            Prepared::Aside(reason) => return Ok(self.quarantine(tx, raw, reason, source, now)?),
         };
         tx.savepoint()?;
-        match self.apply(tx, &mail, raw, source, now) {
+        let mut work = Work {
+            tx,
+            ready: Some(ready),
+            hold_outbound: None,
+        };
+        let applied = self
+            .apply(&mut work, ready, raw, source, now)
+            .and_then(|outcome| self.note_html_fallback(&mut work, outcome, now));
+        match applied {
             Ok(outcome) => {
                 tx.release_savepoint()?;
                 Ok(outcome)
@@ -241,6 +299,32 @@ impl Pipeline {
         }
     }
 
+    /// An HTML body shown stripped rather than rendered is said so: in the ticket's history
+    /// (for the agents) and in the outcome's reason.
+    fn note_html_fallback(
+        &self,
+        tx: &mut Work,
+        mut outcome: Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, PipelineError> {
+        let Some(note) = tx.ready.and_then(|r| r.mail.html_fallback.as_deref()) else {
+            return Ok(outcome);
+        };
+        if outcome.action == Action::Duplicate {
+            return Ok(outcome);
+        }
+        if let Some(number) = outcome.ticket {
+            if let Some(t) = tx.ticket_by_number(number)? {
+                tx.insert_event(t.id, now, "system", "html-fallback", note)?;
+            }
+        }
+        outcome.reason = Some(match outcome.reason.take() {
+            Some(r) => format!("{r}; {note}"),
+            None => note.to_string(),
+        });
+        Ok(outcome)
+    }
+
     fn quarantine(
         &self,
         tx: &mut Tx,
@@ -249,7 +333,15 @@ impl Pipeline {
         source: Source<'_>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, StoreError> {
-        let digest: String = Sha256::digest(raw)
+        // The digest keeps one row per distinct message. A record without bytes (an IMAP
+        // message whose FETCH never succeeded) is told apart by its source and reason.
+        let digest_input = if raw.is_empty() {
+            format!("no bytes\n{}\n{reason}", source.name).into_bytes()
+        } else {
+            Vec::new()
+        };
+        let hashed: &[u8] = if raw.is_empty() { &digest_input } else { raw };
+        let digest: String = Sha256::digest(hashed)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
@@ -266,13 +358,14 @@ impl Pipeline {
     fn apply(
         &self,
         tx: &mut Work,
-        mail: &InboundMail,
+        ready: &Ready,
         raw: &[u8],
         source: Source<'_>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, PipelineError> {
-        let origin = loops::origin(mail);
-        let lookup = self.lookup(tx, mail, &origin, now)?;
+        let mail = &ready.mail;
+        let origin = &ready.origin;
+        let lookup = self.lookup(tx, ready, now)?;
         let policy = tickets::Policy {
             own_addresses: self.config.own_addresses(),
             reopen_days: self.config.support.reopen_days,
@@ -282,7 +375,7 @@ impl Pipeline {
             agents_require_auth: self.config.policy.agents_require_auth,
             authserv_id: self.config.policy.authserv_id.clone(),
         };
-        let decision = tickets::decide(mail, &origin, &lookup, &policy, now);
+        let decision = tickets::decide(mail, origin, &lookup, &policy, now);
         let received_at = source.received_at.unwrap_or(now);
         tx.hold_outbound =
             tickets::ack_age_permission(received_at, now, self.config.limits.ack_max_age_hours)
@@ -292,7 +385,7 @@ impl Pipeline {
             decision,
             mail,
             raw,
-            &origin,
+            origin,
             &lookup,
             &policy,
             received_at,
@@ -426,13 +519,10 @@ impl Pipeline {
         Ok(outcome)
     }
 
-    fn lookup(
-        &self,
-        tx: &mut Tx,
-        mail: &InboundMail,
-        origin: &Origin,
-        now: DateTime<Utc>,
-    ) -> Result<Lookup, StoreError> {
+    /// What the store knows about a message: a bounded number of lookups, the keys for which
+    /// were extracted (and capped) in [`prepare`].
+    fn lookup(&self, tx: &mut Tx, ready: &Ready, now: DateTime<Utc>) -> Result<Lookup, StoreError> {
+        let mail = &ready.mail;
         let sender_key = mail.sender.email.key();
         // Automatic answers are counted per address without its +detail (issue 9).
         let (duplicate, sender, recent_acks) = tx.first_look(
@@ -450,30 +540,34 @@ impl Pipeline {
         if l.duplicate {
             return Ok(l);
         }
-        let referenced = tickets::referenced_ids(mail);
-        if *origin == Origin::Bounce {
-            let mut ids = mail.embedded_message_ids.clone();
-            ids.extend(referenced);
+        if ready.origin == Origin::Bounce {
+            let mut ids: Vec<String> = mail
+                .embedded_message_ids
+                .iter()
+                .take(prepare::MAX_LOOKUPS)
+                .cloned()
+                .collect();
+            ids.extend(ready.referenced.iter().cloned());
             l.bounced = tx.outbox_by_message_ids(&ids)?;
             return Ok(l);
         }
-        l.by_reference = tx.ticket_by_message_ids(&referenced)?;
+        l.by_reference = tx.ticket_by_message_ids(&ready.referenced)?;
         if l.sender.as_ref().is_some_and(|u| u.role.is_staff()) {
-            l.by_agent_mail = tx.ticket_by_agent_mail(&referenced)?;
+            l.by_agent_mail = tx.ticket_by_agent_mail(&ready.referenced)?;
         }
-        for key in tickets::access_keys_in(mail, &self.config.own_addresses()) {
+        for key in &ready.access_keys {
             if let Some(t) = tx.ticket_by_access_key(key.as_str())? {
                 l.by_access_key = Some(t);
                 break;
             }
         }
-        for key in tickets::agent_keys_in(mail, &self.config.own_addresses()) {
+        for key in &ready.agent_keys {
             if let Some(t) = tx.ticket_by_agent_key(key.as_str())? {
                 l.by_agent_key = Some(t);
                 break;
             }
         }
-        for number in self.tag.numbers_in(&mail.subject) {
+        for &number in &ready.tags {
             if let Some(t) = tx.ticket_by_number(number)? {
                 l.by_tag.push(t);
             }
@@ -558,9 +652,10 @@ impl Pipeline {
             Some(why) => Err(why.clone()),
             None => ack,
         };
-        let class = self
-            .rules
-            .classify(&mail.subject, &strip_quotes(&mail.body));
+        // Classified before the transaction (see `prepare`).
+        let Some(class) = tx.ready.map(|r| &r.class) else {
+            return Err(StoreError::Corrupt("a ticket without a message".into()).into());
+        };
         let level = self
             .rules
             .level(class.urgency)
@@ -716,6 +811,12 @@ impl Pipeline {
             reason,
         }
     }
+}
+
+/// Why a message of `size` bytes is not processed, if it is over `max` bytes.
+fn too_large(size: u64, max: u64) -> Option<String> {
+    (size > max)
+        .then(|| format!("message of {size} bytes exceeds limits.max_message_bytes = {max}"))
 }
 
 /// The span of one message: its IMAP UID (under the mailbox's span), Message-ID and ticket.

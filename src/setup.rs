@@ -41,7 +41,7 @@ pub fn build_pipeline(config: Config) -> Result<Pipeline, SetupError> {
         .map_err(|e| SetupError(format!("support.ticket_tag: {e}")))?;
     Ok(Pipeline {
         config,
-        rules,
+        rules: Arc::new(rules),
         templates,
         tag,
         clock: Arc::new(SystemClock),

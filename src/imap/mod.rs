@@ -6,6 +6,7 @@
 
 pub mod connect;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +17,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::Mailbox;
 use crate::daemon::{Backoff, Heartbeat, Shared};
-use crate::pipeline::{Action, Outcome, Pipeline, PipelineError, Source};
-use crate::store::{Store, StoreError};
+use crate::pipeline::{Action, Outcome, Pipeline, PipelineError, Prepared, Source};
+use crate::store::{Attempt, Folder, Store, StoreError};
 use connect::ImapSession;
 
 /// Re-issue IDLE well before the 30-minute server timeout of RFC 2177.
@@ -265,8 +266,28 @@ struct Synced {
     complete: bool,
 }
 
+/// Unfinished attempts at a message alone after which it is quarantined without being
+/// processed (see [`sync`]).
+const POISON_AFTER: u32 = 2;
+
 /// Fetches and processes everything above the cursor, in UID order, in bounded batches.
 /// The cursor only ever moves over a prefix of UIDs that were all committed and moved.
+///
+/// # Poison messages
+/// Every batch's attempt is recorded in the database before its FETCH and forgotten once its
+/// messages are committed ([`Store::begin_attempt`], [`Store::end_attempt`]). A message left
+/// with an unfinished attempt — the process crashed or was killed (the watchdog included),
+/// the connection broke or the FETCH timed out or could not be parsed — is fetched and
+/// processed alone at the next sync, so that its next failure is its own. After
+/// [`POISON_AFTER`] unfinished attempts alone it is quarantined without being processed: its
+/// header is fetched alone and stored with the reason (if that fails too, a record naming the
+/// UID), and the message goes to the quarantine folder, so the mailbox goes on.
+///
+/// Falling back to smaller fetches happens across connections: async-imap closes a session's
+/// stream on a response it cannot parse, and a server that cannot produce a message may drop
+/// the connection (Dovecot does for a maildir file whose size is not the one in its name), so
+/// the count in the database carries the evidence from one session to the next. A database
+/// that is unavailable is no message's fault: such an attempt is taken back.
 async fn sync(
     session: &mut ImapSession,
     m: &Mailbox,
@@ -293,79 +314,154 @@ async fn sync(
         }
         None => 0,
     };
-    // Sizes first, so a batch never holds more than BATCH_BYTES of mail in memory. Each
-    // response is dropped as soon as it is read: async-imap's responses keep the read buffer
-    // they were parsed from, so collecting 10,000 of them held ~80 MB.
-    let sizes: Vec<(u32, u64)> = {
-        let mut stream = bounded(
+    let folder = Folder {
+        mailbox: &m.name,
+        folder: &m.folder,
+        uidvalidity,
+    };
+    let attempts: HashMap<u32, Attempt> = store
+        .attempts(folder, last)?
+        .into_iter()
+        .map(|a| (a.uid, a))
+        .collect();
+    // New mail by SEARCH first: its answer is only numbers, so a message whose FETCH the
+    // server cannot produce is still listed, and isolated, instead of cutting off the list
+    // (and all mail after it) at every sync. \Deleted mail is someone's deletion (or our own
+    // copy left behind by a server without UID EXPUNGE): not new mail.
+    let listed: Vec<u32> = {
+        let found = bounded(
             hb,
-            "UID FETCH sizes",
-            session.uid_fetch(
-                format!("{}:*", last.saturating_add(1)),
-                "(UID RFC822.SIZE FLAGS)",
-            ),
+            "UID SEARCH",
+            session.uid_search(format!("UID {}:* UNDELETED", last.saturating_add(1))),
         )
         .await?;
-        let mut v = Vec::new();
-        while let Some(f) = bounded(hb, "UID FETCH sizes", stream.try_next()).await? {
-            if f.flags()
-                .any(|flag| flag == async_imap::types::Flag::Deleted)
-            {
-                // Someone deleted it (or it is our own copy left behind by a server without
-                // UID EXPUNGE): not new mail.
-                continue;
-            }
-            if let Some(uid) = f.uid.filter(|uid| *uid > last) {
-                // `N:*` always returns the last message, even below N. A message of unknown
-                // size gets a batch of its own.
-                v.push((uid, f.size.map_or(BATCH_BYTES, u64::from)));
-            }
-        }
+        // `N:*` always matches the last message, even below N.
+        let mut v: Vec<u32> = found.into_iter().filter(|uid| *uid > last).collect();
         v.sort_unstable();
-        v.dedup_by_key(|(uid, _)| *uid);
         v
     };
-    if sizes.is_empty() {
+    if listed.is_empty() {
         if store.cursor(&m.name, &m.folder)? != Some((uidvalidity, last)) {
             store.set_cursor(&m.name, &m.folder, uidvalidity, last, shared.now())?;
         }
         return Ok(synced);
     }
-    debug!(count = sizes.len(), "new messages");
+    let poisoned = |uid: &u32| {
+        attempts
+            .get(uid)
+            .is_some_and(|a| a.attempts >= POISON_AFTER)
+    };
+    // Sizes, so a batch never holds more than BATCH_BYTES of mail in memory (not of poison
+    // messages: their FETCH may be what fails). Each response is dropped as soon as it is
+    // read: async-imap's responses keep the read buffer they were parsed from, so collecting
+    // 10,000 of them held ~80 MB.
+    let to_size: Vec<u32> = listed.iter().copied().filter(|u| !poisoned(u)).collect();
+    let mut sizes: HashMap<u32, u64> = HashMap::new();
+    let listing: Result<(), ImapError> = async {
+        if to_size.is_empty() {
+            return Ok(());
+        }
+        let mut stream = bounded(
+            hb,
+            "UID FETCH sizes",
+            session.uid_fetch(uid_set(&to_size), "(UID RFC822.SIZE)"),
+        )
+        .await?;
+        while let Some(f) = bounded(hb, "UID FETCH sizes", stream.try_next()).await? {
+            if let (Some(uid), Some(size)) = (f.uid, f.size) {
+                sizes.entry(uid).or_insert(u64::from(size));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let first_unlisted = to_size.iter().find(|uid| !sizes.contains_key(uid)).copied();
+    match (listing, first_unlisted) {
+        (Ok(()), None) => {}
+        // A timeout says nothing about any one message (and leaves the session unusable).
+        (Err(e @ ImapError::Timeout(_)), _) | (Err(e), None) => return Err(e),
+        (result, Some(first)) => {
+            // A server may end a FETCH early by closing the connection on a message it
+            // cannot read (async-imap then reports a short answer, not an error), or answer
+            // it with an error, or with a response async-imap cannot parse (which closes
+            // the session's stream). The listing stopped at that message: when the session
+            // is gone, it is the one to count. Otherwise the server merely left messages
+            // out, and they go alone.
+            if bounded(hb, "NOOP", session.noop()).await.is_err() {
+                let why = match result {
+                    Ok(()) => format!(
+                        "the server closed the connection while listing the size of UID {first}"
+                    ),
+                    Err(e) => format!("listing the size of UID {first} failed: {e}"),
+                };
+                store.begin_attempt(folder, &[first], shared.now())?;
+                store.attempt_failed(folder, &[first], &why)?;
+                return Err(ImapError::Protocol(why));
+            }
+        }
+    }
+    // A message of unknown size (expunged meanwhile; left out by the server) gets a batch of
+    // its own.
+    let sized: Vec<(u32, u64)> = listed
+        .iter()
+        .map(|uid| (*uid, sizes.get(uid).copied().unwrap_or(BATCH_BYTES)))
+        .collect();
+    debug!(count = sized.len(), "new messages");
     let max_bytes = shared.pipeline().await.config.limits.max_message_bytes;
     for Batch {
         uids: batch,
         bytes,
-        oversized,
-    } in batches(&sizes, max_bytes)
+        kind,
+    } in batches(&sized, max_bytes, &attempts)
     {
+        let alone = batch.len() == 1;
+        // Recorded (committed) before the FETCH: should the process die from here until the
+        // commit, the next sync knows.
+        store.begin_attempt(folder, &batch, shared.now())?;
         // An oversized message is not downloaded: its header is kept with the reason, and
-        // the message itself goes to the quarantine folder, intact.
-        let oversized = oversized.then_some(bytes);
-        let query = if oversized.is_some() {
-            "(UID INTERNALDATE BODY.PEEK[HEADER])"
-        } else {
-            "(UID INTERNALDATE BODY.PEEK[])"
+        // the message itself goes to the quarantine folder, intact. So is a poison message's,
+        // unless fetching its header failed before too.
+        let query = match kind {
+            Kind::Whole => Some("(UID INTERNALDATE BODY.PEEK[])"),
+            Kind::Oversized => Some("(UID INTERNALDATE BODY.PEEK[HEADER])"),
+            Kind::Poison { attempts } if attempts <= POISON_AFTER => {
+                Some("(UID INTERNALDATE BODY.PEEK[HEADER])")
+            }
+            Kind::Poison { .. } => None,
         };
         let set = uid_set(&batch);
-        let fetched = {
-            let stream = bounded(hb, "UID FETCH", session.uid_fetch(&set, query)).await?;
-            bounded_for(
-                hb,
-                "UID FETCH",
-                fetch_limit(bytes.min(max_bytes)),
-                stream.try_collect::<Vec<_>>(),
-            )
-            .await?
+        let fetched = match query {
+            None => Vec::new(),
+            Some(query) => {
+                let answer: Result<Vec<_>, ImapError> = async {
+                    let stream = bounded(hb, "UID FETCH", session.uid_fetch(&set, query)).await?;
+                    bounded_for(
+                        hb,
+                        "UID FETCH",
+                        fetch_limit(bytes.min(max_bytes)),
+                        stream.try_collect::<Vec<_>>(),
+                    )
+                    .await
+                }
+                .await;
+                match answer {
+                    Ok(fetched) => fetched,
+                    Err(e) => {
+                        // The attempt stays counted; the session ends and reconnects.
+                        let _ = store.attempt_failed(folder, &batch, &e.to_string());
+                        return Err(e);
+                    }
+                }
+            }
         };
         // By UID, first answer wins; answers without the requested data (a flag update sent
         // during our FETCH) are not messages.
         let mut by_uid = std::collections::BTreeMap::new();
         for f in &fetched {
-            let data = if oversized.is_some() {
-                f.header()
-            } else {
+            let data = if kind == Kind::Whole {
                 f.body()
+            } else {
+                f.header()
             };
             if let (Some(uid), Some(raw)) = (f.uid, data) {
                 by_uid.entry(uid).or_insert((raw, f));
@@ -373,15 +469,25 @@ async fn sync(
         }
         // The prefix of the batch the server returned, in UID order. A message not returned
         // (expunged meanwhile, or a server error) and every later one wait for the next
-        // sync, so the cursor never passes it.
+        // sync, so the cursor never passes it; its attempt stays counted (a server that
+        // cannot produce it makes it a poison message), the later ones' are taken back. A
+        // poison message is set aside with whatever of it was returned, even nothing.
         let mut present = Vec::new();
-        for &uid in &batch {
+        for (i, &uid) in batch.iter().enumerate() {
             let Some(&(raw, f)) = by_uid.get(&uid) else {
+                if let Kind::Poison { .. } = kind {
+                    present.push((uid, &[][..], None));
+                    continue;
+                }
                 debug!(
                     uid,
                     "message not returned by FETCH; retrying at the next sync"
                 );
                 synced.complete = false;
+                let _ = store.attempt_failed(folder, &[uid], "not in the server's FETCH answer");
+                if let Some(later) = batch.get(i + 1..).filter(|l| !l.is_empty()) {
+                    store.undo_attempt(folder, later, false)?;
+                }
                 break;
             };
             let received_at: Option<DateTime<Utc>> =
@@ -408,12 +514,26 @@ async fn sync(
             })
             .collect();
         let pipeline = shared.pipeline().await;
-        let result = match (oversized, items.first()) {
+        let result = match (kind, items.first()) {
             (_, None) => Ok(Vec::new()),
-            (Some(size), Some(&(raw, source))) => {
+            (Kind::Poison { attempts: tried }, Some(&(raw, source))) => {
+                let earlier = batch.first().and_then(|uid| attempts.get(uid));
+                let reason = poison_reason(
+                    tried,
+                    earlier.map_or("", |a| a.last_error.as_str()),
+                    !raw.is_empty(),
+                    source.uid.unwrap_or(0),
+                    uidvalidity,
+                    &m.quarantine_folder,
+                );
+                pipeline
+                    .set_aside(store, raw, &reason, source)
+                    .map(|o| vec![o])
+            }
+            (Kind::Oversized, Some(&(raw, source))) => {
                 let reason = format!(
                     "{}; only its header is stored, the message is in the IMAP folder {}",
-                    pipeline.too_large(size).unwrap_or_default(),
+                    pipeline.too_large(bytes).unwrap_or_default(),
                     m.quarantine_folder
                 );
                 pipeline
@@ -422,8 +542,8 @@ async fn sync(
             }
             // One transaction for the batch. The database being unavailable leaves the whole
             // batch where it is, to be retried later; anything else a message fails on sets
-            // that one message aside (see Pipeline::ingest_batch).
-            (None, Some(_)) => ingest_guarded(&pipeline, store, &items),
+            // that one message aside (see Pipeline::commit_batch).
+            (Kind::Whole, Some(_)) => ingest_guarded(&pipeline, store, &items, hb),
         };
         let mut done = Vec::new();
         let mut quarantined = Vec::new();
@@ -438,7 +558,14 @@ async fn sync(
                     }
                 }
             }
-            Err(e) => failure = Some(e),
+            Err(e) => {
+                if e.is_transient() {
+                    // Not these messages' fault: no attempt of theirs to count.
+                    let tried: Vec<u32> = present.iter().map(|(uid, ..)| *uid).collect();
+                    let _ = store.undo_attempt(folder, &tried, alone);
+                }
+                failure = Some(e);
+            }
         }
         hb.beat();
         if *shutdown.borrow() {
@@ -450,8 +577,10 @@ async fn sync(
         drop(fetched);
         // Everything in `done`/`quarantined` is committed; once that is on disk for good, it
         // may leave the inbox.
-        if !done.is_empty() || !quarantined.is_empty() {
+        let handled: Vec<u32> = done.iter().chain(&quarantined).copied().collect();
+        if !handled.is_empty() {
             store.make_durable(shared.now())?;
+            store.end_attempt(folder, &handled)?;
         }
         if !done.is_empty() {
             shared.wake_outbox();
@@ -464,11 +593,11 @@ async fn sync(
             move_uids(session, hb, &quarantined, &m.quarantine_folder, caps).await?;
         }
         // Handled messages are a prefix of the batch, so the cursor passes none left behind.
-        if let Some(&max) = done.iter().chain(&quarantined).max() {
+        if let Some(&max) = handled.iter().max() {
             last = last.max(max);
             store.set_cursor(&m.name, &m.folder, uidvalidity, last, shared.now())?;
         }
-        synced.processed += done.len() + quarantined.len();
+        synced.processed += handled.len();
         // MOVE answers with one EXPUNGE per message; empty the queue (100 entries, the
         // overflow is dropped) after every batch, noting any new mail it announced.
         synced.announced |= drain_unsolicited(session);
@@ -482,25 +611,58 @@ async fn sync(
     Ok(synced)
 }
 
-/// The pipeline on a batch, with a panic (a bug: the pipeline is written not to panic on any
-/// input) contained: the batch is then run again one message at a time, and the message that
-/// panics is set aside, so the mailbox goes on.
+/// Why a poison message is quarantined: `attempts` unfinished attempts alone, the failure
+/// last seen (empty after a crash or kill), and what of it is kept.
+fn poison_reason(
+    attempts: u32,
+    last_error: &str,
+    header_kept: bool,
+    uid: u32,
+    uidvalidity: u32,
+    quarantine_folder: &str,
+) -> String {
+    let cause = if last_error.is_empty() {
+        "the process crashed or was killed while working on it".to_string()
+    } else {
+        format!("last failure: {last_error}")
+    };
+    let kept = if header_kept {
+        "only its header is stored".to_string()
+    } else {
+        format!(
+            "unparseable or failed FETCH response: nothing of it could be read (UID {uid}, \
+             UIDVALIDITY {uidvalidity})"
+        )
+    };
+    format!(
+        "poison message: {attempts} attempts to fetch and process it alone did not finish \
+         ({cause}); {kept}; the message is in the IMAP folder {quarantine_folder}"
+    )
+}
+
+/// The pipeline on a batch: prepared (each message within its time budget, reporting
+/// progress to the watchdog as it goes), then committed, with a panic in the transaction (a
+/// bug: the pipeline is written not to panic on any input) contained: the batch is then run
+/// again one message at a time, and the message that panics is set aside, so the mailbox goes
+/// on. A panic while preparing is caught on the preparation thread already.
 fn ingest_guarded(
     pipeline: &Pipeline,
     store: &Store,
     items: &[(&[u8], Source<'_>)],
+    hb: &Heartbeat,
 ) -> Result<Vec<Outcome>, PipelineError> {
-    let guarded = |items: &[(&[u8], Source<'_>)]| {
+    let prepared = pipeline.prepare_batch(items, &|| hb.beat())?;
+    let guarded = |items: &[(&[u8], Source<'_>)], prepared: &[Prepared]| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pipeline.ingest_batch(store, items)
+            pipeline.commit_batch(store, items, prepared)
         }))
     };
-    if let Ok(result) = guarded(items) {
+    if let Ok(result) = guarded(items, &prepared) {
         return result;
     }
     let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
-        match guarded(std::slice::from_ref(item)) {
+    for (item, prepared) in items.iter().zip(&prepared) {
+        match guarded(std::slice::from_ref(item), std::slice::from_ref(prepared)) {
             Ok(result) => outcomes.extend(result?),
             Err(_) => {
                 let reason = "supportd panicked on this message (a bug; please report it)";
@@ -511,38 +673,55 @@ fn ingest_guarded(
     Ok(outcomes)
 }
 
+/// How a batch is fetched and handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Downloaded and processed.
+    Whole,
+    /// A single message over `limits.max_message_bytes`: only its header is fetched.
+    Oversized,
+    /// A single message with this many unfinished attempts alone (at least
+    /// [`POISON_AFTER`]): quarantined unprocessed, with its header if that can be fetched.
+    Poison { attempts: u32 },
+}
+
 /// One FETCH worth of messages.
 #[derive(Debug, PartialEq, Eq)]
 struct Batch {
     uids: Vec<u32>,
     bytes: u64,
-    /// A single message over `limits.max_message_bytes`: only its header is fetched.
-    oversized: bool,
+    kind: Kind,
 }
 
-/// Splits (uid, size) pairs, in UID order, into batches bounded in bytes and count; a message
-/// larger than `max_message` is a batch of its own.
-fn batches(sizes: &[(u32, u64)], max_message: u64) -> Vec<Batch> {
+/// Splits (uid, size) pairs, in UID order, into batches bounded in bytes and count. These
+/// are batches of their own: a message larger than `max_message`, and one with an unfinished
+/// attempt in `attempts` (a poison message once it has [`POISON_AFTER`] of them).
+fn batches(sizes: &[(u32, u64)], max_message: u64, attempts: &HashMap<u32, Attempt>) -> Vec<Batch> {
     let mut out = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0u64;
     for &(uid, size) in sizes {
-        let alone = size > max_message;
+        let alone = match attempts.get(&uid).map(|a| a.attempts) {
+            Some(n) if n >= POISON_AFTER => Some(Kind::Poison { attempts: n }),
+            _ if size > max_message => Some(Kind::Oversized),
+            Some(_) => Some(Kind::Whole),
+            None => None,
+        };
         if !current.is_empty()
-            && (alone || bytes + size > BATCH_BYTES || current.len() >= BATCH_MAX)
+            && (alone.is_some() || bytes + size > BATCH_BYTES || current.len() >= BATCH_MAX)
         {
             out.push(Batch {
                 uids: std::mem::take(&mut current),
                 bytes,
-                oversized: false,
+                kind: Kind::Whole,
             });
             bytes = 0;
         }
-        if alone {
+        if let Some(kind) = alone {
             out.push(Batch {
                 uids: vec![uid],
                 bytes: size,
-                oversized: true,
+                kind,
             });
             continue;
         }
@@ -553,17 +732,34 @@ fn batches(sizes: &[(u32, u64)], max_message: u64) -> Vec<Batch> {
         out.push(Batch {
             uids: current,
             bytes,
-            oversized: false,
+            kind: Kind::Whole,
         });
     }
     out
 }
 
+/// An IMAP sequence set of `uids`, runs of consecutive UIDs as ranges (`1:3,7`): a backlog
+/// of 20,000 must not become a command line longer than the server accepts (64 KiB).
 fn uid_set(uids: &[u32]) -> String {
-    uids.iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while let Some(&start) = uids.get(i) {
+        let mut end = start;
+        while uids
+            .get(i + 1)
+            .is_some_and(|&next| Some(next) == end.checked_add(1))
+        {
+            end = uids[i + 1];
+            i += 1;
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
 }
 
 async fn flag_seen(
@@ -627,24 +823,43 @@ async fn move_uids(
 mod tests {
     use super::*;
 
+    fn none() -> HashMap<u32, Attempt> {
+        HashMap::new()
+    }
+
+    fn tried(rows: &[(u32, u32)]) -> HashMap<u32, Attempt> {
+        rows.iter()
+            .map(|&(uid, attempts)| {
+                (
+                    uid,
+                    Attempt {
+                        uid,
+                        attempts,
+                        last_error: String::new(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn shape(all: &[Batch]) -> Vec<(Vec<u32>, Kind)> {
+        all.iter().map(|b| (b.uids.clone(), b.kind)).collect()
+    }
+
     #[test]
     fn batches_respect_bytes_and_count() {
-        let b = |uids: Vec<u32>, bytes, oversized| Batch {
+        let b = |uids: Vec<u32>, bytes| Batch {
             uids,
             bytes,
-            oversized,
+            kind: Kind::Whole,
         };
         let sizes: Vec<(u32, u64)> = vec![(1, 1), (2, BATCH_BYTES), (3, 10), (4, 10)];
         assert_eq!(
-            batches(&sizes, u64::MAX),
-            vec![
-                b(vec![1], 1, false),
-                b(vec![2], BATCH_BYTES, false),
-                b(vec![3, 4], 20, false)
-            ]
+            batches(&sizes, u64::MAX, &none()),
+            vec![b(vec![1], 1), b(vec![2], BATCH_BYTES), b(vec![3, 4], 20)]
         );
         let many: Vec<(u32, u64)> = (1..=250).map(|u| (u, 1)).collect();
-        let all = batches(&many, u64::MAX);
+        let all = batches(&many, u64::MAX, &none());
         assert_eq!(all.len(), 3);
         assert_eq!(all[0].uids.len(), BATCH_MAX);
     }
@@ -652,17 +867,73 @@ mod tests {
     #[test]
     fn an_oversized_message_is_a_batch_of_its_own() {
         let sizes: Vec<(u32, u64)> = vec![(1, 10), (2, 5_000), (3, 10), (4, 10)];
-        let all = batches(&sizes, 1_000);
-        assert_eq!(all.len(), 3);
         assert_eq!(
-            (all[0].uids.as_slice(), all[0].oversized),
-            (&[1][..], false)
+            shape(&batches(&sizes, 1_000, &none())),
+            vec![
+                (vec![1], Kind::Whole),
+                (vec![2], Kind::Oversized),
+                (vec![3, 4], Kind::Whole)
+            ]
         );
-        assert_eq!((all[1].uids.as_slice(), all[1].oversized), (&[2][..], true));
+    }
+
+    #[test]
+    fn after_a_failed_batch_its_messages_go_alone_and_a_poison_message_is_set_aside() {
+        let sizes: Vec<(u32, u64)> = (1..=8).map(|u| (u, 10)).collect();
+        // 3 and 4 were in a batch that did not finish; 6 failed once alone, 7 twice, 8 three
+        // times (its header FETCH failed too).
+        let attempts = tried(&[(3, 0), (4, 0), (6, 1), (7, 2), (8, 3)]);
         assert_eq!(
-            (all[2].uids.as_slice(), all[2].oversized),
-            (&[3, 4][..], false)
+            shape(&batches(&sizes, 1_000, &attempts)),
+            vec![
+                (vec![1, 2], Kind::Whole),
+                (vec![3], Kind::Whole),
+                (vec![4], Kind::Whole),
+                (vec![5], Kind::Whole),
+                (vec![6], Kind::Whole),
+                (vec![7], Kind::Poison { attempts: 2 }),
+                (vec![8], Kind::Poison { attempts: 3 }),
+            ]
         );
+        // A suspect too large to download stays header-only; a poison message is poison
+        // whatever its size.
+        let sizes: Vec<(u32, u64)> = vec![(1, 5_000), (2, 5_000)];
+        assert_eq!(
+            shape(&batches(&sizes, 1_000, &tried(&[(1, 1), (2, 2)]))),
+            vec![
+                (vec![1], Kind::Oversized),
+                (vec![2], Kind::Poison { attempts: 2 })
+            ]
+        );
+    }
+
+    #[test]
+    fn uid_sets_use_ranges() {
+        assert_eq!(uid_set(&[]), "");
+        assert_eq!(uid_set(&[7]), "7");
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        let backlog: Vec<u32> = (1..=20_000).chain([20_002]).collect();
+        assert_eq!(uid_set(&backlog), "1:20000,20002");
+        assert_eq!(
+            uid_set(&[u32::MAX - 1, u32::MAX]),
+            format!("{}:{}", u32::MAX - 1, u32::MAX)
+        );
+    }
+
+    #[test]
+    fn a_poison_reason_says_what_happened_and_where_the_message_is() {
+        let r = poison_reason(2, "", true, 7, 99, "Quarantine");
+        assert!(r.starts_with("poison message: 2 attempts"), "{r}");
+        assert!(r.contains("crashed or was killed"), "{r}");
+        assert!(r.contains("only its header is stored"), "{r}");
+        assert!(r.ends_with("in the IMAP folder Quarantine"), "{r}");
+        let r = poison_reason(3, "timed out during UID FETCH", false, 7, 99, "Quarantine");
+        assert!(
+            r.contains("last failure: timed out during UID FETCH"),
+            "{r}"
+        );
+        assert!(r.contains("unparseable or failed FETCH response"), "{r}");
+        assert!(r.contains("UID 7, UIDVALIDITY 99"), "{r}");
     }
 
     #[test]

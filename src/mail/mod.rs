@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod compose;
+pub mod html;
 pub mod loops;
 pub mod parse;
 pub mod quote;

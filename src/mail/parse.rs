@@ -58,7 +58,9 @@ pub struct InboundMail {
     pub cc: Vec<Mailbox>,
     /// RFC 2047 decoded; empty when absent.
     pub subject: String,
+    /// At most [`MAX_REFERENCED_IDS`], the last ones, each once.
     pub in_reply_to: Vec<String>,
+    /// At most [`MAX_REFERENCED_IDS`], the last (newest) ones, each once, in header order.
     pub references: Vec<String>,
     pub date: Option<DateTime<Utc>>,
     /// `Some("")` for the null return path `<>` of bounces.
@@ -69,6 +71,10 @@ pub struct InboundMail {
     /// The text body: text/plain preferred, HTML rendered to text when it is the only body.
     pub body: String,
     pub body_from_html: bool,
+    /// Why an HTML-only body is its markup stripped rather than rendered (too deep, too large:
+    /// see [`super::html`]), when it is; the pipeline records it for the agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html_fallback: Option<String>,
     pub attachments: Vec<Attachment>,
     /// Message-IDs of messages embedded in this one (the original in a bounce report).
     pub embedded_message_ids: Vec<String>,
@@ -91,6 +97,11 @@ pub enum ParseError {
 
 /// HTML is rendered at this width; wide enough that sentences survive for triage.
 const HTML_TEXT_WIDTH: usize = 100;
+
+/// In-Reply-To and References keep this many ids at most, the last ones (a thread's newest
+/// messages), so that no header, however long, costs more downstream than this many lookups:
+/// a References header of 400,000 ids once took 518 s to thread.
+pub const MAX_REFERENCED_IDS: usize = 100;
 
 /// Parses one raw message.
 pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
@@ -140,7 +151,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
         _ => (synthetic_message_id(raw), true),
     };
 
-    let (body, body_from_html) = body_text(&msg);
+    let (body, body_from_html, html_fallback) = body_text(&msg);
     let mut attachments = Vec::new();
     // Which part each attachment's bytes are in: they are moved out of the parsed message at
     // the end instead of copied (a 25 MB scan would otherwise be held twice).
@@ -215,6 +226,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundMail, ParseError> {
             .unwrap_or_else(|| "text/plain".into()),
         body,
         body_from_html,
+        html_fallback,
         attachments,
         embedded_message_ids,
         authentication_results: msg
@@ -272,18 +284,18 @@ pub fn synthetic_message_id(raw: &[u8]) -> String {
     format!("sha256-{hex}@supportd.invalid")
 }
 
-fn body_text(msg: &mail_parser::Message<'_>) -> (String, bool) {
+/// The text body, whether it came from HTML, and why that HTML was stripped, not rendered.
+fn body_text(msg: &mail_parser::Message<'_>) -> (String, bool, Option<String>) {
     // mail-parser lists the HTML part as the text body when there is no text/plain one.
     let plain = msg.text_bodies().find(|p| !p.is_text_html());
     if let Some(text) = plain.and_then(|p| p.text_contents()) {
-        return (normalise_newlines(text), false);
+        return (normalise_newlines(text), false, None);
     }
     if let Some(html) = msg.html_bodies().next().and_then(|p| p.text_contents()) {
-        if let Ok(text) = html2text::from_read(html.as_bytes(), HTML_TEXT_WIDTH) {
-            return (normalise_newlines(&text), true);
-        }
+        let text = super::html::to_text(html, HTML_TEXT_WIDTH);
+        return (normalise_newlines(&text.text), true, text.fallback);
     }
-    (String::new(), false)
+    (String::new(), false, None)
 }
 
 fn normalise_newlines(s: &str) -> String {
@@ -321,15 +333,25 @@ fn one_line(s: &str) -> String {
         .to_string()
 }
 
+/// The ids of an In-Reply-To or References header: the last [`MAX_REFERENCED_IDS`] distinct
+/// ones, in header order. Walks the header from its end and stops there, so a header of
+/// 400,000 ids costs no more than one of 100.
 fn id_list(v: &HeaderValue<'_>) -> Vec<String> {
-    match v {
-        HeaderValue::Text(t) => vec![clean_id(t)],
-        HeaderValue::TextList(l) => l.iter().map(|t| clean_id(t)).collect(),
-        _ => Vec::new(),
-    }
-    .into_iter()
-    .filter(|id| !id.is_empty())
-    .collect()
+    let ids: &[std::borrow::Cow<'_, str>] = match v {
+        HeaderValue::Text(t) => std::slice::from_ref(t),
+        HeaderValue::TextList(l) => l,
+        _ => &[],
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<String> = ids
+        .iter()
+        .rev()
+        .map(|t| clean_id(t))
+        .filter(|id| !id.is_empty() && seen.insert(id.clone()))
+        .take(MAX_REFERENCED_IDS)
+        .collect();
+    kept.reverse();
+    kept
 }
 
 fn clean_id(id: &str) -> String {
@@ -418,9 +440,49 @@ mod tests {
         let raw = b"From: a@b.example\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Pages are <b>stuck</b></p><ul><li>one</li></ul><script>x()</script></body></html>";
         let m = parse(raw).unwrap();
         assert!(m.body_from_html);
+        assert_eq!(m.html_fallback, None);
         assert!(m.body.contains("Pages are"), "{}", m.body);
         assert!(m.body.contains("stuck"));
         assert!(!m.body.contains("<p>"));
+    }
+
+    #[test]
+    fn references_keep_the_last_hundred_distinct_ids() {
+        let ids: Vec<String> = (0..400_000).map(|i| format!("<r{i}@t.example>")).collect();
+        let raw = format!(
+            "From: a@b.example\r\nIn-Reply-To: <x@y> <x@y>\r\nReferences: <r9@t.example> {} <r399999@t.example> <r399998@t.example>\r\n\r\nhi",
+            ids.join(" ")
+        );
+        let started = std::time::Instant::now();
+        let m = parse(raw.as_bytes()).unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(m.in_reply_to, vec!["x@y"]);
+        assert_eq!(m.references.len(), MAX_REFERENCED_IDS);
+        // The newest last, each once (its last occurrence counts).
+        assert_eq!(
+            m.references.last().map(String::as_str),
+            Some("r399998@t.example")
+        );
+        assert_eq!(m.references[MAX_REFERENCED_IDS - 2], "r399999@t.example");
+        assert_eq!(m.references[0], "r399900@t.example");
+        let distinct: std::collections::HashSet<_> = m.references.iter().collect();
+        assert_eq!(distinct.len(), MAX_REFERENCED_IDS);
+    }
+
+    #[test]
+    fn deeply_nested_html_falls_back_to_stripped_text_with_a_note() {
+        let raw = format!(
+            "From: a@b.example\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><body>{}Pages &amp; alerts are stuck{}</body></html>",
+            "<div>".repeat(100_000),
+            "</div>".repeat(100_000)
+        );
+        let m = parse(raw.as_bytes()).unwrap();
+        assert!(m.body_from_html);
+        assert_eq!(m.body, "Pages & alerts are stuck");
+        assert!(m
+            .html_fallback
+            .as_deref()
+            .is_some_and(|n| n.contains("markup stripped")));
     }
 
     #[test]

@@ -9,7 +9,6 @@ use super::{Action, Outcome, Pipeline, PipelineError};
 use crate::mail::address::EmailAddress;
 use crate::mail::compose::{deliverable, ComposeError, Outgoing, Party};
 use crate::mail::parse::{Attachment, InboundMail};
-use crate::mail::quote::strip_quotes;
 use crate::store::{NewMessage, NewOutbox, NewUser, StoreError, TicketRecord, Tx, UserRecord};
 use crate::tickets::commands::{self, Assignee, Command, NotUnderstood};
 use crate::tickets::notify::{self, NotifyEvent, NotifyFacts, StaffMember};
@@ -285,7 +284,8 @@ impl Pipeline {
         can_answer: Result<(), String>,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, PipelineError> {
-        let text = strip_quotes(&mail.body);
+        // Quotes were stripped before the transaction (see `prepare`).
+        let text = tx.text().to_string();
         let parsed = commands::parse(&text);
         let mut note = None;
         if !parsed.command_lines.is_empty() {
@@ -383,7 +383,7 @@ impl Pipeline {
              customer and its commands were not run. Why: {reason}.\n\
              If you wrote it, reply to this notification instead (its Reply-To is the agent\n\
              channel), from a mailbox your mail server authenticates.\n\n{}",
-            strip_quotes(&mail.body)
+            tx.text()
         );
         self.notify_agents(
             tx,
@@ -411,7 +411,7 @@ impl Pipeline {
             (Action::Created, Some(n)) => format!("it opened ticket #{n}"),
             (action, _) => format!("it was {}", action.as_str()),
         };
-        let text = strip_quotes(&mail.body);
+        let text = tx.text();
         let body = format!(
             "From {}, who is not a participant of this ticket, by a Message-ID of its \
              thread; {became}. Not added to this ticket, not relayed.\n\n{text}",
@@ -508,7 +508,8 @@ impl Pipeline {
             .user_record(&mail.sender.email.key())?
             .ok_or_else(|| StoreError::Corrupt("agent reply from no stored user".into()))?;
         let actor = agent.email.clone();
-        let text = strip_quotes(&mail.body);
+        // Quotes were stripped before the transaction (see `prepare`).
+        let text = tx.text().to_string();
         let parsed = commands::parse(&text);
         let mut errors = parsed.not_understood.clone();
         let mut steps = Vec::new();

@@ -70,15 +70,18 @@ impl Pipeline {
     pub fn send_due_digests(&self, store: &Store) -> Result<usize, PipelineError> {
         blocking(|| {
             let now = self.clock.now();
+            let mut open = store.begin()?;
             let mut tx = Work {
-                tx: store.begin()?,
+                tx: &mut open,
+                ready: None,
                 hold_outbound: None,
             };
             let mut queued = 0;
             for sender in tx.senders_with_due_digests(now - self.digest_wait())? {
                 queued += self.send_digest(&mut tx, &sender, now)?;
             }
-            tx.tx.commit()?;
+            drop(tx);
+            open.commit()?;
             Ok(queued)
         })
     }

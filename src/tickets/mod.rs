@@ -409,15 +409,16 @@ pub fn access_keys_in(mail: &InboundMail, own: &[EmailAddress]) -> Vec<AccessKey
         .collect()
 }
 
-/// Message-IDs that may thread this mail: In-Reply-To first, then References newest first.
+/// Message-IDs that may thread this mail: In-Reply-To first, then References newest first,
+/// each once (the parser already capped both lists).
 pub fn referenced_ids(mail: &InboundMail) -> Vec<String> {
-    let mut ids: Vec<String> = mail.in_reply_to.clone();
-    for r in mail.references.iter().rev() {
-        if !ids.contains(r) {
-            ids.push(r.clone());
-        }
-    }
-    ids
+    let mut seen = std::collections::HashSet::new();
+    mail.in_reply_to
+        .iter()
+        .chain(mail.references.iter().rev())
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Decides what `mail` means, given what the store knows. The first matching rule wins.
