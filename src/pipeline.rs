@@ -93,6 +93,8 @@ impl PipelineError {
 /// Everything the pipeline needs besides the store; cheap to share between tasks.
 pub struct Pipeline {
     pub config: Config,
+    /// Who we are: built once from the config (see [`crate::setup`]).
+    pub desk: crate::tickets::desk::Desk,
     /// Shared with the preparation threads (see [`prepare`]).
     pub rules: Arc<Rules>,
     pub templates: Templates,

@@ -7,6 +7,7 @@ use crate::clock::{RandomIds, SystemClock};
 use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::templates::Templates;
+use crate::tickets::desk::Desk;
 use crate::tickets::TicketTag;
 use crate::triage::Rules;
 
@@ -39,8 +40,17 @@ pub fn build_pipeline(config: Config) -> Result<Pipeline, SetupError> {
         Templates::load(config.templates.dir.as_deref()).map_err(|e| SetupError(e.to_string()))?;
     let tag = TicketTag::new(&config.support.ticket_tag)
         .map_err(|e| SetupError(format!("support.ticket_tag: {e}")))?;
+    let desk = Desk::new(
+        &config.support.name,
+        config.support_address(),
+        &config.own_addresses(),
+        &config.support.public_url,
+        &config.support.phone,
+        tag.clone(),
+    );
     Ok(Pipeline {
         config,
+        desk,
         rules: Arc::new(rules),
         templates,
         tag,

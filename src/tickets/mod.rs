@@ -13,6 +13,7 @@ use crate::mail::parse::InboundMail;
 pub mod ack;
 pub mod auth;
 pub mod commands;
+pub mod desk;
 pub mod notify;
 pub mod replies;
 
