@@ -29,12 +29,7 @@ impl Clock for FixedClock {
     }
 }
 
-/// Where access keys and Message-IDs come from.
-pub trait IdSource: Send + Sync {
-    fn access_key(&self) -> AccessKey;
-    /// A new Message-ID (without angle brackets) under `domain`.
-    fn message_id(&self, domain: &str) -> String;
-}
+pub use crate::tickets::IdSource;
 
 /// Keys and ids from the operating system's random generator.
 #[derive(Debug, Clone, Copy, Default)]

@@ -544,59 +544,7 @@ fn redact(url: &str) -> String {
 fn check_config(cli: &Cli) -> Result<u8, Failure> {
     let config = load_config(cli)?;
     let pipeline = build_pipeline(config)?;
-    // Render a sample acknowledgement so a broken template fails here, not on a customer.
-    let sample = b"From: Test <test@clinic.example>\r\nSubject: check-config\r\nMessage-ID: <check@clinic.example>\r\n\r\nsample\r\n";
-    let mail = supportd::mail::parse::parse(sample).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let class = pipeline.rules.classify(&mail.subject, &mail.body);
-    let level = pipeline
-        .rules
-        .level(class.urgency)
-        .ok_or_else(|| anyhow::anyhow!("triage rules define no level {}", class.urgency))?;
-    let category = pipeline
-        .rules
-        .category(&class.category)
-        .ok_or_else(|| anyhow::anyhow!("triage rules define no category {}", class.category))?;
-    let support = pipeline.config.support_address();
-    let key = supportd::tickets::AccessKey::from_random([0; supportd::tickets::ACCESS_KEY_LEN]);
-    let now = SystemClock.now();
-    let facts = supportd::tickets::ack::AckFacts {
-        support_name: &pipeline.config.support.name,
-        support_address: &support,
-        public_url: &pipeline.config.support.public_url,
-        phone: &pipeline.config.support.phone,
-        tag: &pipeline.tag,
-        number: 1,
-        access_key: &key,
-        subject: &mail.subject,
-        requester: supportd::mail::compose::Party {
-            name: mail.sender.name.clone(),
-            email: mail.sender.email.clone(),
-        },
-        category,
-        level,
-        sla: supportd::tickets::Sla::starting(
-            now,
-            level.first_response_hours,
-            level.resolution_hours,
-        ),
-        inbound_message_id: &mail.message_id,
-        inbound_references: &[],
-        message_id: "check@localhost".into(),
-        now,
-    };
-    for (i, a) in pipeline.config.agent.iter().enumerate() {
-        for c in &a.categories {
-            if pipeline.rules.category(c).is_none() {
-                return Err(Failure {
-                    code: EX_CONFIG,
-                    error: anyhow::anyhow!(
-                        "agent[{i}].categories: `{c}` is no category of the triage rules"
-                    ),
-                });
-            }
-        }
-    }
-    supportd::tickets::ack::acknowledgement(&facts, &pipeline.templates).map_err(|e| Failure {
+    supportd::setup::cross_check(&pipeline).map_err(|e| Failure {
         code: EX_CONFIG,
         error: e.into(),
     })?;

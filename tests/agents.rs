@@ -655,14 +655,14 @@ fn inactive_users_are_told_how_to_be_reactivated() {
 mod golden {
     use chrono::{DateTime, TimeZone, Utc};
     use supportd::mail::address::EmailAddress;
-    use supportd::mail::compose::{Outgoing, Party};
+    use supportd::mail::compose::Party;
     use supportd::mail::parse::Attachment;
     use supportd::templates::Templates;
     use supportd::tickets::commands::NotUnderstood;
-    use supportd::tickets::notify::{
-        self, NotifyEvent, NotifyFacts, StaffMember, StoredAttachment,
-    };
-    use supportd::tickets::replies::{self, Answering, Sender, TicketFacts};
+    use supportd::tickets::desk::Desk;
+    use supportd::tickets::notify::{NotifyEvent, NotifyFacts, StaffMember, StoredAttachment};
+    use supportd::tickets::outbound::{Content, Mail, MailKind, Stamp};
+    use supportd::tickets::replies::{Answering, CustomerFacts};
     use supportd::tickets::{AccessKey, Refusal, TicketStatus, TicketTag};
     use supportd::triage::Rules;
 
@@ -699,31 +699,47 @@ mod golden {
         }
     }
 
-    fn support() -> EmailAddress {
-        EmailAddress::parse("support@vendor.example").unwrap()
+    fn desk() -> Desk {
+        Desk::new(
+            "Vendor Support",
+            EmailAddress::parse("support@vendor.example").unwrap(),
+            &[],
+            "https://help.vendor.example/",
+            "+1 555 0142",
+            TicketTag::new("[#{number}]").unwrap(),
+        )
     }
 
-    fn sender(support: &EmailAddress) -> Sender<'_> {
-        Sender {
-            support_name: "Vendor Support",
-            support_address: support,
-            public_url: "https://help.vendor.example/",
-            phone: "+1 555 0142",
-        }
-    }
-
-    fn bytes(o: &Outgoing, attachments: &[Attachment]) -> Vec<u8> {
-        o.to_bytes_with(attachments).unwrap()
+    /// Renders `content` the one way every mail is rendered, with `message_id`, and composes
+    /// it with `attachments`.
+    fn render(
+        kind: MailKind,
+        content: Content,
+        message_id: &str,
+        linked: &[StoredAttachment],
+        attachments: &[Attachment],
+    ) -> Vec<u8> {
+        let mail = Mail {
+            kind,
+            ticket: None,
+            stamp: Stamp {
+                message_id: message_id.into(),
+                date: now(),
+            },
+            to_agents: false,
+            history: None,
+            with_inbound_attachments: !linked.is_empty(),
+            content,
+        };
+        let out = mail
+            .render(&desk(), &Templates::load(None).unwrap(), linked)
+            .unwrap();
+        out.to_bytes_with(attachments).unwrap()
     }
 
     #[test]
     fn notify_agent() {
         let rules = Rules::from_toml(include_str!("../config/triage.toml"), "triage").unwrap();
-        let templates = Templates::load(None).unwrap();
-        let support = support();
-        let tag = TicketTag::new("[#{number}]").unwrap();
-        let key = AccessKey::parse("a7m2qyx4t6w3rbp5n2j4").unwrap();
-        let access_key = AccessKey::parse("k7m2qyx4t6w3rbp5n2j4").unwrap();
         let attachments = vec![StoredAttachment {
             id: 17,
             filename: "gateway.log".into(),
@@ -745,50 +761,49 @@ mod golden {
                 "Still nothing, see the log.",
             ),
         ] {
-            let level = rules.level(level).unwrap();
             let facts = NotifyFacts {
-                support_name: "Vendor Support",
-                support_address: &support,
-                tag: &tag,
                 number: 1042,
-                agent_key: &key,
-                access_key: &access_key,
-                public_url: "https://help.vendor.example/",
+                agent_key: AccessKey::parse("a7m2qyx4t6w3rbp5n2j4").unwrap(),
+                access_key: AccessKey::parse("k7m2qyx4t6w3rbp5n2j4").unwrap(),
                 event,
-                subject: "Pages not arriving on 4 West",
+                subject: "Pages not arriving on 4 West".into(),
                 status: TicketStatus::Open,
                 author: ann.clone(),
                 requester: ann.clone(),
-                category: rules.category("routing").unwrap(),
-                level,
+                category: rules.category("routing").unwrap().clone(),
+                level: rules.level(level).unwrap().clone(),
                 first_response_due: now() + chrono::Duration::hours(1),
                 resolution_due: now() + chrono::Duration::hours(24),
                 first_response_at: None,
                 assignee: (event == NotifyEvent::CustomerReply)
                     .then(|| "alice@vendor.example".to_string()),
-                text,
-                attachments: &attachments,
-                inbound_message_id: "20261123140200.77aa@mail.stbrigid-med.example",
-                inbound_references: &[],
-                message_id: "supportd.notify1@vendor.example".into(),
-                now: now(),
+                text: text.into(),
+                attachments: Vec::new(),
+                inbound_message_id: "20261123140200.77aa@mail.stbrigid-med.example".into(),
+                inbound_references: Vec::new(),
             };
             let to = StaffMember {
                 email: EmailAddress::parse("alice@vendor.example").unwrap(),
                 name: "Alice Agent".into(),
                 categories: vec![],
             };
-            let out = notify::notification(&facts, &to, &templates).unwrap();
-            check(name, &bytes(&out, &[]));
+            let content = Content::Notify { facts, to };
+            let bytes = render(
+                MailKind::NotifyAgent,
+                content,
+                "supportd.notify1@vendor.example",
+                &attachments,
+                &[],
+            );
+            check(name, &bytes);
         }
     }
 
-    fn ticket<'a>(tag: &'a TicketTag, key: &'a AccessKey) -> TicketFacts<'a> {
-        TicketFacts {
-            tag,
+    fn ticket() -> CustomerFacts {
+        CustomerFacts {
             number: 1042,
-            access_key: key,
-            subject: "Pages not arriving on 4 West",
+            access_key: AccessKey::parse("k7m2qyx4t6w3rbp5n2j4").unwrap(),
+            subject: "Pages not arriving on 4 West".into(),
             requester: party("Ann Lee", "ann@stbrigid-med.example"),
             cc: vec![party("Carol Diaz", "carol@stbrigid-med.example")],
             in_reply_to: Some("ann2@mail.stbrigid-med.example".into()),
@@ -797,26 +812,11 @@ mod golden {
                 "ann2@mail.stbrigid-med.example".into(),
             ],
             reopen_days: 30,
-            message_id: "supportd.reply1@vendor.example".into(),
-            now: now(),
         }
     }
 
     #[test]
     fn agent_reply_and_closed() {
-        let templates = Templates::load(None).unwrap();
-        let support = support();
-        let tag = TicketTag::new("[#{number}]").unwrap();
-        let key = AccessKey::parse("k7m2qyx4t6w3rbp5n2j4").unwrap();
-        let t = ticket(&tag, &key);
-        let out = replies::agent_reply(
-            &sender(&support),
-            &t,
-            "Alice Agent",
-            "Hi Ann,\n\nWe restarted the paging gateway. Could you confirm pages arrive again?\n\nAlice",
-            &templates,
-        )
-        .unwrap();
         let guide = Attachment {
             filename: "restart-guide.pdf".into(),
             content_type: "application/pdf".into(),
@@ -824,25 +824,34 @@ mod golden {
             content_id: None,
             data: b"%PDF-1.4\n".to_vec(),
         };
-        check("agent-reply", &bytes(&out, &[guide]));
-        let out = replies::closed_notice(&sender(&support), &t, "Alice Agent", &templates).unwrap();
-        check("closed", &bytes(&out, &[]));
+        let relay = Content::AgentReply {
+            ticket: ticket(),
+            agent_name: "Alice Agent".into(),
+            text: "Hi Ann,\n\nWe restarted the paging gateway. Could you confirm pages arrive again?\n\nAlice".into(),
+        };
+        let id = "supportd.reply1@vendor.example";
+        check(
+            "agent-reply",
+            &render(MailKind::AgentReply, relay, id, &[], &[guide]),
+        );
+        let closed = Content::Closed {
+            ticket: ticket(),
+            agent_name: "Alice Agent".into(),
+        };
+        check("closed", &render(MailKind::Closed, closed, id, &[], &[]));
     }
 
-    fn answering(to: Party) -> Answering<'static> {
+    fn answering(to: Party) -> Answering {
         Answering {
             to,
-            subject: "Re: [#1042] Pages not arriving on 4 West",
-            message_id: "reply-with-commands@vendor.example",
-            references: &[],
+            subject: "Re: [#1042] Pages not arriving on 4 West".into(),
+            message_id: "reply-with-commands@vendor.example".into(),
+            references: Vec::new(),
         }
     }
 
     #[test]
     fn command_errors() {
-        let templates = Templates::load(None).unwrap();
-        let support = support();
-        let tag = TicketTag::new("[#{number}]").unwrap();
         let errors = vec![
             NotUnderstood {
                 line: "#ntoe".into(),
@@ -853,64 +862,58 @@ mod golden {
                 why: "no urgency level 9; levels are 1, 2, 3, 4".into(),
             },
         ];
-        let out = replies::command_error(
-            &sender(&support),
-            &answering(party("Alice Agent", "alice@vendor.example")),
-            &tag,
-            1042,
-            true,
-            &errors,
-            "supportd.err1@vendor.example".into(),
-            now(),
-            &templates,
-        )
-        .unwrap();
-        check("command-error-agent", &bytes(&out, &[]));
-        let customer = vec![NotUnderstood {
-            line: "#close".into(),
-            why: "only agents may use commands".into(),
-        }];
-        let out = replies::command_error(
-            &sender(&support),
-            &answering(party("Ann Lee", "ann@stbrigid-med.example")),
-            &tag,
-            1042,
-            false,
-            &customer,
-            "supportd.err2@vendor.example".into(),
-            now(),
-            &templates,
-        )
-        .unwrap();
-        check("command-error-customer", &bytes(&out, &[]));
+        let agent = Content::CommandError {
+            answering: answering(party("Alice Agent", "alice@vendor.example")),
+            number: 1042,
+            from_agent: true,
+            errors,
+        };
+        let bytes = render(
+            MailKind::CommandError,
+            agent,
+            "supportd.err1@vendor.example",
+            &[],
+            &[],
+        );
+        check("command-error-agent", &bytes);
+        let customer = Content::CommandError {
+            answering: answering(party("Ann Lee", "ann@stbrigid-med.example")),
+            number: 1042,
+            from_agent: false,
+            errors: vec![NotUnderstood {
+                line: "#close".into(),
+                why: "only agents may use commands".into(),
+            }],
+        };
+        let bytes = render(
+            MailKind::CommandError,
+            customer,
+            "supportd.err2@vendor.example",
+            &[],
+            &[],
+        );
+        check("command-error-customer", &bytes);
     }
 
     #[test]
     fn refusals() {
-        let templates = Templates::load(None).unwrap();
-        let support = support();
         for (name, refusal) in [
             ("rejected-known", Refusal::UnknownSender),
             ("rejected-support-users", Refusal::NotSupportUser),
             ("inactive", Refusal::Inactive),
         ] {
-            let a = Answering {
-                to: party("Eve Stranger", "eve@elsewhere.example"),
-                subject: "Cannot log in",
-                message_id: "eve1@elsewhere.example",
-                references: &[],
-            };
-            let out = replies::refusal(
-                &sender(&support),
-                &a,
+            let content = Content::Refusal {
+                answering: Answering {
+                    to: party("Eve Stranger", "eve@elsewhere.example"),
+                    subject: "Cannot log in".into(),
+                    message_id: "eve1@elsewhere.example".into(),
+                    references: Vec::new(),
+                },
                 refusal,
-                "elsewhere.example",
-                format!("supportd.{name}@vendor.example"),
-                now(),
-                &templates,
-            )
-            .unwrap();
-            check(name, &bytes(&out, &[]));
+                org: "elsewhere.example".into(),
+            };
+            let id = format!("supportd.{name}@vendor.example");
+            check(name, &render(MailKind::Rejected, content, &id, &[], &[]));
         }
     }
 }

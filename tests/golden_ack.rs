@@ -12,7 +12,9 @@ use common::{check_golden, fixture};
 use supportd::mail::address::EmailAddress;
 use supportd::mail::compose::Party;
 use supportd::templates::Templates;
-use supportd::tickets::ack::{acknowledgement, AckFacts};
+use supportd::tickets::ack::AckFacts;
+use supportd::tickets::desk::Desk;
+use supportd::tickets::outbound::{Content, Mail, MailKind, Stamp};
 use supportd::tickets::{AccessKey, Sla, TicketTag};
 use supportd::triage::Rules;
 
@@ -32,24 +34,37 @@ fn render(urgency: u8, category: &str, subject: &str, requester: Party) -> Vec<u
     let key = AccessKey::parse("k7m2qyx4t6w3rbp5n2j4").expect("key");
     let received = now() - chrono::Duration::minutes(3);
     let facts = AckFacts {
-        support_name: "Vendor Support",
-        support_address: &support,
-        public_url: "https://help.vendor.example/",
-        phone: "+1 555 0142",
-        tag: &tag,
         number: 1042,
-        access_key: &key,
-        subject,
+        access_key: key,
+        subject: subject.to_string(),
         requester,
-        category,
-        level,
+        category: category.clone(),
+        level: level.clone(),
         sla: Sla::starting(received, level.first_response_hours, level.resolution_hours),
-        inbound_message_id: "20261123140200.77aa@mail.stbrigid-med.example",
-        inbound_references: &["earlier.thread@mail.stbrigid-med.example".to_string()],
-        message_id: "supportd.00112233445566778899aabbccddeeff@vendor.example".into(),
-        now: now(),
+        inbound_message_id: "20261123140200.77aa@mail.stbrigid-med.example".into(),
+        inbound_references: vec!["earlier.thread@mail.stbrigid-med.example".to_string()],
     };
-    acknowledgement(&facts, &templates)
+    let desk = Desk::new(
+        "Vendor Support",
+        support,
+        &[],
+        "https://help.vendor.example/",
+        "+1 555 0142",
+        tag,
+    );
+    let mail = Mail {
+        kind: MailKind::Ack,
+        ticket: None,
+        stamp: Stamp {
+            message_id: "supportd.00112233445566778899aabbccddeeff@vendor.example".into(),
+            date: now(),
+        },
+        to_agents: false,
+        history: None,
+        with_inbound_attachments: false,
+        content: Content::Ack(facts),
+    };
+    mail.render(&desk, &templates, &[])
         .expect("render")
         .to_bytes()
         .expect("compose")

@@ -628,7 +628,9 @@ fn digest_matches_golden() {
     use chrono::TimeZone;
     use supportd::mail::address::EmailAddress;
     use supportd::templates::Templates;
-    use supportd::tickets::notify::{self, DigestEntry, DigestFacts, NotifyEvent, StaffMember};
+    use supportd::tickets::desk::Desk;
+    use supportd::tickets::notify::{DigestEntry, DigestFacts, NotifyEvent, StaffMember};
+    use supportd::tickets::outbound::{Content, Mail, MailKind, Stamp};
     use supportd::tickets::{AccessKey, TicketTag};
 
     let now = chrono::Utc
@@ -657,21 +659,38 @@ fn digest_matches_golden() {
         },
     ];
     let facts = DigestFacts {
-        support_name: "Vendor Support",
-        support_address: &support,
-        tag: &tag,
-        sender: "monitor@stbrigid-med.example",
+        sender: "monitor@stbrigid-med.example".into(),
         limit: 10,
-        entries: &entries,
-        message_id: "supportd.digest1@vendor.example".into(),
-        now,
+        entries,
     };
     let to = StaffMember {
         email: EmailAddress::parse("alice@vendor.example").unwrap(),
         name: "Alice Agent".into(),
         categories: vec![],
     };
-    let out = notify::digest(&facts, &to, &Templates::load(None).unwrap()).unwrap();
+    let desk = Desk::new(
+        "Vendor Support",
+        support,
+        &[],
+        "https://help.vendor.example",
+        "",
+        tag,
+    );
+    let mail = Mail {
+        kind: MailKind::NotifyDigest,
+        ticket: None,
+        stamp: Stamp {
+            message_id: "supportd.digest1@vendor.example".into(),
+            date: now,
+        },
+        to_agents: true,
+        history: None,
+        with_inbound_attachments: false,
+        content: Content::Digest { facts, to },
+    };
+    let out = mail
+        .render(&desk, &Templates::load(None).unwrap(), &[])
+        .unwrap();
     let bytes = out.to_bytes().unwrap();
     if let Err(diff) = check_golden(&fixture("golden/floods-notify-digest.eml"), &bytes) {
         panic!("{diff}");

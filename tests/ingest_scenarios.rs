@@ -920,11 +920,12 @@ fn unreadable_input_exits_dataerr() {
     assert_eq!(out.status.code(), Some(65), "{out:?}");
 }
 
-/// Files given to one `ingest` share a transaction, a savepoint per message: a message the
-/// pipeline fails on (here: an admin's ack template that breaks on one subject) is quarantined
-/// alone with the error, its half-made ticket undone, and the messages around it are kept.
+/// Every outbound mail leaves through one queue with one failure rule: a mail that cannot be
+/// rendered (here: an admin's ack template that breaks on one subject) is not sent, and
+/// that is recorded in the ticket's history; the message itself is processed all the same,
+/// like the messages around it in its batch.
 #[test]
-fn a_message_failing_inside_a_batch_is_set_aside_alone() {
+fn a_mail_that_cannot_be_rendered_is_recorded_as_not_sent() {
     let templates = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         templates.path().join("ack.txt"),
@@ -935,7 +936,97 @@ fn a_message_failing_inside_a_batch_is_set_aside_alone() {
         "[templates]\ndir = \"{}\"\n",
         templates.path().display()
     ));
-    let paths: Vec<String> = ["first", "boom", "third"]
+    let lines = ingest_batch(&env, &["first", "boom", "third"]);
+    let actions: Vec<&str> = lines
+        .iter()
+        .map(|l| l["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(actions, vec!["created", "created", "created"], "{lines:?}");
+    let boom = env.ticket(1002);
+    let events = boom["events"].to_string();
+    assert!(
+        events.contains("not-sent") && events.contains("ack: cannot be rendered"),
+        "{events}"
+    );
+    let outbox = env.outbox();
+    let acks: Vec<&Value> = outbox.iter().filter(|o| o["kind"] == "ack").collect();
+    assert_eq!(acks.len(), 2, "the other two acks are queued: {outbox:?}");
+    assert!(acks.iter().all(|o| o["ticket"] != 1002));
+    assert!(env.quarantine().is_empty());
+}
+
+/// Files given to one `ingest` share a transaction, a savepoint per message: a message the
+/// pipeline fails on (here: a row in its way, a unique constraint) is quarantined alone with
+/// the reason, everything it had written so far (its new ticket and user) undone, and the
+/// messages around it are kept.
+#[test]
+fn a_message_failing_inside_a_batch_is_set_aside_alone() {
+    let env = Env::new();
+    let first = created(&env.ingest(&mail(
+        "Ann <ann@clinic.example>",
+        SUPPORT,
+        "pager",
+        "ann-1@clinic.example",
+        "",
+        "The pager app shows an error.",
+    )));
+    assert_eq!(first, 1001);
+    // A stranger's mail naming Ann's Message-ID opens a ticket of its own and leaves an
+    // internal note on #1001; a row already holding that note's Message-ID makes it fail
+    // after its ticket was written.
+    {
+        use sqlx::Connection;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut db = sqlx::SqliteConnection::connect(&env.db_url)
+                .await
+                .expect("db");
+            sqlx::query(
+                "INSERT INTO messages (ticket_id, message_id, direction, kind, author, created_at)
+                 VALUES (1, 'note.1001.batch-1@clinic.example', 'inbound', 'x', 'x', 0)",
+            )
+            .execute(&mut db)
+            .await
+            .expect("planted row");
+        });
+    }
+    let lines = ingest_batch(&env, &["second", "third", "fourth"]);
+    let actions: Vec<&str> = lines
+        .iter()
+        .map(|l| l["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["created", "quarantined", "created"],
+        "{lines:?}"
+    );
+    let reason = lines[1]["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("unique constraint"), "{reason}");
+    let tickets = env.tickets();
+    let subjects: Vec<&str> = tickets
+        .iter()
+        .map(|t| t["subject"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        subjects,
+        vec!["pager", "second", "fourth"],
+        "the failed message left nothing behind"
+    );
+    let users = array(env.json(&["users", "list", "--json"]));
+    assert!(
+        users.iter().all(|u| u["email"] != "n1@clinic.example"),
+        "its user was undone with it: {users:?}"
+    );
+    assert_eq!(env.quarantine().len(), 1);
+}
+
+/// Ingests one mail per subject in one `ingest` call (one batch); the middle one (index 1)
+/// names Ann's first message, as a stranger's reply would.
+fn ingest_batch(env: &Env, subjects: &[&str]) -> Vec<Value> {
+    let paths: Vec<String> = subjects
         .iter()
         .enumerate()
         .map(|(i, subject)| {
@@ -944,7 +1035,11 @@ fn a_message_failing_inside_a_batch_is_set_aside_alone() {
                 SUPPORT,
                 subject,
                 &format!("batch-{i}@clinic.example"),
-                "",
+                if i == 1 {
+                    "In-Reply-To: <ann-1@clinic.example>\n"
+                } else {
+                    ""
+                },
                 "The pager app shows an error.",
             );
             let path = env.dir.path().join(format!("batch-{i}.eml"));
@@ -956,37 +1051,8 @@ fn a_message_failing_inside_a_batch_is_set_aside_alone() {
     args.extend(paths.iter().map(String::as_str));
     let out = env.run(&args);
     assert_success(&out, "supportd ingest (a batch)");
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
-    let actions: Vec<&str> = lines
-        .iter()
-        .map(|l| l["action"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        actions,
-        vec!["created", "quarantined", "created"],
-        "{lines:?}"
-    );
-    let reason = lines[1]["reason"].as_str().unwrap_or("");
-    assert!(reason.contains("could not be processed"), "{reason}");
-    let tickets = env.tickets();
-    let subjects: Vec<&str> = tickets
-        .iter()
-        .map(|t| t["subject"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(
-        subjects,
-        vec!["first", "third"],
-        "the failed message left nothing behind"
-    );
-    let users = array(env.json(&["users", "list", "--json"]));
-    assert!(
-        users.iter().all(|u| u["email"] != "n1@clinic.example"),
-        "its user was undone with it: {users:?}"
-    );
-    assert_eq!(env.outbox().len(), 2, "two acks queued");
-    let quarantined = array(env.json(&["quarantine", "list", "--json"]));
-    assert_eq!(quarantined.len(), 1);
+        .collect()
 }

@@ -7,12 +7,19 @@
 use std::fmt;
 
 /// A syntactically plausible `local@domain` address.
-#[derive(Debug, Clone, Eq)]
+#[derive(Debug, Clone, Eq, serde::Serialize)]
+#[serde(into = "String")]
 pub struct EmailAddress {
     /// As written by the sender (trimmed), used when we write back.
     local: String,
     /// Lower-cased.
     domain: String,
+}
+
+impl From<EmailAddress> for String {
+    fn from(a: EmailAddress) -> String {
+        a.to_string()
+    }
 }
 
 impl EmailAddress {

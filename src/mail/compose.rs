@@ -24,7 +24,7 @@ pub fn references_for(references: &[String], message_id: &str) -> Vec<String> {
 }
 
 /// A recipient or sender with an optional display name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Party {
     pub name: Option<String>,
     pub email: EmailAddress,

@@ -141,7 +141,7 @@ impl Preparer {
     pub(super) fn new(p: &Pipeline) -> Preparer {
         Preparer {
             rules: Arc::clone(&p.rules),
-            tag: p.tag.clone(),
+            tag: p.desk.tag.clone(),
             own: Arc::new(p.config.own_addresses()),
             max_message_bytes: p.config.limits.max_message_bytes,
         }

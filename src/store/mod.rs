@@ -17,18 +17,23 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, Params, Row};
 
-use crate::tickets::{KnownUser, Role, TicketStatus, TicketSummary};
+use crate::tickets::{KnownUser, Role, TicketStatus, TicketSummary, UserRecord};
 
-mod agents;
 mod attempts;
-mod daemon;
+mod cursors;
+mod messages;
 mod notices;
-mod queries;
-pub use agents::{TicketRecord, UserRecord, UserUpdate};
+mod outbox;
+mod tickets;
+mod users;
 pub use attempts::{Attempt, Folder};
-pub use daemon::OutboxJob;
+pub use messages::{NewMessage, QuarantineItem};
 pub use notices::PendingNotice;
-pub use queries::*;
+pub use outbox::{NewOutbox, OutboxItem, OutboxJob};
+pub use tickets::{
+    AttachmentView, EventView, MessageView, NewTicket, Person, TicketDetail, TicketListItem,
+};
+pub use users::{NewUser, UserItem, UserUpdate};
 
 /// How long a writer waits for another writer's lock before the work counts as unavailable
 /// (and is retried later: the mail stays in the mailbox).
@@ -247,6 +252,14 @@ impl Store {
         Ok(Tx { conn, open: true })
     }
 
+    /// A read-only look (`BEGIN DEFERRED`, rolled back when dropped): `ingest --dry-run`.
+    /// Blocking, like [`Store::begin`].
+    pub fn read(&self) -> Result<Tx, StoreError> {
+        let conn = self.get()?;
+        conn.conn().execute_batch("BEGIN DEFERRED")?;
+        Ok(Tx { conn, open: true })
+    }
+
     /// Drops the idle connections (a WAL checkpoint happens when the last one closes).
     pub async fn close(&self) {
         let idle = std::mem::take(
@@ -417,6 +430,10 @@ pub(crate) fn fill_blob(
     Ok(())
 }
 
+pub(crate) fn rfc3339(t: i64) -> String {
+    from_ts(t).to_rfc3339()
+}
+
 pub(crate) fn ts(t: DateTime<Utc>) -> i64 {
     t.timestamp()
 }
@@ -434,6 +451,20 @@ pub(crate) fn ticket_summary(row: &Row<'_>) -> Result<TicketSummary, StoreError>
             .ok_or_else(|| StoreError::Corrupt(format!("ticket status `{status}`")))?,
         closed_at: row.get::<_, Option<i64>>("closed_at")?.map(from_ts),
         participants: Vec::new(),
+    })
+}
+
+/// A user row (its columns prefixed with `prefix` in a join).
+pub(crate) fn user_row(row: &Row<'_>, prefix: &str) -> Result<UserRecord, StoreError> {
+    let col = |c: &str| format!("{prefix}{c}");
+    let role: String = row.get(col("role").as_str())?;
+    Ok(UserRecord {
+        id: row.get(col("id").as_str())?,
+        email: row.get(col("email").as_str())?,
+        name: row.get(col("name").as_str())?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Corrupt(format!("user role `{role}`")))?,
+        active: row.get::<_, String>(col("status").as_str())? == "active",
     })
 }
 

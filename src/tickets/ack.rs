@@ -1,37 +1,29 @@
 //! The acknowledgement of a new ticket: what it says and how it threads. Pure.
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::mail::address::EmailAddress;
 use crate::mail::compose::{references_for, Outgoing, Party};
 use crate::templates::{TemplateError, Templates};
 use crate::triage::{Category, Level};
 
-use super::{AccessKey, Sla, TicketTag};
+use super::desk::Desk;
+use super::outbound::Stamp;
+use super::{AccessKey, Sla};
 
 /// The facts an acknowledgement states.
-#[derive(Debug, Clone)]
-pub struct AckFacts<'a> {
-    pub support_name: &'a str,
-    pub support_address: &'a EmailAddress,
-    pub public_url: &'a str,
-    pub phone: &'a str,
-    pub tag: &'a TicketTag,
+#[derive(Debug, Clone, Serialize)]
+pub struct AckFacts {
     pub number: i64,
-    pub access_key: &'a AccessKey,
+    pub access_key: AccessKey,
     /// The customer's subject, as written.
-    pub subject: &'a str,
+    pub subject: String,
     pub requester: Party,
-    pub category: &'a Category,
-    pub level: &'a Level,
+    pub category: Category,
+    pub level: Level,
     pub sla: Sla,
     /// The customer's Message-ID and References, so the ack threads under their mail.
-    pub inbound_message_id: &'a str,
-    pub inbound_references: &'a [String],
-    /// Ours.
-    pub message_id: String,
-    pub now: DateTime<Utc>,
+    pub inbound_message_id: String,
+    pub inbound_references: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -56,13 +48,13 @@ struct AckContext<'a> {
     phone: &'a str,
 }
 
-/// The direct link to a ticket's page.
-pub fn ticket_link(public_url: &str, key: &AccessKey) -> String {
-    format!("{}/t/{}", public_url.trim_end_matches('/'), key.as_str())
-}
-
 /// Renders the acknowledgement mail.
-pub fn acknowledgement(f: &AckFacts<'_>, templates: &Templates) -> Result<Outgoing, TemplateError> {
+pub fn acknowledgement(
+    desk: &Desk,
+    f: &AckFacts,
+    stamp: &Stamp,
+    templates: &Templates,
+) -> Result<Outgoing, TemplateError> {
     let requester_email = f.requester.email.to_string();
     let greeting = f
         .requester
@@ -74,17 +66,17 @@ pub fn acknowledgement(f: &AckFacts<'_>, templates: &Templates) -> Result<Outgoi
     let subject = if f.subject.is_empty() {
         "(no subject)"
     } else {
-        f.subject
+        &f.subject
     };
     let ctx = AckContext {
-        support_name: f.support_name,
+        support_name: &desk.name,
         requester_name: &greeting,
         requester_email: requester_email.clone(),
         number: f.number,
-        tag: f.tag.render(f.number),
+        tag: desk.tag.render(f.number),
         subject,
         access_key: f.access_key.as_str(),
-        link: ticket_link(f.public_url, f.access_key),
+        link: desk.ticket_link(&f.access_key),
         category: &f.category.id,
         category_name: &f.category.name,
         urgency: f.level.level,
@@ -102,14 +94,11 @@ pub fn acknowledgement(f: &AckFacts<'_>, templates: &Templates) -> Result<Outgoi
             .format("%Y-%m-%d %H:%M UTC")
             .to_string(),
         advise_phone: f.level.advise_phone,
-        phone: f.phone,
+        phone: &desk.phone,
     };
     let body = templates.render("ack.txt", &ctx)?;
-    let references = references_for(f.inbound_references, f.inbound_message_id);
-    let support = Party {
-        name: Some(f.support_name.to_string()),
-        email: f.support_address.clone(),
-    };
+    let references = references_for(&f.inbound_references, &f.inbound_message_id);
+    let support = desk.party();
     Ok(Outgoing {
         from: support.clone(),
         to: vec![f.requester.clone()],
@@ -117,13 +106,13 @@ pub fn acknowledgement(f: &AckFacts<'_>, templates: &Templates) -> Result<Outgoi
         // Replies carry the access key in the address, so they thread even without headers.
         reply_to: Some(Party {
             name: support.name.clone(),
-            email: f.support_address.with_detail(f.access_key.as_str()),
+            email: desk.address.with_detail(f.access_key.as_str()),
         }),
-        subject: f.tag.tag_subject(f.number, subject),
-        message_id: f.message_id.clone(),
-        in_reply_to: Some(f.inbound_message_id.to_string()),
+        subject: desk.tag.tag_subject(f.number, subject),
+        message_id: stamp.message_id.clone(),
+        in_reply_to: Some(f.inbound_message_id.clone()),
         references,
-        date: f.now,
+        date: stamp.date,
         auto_submitted: Some("auto-replied"),
         urgent: f.level.advise_phone,
         body,

@@ -47,7 +47,7 @@ impl Command {
 }
 
 /// A command line that was not understood, with why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NotUnderstood {
     /// The line as written (trimmed).
     pub line: String,

@@ -2,6 +2,7 @@
 //! once from the configuration at start-up (and on reload), then only read. Pure.
 
 use crate::mail::address::EmailAddress;
+use crate::mail::compose::Party;
 
 use super::{AccessKey, TicketTag};
 
@@ -67,6 +68,14 @@ impl Desk {
         self.own
             .iter()
             .any(|own| own == a || a.split_detail().is_some_and(|(base, _)| base == *own))
+    }
+
+    /// We, as a mail's From: `Example Support <support@example.test>`.
+    pub fn party(&self) -> Party {
+        Party {
+            name: Some(self.name.clone()),
+            email: self.address.clone(),
+        }
     }
 
     /// The domain of our own Message-IDs.

@@ -17,11 +17,12 @@ use crate::mail::compose::{references_for, Outgoing, Party};
 use crate::templates::{TemplateError, Templates};
 use crate::triage::{Category, Level};
 
-use super::ack::ticket_link;
+use super::desk::Desk;
+use super::outbound::Stamp;
 use super::{AccessKey, TicketStatus, TicketTag, AGENT_KEY_PREFIX};
 
 /// An attachment as stored with a customer's message: what a notification names and links.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredAttachment {
     /// The `attachments` row: the `{ID}` of its web link.
     pub id: i64,
@@ -30,18 +31,13 @@ pub struct StoredAttachment {
     pub size: u64,
 }
 
-/// The web link of an attachment (SPEC §4 `GET /t/{key}/a/{id}`).
-pub fn attachment_link(public_url: &str, key: &AccessKey, id: i64) -> String {
-    format!("{}/a/{id}", ticket_link(public_url, key))
-}
-
 /// The address that answers ticket through the agent channel: `support+a-KEY@domain`.
 pub fn agent_address(support: &EmailAddress, agent_key: &AccessKey) -> EmailAddress {
     support.with_detail(&format!("{AGENT_KEY_PREFIX}{}", agent_key.as_str()))
 }
 
 /// An active agent or admin, as routing sees them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StaffMember {
     pub email: EmailAddress,
     pub name: String,
@@ -90,7 +86,8 @@ pub fn route(
 }
 
 /// What happened on the ticket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum NotifyEvent {
     NewTicket,
     CustomerReply,
@@ -141,40 +138,34 @@ impl NotifyEvent {
 }
 
 /// The facts a notification states.
-#[derive(Debug, Clone)]
-pub struct NotifyFacts<'a> {
-    pub support_name: &'a str,
-    pub support_address: &'a EmailAddress,
-    pub tag: &'a TicketTag,
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifyFacts {
     pub number: i64,
     /// The ticket's agent key: the Reply-To carries it.
-    pub agent_key: &'a AccessKey,
-    /// The ticket's access key and the web's base URL: the attachment links.
-    pub access_key: &'a AccessKey,
-    pub public_url: &'a str,
+    pub agent_key: AccessKey,
+    /// The ticket's access key: the attachment links.
+    pub access_key: AccessKey,
     pub event: NotifyEvent,
     /// The ticket's subject.
-    pub subject: &'a str,
+    pub subject: String,
     pub status: TicketStatus,
     /// Who wrote the mail that caused this notification.
     pub author: Party,
     pub requester: Party,
-    pub category: &'a Category,
-    pub level: &'a Level,
+    pub category: Category,
+    pub level: Level,
     pub first_response_due: DateTime<Utc>,
     pub resolution_due: DateTime<Utc>,
     pub first_response_at: Option<DateTime<Utc>>,
     pub assignee: Option<String>,
     /// The customer's new text (quotes stripped on replies).
-    pub text: &'a str,
-    /// Named and linked in the body; never attached.
-    pub attachments: &'a [StoredAttachment],
+    pub text: String,
+    /// Named and linked in the body; never attached. Stored with the message the
+    /// notification is about, so filled in once that is stored (see `outbound`).
+    pub attachments: Vec<StoredAttachment>,
     /// The customer's Message-ID and References, so agents' clients thread it.
-    pub inbound_message_id: &'a str,
-    pub inbound_references: &'a [String],
-    /// Ours, one per notification.
-    pub message_id: String,
-    pub now: DateTime<Utc>,
+    pub inbound_message_id: String,
+    pub inbound_references: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -222,15 +213,15 @@ pub(crate) fn when(t: DateTime<Utc>) -> String {
 }
 
 /// The subject: tag, what happened, the ticket's subject, category and urgency.
-pub fn notification_subject(f: &NotifyFacts<'_>) -> String {
+pub fn notification_subject(tag: &TicketTag, f: &NotifyFacts) -> String {
     format!(
         "{} {}: {} [{}, urgency {}]",
-        f.tag.render(f.number),
+        tag.render(f.number),
         f.event.label(),
         if f.subject.is_empty() {
             "(no subject)"
         } else {
-            f.subject
+            &f.subject
         },
         f.category.id,
         f.level.level
@@ -239,22 +230,24 @@ pub fn notification_subject(f: &NotifyFacts<'_>) -> String {
 
 /// Renders the notification to one agent: no attachments, links to them.
 pub fn notification(
-    f: &NotifyFacts<'_>,
+    desk: &Desk,
+    f: &NotifyFacts,
     to: &StaffMember,
+    stamp: &Stamp,
     templates: &Templates,
 ) -> Result<Outgoing, TemplateError> {
     let ctx = NotifyContext {
-        support_name: f.support_name,
-        support_address: f.support_address.to_string(),
+        support_name: &desk.name,
+        support_address: desk.address.to_string(),
         agent_name: if to.name.is_empty() {
             to.email.to_string()
         } else {
             to.name.clone()
         },
         event: f.event.label(),
-        tag: f.tag.render(f.number),
+        tag: desk.tag.render(f.number),
         number: f.number,
-        subject: f.subject,
+        subject: &f.subject,
         status: f.status.as_str(),
         author: show(&f.author),
         requester: show(&f.requester),
@@ -266,7 +259,7 @@ pub fn notification(
         resolution_due: when(f.resolution_due),
         first_response_at: f.first_response_at.map(when),
         assignee: f.assignee.clone(),
-        text: f.text,
+        text: &f.text,
         attachments: f
             .attachments
             .iter()
@@ -274,16 +267,13 @@ pub fn notification(
                 filename: &a.filename,
                 content_type: &a.content_type,
                 size: a.size,
-                url: attachment_link(f.public_url, f.access_key, a.id),
+                url: desk.attachment_link(&f.access_key, a.id),
             })
             .collect(),
     };
     let body = templates.render("notify-agent.txt", &ctx)?;
-    let references = references_for(f.inbound_references, f.inbound_message_id);
-    let support = Party {
-        name: Some(f.support_name.to_string()),
-        email: f.support_address.clone(),
-    };
+    let references = references_for(&f.inbound_references, &f.inbound_message_id);
+    let support = desk.party();
     Ok(Outgoing {
         from: support.clone(),
         to: vec![to.party()],
@@ -291,13 +281,13 @@ pub fn notification(
         // The agent channel: an answer threads by this address even without headers.
         reply_to: Some(Party {
             name: support.name.clone(),
-            email: agent_address(f.support_address, f.agent_key),
+            email: agent_address(&desk.address, &f.agent_key),
         }),
-        subject: notification_subject(f),
-        message_id: f.message_id.clone(),
-        in_reply_to: Some(f.inbound_message_id.to_string()),
+        subject: notification_subject(&desk.tag, f),
+        message_id: stamp.message_id.clone(),
+        in_reply_to: Some(f.inbound_message_id.clone()),
         references,
-        date: f.now,
+        date: stamp.date,
         auto_submitted: Some("auto-generated"),
         urgent: f.level.level <= 2,
         body,
@@ -305,7 +295,7 @@ pub fn notification(
 }
 
 /// One held notification, as a digest lists it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DigestEntry {
     pub number: i64,
     pub event: NotifyEvent,
@@ -320,20 +310,14 @@ pub struct DigestEntry {
 }
 
 /// The facts a digest states: one sender's held notifications for one agent.
-#[derive(Debug, Clone)]
-pub struct DigestFacts<'a> {
-    pub support_name: &'a str,
-    pub support_address: &'a EmailAddress,
-    pub tag: &'a TicketTag,
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestFacts {
     /// The sender whose mail the digest collects (the address without +detail).
-    pub sender: &'a str,
+    pub sender: String,
     /// `limits.notifications_per_sender_per_hour`.
     pub limit: u32,
     /// Oldest first.
-    pub entries: &'a [DigestEntry],
-    /// Ours.
-    pub message_id: String,
-    pub now: DateTime<Utc>,
+    pub entries: Vec<DigestEntry>,
 }
 
 #[derive(Serialize)]
@@ -359,25 +343,27 @@ struct DigestContext<'a> {
 
 /// Renders one digest to one agent. Marked urgent when an entry is at level 1 or 2.
 pub fn digest(
-    f: &DigestFacts<'_>,
+    desk: &Desk,
+    f: &DigestFacts,
     to: &StaffMember,
+    stamp: &Stamp,
     templates: &Templates,
 ) -> Result<Outgoing, TemplateError> {
     let ctx = DigestContext {
-        support_name: f.support_name,
+        support_name: &desk.name,
         agent_name: if to.name.is_empty() {
             to.email.to_string()
         } else {
             to.name.clone()
         },
-        sender: f.sender,
+        sender: &f.sender,
         limit: f.limit,
         count: f.entries.len(),
         entries: f
             .entries
             .iter()
             .map(|e| DigestLine {
-                tag: f.tag.render(e.number),
+                tag: desk.tag.render(e.number),
                 event: e.event.label(),
                 subject: if e.subject.is_empty() {
                     "(no subject)"
@@ -387,7 +373,7 @@ pub fn digest(
                 category: &e.category,
                 urgency: e.urgency,
                 at: when(e.at),
-                reply_to: agent_address(f.support_address, &e.agent_key).to_string(),
+                reply_to: agent_address(&desk.address, &e.agent_key).to_string(),
             })
             .collect(),
     };
@@ -407,18 +393,15 @@ pub fn digest(
         subject.push_str(&format!(" [most urgent: {level}]"));
     }
     Ok(Outgoing {
-        from: Party {
-            name: Some(f.support_name.to_string()),
-            email: f.support_address.clone(),
-        },
+        from: desk.party(),
         to: vec![to.party()],
         cc: Vec::new(),
         reply_to: None,
         subject,
-        message_id: f.message_id.clone(),
+        message_id: stamp.message_id.clone(),
         in_reply_to: None,
         references: Vec::new(),
-        date: f.now,
+        date: stamp.date,
         auto_submitted: Some("auto-generated"),
         urgent: most_urgent.is_some_and(|l| l <= 2),
         body,
@@ -439,15 +422,6 @@ mod tests {
 
     fn emails(v: &[StaffMember]) -> Vec<String> {
         v.iter().map(|s| s.email.to_string()).collect()
-    }
-
-    #[test]
-    fn attachment_links_follow_the_web_route() {
-        let key = AccessKey::parse("k7m2qyx4t6w3rbp5n2j4").unwrap();
-        assert_eq!(
-            attachment_link("https://help.example/desk/", &key, 42),
-            "https://help.example/desk/t/k7m2qyx4t6w3rbp5n2j4/a/42"
-        );
     }
 
     #[test]
@@ -474,16 +448,24 @@ mod tests {
             })
             .collect();
         let facts = DigestFacts {
-            support_name: "Vendor Support",
-            support_address: &support,
-            tag: &tag,
-            sender: "bob@clinic.example",
+            sender: "bob@clinic.example".into(),
             limit: 10,
-            entries: &entries,
-            message_id: "d1@vendor.example".into(),
-            now,
+            entries,
         };
-        let out = digest(&facts, &member("alice@vendor.example", &[]), &templates).unwrap();
+        let desk = Desk::new(
+            "Vendor Support",
+            support,
+            &[],
+            "https://help.example",
+            "",
+            tag,
+        );
+        let stamp = Stamp {
+            message_id: "d1@vendor.example".into(),
+            date: now,
+        };
+        let to = member("alice@vendor.example", &[]);
+        let out = digest(&desk, &facts, &to, &stamp, &templates).unwrap();
         assert_eq!(
             out.subject,
             "Digest: 3 mails from bob@clinic.example [most urgent: 2]"

@@ -2,42 +2,22 @@
 //! the "ticket closed" notice, the command-error answer, and the refusal answers of the
 //! intake policy. Pure: facts in, [`Outgoing`] out.
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::mail::address::EmailAddress;
 use crate::mail::compose::{references_for, Outgoing, Party};
 use crate::templates::{TemplateError, Templates};
 
-use super::ack::ticket_link;
 use super::commands::NotUnderstood;
-use super::{AccessKey, Refusal, TicketTag};
+use super::desk::Desk;
+use super::outbound::Stamp;
+use super::{AccessKey, Refusal};
 
-/// Who we are, for every mail in this module.
-#[derive(Debug, Clone)]
-pub struct Sender<'a> {
-    pub support_name: &'a str,
-    pub support_address: &'a EmailAddress,
-    pub public_url: &'a str,
-    pub phone: &'a str,
-}
-
-impl Sender<'_> {
-    fn party(&self) -> Party {
-        Party {
-            name: Some(self.support_name.to_string()),
-            email: self.support_address.clone(),
-        }
-    }
-}
-
-/// A ticket's side of a mail to its customer.
-#[derive(Debug, Clone)]
-pub struct TicketFacts<'a> {
-    pub tag: &'a TicketTag,
+/// A ticket's customer side: who a mail to its customer goes to and how it threads.
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomerFacts {
     pub number: i64,
-    pub access_key: &'a AccessKey,
-    pub subject: &'a str,
+    pub access_key: AccessKey,
+    pub subject: String,
     pub requester: Party,
     /// Cc collaborators.
     pub cc: Vec<Party>,
@@ -45,9 +25,6 @@ pub struct TicketFacts<'a> {
     pub in_reply_to: Option<String>,
     pub references: Vec<String>,
     pub reopen_days: u32,
-    /// Ours.
-    pub message_id: String,
-    pub now: DateTime<Utc>,
 }
 
 fn greeting(p: &Party) -> String {
@@ -77,40 +54,42 @@ struct CustomerContext<'a> {
     text: &'a str,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn customer_mail(
-    s: &Sender<'_>,
-    t: &TicketFacts<'_>,
+    desk: &Desk,
+    t: &CustomerFacts,
     template: &str,
     agent_name: &str,
     text: &str,
+    stamp: &Stamp,
     templates: &Templates,
 ) -> Result<Outgoing, TemplateError> {
     let ctx = CustomerContext {
-        support_name: s.support_name,
+        support_name: &desk.name,
         requester_name: greeting(&t.requester),
         agent_name,
-        tag: t.tag.render(t.number),
+        tag: desk.tag.render(t.number),
         number: t.number,
-        subject: t.subject,
-        link: ticket_link(s.public_url, t.access_key),
+        subject: &t.subject,
+        link: desk.ticket_link(&t.access_key),
         reopen_days: t.reopen_days,
         text,
     };
     let body = templates.render(template, &ctx)?;
     Ok(Outgoing {
-        from: s.party(),
+        from: desk.party(),
         to: vec![t.requester.clone()],
         cc: t.cc.clone(),
         // The customer's answer carries the access key, so it threads without headers.
         reply_to: Some(Party {
-            name: Some(s.support_name.to_string()),
-            email: s.support_address.with_detail(t.access_key.as_str()),
+            name: Some(desk.name.clone()),
+            email: desk.address.with_detail(t.access_key.as_str()),
         }),
-        subject: t.tag.tag_subject(t.number, t.subject),
-        message_id: t.message_id.clone(),
+        subject: desk.tag.tag_subject(t.number, &t.subject),
+        message_id: stamp.message_id.clone(),
         in_reply_to: t.in_reply_to.clone(),
         references: references(&t.references, t.in_reply_to.as_ref()),
-        date: t.now,
+        date: stamp.date,
         auto_submitted: None,
         urgent: false,
         body,
@@ -120,51 +99,61 @@ fn customer_mail(
 /// An agent's answer, relayed to the requester and the Cc collaborators From the support
 /// address (attach the agent's attachments when composing).
 pub fn agent_reply(
-    s: &Sender<'_>,
-    t: &TicketFacts<'_>,
+    desk: &Desk,
+    t: &CustomerFacts,
     agent_name: &str,
     text: &str,
+    stamp: &Stamp,
     templates: &Templates,
 ) -> Result<Outgoing, TemplateError> {
-    let mut out = customer_mail(s, t, "agent-reply.txt", agent_name, text, templates)?;
+    let mut out = customer_mail(
+        desk,
+        t,
+        "agent-reply.txt",
+        agent_name,
+        text,
+        stamp,
+        templates,
+    )?;
     if !agent_name.is_empty() {
-        out.from.name = Some(format!("{agent_name} via {}", s.support_name));
+        out.from.name = Some(format!("{agent_name} via {}", desk.name));
     }
     Ok(out)
 }
 
 /// "Your ticket was closed; reply to reopen it."
 pub fn closed_notice(
-    s: &Sender<'_>,
-    t: &TicketFacts<'_>,
+    desk: &Desk,
+    t: &CustomerFacts,
     agent_name: &str,
+    stamp: &Stamp,
     templates: &Templates,
 ) -> Result<Outgoing, TemplateError> {
-    let mut out = customer_mail(s, t, "closed.txt", agent_name, "", templates)?;
+    let mut out = customer_mail(desk, t, "closed.txt", agent_name, "", stamp, templates)?;
     out.auto_submitted = Some("auto-generated");
     Ok(out)
 }
 
-/// The mail a reply with commands answered: to whom, and how to thread under it.
-#[derive(Debug, Clone)]
-pub struct Answering<'a> {
+/// The mail an automatic answer answers: to whom, and how to thread under it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answering {
     pub to: Party,
-    pub subject: &'a str,
-    pub message_id: &'a str,
-    pub references: &'a [String],
+    pub subject: String,
+    pub message_id: String,
+    pub references: Vec<String>,
 }
 
-impl<'a> Answering<'a> {
+impl Answering {
     /// Answering the sender of `mail`.
-    pub fn sender_of(mail: &'a crate::mail::parse::InboundMail) -> Answering<'a> {
+    pub fn sender_of(mail: &crate::mail::parse::InboundMail) -> Answering {
         Answering {
             to: Party {
                 name: mail.sender.name.clone(),
                 email: mail.sender.email.clone(),
             },
-            subject: &mail.subject,
-            message_id: &mail.message_id,
-            references: &mail.references,
+            subject: mail.subject.clone(),
+            message_id: mail.message_id.clone(),
+            references: mail.references.clone(),
         }
     }
 }
@@ -197,22 +186,19 @@ fn answer_subject(subject: &str, fallback: &str) -> String {
 
 /// Tells the sender which command lines were not executed. `from_agent`: an agent's unknown
 /// or invalid command (nothing was executed or sent); otherwise a non-agent's commands.
-#[allow(clippy::too_many_arguments)]
 pub fn command_error(
-    s: &Sender<'_>,
-    a: &Answering<'_>,
-    tag: &TicketTag,
+    desk: &Desk,
+    a: &Answering,
     number: i64,
     from_agent: bool,
     errors: &[NotUnderstood],
-    message_id: String,
-    now: DateTime<Utc>,
+    stamp: &Stamp,
     templates: &Templates,
 ) -> Result<Outgoing, TemplateError> {
     let ctx = CommandErrorContext {
-        support_name: s.support_name,
+        support_name: &desk.name,
         name: greeting(&a.to),
-        tag: tag.render(number),
+        tag: desk.tag.render(number),
         from_agent,
         errors: errors
             .iter()
@@ -223,11 +209,11 @@ pub fn command_error(
             .collect(),
     };
     let body = templates.render("command-error.txt", &ctx)?;
-    let subject = tag.tag_subject(
+    let subject = desk.tag.tag_subject(
         number,
-        &answer_subject(a.subject, "Commands not understood"),
+        &answer_subject(&a.subject, "Commands not understood"),
     );
-    Ok(auto_answer(s, a, subject, body, message_id, now))
+    Ok(auto_answer(desk, a, subject, body, stamp))
 }
 
 #[derive(Serialize)]
@@ -244,57 +230,55 @@ struct RefusalContext<'a> {
 
 /// The polite answer to mail the intake policy refused, or to a deactivated user.
 pub fn refusal(
-    s: &Sender<'_>,
-    a: &Answering<'_>,
+    desk: &Desk,
+    a: &Answering,
     refusal: Refusal,
     org: &str,
-    message_id: String,
-    now: DateTime<Utc>,
+    stamp: &Stamp,
     templates: &Templates,
 ) -> Result<Outgoing, TemplateError> {
     let ctx = RefusalContext {
-        support_name: s.support_name,
-        support_address: s.support_address.to_string(),
+        support_name: &desk.name,
+        support_address: desk.address.to_string(),
         name: greeting(&a.to),
         email: a.to.email.to_string(),
         org,
         subject: if a.subject.trim().is_empty() {
             "(no subject)"
         } else {
-            a.subject
+            &a.subject
         },
         policy: match refusal {
             Refusal::Inactive => "inactive",
             Refusal::UnknownSender => "known",
             Refusal::NotSupportUser => "support-users",
         },
-        phone: s.phone,
+        phone: &desk.phone,
     };
     let template = format!("{}.txt", refusal.kind());
     let body = templates.render(&template, &ctx)?;
-    let subject = answer_subject(a.subject, &format!("Your message to {}", s.support_name));
-    Ok(auto_answer(s, a, subject, body, message_id, now))
+    let subject = answer_subject(&a.subject, &format!("Your message to {}", desk.name));
+    Ok(auto_answer(desk, a, subject, body, stamp))
 }
 
 fn auto_answer(
-    s: &Sender<'_>,
-    a: &Answering<'_>,
+    desk: &Desk,
+    a: &Answering,
     subject: String,
     body: String,
-    message_id: String,
-    now: DateTime<Utc>,
+    stamp: &Stamp,
 ) -> Outgoing {
-    let id = a.message_id.to_string();
+    let id = a.message_id.clone();
     Outgoing {
-        from: s.party(),
+        from: desk.party(),
         to: vec![a.to.clone()],
         cc: Vec::new(),
         reply_to: None,
         subject,
-        message_id,
+        message_id: stamp.message_id.clone(),
         in_reply_to: Some(id.clone()),
-        references: references(a.references, Some(&id)),
-        date: now,
+        references: references(&a.references, Some(&id)),
+        date: stamp.date,
         auto_submitted: Some("auto-replied"),
         urgent: false,
         body,

@@ -6,13 +6,12 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
-
-use super::Pipeline;
+use super::notice::party;
+use super::{Builder, Write};
 use crate::mail::address::EmailAddress;
 use crate::mail::compose::{deliverable, Party};
-use crate::mail::parse::InboundMail;
-use crate::store::{NewUser, StoreError, Tx};
+use crate::tickets::replies::CustomerFacts;
+use crate::tickets::{TicketRecord, TicketRef};
 
 /// How many left-out addresses a history note names (it always gives the count).
 const NAMED_IN_NOTE: usize = 5;
@@ -27,33 +26,20 @@ fn some_of(n: usize, named: &[String]) -> String {
     }
 }
 
-impl Pipeline {
-    fn max_collaborators(&self) -> usize {
-        usize::try_from(self.config.limits.max_collaborators).unwrap_or(usize::MAX)
-    }
-
-    /// Adds a new ticket's To and Cc addresses as collaborators: not our own addresses nor the
+impl Builder<'_, '_> {
+    /// A new ticket's To and Cc addresses as collaborators: not our own addresses nor the
     /// sender; only addresses mail can be sent to (the others are skipped, `cc-skipped`); at
     /// most `limits.max_collaborators` (the rest are dropped, `cc-dropped`). Past the limit
     /// addresses are only counted: 10,000 Cc cost no user rows.
-    pub(super) fn add_collaborators(
-        &self,
-        tx: &mut Tx,
-        ticket_id: i64,
-        mail: &InboundMail,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let own = self.config.own_addresses();
-        let max = self.max_collaborators();
+    pub(super) fn collaborators(&mut self, ticket: TicketRef) {
+        let (f, c) = (self.f, self.c);
+        let max = c.policy.max_collaborators;
         let mut seen: HashSet<String> = HashSet::new();
         let mut undeliverable: Vec<String> = Vec::new();
         let mut dropped: Vec<String> = Vec::new();
         let mut dropped_count = 0usize;
-        for cc in mail.to.iter().chain(&mail.cc) {
-            let is_ours = own
-                .iter()
-                .any(|o| *o == cc.email || cc.email.split_detail().is_some_and(|(b, _)| b == *o));
-            if is_ours || cc.email == mail.sender.email {
+        for cc in f.mail.to.iter().chain(&f.mail.cc) {
+            if c.desk.is_ours(&cc.email) || cc.email == f.mail.sender.email {
                 continue;
             }
             let key = cc.email.key();
@@ -71,18 +57,12 @@ impl Pipeline {
                 undeliverable.push(cc.email.to_string());
                 continue;
             }
-            seen.insert(key.clone());
-            let uid = tx.ensure_user(
-                &NewUser {
-                    email: &cc.email.to_string(),
-                    email_key: &key,
-                    name: cc.name.as_deref().unwrap_or(""),
-                    role: "customer",
-                    known: false,
-                },
-                now,
-            )?;
-            tx.add_participant(ticket_id, uid)?;
+            seen.insert(key);
+            self.write(Write::Collaborator {
+                ticket,
+                email: cc.email.to_string(),
+                name: cc.name.clone().unwrap_or_default(),
+            });
         }
         if !undeliverable.is_empty() {
             let n = undeliverable.len();
@@ -93,7 +73,7 @@ impl Pipeline {
                 if n == 1 { "it" } else { "them" },
                 some_of(n, &undeliverable)
             );
-            tx.insert_event(ticket_id, now, "system", "cc-skipped", &detail)?;
+            self.event(ticket, "system", "cc-skipped", detail);
         }
         if dropped_count > 0 {
             let detail = format!(
@@ -102,58 +82,68 @@ impl Pipeline {
                 if dropped_count == 1 { "" } else { "es" },
                 some_of(dropped_count, &dropped)
             );
-            tx.insert_event(ticket_id, now, "system", "cc-dropped", &detail)?;
+            self.event(ticket, "system", "cc-dropped", detail);
         }
-        Ok(())
     }
 
     /// Why an agent's `#cc EMAIL` cannot be done, if it cannot: mail cannot be sent to the
     /// address, or the ticket is full (its collaborators plus the `#cc`s before this one in
-    /// the same reply reach `limits.max_collaborators`). The agent is told, like any refused
-    /// command.
+    /// the same reply reach `limits.max_collaborators`).
     pub(super) fn cc_refusal(
         &self,
-        tx: &mut Tx,
-        ticket_id: i64,
         email: &EmailAddress,
         earlier: &[&EmailAddress],
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Option<String> {
         if !deliverable(email) {
-            return Ok(Some(format!("mail cannot be sent to {email}")));
+            return Some(format!("mail cannot be sent to {email}"));
         }
-        let current = tx.collaborators(ticket_id)?;
+        let current = &self.f.collaborators;
         let key = email.key();
-        if current.iter().any(|u| u.email.to_lowercase() == key) {
-            return Ok(None);
+        let is_current = |k: &str| current.iter().any(|u| u.email.to_lowercase() == k);
+        if is_current(&key) {
+            return None;
         }
         let mut planned: HashSet<String> = earlier.iter().map(|e| e.key()).collect();
-        planned.retain(|k| !current.iter().any(|u| u.email.to_lowercase() == *k));
-        let max = self.max_collaborators();
-        if current.len() + planned.len() >= max {
-            return Ok(Some(format!(
+        planned.retain(|k| !is_current(k));
+        if current.len() + planned.len() >= self.c.policy.max_collaborators {
+            return Some(format!(
                 "the ticket has {} collaborators already, the most limits.max_collaborators allows",
                 current.len() + planned.len()
-            )));
+            ));
         }
-        Ok(None)
+        None
     }
 
-    /// The customer side of a mail of `kind` on ticket `ticket_id`: the requester and the
-    /// collaborators that mail can be sent to, at most `limits.max_collaborators` of the
-    /// latter. Addresses stored before these checks existed are left out here, never made a
-    /// reason for the whole mail to fail; what was left out is recorded (`recipient-skipped`).
-    /// Without a deliverable requester the first deliverable collaborator takes the To.
-    /// None when nobody is left.
-    pub(super) fn deliverable_side(
-        &self,
-        tx: &mut Tx,
-        ticket_id: i64,
+    /// The customer side of a mail of `kind` on ticket `t`, with `added` (this reply's
+    /// `#cc`s) among the collaborators: the requester and the collaborators mail can be sent
+    /// to, at most `limits.max_collaborators` of the latter. Addresses stored before these
+    /// checks existed are left out here, never made a reason for the whole mail to fail;
+    /// what was left out is recorded (`recipient-skipped`). Without a deliverable requester
+    /// the first deliverable collaborator takes the To. None when nobody is left.
+    pub(super) fn customer_side(
+        &mut self,
+        ticket: TicketRef,
+        t: &TicketRecord,
+        added: &[EmailAddress],
         kind: &str,
-        requester: Party,
-        collaborators: Vec<Party>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(Party, Vec<Party>)>, StoreError> {
-        let max = self.max_collaborators();
+    ) -> Option<CustomerFacts> {
+        let f = self.f;
+        let max = self.c.policy.max_collaborators;
+        let requester_key = t.requester.email.to_lowercase();
+        let mut collaborators: Vec<Party> = f
+            .collaborators
+            .iter()
+            .filter(|u| u.email.to_lowercase() != requester_key)
+            .map(party)
+            .collect();
+        for e in added {
+            if e.key() != requester_key && !collaborators.iter().any(|p| p.email == *e) {
+                collaborators.push(Party {
+                    name: None,
+                    email: e.clone(),
+                });
+            }
+        }
         let mut skipped: Vec<String> = Vec::new();
         let mut skipped_count = 0usize;
         let mut over = 0usize;
@@ -173,32 +163,47 @@ impl Pipeline {
                 cc.push(p);
             }
         }
+        let requester = party(&t.requester);
         let to = if deliverable(&requester.email) {
             Some(requester)
         } else {
             note(&requester);
             (!cc.is_empty()).then(|| cc.remove(0))
         };
-        let mut notes = Vec::new();
         if skipped_count > 0 {
-            notes.push(format!(
+            let detail = format!(
                 "{kind}: mail cannot be sent to {}; left out",
                 some_of(skipped_count, &skipped)
-            ));
+            );
+            self.event(ticket, "system", "recipient-skipped", detail);
         }
         if over > 0 {
-            notes.push(format!(
+            let detail = format!(
                 "{kind}: {over} collaborators over limits.max_collaborators = {max} left out"
-            ));
+            );
+            self.event(ticket, "system", "recipient-skipped", detail);
         }
-        if to.is_none() {
-            notes.push(format!(
-                "{kind}: not sent, no recipient mail can be sent to"
-            ));
-        }
-        for detail in notes {
-            tx.insert_event(ticket_id, now, "system", "recipient-skipped", &detail)?;
-        }
-        Ok(to.map(|to| (to, cc)))
+        let Some(requester) = to else {
+            let detail = format!("{kind}: not sent, no recipient mail can be sent to");
+            self.event(ticket, "system", "recipient-skipped", detail);
+            return None;
+        };
+        let ids = &f.customer_message_ids;
+        Some(CustomerFacts {
+            number: t.number,
+            access_key: t.access_key.clone(),
+            subject: t.subject.clone(),
+            requester,
+            cc,
+            in_reply_to: ids.last().cloned(),
+            // The first message and the latest few keep the thread without growing forever.
+            references: ids
+                .first()
+                .into_iter()
+                .chain(ids.iter().skip(1).rev().take(8).rev())
+                .cloned()
+                .collect(),
+            reopen_days: self.c.policy.reopen_days,
+        })
     }
 }

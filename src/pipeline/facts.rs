@@ -1,0 +1,190 @@
+//! The one read step: what the store knows that bears on one prepared message, gathered
+//! into [`Facts`] before anything is decided. First the threading lookups (a bounded number:
+//! the keys were capped in `prepare`), then, once the pure [`decide`] has said which ticket the
+//! message concerns, that ticket in full and whatever the plan for it needs (the staff to
+//! notify, the agent and the users `#assign` names, the next ticket number).
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::prepare::{self, Ready};
+use super::Pipeline;
+use crate::mail::address::EmailAddress;
+use crate::mail::compose::deliverable;
+use crate::mail::loops::Origin;
+use crate::store::{StoreError, Tx};
+use crate::tickets::commands::{self, Assignee, Command};
+use crate::tickets::notify::StaffMember;
+use crate::tickets::plan::{Facts, NoticeState};
+use crate::tickets::{decide, Decision, Lookup, TicketSummary, UserRecord};
+
+impl Pipeline {
+    /// Everything [`crate::tickets::plan::plan`] needs to know about `ready`.
+    pub(super) fn gather<'r>(
+        &self,
+        tx: &mut Tx,
+        ready: &'r Ready,
+        received_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Facts<'r>, StoreError> {
+        let lookup = self.lookup(tx, ready, now)?;
+        let decision = decide(&ready.mail, &ready.origin, &lookup, &self.policy, now);
+        let mut f = Facts {
+            mail: &ready.mail,
+            origin: &ready.origin,
+            text: &ready.text,
+            class: &ready.class,
+            lookup,
+            decision,
+            received_at,
+            now,
+            ticket: None,
+            collaborators: Vec::new(),
+            customer_message_ids: Vec::new(),
+            next_number: 0,
+            staff: Vec::new(),
+            notices: NoticeState::default(),
+            agent: None,
+            assignable: Vec::new(),
+        };
+        let (named, opens, notifies) = scope(&f.decision);
+        if let Some(t) = named {
+            f.ticket = Some(tx.ticket_record(t.id)?);
+        }
+        if opens {
+            f.next_number = tx.next_ticket_number()?;
+        }
+        if notifies && self.policy.notify_agents {
+            f.staff = tx
+                .active_staff()?
+                .iter()
+                .filter_map(|u| self.staff_member(u))
+                .collect();
+            if self.policy.notifications_per_sender_per_hour > 0 {
+                let (sent, oldest_held) = tx.notice_state(
+                    &ready.mail.sender.email.rate_key(),
+                    now - Duration::hours(1),
+                )?;
+                f.notices = NoticeState { sent, oldest_held };
+            }
+        }
+        if let Decision::AgentReply { ticket, .. } | Decision::UnverifiedAgentMail { ticket, .. } =
+            &f.decision
+        {
+            f.agent = tx.user_record(&ready.mail.sender.email.key())?;
+            if matches!(f.decision, Decision::AgentReply { .. }) {
+                f.collaborators = tx.collaborators(ticket.id)?;
+                f.customer_message_ids = tx.customer_message_ids(ticket.id)?;
+                for e in assigned(&ready.text) {
+                    if let Some(u) = tx.user_record(&e.key())? {
+                        f.assignable.push((e.key(), u));
+                    }
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// An active agent or admin as routing sees them; None for an address mail cannot be
+    /// sent to (one bad staff address must not fail every notification).
+    pub(super) fn staff_member(&self, u: &UserRecord) -> Option<StaffMember> {
+        let email = EmailAddress::parse(&u.email).filter(deliverable)?;
+        let categories = self
+            .staff_categories
+            .iter()
+            .find(|(e, _)| *e == email)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default();
+        Some(StaffMember {
+            email,
+            name: u.name.clone(),
+            categories,
+        })
+    }
+
+    /// The threading lookups: a bounded number, the keys for which were extracted (and
+    /// capped) in [`prepare`].
+    fn lookup(&self, tx: &mut Tx, ready: &Ready, now: DateTime<Utc>) -> Result<Lookup, StoreError> {
+        let mail = &ready.mail;
+        // Automatic answers are counted per address without its +detail (issue 9).
+        let (duplicate, sender, recent_acks) = tx.first_look(
+            &mail.message_id,
+            &mail.sender.email.key(),
+            &mail.sender.email.rate_key(),
+            now - Duration::hours(1),
+        )?;
+        let mut l = Lookup {
+            duplicate,
+            sender,
+            recent_acks,
+            ..Lookup::default()
+        };
+        if l.duplicate {
+            return Ok(l);
+        }
+        if ready.origin == Origin::Bounce {
+            let mut ids: Vec<String> = mail
+                .embedded_message_ids
+                .iter()
+                .take(prepare::MAX_LOOKUPS)
+                .cloned()
+                .collect();
+            ids.extend(ready.referenced.iter().cloned());
+            l.bounced = tx.outbox_by_message_ids(&ids)?;
+            return Ok(l);
+        }
+        l.by_reference = tx.ticket_by_message_ids(&ready.referenced)?;
+        if l.sender.as_ref().is_some_and(|u| u.role.is_staff()) {
+            l.by_agent_mail = tx.ticket_by_agent_mail(&ready.referenced)?;
+        }
+        for key in &ready.access_keys {
+            if let Some(t) = tx.ticket_by_access_key(key.as_str())? {
+                l.by_access_key = Some(t);
+                break;
+            }
+        }
+        for key in &ready.agent_keys {
+            if let Some(t) = tx.ticket_by_agent_key(key.as_str())? {
+                l.by_agent_key = Some(t);
+                break;
+            }
+        }
+        for &number in &ready.tags {
+            if let Some(t) = tx.ticket_by_number(number)? {
+                l.by_tag.push(t);
+            }
+        }
+        Ok(l)
+    }
+}
+
+/// What a decision needs loaded: the existing ticket it names in full, whether it opens a
+/// ticket, whether it may notify agents.
+fn scope(d: &Decision) -> (Option<&TicketSummary>, bool, bool) {
+    match d {
+        Decision::Reply { ticket, .. }
+        | Decision::AgentReply { ticket, .. }
+        | Decision::UnverifiedAgentMail { ticket, .. } => (Some(ticket), false, true),
+        Decision::NonParticipant { ticket, then } => {
+            let (_, opens, _) = scope(then);
+            (Some(ticket), opens, true)
+        }
+        Decision::NewTicket { .. } => (None, true, true),
+        Decision::Duplicate
+        | Decision::Ignored { .. }
+        | Decision::Bounce { .. }
+        | Decision::AutoReplyNote { .. }
+        | Decision::Rejected { .. } => (None, false, false),
+    }
+}
+
+/// The addresses an agent's `#assign` commands name.
+fn assigned(text: &str) -> Vec<EmailAddress> {
+    commands::parse(text)
+        .commands
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::Assign(Assignee::Email(e)) => Some(e),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,281 @@
+//! The outbox: every outbound mail is a row here first; the sender task claims, sends and
+//! settles them; bounces find their row; agents' mail is remembered for the agent channel.
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{
+    blob_param, exec, fill_blob, from_ts, query_all, query_one, query_opt, rfc3339, ticket_summary,
+    ts, Store, StoreError, Tx,
+};
+use crate::mail::address::EmailAddress;
+use crate::tickets::TicketSummary;
+
+/// A mail to send.
+#[derive(Debug, Clone)]
+pub struct NewOutbox<'a> {
+    pub ticket_id: Option<i64>,
+    pub kind: &'a str,
+    pub message_id: &'a str,
+    /// The envelope recipients, in order: stored as a list (`outbox_recipients`), each with
+    /// its rate key, and shown comma-joined by `outbox list`.
+    pub recipients: &'a [EmailAddress],
+    pub subject: &'a str,
+    pub raw: &'a [u8],
+    pub created_at: DateTime<Utc>,
+}
+
+/// `outbox list --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub ticket: Option<i64>,
+    pub kind: String,
+    pub to: String,
+    pub subject: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: String,
+    pub created_at: String,
+}
+
+/// One outbox row claimed for delivery.
+#[derive(Debug, Clone)]
+pub struct OutboxJob {
+    pub id: i64,
+    pub recipients: Vec<String>,
+    pub raw: Vec<u8>,
+    pub attempts: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Tx {
+    /// The outbox row one of `ids` names (a bounce's original), with its ticket.
+    pub fn outbox_by_message_ids(
+        &mut self,
+        ids: &[String],
+    ) -> Result<Option<(i64, TicketSummary)>, StoreError> {
+        for id in ids {
+            let found = query_opt(
+                self.conn(),
+                "SELECT o.id AS outbox_id, t.id, t.number, t.status, t.closed_at FROM outbox o
+                   JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = ?1",
+                params![id.as_str()],
+                |row| Ok((row.get::<_, i64>("outbox_id")?, ticket_summary(row)?)),
+            )?;
+            if let Some((outbox_id, t)) = found {
+                let t = self.with_participants(t)?;
+                return Ok(Some((outbox_id, t)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records that `message_id` went to agents only (see [`Tx::ticket_by_agent_mail`]).
+    pub fn record_agent_mail(
+        &mut self,
+        message_id: &str,
+        ticket_id: i64,
+    ) -> Result<(), StoreError> {
+        exec(
+            self.conn(),
+            "INSERT INTO agent_mail (message_id, ticket_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![message_id, ticket_id],
+        )?;
+        Ok(())
+    }
+
+    pub fn queue_outbox(&mut self, o: &NewOutbox<'_>) -> Result<i64, StoreError> {
+        let shown: Vec<String> = o.recipients.iter().map(EmailAddress::key).collect();
+        let conn = self.conn();
+        let id = query_one(
+            conn,
+            "INSERT INTO outbox (ticket_id, kind, message_id, recipients, subject, raw, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id",
+            params![
+                o.ticket_id,
+                o.kind,
+                o.message_id,
+                shown.join(","),
+                o.subject,
+                blob_param(o.raw)?,
+                ts(o.created_at),
+            ],
+            |row| Ok(row.get("id")?),
+        )?;
+        fill_blob(conn, "outbox", "raw", id, o.raw)?;
+        for (position, (address, r)) in shown.iter().zip(o.recipients).enumerate() {
+            exec(
+                conn,
+                "INSERT INTO outbox_recipients (outbox_id, position, address, rate_key, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    id,
+                    i64::try_from(position).unwrap_or(i64::MAX),
+                    address,
+                    r.rate_key(),
+                    ts(o.created_at)
+                ],
+            )?;
+        }
+        Ok(id)
+    }
+
+    pub fn fail_outbox(&mut self, id: i64, error: &str) -> Result<(), StoreError> {
+        exec(
+            self.conn(),
+            "UPDATE outbox SET status = 'failed', last_error = ?1 WHERE id = ?2",
+            params![error, id],
+        )?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub fn list_outbox(&self) -> Result<Vec<OutboxItem>, StoreError> {
+        self.with_conn(|c| {
+            query_all(
+                c,
+                "SELECT o.id, t.number, o.kind, o.recipients, o.subject, o.status, o.attempts, o.last_error, o.created_at
+                   FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id ORDER BY o.id",
+                [],
+                |r| {
+                    Ok(OutboxItem {
+                        id: r.get("id")?,
+                        ticket: r.get("number")?,
+                        kind: r.get("kind")?,
+                        to: r.get("recipients")?,
+                        subject: r.get("subject")?,
+                        status: r.get("status")?,
+                        attempts: r.get("attempts")?,
+                        last_error: r.get("last_error")?,
+                        created_at: rfc3339(r.get("created_at")?),
+                    })
+                },
+            )
+        })
+    }
+
+    /// The exact bytes of an outbox mail.
+    pub fn outbox_raw(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_conn(|c| {
+            query_opt(
+                c,
+                "SELECT raw FROM outbox WHERE id = ?1",
+                params![id],
+                |r| Ok(r.get::<_, Vec<u8>>("raw")?),
+            )
+        })
+    }
+
+    /// Claims up to `limit` due rows for `lease` seconds (plus their upload allowance) by
+    /// moving their due time past the lease, so two senders never take the same row; a
+    /// crashed sender's lease simply expires and the row is sent again (at-least-once).
+    pub fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease_seconds: i64,
+        slow_link_bytes_per_second: u64,
+        limit: i64,
+    ) -> Result<Vec<OutboxJob>, StoreError> {
+        // A large mail's lease grows with its size (it may take that long to upload).
+        let per_second = i64::try_from(slow_link_bytes_per_second.max(1)).unwrap_or(i64::MAX);
+        // One statement: SQLite runs it under the write lock, so the rows it picks are
+        // claimed by no one else in between (and a sender costs one write per claim).
+        self.with_conn(|c| {
+            let mut jobs = query_all(
+                c,
+                "UPDATE outbox SET next_attempt_at = ?1 + length(raw) / ?2
+                  WHERE id IN (SELECT id FROM outbox
+                                WHERE status = 'queued' AND next_attempt_at <= ?3
+                                ORDER BY next_attempt_at, id LIMIT ?4)
+                 RETURNING id, raw, attempts, created_at",
+                params![ts(now) + lease_seconds, per_second, ts(now), limit],
+                |r| {
+                    Ok(OutboxJob {
+                        id: r.get("id")?,
+                        recipients: Vec::new(),
+                        raw: r.get("raw")?,
+                        attempts: r.get("attempts")?,
+                        created_at: from_ts(r.get("created_at")?),
+                    })
+                },
+            )?;
+            // The stored list, address by address (migration 0008): never a string split on
+            // commas, which a quoted local part may contain.
+            for job in &mut jobs {
+                job.recipients = query_all(
+                    c,
+                    "SELECT address FROM outbox_recipients WHERE outbox_id = ?1 ORDER BY position",
+                    params![job.id],
+                    |r| Ok(r.get::<_, String>("address")?),
+                )?;
+            }
+            Ok(jobs)
+        })
+    }
+
+    /// When the next queued row falls due, if any.
+    pub fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.with_conn(|c| {
+            query_one(
+                c,
+                "SELECT MIN(next_attempt_at) AS t FROM outbox WHERE status = 'queued'",
+                params![],
+                |r| Ok(r.get::<_, Option<i64>>("t")?.map(from_ts)),
+            )
+        })
+    }
+
+    pub fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            exec(
+                c,
+                "UPDATE outbox SET status = 'sent', sent_at = ?1, attempts = attempts + 1, last_error = ''
+                  WHERE id = ?2",
+                params![ts(now), id],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn outbox_retry(
+        &self,
+        id: i64,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            exec(
+                c,
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?1, last_error = ?2 WHERE id = ?3",
+                params![ts(next_attempt_at), error, id],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            exec(
+                c,
+                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?1 WHERE id = ?2",
+                params![error, id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Puts a failed row back in the queue (admin action after fixing the cause).
+    pub fn outbox_requeue(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.with_conn(|c| {
+            let n = exec(
+                c,
+                "UPDATE outbox SET status = 'queued', next_attempt_at = ?1, attempts = 0 WHERE id = ?2 AND status = 'failed'",
+                params![ts(now), id],
+            )?;
+            Ok(n == 1)
+        })
+    }
+}

@@ -1,0 +1,223 @@
+//! Users: who a sender is, provisioning, staff, and the `users` administration commands.
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{
+    exec, known_user, query_all, query_one, query_opt, ts, user_row, Store, StoreError, Tx,
+};
+use crate::tickets::{KnownUser, UserRecord};
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub email_key: &'a str,
+    pub name: &'a str,
+    pub role: &'a str,
+    /// May open tickets under intake `known` (an admin made them, or they requested a ticket).
+    pub known: bool,
+}
+
+/// `users list --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserItem {
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub status: String,
+    /// Explicit, else the email domain.
+    pub org: String,
+    pub support_user: bool,
+}
+
+/// A user for `supportd users add`.
+#[derive(Debug, Clone)]
+pub struct UserUpdate<'a> {
+    pub email: &'a str,
+    pub email_key: &'a str,
+    pub name: &'a str,
+    pub role: &'a str,
+    /// None keeps the stored organisation ('' = the email domain).
+    pub org: Option<&'a str>,
+    /// None keeps the stored flag.
+    pub support_user: Option<bool>,
+}
+
+impl Tx {
+    /// The requester of an accepted ticket becomes a known user.
+    pub fn mark_known(&mut self, user_id: i64) -> Result<(), StoreError> {
+        exec(
+            self.conn(),
+            "UPDATE users SET known = 1 WHERE id = ?1 AND known = 0",
+            params![user_id],
+        )?;
+        Ok(())
+    }
+
+    pub fn user_by_email(&mut self, email_key: &str) -> Result<Option<KnownUser>, StoreError> {
+        query_opt(
+            self.conn(),
+            "SELECT id, role, status, support_user, org, email, known FROM users WHERE email_key = ?1",
+            params![email_key],
+            known_user,
+        )
+    }
+
+    /// The first questions about every message, in one round trip: is its Message-ID stored,
+    /// who is its sender (by `sender_key`), and how many automatic answers (acknowledgements,
+    /// refusals, command errors: they share one rate limit) went to the sender's `rate_key`
+    /// (the address without +detail) since `since`.
+    pub fn first_look(
+        &mut self,
+        message_id: &str,
+        sender_key: &str,
+        rate_key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(bool, Option<KnownUser>, u32), StoreError> {
+        query_one(
+            self.conn(),
+            "SELECT (SELECT COUNT(*) FROM messages WHERE message_id = ?1)
+                  + (SELECT COUNT(*) FROM ignored_mail WHERE message_id = ?1) AS stored,
+                    (SELECT COUNT(*) FROM outbox_recipients r JOIN outbox o ON o.id = r.outbox_id
+                      WHERE r.rate_key = ?4 AND r.created_at > ?3
+                        AND o.kind IN ('ack', 'rejected', 'inactive', 'command-error')) AS acks,
+                    u.id, u.role, u.status, u.support_user, u.org, u.email, u.known
+               FROM (SELECT 1 AS one) AS x LEFT JOIN users u ON u.email_key = ?2",
+            params![message_id, sender_key, ts(since), rate_key],
+            |row| {
+                let known = row.get::<_, i64>("stored")? > 0;
+                let acks = u32::try_from(row.get::<_, i64>("acks")?).unwrap_or(u32::MAX);
+                let sender = match row.get::<_, Option<i64>>("id")? {
+                    Some(_) => Some(known_user(row)?),
+                    None => None,
+                };
+                Ok((known, sender, acks))
+            },
+        )
+    }
+
+    pub fn insert_user(&mut self, u: &NewUser<'_>, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        query_one(
+            self.conn(),
+            "INSERT INTO users (email, email_key, name, role, known, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            params![u.email, u.email_key, u.name, u.role, u.known, ts(at)],
+            |row| Ok(row.get("id")?),
+        )
+    }
+
+    /// Finds or provisions a customer; returns its id.
+    pub fn ensure_user(&mut self, u: &NewUser<'_>, at: DateTime<Utc>) -> Result<i64, StoreError> {
+        match self.user_by_email(u.email_key)? {
+            Some(known) => Ok(known.id),
+            None => self.insert_user(u, at),
+        }
+    }
+
+    /// Active agents and admins.
+    pub fn active_staff(&mut self) -> Result<Vec<UserRecord>, StoreError> {
+        query_all(
+            self.conn(),
+            "SELECT id, email, name, role, status FROM users
+              WHERE role IN ('agent', 'admin') AND status = 'active' ORDER BY id",
+            params![],
+            |r| user_row(r, ""),
+        )
+    }
+
+    pub fn user_record(&mut self, email_key: &str) -> Result<Option<UserRecord>, StoreError> {
+        query_opt(
+            self.conn(),
+            "SELECT id, email, name, role, status FROM users WHERE email_key = ?1",
+            params![email_key],
+            |r| user_row(r, ""),
+        )
+    }
+}
+
+impl Store {
+    pub fn list_users(&self) -> Result<Vec<UserItem>, StoreError> {
+        self.with_conn(|c| {
+            query_all(
+                c,
+                "SELECT email, name, role, status, org, support_user FROM users ORDER BY id",
+                [],
+                |r| {
+                    Ok(UserItem {
+                        email: r.get("email")?,
+                        name: r.get("name")?,
+                        role: r.get("role")?,
+                        status: r.get("status")?,
+                        org: super::effective_org(
+                            &r.get::<_, String>("org")?,
+                            &r.get::<_, String>("email")?,
+                        ),
+                        support_user: r.get::<_, i64>("support_user")? != 0,
+                    })
+                },
+            )
+        })
+    }
+
+    /// Creates or updates a user's role and name (agents from config, `users add`).
+    pub fn upsert_user(
+        &self,
+        email: &str,
+        email_key: &str,
+        name: &str,
+        role: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            exec(
+                c,
+                "INSERT INTO users (email, email_key, name, role, known, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                 ON CONFLICT (email_key) DO UPDATE SET role = excluded.role, known = 1,
+                     name = CASE WHEN excluded.name = '' THEN users.name ELSE excluded.name END",
+                params![email, email_key, name, role, ts(at)],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Creates or updates a user (role always; name, org and flag when given).
+    pub fn save_user(&self, u: &UserUpdate<'_>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            exec(
+                c,
+                "INSERT INTO users (email, email_key, name, role, org, support_user, known, created_at)
+                 VALUES (?1, ?2, ?3, ?4, COALESCE(?5, ''), COALESCE(?6, 0), 1, ?7)
+                 ON CONFLICT (email_key) DO UPDATE SET role = excluded.role, known = 1,
+                     name = CASE WHEN excluded.name = '' THEN users.name ELSE excluded.name END,
+                     org = CASE WHEN ?5 IS NULL THEN users.org ELSE excluded.org END,
+                     support_user = CASE WHEN ?6 IS NULL THEN users.support_user
+                                         ELSE excluded.support_user END",
+                params![
+                    u.email,
+                    u.email_key,
+                    u.name,
+                    u.role,
+                    u.org,
+                    u.support_user.map(i64::from),
+                    ts(at)
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Activates or deactivates a user; false when there is no such user.
+    pub fn set_user_active(&self, email_key: &str, active: bool) -> Result<bool, StoreError> {
+        self.with_conn(|c| {
+            let done = exec(
+                c,
+                "UPDATE users SET status = ?1 WHERE email_key = ?2",
+                params![if active { "active" } else { "inactive" }, email_key],
+            )?;
+            Ok(done > 0)
+        })
+    }
+}

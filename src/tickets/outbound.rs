@@ -1,0 +1,184 @@
+//! Every mail supportd sends, as planned: its kind, where it belongs, and what it says. A
+//! [`Mail`] is data (it is part of a [`super::plan::Plan`] and printed by `ingest --dry-run`);
+//! [`Mail::render`] turns it into an [`Outgoing`] once the store has given the ids the plan
+//! could not know (a new ticket's row, the rows of the attachments a notification links).
+//! The shell queues every mail through one function (`pipeline::apply`), with one rule for a
+//! mail that cannot be rendered or composed and one hold rule. Pure.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::mail::compose::Outgoing;
+use crate::templates::{TemplateError, Templates};
+
+use super::ack::{self, AckFacts};
+use super::commands::NotUnderstood;
+use super::desk::Desk;
+use super::notify::{self, DigestFacts, NotifyFacts, StaffMember, StoredAttachment};
+use super::replies::{self, Answering, CustomerFacts};
+use super::{Refusal, TicketRef};
+
+/// One outbound mail's own identity: its Message-ID and Date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stamp {
+    pub message_id: String,
+    pub date: DateTime<Utc>,
+}
+
+/// Every kind of mail supportd sends (the outbox's `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MailKind {
+    /// A new ticket's acknowledgement.
+    Ack,
+    /// An agent's answer, relayed to the customer side.
+    AgentReply,
+    /// "Your ticket was closed."
+    Closed,
+    /// A notification to one agent.
+    NotifyAgent,
+    /// Several held notifications, to one agent.
+    NotifyDigest,
+    /// Command lines that were not executed, to their writer.
+    CommandError,
+    /// The intake policy's refusal.
+    Rejected,
+    /// The answer to a deactivated user.
+    Inactive,
+}
+
+impl MailKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailKind::Ack => "ack",
+            MailKind::AgentReply => "agent-reply",
+            MailKind::Closed => "closed",
+            MailKind::NotifyAgent => "notify-agent",
+            MailKind::NotifyDigest => "notify-digest",
+            MailKind::CommandError => "command-error",
+            MailKind::Rejected => "rejected",
+            MailKind::Inactive => "inactive",
+        }
+    }
+
+    /// The kinds that answer a sender automatically: they share one rate limit
+    /// (`limits.acks_per_sender_per_hour`) and never go to automatic mail.
+    pub const AUTOMATIC_ANSWERS: [MailKind; 4] = [
+        MailKind::Ack,
+        MailKind::Rejected,
+        MailKind::Inactive,
+        MailKind::CommandError,
+    ];
+}
+
+/// Who a mail recorded in a ticket's public history is by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Author {
+    pub email: String,
+    pub user_id: Option<i64>,
+}
+
+/// What a mail says: the facts its template states. (Its variants differ in size; a message
+/// plans a handful of mails at most, so none is boxed.)
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "template", rename_all = "kebab-case")]
+pub enum Content {
+    Ack(AckFacts),
+    AgentReply {
+        ticket: CustomerFacts,
+        agent_name: String,
+        text: String,
+    },
+    Closed {
+        ticket: CustomerFacts,
+        agent_name: String,
+    },
+    /// The attachments it links are filled in when its message is stored.
+    Notify {
+        facts: NotifyFacts,
+        to: StaffMember,
+    },
+    Digest {
+        facts: DigestFacts,
+        to: StaffMember,
+    },
+    CommandError {
+        answering: Answering,
+        number: i64,
+        from_agent: bool,
+        errors: Vec<NotUnderstood>,
+    },
+    Refusal {
+        answering: Answering,
+        refusal: Refusal,
+        org: String,
+    },
+}
+
+/// One mail to send.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mail {
+    pub kind: MailKind,
+    /// The ticket it belongs to (its history, its outbox row's ticket).
+    pub ticket: Option<TicketRef>,
+    pub stamp: Stamp,
+    /// Sent to agents only: a reply naming its Message-ID comes through the agent channel.
+    pub to_agents: bool,
+    /// Recorded in the ticket's public history as an outbound message by this author.
+    pub history: Option<Author>,
+    /// The inbound message's attachments go with it (an agent's reply relayed).
+    pub with_inbound_attachments: bool,
+    pub content: Content,
+}
+
+impl Mail {
+    /// The mail as it will be composed. `linked`: the stored attachments of the inbound
+    /// message, which a notification names and links.
+    pub fn render(
+        &self,
+        desk: &Desk,
+        templates: &Templates,
+        linked: &[StoredAttachment],
+    ) -> Result<Outgoing, TemplateError> {
+        let stamp = &self.stamp;
+        match &self.content {
+            Content::Ack(f) => ack::acknowledgement(desk, f, stamp, templates),
+            Content::AgentReply {
+                ticket,
+                agent_name,
+                text,
+            } => replies::agent_reply(desk, ticket, agent_name, text, stamp, templates),
+            Content::Closed { ticket, agent_name } => {
+                replies::closed_notice(desk, ticket, agent_name, stamp, templates)
+            }
+            Content::Notify { facts, to } => {
+                let mut facts = facts.clone();
+                if facts.attachments.is_empty() {
+                    facts.attachments = linked.to_vec();
+                }
+                notify::notification(desk, &facts, to, stamp, templates)
+            }
+            Content::Digest { facts, to } => notify::digest(desk, facts, to, stamp, templates),
+            Content::CommandError {
+                answering,
+                number,
+                from_agent,
+                errors,
+            } => replies::command_error(
+                desk,
+                answering,
+                *number,
+                *from_agent,
+                errors,
+                stamp,
+                templates,
+            ),
+            Content::Refusal {
+                answering,
+                refusal,
+                org,
+            } => replies::refusal(desk, answering, *refusal, org, stamp, templates),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The planner without a database: facts in, a plan out.
+
+use chrono::TimeZone;
+
+use super::*;
+use crate::clock::SequentialIds;
+use crate::config::Intake;
+use crate::mail::address::EmailAddress;
+use crate::mail::loops;
+use crate::mail::parse::parse;
+use crate::tickets::decide::decide;
+use crate::tickets::{AccessKey, Role, TicketTag};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
+}
+
+fn addr(s: &str) -> EmailAddress {
+    EmailAddress::parse(s).unwrap()
+}
+
+struct World {
+    desk: Desk,
+    policy: Policy,
+    rules: Rules,
+    ids: SequentialIds,
+}
+
+impl World {
+    fn new() -> World {
+        let desk = Desk::new(
+            "Support",
+            addr("support@example.test"),
+            &[],
+            "https://help.example.test",
+            "+1 555 0100",
+            TicketTag::new("[#{number}]").unwrap(),
+        );
+        let policy = Policy {
+            own_addresses: desk.own.clone(),
+            reopen_days: 30,
+            acks_per_sender_per_hour: 5,
+            acknowledge: true,
+            intake: Intake::Open,
+            agents_require_auth: true,
+            authserv_id: "mx.example.test".into(),
+            ack_max_age_hours: 24,
+            max_collaborators: 2,
+            notify_agents: true,
+            notify_on_close: true,
+            notifications_per_sender_per_hour: 10,
+            notification_digest_minutes: 15,
+        };
+        let rules =
+            Rules::from_toml(include_str!("../../../config/triage.toml"), "triage").unwrap();
+        World {
+            desk,
+            policy,
+            rules,
+            ids: SequentialIds::default(),
+        }
+    }
+
+    fn context(&self) -> Context<'_> {
+        Context {
+            desk: &self.desk,
+            policy: &self.policy,
+            rules: &self.rules,
+            ids: &self.ids,
+        }
+    }
+}
+
+fn alice() -> StaffMember {
+    StaffMember {
+        email: addr("alice@vendor.example"),
+        name: "Alice".into(),
+        categories: Vec::new(),
+    }
+}
+
+fn record(number: i64, status: TicketStatus) -> TicketRecord {
+    TicketRecord {
+        id: number,
+        number,
+        subject: "Pager".into(),
+        status,
+        closed_at: None,
+        category: "routing".into(),
+        urgency: 2,
+        access_key: AccessKey::parse("abcdefghijklmnopqrst").unwrap(),
+        agent_key: AccessKey::parse("bcdefghijklmnopqrsta"),
+        created_at: now(),
+        first_response_due: now(),
+        resolution_due: now(),
+        first_response_at: None,
+        requester: UserRecord {
+            id: 1,
+            email: "ann@clinic.example".into(),
+            name: "Ann".into(),
+            role: Role::Customer,
+            active: true,
+        },
+        assignee: None,
+    }
+}
+
+/// Plans `raw` with the store knowing `lookup` (and `ticket` in full).
+fn plan_of(
+    w: &World,
+    raw: &str,
+    lookup: Lookup,
+    ticket: Option<TicketRecord>,
+    received: DateTime<Utc>,
+) -> Plan {
+    let mail = parse(raw.replace('\n', "\r\n").as_bytes()).unwrap();
+    let origin = loops::origin(&mail);
+    let text = crate::mail::quote::strip_quotes(&mail.body);
+    let class = w.rules.classify(&mail.subject, &text);
+    let decision = decide(&mail, &origin, &lookup, &w.policy, now());
+    let agent = lookup
+        .sender
+        .as_ref()
+        .filter(|u| u.role.is_staff())
+        .map(|u| UserRecord {
+            id: u.id,
+            email: mail.sender.email.to_string(),
+            name: "Alice".into(),
+            role: u.role,
+            active: true,
+        });
+    let facts = Facts {
+        mail: &mail,
+        origin: &origin,
+        text: &text,
+        class: &class,
+        lookup,
+        decision,
+        received_at: received,
+        now: now(),
+        ticket,
+        collaborators: Vec::new(),
+        customer_message_ids: vec!["c1@clinic.example".into()],
+        next_number: 1001,
+        staff: vec![alice()],
+        notices: NoticeState::default(),
+        agent,
+        assignable: Vec::new(),
+    };
+    plan(&facts, &w.context())
+}
+
+fn kinds(p: &Plan) -> Vec<&'static str> {
+    p.mails.iter().map(|m| m.kind.as_str()).collect()
+}
+
+const NEW: &str = "From: Ann <ann@clinic.example>\nTo: support@example.test\nCc: b@clinic.example, c@clinic.example, d@clinic.example\nSubject: Pages not arriving\nMessage-ID: <c1@clinic.example>\n\nNo pages reach 4 West since 07:50.\n";
+
+#[test]
+fn a_new_ticket_is_provisioned_created_recorded_notified_and_acknowledged() {
+    let w = World::new();
+    let p = plan_of(&w, NEW, Lookup::default(), None, now());
+    assert_eq!(p.action, Action::Created);
+    assert_eq!(p.ticket, Some(TicketRef::New { number: 1001 }));
+    assert!(matches!(
+        p.writes[0],
+        Write::ProvisionSender { known: true }
+    ));
+    assert!(matches!(&p.writes[1], Write::CreateTicket(t) if t.number == 1001));
+    assert!(
+        matches!(&p.writes[2], Write::Message { kind, internal: false, .. } if kind == "customer")
+    );
+    let collaborators = p
+        .writes
+        .iter()
+        .filter(|w| matches!(w, Write::Collaborator { .. }))
+        .count();
+    assert_eq!(collaborators, 2, "max_collaborators = 2");
+    assert!(p
+        .writes
+        .iter()
+        .any(|w| matches!(w, Write::Event { kind, .. } if kind == "cc-dropped")));
+    assert_eq!(kinds(&p), vec!["notify-agent", "ack"]);
+    assert!(p.mails[0].to_agents && !p.mails[1].to_agents);
+    assert!(p.hold.is_none());
+    // The plan is data: it prints as JSON for `ingest --dry-run`.
+    let json = serde_json::to_string(&p).unwrap();
+    assert!(json.contains("\"write\":\"create-ticket\""), "{json}");
+}
+
+#[test]
+fn old_mail_holds_every_mail_and_says_why() {
+    let w = World::new();
+    let p = plan_of(
+        &w,
+        NEW,
+        Lookup::default(),
+        None,
+        now() - Duration::hours(30),
+    );
+    assert!(p
+        .hold
+        .as_deref()
+        .is_some_and(|h| h.contains("ack_max_age_hours")));
+    assert_eq!(
+        kinds(&p),
+        vec!["notify-agent", "ack"],
+        "planned, then held by the queue"
+    );
+    assert_eq!(p.reason, p.hold);
+}
+
+#[test]
+fn a_customer_reply_with_commands_reopens_and_answers_the_commands() {
+    let w = World::new();
+    let t = record(1001, TicketStatus::Closed);
+    let summary = TicketSummary {
+        id: 1001,
+        number: 1001,
+        status: TicketStatus::Closed,
+        closed_at: Some(now()),
+        participants: vec!["ann@clinic.example".into()],
+    };
+    let lookup = Lookup {
+        by_reference: Some(summary),
+        sender: Some(KnownUser {
+            id: 1,
+            role: Role::Customer,
+            active: true,
+            support_user: false,
+            known: true,
+            org: "clinic.example".into(),
+        }),
+        ..Lookup::default()
+    };
+    let raw = "From: ann@clinic.example\nSubject: Re: x\nIn-Reply-To: <c1@clinic.example>\nMessage-ID: <c2@clinic.example>\n\n#close\nStill broken.\n";
+    let p = plan_of(&w, raw, lookup, Some(t), now());
+    assert_eq!(p.action, Action::Replied);
+    assert!(p.writes.iter().any(|w| matches!(
+        w,
+        Write::Status {
+            status: TicketStatus::Open,
+            ..
+        }
+    )));
+    assert_eq!(kinds(&p), vec!["command-error", "notify-agent"]);
+    assert!(p.reason.as_deref().is_some_and(|r| r.contains("non-agent")));
+}
+
+#[test]
+fn a_verified_agent_close_relays_and_sends_the_closing_notice() {
+    let w = World::new();
+    let t = record(1001, TicketStatus::Open);
+    let summary = TicketSummary {
+        id: 1001,
+        number: 1001,
+        status: TicketStatus::Open,
+        closed_at: None,
+        participants: vec!["ann@clinic.example".into()],
+    };
+    let lookup = Lookup {
+        by_agent_key: Some(summary),
+        sender: Some(KnownUser {
+            id: 7,
+            role: Role::Agent,
+            active: true,
+            support_user: false,
+            known: true,
+            org: "vendor.example".into(),
+        }),
+        ..Lookup::default()
+    };
+    let raw = "Authentication-Results: mx.example.test; dmarc=pass header.from=vendor.example\nFrom: alice@vendor.example\nTo: support+a-bcdefghijklmnopqrsta@example.test\nSubject: Re: x\nMessage-ID: <a1@vendor.example>\n\n#close\nFixed on our side.\n";
+    let p = plan_of(&w, raw, lookup, Some(t), now());
+    assert_eq!(p.action, Action::AgentReply, "{p:?}");
+    assert_eq!(kinds(&p), vec!["agent-reply", "closed"]);
+    assert!(p.writes.iter().any(|w| matches!(
+        w,
+        Write::Status {
+            status: TicketStatus::Closed,
+            ..
+        }
+    )));
+    assert!(p
+        .writes
+        .iter()
+        .any(|w| matches!(w, Write::FirstResponse { .. })));
+    assert!(p.mails[0].with_inbound_attachments && p.mails[0].history.is_some());
+}
