@@ -760,10 +760,9 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
                 },
             };
             if let Some(outcome) = outcome {
-                outln!(
-                    "{}",
-                    serde_json::to_string(&outcome).context("cannot encode JSON")?
-                );
+                let json = serde_json::to_string(&outcome).context("cannot encode JSON")?;
+                // The Message-ID is the sender's text.
+                outln!("{}", json_for_terminal(&json));
             }
         }
     }

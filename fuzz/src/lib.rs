@@ -277,13 +277,17 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// Target `rules`: a triage rules file. What loads must classify without panicking and
-/// answer with its own category and level.
+/// Target `rules`: a triage rules file through `Rules::check`, the loader's reading and
+/// validation (TOML, keys, types, levels and categories referred to, each pattern's syntax by
+/// regex's own parser) without the automata, whose ~350 ms (for the shipped file; still tens
+/// of ms for a few patterns) would hold AFL to under 100 inputs a second. Building them is the
+/// regex crate's own, fuzzed code. What passes must also be accepted as a config's rules
+/// would: every error names a line or the file.
 pub fn rules(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    if let Ok(rules) = Rules::from_toml(&text, "fuzz-triage.toml") {
-        let c = rules.classify("Pager down on ward 4", "Nobody can log in since 9am.");
-        assert!(rules.category(&c.category).is_some(), "{c:?}");
+    if let Err(e) = Rules::check(&text, "fuzz-triage.toml") {
+        assert!(!e.problems().is_empty(), "an error without a problem");
+        let _ = e.to_string();
     }
 }
 
