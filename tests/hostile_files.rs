@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use sqlx::{Connection, Row};
 use support::daemon::{customer_mail, Daemon, Setup, PASS, USER};
-use support::{Dovecot, SmtpSink};
+use support::{Dovecot, DovecotOptions, SmtpSink};
 
 /// Finding 8: `SUPPORTD_LOG=trace` turns on async-imap's protocol trace, whose LOGIN line
 /// carried the password verbatim. The daemon logs in, takes a mail, and stops: every other
@@ -63,10 +63,54 @@ async fn the_imap_password_is_not_logged_at_trace_level() {
                 .join("\n")
         );
         assert!(
-            !log.contains("LOGIN"),
-            "{directives}: async-imap's command trace is on"
+            !log.contains("async_imap"),
+            "{directives}: async-imap's protocol trace is on"
         );
     }
+}
+
+/// Finding 8, XOAUTH2: the bearer token goes out in AUTHENTICATE, which async-imap's trace
+/// printed too (base64, as easy to read as plain text).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_xoauth2_token_is_not_logged_at_trace_level() {
+    const TOKEN: &str = "ya29.secret-bearer-token";
+    let dovecot = Dovecot::start_with(
+        &[(USER, PASS)],
+        DovecotOptions {
+            oauth: true,
+            ..DovecotOptions::default()
+        },
+    );
+    dovecot.set_oauth_tokens(&[(TOKEN, USER)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    let text = std::fs::read_to_string(&d.config).expect("config");
+    let start = text.find("password_file = ").expect("password_file line");
+    let end = start + text[start..].find('\n').expect("end of line");
+    let text = format!(
+        "{}oauth_token_command = \"printf '%s\\\\n' {TOKEN}\"{}",
+        &text[..start],
+        &text[end..]
+    );
+    std::fs::write(&d.config, text).expect("config");
+    dovecot
+        .append(
+            USER,
+            "INBOX",
+            &customer_mail(1, "oauth-trace@clinic.example", "pager login error"),
+        )
+        .await;
+    d.start_with(&[], &[("SUPPORTD_LOG", "trace")]);
+    sink.wait_for(1, Duration::from_secs(30));
+    d.terminate();
+    assert_eq!(dovecot.oauth_requests(), vec![TOKEN.to_string()]);
+    let log = d.log();
+    assert!(log.contains("TRACE"), "trace level was on\n{log}");
+    assert!(!log.contains(TOKEN), "the token is in the log");
+    assert!(
+        !log.contains("async_imap"),
+        "async-imap's protocol trace is on"
+    );
 }
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -81,11 +125,12 @@ fn mode(path: &std::path::Path) -> u32 {
 /// its WAL and shared-memory files are still 0600.
 #[test]
 fn database_files_are_private_whatever_the_umask() {
-    let env = Env::new();
+    // With an agent in the config, `ingest -` writes (the agent's user row) before it waits
+    // for its mail on stdin, so a connection holds the WAL and shared-memory files open
+    // meanwhile (SQLite deletes them with the last connection that has them open).
+    let env = Env::with_config("[[agent]]\nemail = \"alice@vendor.example\"\nname = \"Alice\"\n");
     let db = env.dir.path().join("supportd.db");
     assert!(!db.exists());
-    // `ingest -` opens and migrates the database, then waits for its mail on stdin: the
-    // WAL and shared-memory files exist meanwhile (they go with the last connection).
     let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg("umask 000; exec \"$0\" \"$@\"")
@@ -104,14 +149,27 @@ fn database_files_are_private_whatever_the_umask() {
         .expect("spawn supportd");
     let files =
         ["supportd.db", "supportd.db-wal", "supportd.db-shm"].map(|f| env.dir.path().join(f));
+    // The migration's own connection makes and drops the WAL once at start-up: read the
+    // modes once all three files stay.
     let start = Instant::now();
-    while !files.iter().all(|f| f.exists()) {
+    let modes = loop {
+        let modes: Option<Vec<u32>> = files
+            .iter()
+            .map(|f| {
+                std::fs::metadata(f)
+                    .ok()
+                    .map(|m| m.permissions().mode() & 0o777)
+            })
+            .collect();
+        if let Some(modes) = modes {
+            break modes;
+        }
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "the database files never appeared"
         );
         std::thread::sleep(Duration::from_millis(10));
-    }
+    };
     // The umask really was 000: a file the same shell makes is world-writable.
     let probe = env.dir.path().join("probe");
     let status = std::process::Command::new("sh")
@@ -122,8 +180,8 @@ fn database_files_are_private_whatever_the_umask() {
         .expect("sh");
     assert!(status.success());
     assert_eq!(format!("{:o}", mode(&probe)), "666");
-    for f in &files {
-        assert_eq!(format!("{:o}", mode(f)), "600", "{}", f.display());
+    for (f, m) in files.iter().zip(modes) {
+        assert_eq!(format!("{m:o}"), "600", "{}", f.display());
     }
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
