@@ -199,7 +199,8 @@ async fn kills_and_relay_refusals_lose_nothing_and_double_only_mail_in_flight() 
     // The chaos phase. The work is `n` mails to take in plus `new` acks to send; each kill
     // comes at a random point of it (polled every few ms, plus up to 20 ms: any step of a
     // batch, a commit, a move, a send), or after 3 s without progress; the daemon restarts
-    // within 0.3 s. Meanwhile the relay goes away for 0.2–1 s every 0.2–1.5 s.
+    // within 0.3 s. Points that one batch's commit jumped past are taken right after the
+    // restart: those kills land in start-up (migrations, login). Meanwhile the relay goes away for 0.2–1 s every 0.2–1.5 s.
     d.start();
     wait_ready_since(&d, 0);
     let db_url = format!("sqlite://{}", d.dir.path().join("supportd.db").display());
