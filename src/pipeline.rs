@@ -250,6 +250,20 @@ impl Pipeline {
         })
     }
 
+    /// The policy knobs of [`tickets::decide`], from the config (also what the fuzz harness
+    /// decides with).
+    pub fn policy(&self) -> tickets::Policy {
+        tickets::Policy {
+            own_addresses: self.config.own_addresses(),
+            reopen_days: self.config.support.reopen_days,
+            acks_per_sender_per_hour: self.config.limits.acks_per_sender_per_hour,
+            acknowledge: self.config.support.acknowledge,
+            intake: self.config.policy.intake,
+            agents_require_auth: self.config.policy.agents_require_auth,
+            authserv_id: self.config.policy.authserv_id.clone(),
+        }
+    }
+
     /// Why a message of `size` bytes is not processed, if it is over `limits.max_message_bytes`
     /// (the IMAP poller asks before downloading it).
     pub fn too_large(&self, size: u64) -> Option<String> {
@@ -366,15 +380,7 @@ impl Pipeline {
         let mail = &ready.mail;
         let origin = &ready.origin;
         let lookup = self.lookup(tx, ready, now)?;
-        let policy = tickets::Policy {
-            own_addresses: self.config.own_addresses(),
-            reopen_days: self.config.support.reopen_days,
-            acks_per_sender_per_hour: self.config.limits.acks_per_sender_per_hour,
-            acknowledge: self.config.support.acknowledge,
-            intake: self.config.policy.intake,
-            agents_require_auth: self.config.policy.agents_require_auth,
-            authserv_id: self.config.policy.authserv_id.clone(),
-        };
+        let policy = self.policy();
         let decision = tickets::decide(mail, origin, &lookup, &policy, now);
         let received_at = source.received_at.unwrap_or(now);
         tx.hold_outbound =
