@@ -29,12 +29,14 @@
 //! - [`tls`]: trust for IMAP and SMTP: the system store plus `ca_file`; never off.
 //! - [`daemon`]: `supportd run` — tasks, signals, systemd notify and watchdog.
 //! - [`setup`], [`secrets`]: building a pipeline from config; passwords from files/env.
+//! - [`display`]: mail-borne text made safe for a terminal (controls, bidi overrides). Pure.
 
 #![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod display;
 pub mod imap;
 pub mod mail;
 pub mod outbox;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use supportd::clock::{Clock, SystemClock};
 use supportd::config::{Config, ConfigError};
+use supportd::display::{json_for_terminal, terminal_line as line, terminal_text};
 use supportd::mail::address::EmailAddress;
 use supportd::mail::parse::subject_and_body;
 use supportd::mail::quote::strip_quotes;
@@ -237,19 +238,39 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat, daemon: bool) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     // The daemon logs its work; one-shot commands only warnings (stdout carries their output).
     let default = if daemon { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SUPPORTD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A filter of the output layer itself, after the admin's directives: no `SUPPORTD_LOG`
+    // (a bare `trace`, a target, a span directive) can turn these events back on.
+    let no_secrets = tracing_subscriber::filter::filter_fn(|m| !carries_secrets(m));
     // Colour only on a terminal: the journal and log files get plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry.with(layer.with_filter(no_secrets)).init(),
+        LogFormat::Json => registry.with(layer.json().with_filter(no_secrets)).init(),
     }
+}
+
+/// Libraries whose trace-level events print protocol lines verbatim, credentials included:
+/// async-imap traces every command it sends (`LOGIN "user" "password"`, the XOAUTH2 token of
+/// `AUTHENTICATE`) and every response (whole mails). Their debug level and above stay.
+const VERBATIM_PROTOCOL_TARGETS: &[&str] = &["async_imap", "imap_proto"];
+
+fn carries_secrets(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() == tracing::Level::TRACE
+        && VERBATIM_PROTOCOL_TARGETS.iter().any(|t| {
+            meta.target()
+                .strip_prefix(t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
 }
 
 fn load_config(cli: &Cli) -> Result<Config, Failure> {
@@ -285,7 +306,7 @@ async fn open_store(config: &Config) -> Result<Store, Failure> {
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value).context("cannot encode JSON")?;
-    outln!("{text}");
+    outln!("{}", json_for_terminal(&text));
     Ok(())
 }
 
@@ -314,10 +335,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                                 "#{:<6} {:<8} {:<18} U{} {:<30} {}",
                                 t.number,
                                 t.status,
-                                t.category,
+                                line(&t.category),
                                 t.urgency,
-                                t.requester.email,
-                                t.subject
+                                line(&t.requester.email),
+                                line(&t.subject)
                             );
                         }
                     }
@@ -329,9 +350,15 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                     if *json {
                         print_json(&t)?;
                     } else {
-                        outln!("Ticket #{} [{}] {}", t.number, t.status, t.subject);
-                        outln!("Requester: {} <{}>", t.requester.name, t.requester.email);
-                        outln!("Category:  {}   Urgency: {}", t.category, t.urgency);
+                        // Everything but numbers and our own timestamps and keys can come
+                        // from mail: escaped, so it cannot drive the terminal.
+                        outln!("Ticket #{} [{}] {}", t.number, t.status, line(&t.subject));
+                        outln!(
+                            "Requester: {} <{}>",
+                            line(&t.requester.name),
+                            line(&t.requester.email)
+                        );
+                        outln!("Category:  {}   Urgency: {}", line(&t.category), t.urgency);
                         outln!(
                             "Due:       first response {}, resolution {}",
                             t.first_response_due,
@@ -339,7 +366,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         );
                         outln!("Link key:  {}", t.access_key);
                         if let Some(a) = &t.assignee {
-                            outln!("Assignee:  {} <{}>", a.name, a.email);
+                            outln!("Assignee:  {} <{}>", line(&a.name), line(&a.email));
                         }
                         if let Some(at) = &t.first_response_at {
                             outln!("Answered:  {at}");
@@ -348,22 +375,28 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                             outln!("Closed:    {at}");
                         }
                         for e in &t.events {
-                            outln!("[event] {} {} {} {}", e.at, e.actor, e.kind, e.detail);
+                            outln!(
+                                "[event] {} {} {} {}",
+                                e.at,
+                                line(&e.actor),
+                                line(&e.kind),
+                                line(&e.detail)
+                            );
                         }
                         for m in &t.messages {
                             outln!(
                                 "\n--- {} {} {}{} ---\n{}",
                                 m.created_at,
                                 m.direction,
-                                m.author,
+                                line(&m.author),
                                 if m.internal { " (internal)" } else { "" },
-                                m.body
+                                terminal_text(&m.body)
                             );
                             for a in &m.attachments {
                                 outln!(
                                     "[attachment] {} ({}, {} bytes)",
-                                    a.filename,
-                                    a.content_type,
+                                    line(&a.filename),
+                                    line(&a.content_type),
                                     a.size
                                 );
                             }
@@ -388,9 +421,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                                 o.status,
                                 o.kind,
                                 o.ticket.map(|n| n.to_string()).unwrap_or_default(),
-                                o.to,
-                                o.subject,
-                                o.last_error
+                                line(&o.to),
+                                line(&o.subject),
+                                line(&o.last_error)
                             );
                         }
                     }
@@ -429,8 +462,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         q.id,
                         q.received_at,
                         q.size,
-                        q.source,
-                        q.reason
+                        line(&q.source),
+                        line(&q.reason)
                     );
                 }
             }
@@ -447,12 +480,12 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         for u in list {
                             outln!(
                                 "{:<35} {:<8} {:<8} {:<20} {:<3} {}",
-                                u.email,
+                                line(&u.email),
                                 u.role,
                                 u.status,
-                                u.org,
+                                line(&u.org),
                                 if u.support_user { "su" } else { "" },
-                                u.name
+                                line(&u.name)
                             );
                         }
                     }
@@ -612,15 +645,24 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
         files.to_vec()
     };
     let mut code = 0;
+    let max_bytes = pipeline.config.limits.max_message_bytes;
     // Up to this many messages share one transaction (each is still all or nothing).
     const CHUNK: usize = 100;
     for chunk in inputs.chunks(CHUNK) {
-        let mut read = Vec::with_capacity(chunk.len());
+        // (raw, name, why only its header is kept) per readable input, in input order.
+        let mut read: Vec<(Vec<u8>, String, Option<String>)> = Vec::with_capacity(chunk.len());
         for file in chunk {
             if file.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                match std::io::stdin().read_to_end(&mut buf) {
-                    Ok(_) => read.push((buf, "stdin".to_string())),
+                match read_stdin(std::io::stdin().lock(), max_bytes) {
+                    Ok(Stdin::Whole(raw)) => read.push((raw, "stdin".to_string(), None)),
+                    Ok(Stdin::Oversized { header, size }) => {
+                        let over = pipeline.too_large(size).unwrap_or_default();
+                        let reason = format!(
+                            "{over}; only its header was kept (standard input is read up to \
+                             limits.max_message_bytes + {STDIN_MARGIN} bytes)"
+                        );
+                        read.push((header, "stdin".to_string(), Some(reason)));
+                    }
                     Err(e) => {
                         eprintln!("supportd: cannot read standard input: {e}");
                         code = EX_DATAERR;
@@ -628,7 +670,7 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
                 }
             } else {
                 match std::fs::read(file) {
-                    Ok(raw) => read.push((raw, file.display().to_string())),
+                    Ok(raw) => read.push((raw, file.display().to_string(), None)),
                     Err(e) => {
                         eprintln!("supportd: cannot read {}: {e}", file.display());
                         code = EX_DATAERR;
@@ -636,40 +678,45 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
                 }
             }
         }
-        let items: Vec<(&[u8], Source<'_>)> = read
+        let source = |name| Source {
+            name,
+            uid: None,
+            received_at: None,
+        };
+        let whole: Vec<(&[u8], Source<'_>)> = read
             .iter()
-            .map(|(raw, name)| {
-                (
-                    raw.as_slice(),
-                    Source {
-                        name,
-                        uid: None,
-                        received_at: None,
-                    },
-                )
-            })
+            .filter(|(_, _, cut)| cut.is_none())
+            .map(|(raw, name, _)| (raw.as_slice(), source(name)))
             .collect();
-        match pipeline.ingest_batch(&store, &items) {
-            Ok(outcomes) => {
-                for outcome in outcomes {
-                    outln!(
-                        "{}",
-                        serde_json::to_string(&outcome).context("cannot encode JSON")?
-                    );
-                }
+        let retry_later = |e: &dyn std::fmt::Display| {
+            // Only the database failing ends a batch early (a message that fails otherwise
+            // is quarantined): the MTA should try again later.
+            let names: Vec<&str> = read.iter().map(|(_, n, _)| n.as_str()).collect();
+            eprintln!("supportd: {}: {e}", names.join(", "));
+            Failure {
+                code: EX_TEMPFAIL,
+                error: anyhow::Error::msg(format!(
+                    "{} was not processed; retry later",
+                    names.join(", ")
+                )),
             }
-            // Only the database failing ends a batch early (a message that fails otherwise is
-            // quarantined): the MTA should try again later.
-            Err(e) => {
-                let names: Vec<&str> = read.iter().map(|(_, n)| n.as_str()).collect();
-                eprintln!("supportd: {}: {e}", names.join(", "));
-                return Err(Failure {
-                    code: EX_TEMPFAIL,
-                    error: anyhow::Error::msg(format!(
-                        "{} was not processed; retry later",
-                        names.join(", ")
-                    )),
-                });
+        };
+        let mut outcomes = match pipeline.ingest_batch(&store, &whole) {
+            Ok(outcomes) => outcomes.into_iter(),
+            Err(e) => return Err(retry_later(&e)),
+        };
+        for (header, name, cut) in &read {
+            let outcome = match cut {
+                None => outcomes.next(),
+                Some(reason) => match pipeline.set_aside(&store, header, reason, source(name)) {
+                    Ok(outcome) => Some(outcome),
+                    Err(e) => return Err(retry_later(&e)),
+                },
+            };
+            if let Some(outcome) = outcome {
+                let json = serde_json::to_string(&outcome).context("cannot encode JSON")?;
+                // The Message-ID is the sender's text.
+                outln!("{}", json_for_terminal(&json));
             }
         }
     }
@@ -683,4 +730,106 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
     }
     store.close().await;
     Ok(code)
+}
+
+/// How far past `limits.max_message_bytes` standard input is still read into memory: the
+/// trace headers an MTA adds on delivery (Received, Return-Path, Delivered-To) to a mail it
+/// accepted at the same size limit. Such a mail is still quarantined whole, by the pipeline's
+/// one size rule; only a larger one is cut to its header.
+const STDIN_MARGIN: u64 = 64 * 1024;
+
+/// The most of an oversized mail's header section kept (a header section is a few KB).
+const HEADER_KEPT: usize = 64 * 1024;
+
+/// What `ingest -` read from standard input.
+#[derive(Debug, PartialEq, Eq)]
+enum Stdin {
+    Whole(Vec<u8>),
+    /// Larger than `max_bytes` + [`STDIN_MARGIN`]: its header section (at most
+    /// [`HEADER_KEPT`] bytes) and its full size. The rest was read and dropped, so an MTA
+    /// writing into the pipe sees its mail taken instead of a broken pipe.
+    Oversized {
+        header: Vec<u8>,
+        size: u64,
+    },
+}
+
+/// Reads one message, holding at most `max_bytes` + [`STDIN_MARGIN`] bytes in memory.
+fn read_stdin(input: impl Read, max_bytes: u64) -> std::io::Result<Stdin> {
+    let cap = max_bytes.saturating_add(STDIN_MARGIN);
+    let mut input = input;
+    let mut raw = Vec::new();
+    (&mut input).take(cap).read_to_end(&mut raw)?;
+    let held = u64::try_from(raw.len()).unwrap_or(u64::MAX);
+    if held < cap {
+        return Ok(Stdin::Whole(raw));
+    }
+    let rest = std::io::copy(&mut input, &mut std::io::sink())?;
+    if rest == 0 {
+        return Ok(Stdin::Whole(raw));
+    }
+    let end = header_end(&raw).unwrap_or(raw.len()).min(HEADER_KEPT);
+    raw.truncate(end);
+    Ok(Stdin::Oversized {
+        header: raw,
+        size: held.saturating_add(rest),
+    })
+}
+
+/// Where the header section ends: just after the empty line (CRLF or LF) that closes it.
+fn header_end(raw: &[u8]) -> Option<usize> {
+    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn stdin_is_read_up_to_the_limit_plus_the_margin() {
+        let mail = b"From: a@b.example\r\nSubject: x\r\n\r\nbody".to_vec();
+        assert_eq!(
+            read_stdin(&mail[..], 10).unwrap(),
+            Stdin::Whole(mail.clone())
+        );
+        // Exactly the cap is still whole (nothing was left unread).
+        let exact = vec![b'x'; 10 + STDIN_MARGIN as usize];
+        assert_eq!(read_stdin(&exact[..], 10).unwrap(), Stdin::Whole(exact));
+    }
+
+    #[test]
+    fn oversized_stdin_keeps_the_header_and_the_size() {
+        let mut big = b"From: a@b.example\r\nSubject: big\r\n\r\n".to_vec();
+        let header_len = big.len();
+        big.extend(std::iter::repeat_n(b'z', 200_000));
+        match read_stdin(&big[..], 1000).unwrap() {
+            Stdin::Oversized { header, size } => {
+                assert_eq!(header, big[..header_len].to_vec());
+                assert_eq!(size, big.len() as u64);
+            }
+            other => panic!("{other:?}"),
+        }
+        // No header/body separator at all: a bounded prefix.
+        let junk = vec![b'q'; 300_000];
+        match read_stdin(&junk[..], 1000).unwrap() {
+            Stdin::Oversized { header, size } => {
+                assert_eq!(header.len(), HEADER_KEPT);
+                assert_eq!(size, 300_000);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn header_section_end() {
+        assert_eq!(header_end(b"A: b\n\nbody"), Some(6));
+        assert_eq!(header_end(b"A: b\r\n\r\nbody\n\n"), Some(8));
+        assert_eq!(header_end(b"A: b\r\n"), None);
+    }
 }

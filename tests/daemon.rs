@@ -256,21 +256,28 @@ async fn kill_9_during_a_backlog_then_restart_is_exactly_once() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
-    let n = 200;
-    for i in 0..n {
-        // Distinct senders, so the per-sender ack rate limit doesn't hide duplicates.
-        dovecot
-            .append(
-                USER,
-                "INBOX",
-                &customer_mail(i, &format!("k{i}@clinic.example"), "backlog"),
-            )
-            .await;
-    }
+    // Large enough that the kill lands mid-backlog (batches of 100, several hundred a second;
+    // 200 could finish between two polls of `tickets list`).
+    let n = 1000;
+    // Distinct senders, so the per-sender ack rate limit doesn't hide duplicates.
+    dovecot
+        .append_all(
+            USER,
+            (0..n).map(|i| customer_mail(i, &format!("k{i}@clinic.example"), "backlog")),
+        )
+        .await;
     d.start();
-    d.wait("some progress", Duration::from_secs(60), || {
-        (d.tickets().len() >= 20).then_some(())
-    });
+    // Watched with STATUS, which costs nothing next to a FETCH: kill as soon as the first
+    // batch has left the inbox.
+    let started = std::time::Instant::now();
+    while dovecot.count(USER, "Processed").await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     d.kill9();
     let before = d.tickets().len();
     assert!(
@@ -278,7 +285,7 @@ async fn kill_9_during_a_backlog_then_restart_is_exactly_once() {
         "the backlog finished before the kill; nothing was tested"
     );
     d.start();
-    let tickets = d.wait("every message ingested", Duration::from_secs(120), || {
+    let tickets = d.wait("every message ingested", Duration::from_secs(180), || {
         let t = d.tickets();
         (t.len() >= n).then_some(t)
     });

@@ -370,16 +370,43 @@ fn unfold(v: &str) -> String {
     v.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Keeps only the final path component and drops control characters.
+/// The longest attachment name kept, in bytes: most filesystems' limit for one name.
+const MAX_FILENAME_BYTES: usize = 255;
+/// An extension longer than this is not worth keeping whole when a name is cut.
+const MAX_KEPT_EXTENSION_BYTES: usize = 32;
+
+/// Keeps only the final path component; drops control characters and the invisible ones
+/// that disguise a name (bidi overrides: `invoice`, U+202E, `fdp.exe` reads as
+/// `invoiceexe.pdf`); cuts it to [`MAX_FILENAME_BYTES`] on a character boundary, keeping the
+/// extension.
 fn sanitize_filename(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let clean: String = base.chars().filter(|c| !c.is_control()).collect();
-    let clean = clean.trim().to_string();
+    let clean: String = base
+        .chars()
+        .filter(|&c| !c.is_control() && !crate::display::is_hidden_format(c))
+        .collect();
+    let clean = clean.trim();
     if clean.is_empty() || clean == "." || clean == ".." {
-        "attachment".into()
-    } else {
-        clean
+        return "attachment".into();
     }
+    cut_filename(clean, MAX_FILENAME_BYTES)
+}
+
+/// `name` cut to at most `max` bytes on a character boundary; a short extension survives.
+fn cut_filename(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_string();
+    }
+    let ext = name
+        .rfind('.')
+        .filter(|&dot| dot > 0 && name.len() - dot <= MAX_KEPT_EXTENSION_BYTES)
+        .map_or("", |dot| &name[dot..]);
+    let stem = &name[..name.len() - ext.len()];
+    let mut end = max.saturating_sub(ext.len()).min(stem.len());
+    while !stem.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ext}", stem[..end].trim_end())
 }
 
 fn default_filename(content_type: &str) -> String {
@@ -483,6 +510,54 @@ mod tests {
             .html_fallback
             .as_deref()
             .is_some_and(|n| n.contains("markup stripped")));
+    }
+
+    #[test]
+    fn filenames_lose_paths_controls_and_bidi_overrides() {
+        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_filename("C:\\x\\report.pdf"), "report.pdf");
+        assert_eq!(
+            sanitize_filename("in\u{1b}[31mvoice\r\n.pdf"),
+            "in[31mvoice.pdf"
+        );
+        assert_eq!(
+            sanitize_filename("invoice\u{202e}fdp.exe"),
+            "invoicefdp.exe"
+        );
+        assert_eq!(
+            sanitize_filename("\u{2067}a\u{200b}b\u{feff}c\u{2069}\u{e0041}.txt"),
+            "abc.txt"
+        );
+        assert_eq!(sanitize_filename("\u{202e}\u{200f}"), "attachment");
+        assert_eq!(sanitize_filename(".."), "attachment");
+        // Joiners inside words stay.
+        assert_eq!(sanitize_filename("می‌خواهم.pdf"), "می‌خواهم.pdf");
+    }
+
+    #[test]
+    fn long_filenames_are_cut_on_a_char_boundary_keeping_the_extension() {
+        let long = format!("{}.pdf", "é".repeat(300));
+        let cut = sanitize_filename(&long);
+        assert!(cut.len() <= MAX_FILENAME_BYTES, "{}", cut.len());
+        assert!(cut.ends_with("é.pdf"), "{cut}");
+        // 251 bytes left for the stem: 125 two-byte é, never half of the 126th.
+        assert_eq!(cut, format!("{}.pdf", "é".repeat(125)));
+        let no_ext = "ü".repeat(200);
+        let cut = sanitize_filename(&no_ext);
+        assert_eq!(cut, "ü".repeat(127));
+        // An "extension" longer than a real one is not kept whole.
+        let dotted = format!("a.{}", "x".repeat(400));
+        assert_eq!(sanitize_filename(&dotted).len(), MAX_FILENAME_BYTES);
+        // 255 bytes exactly are kept as they are.
+        let exact = format!("{}.txt", "a".repeat(251));
+        assert_eq!(sanitize_filename(&exact), exact);
+        // Four-byte chars and a stem that must lose everything but the extension.
+        let emoji = format!("{}.tar.gz", "📎".repeat(100));
+        let cut = sanitize_filename(&emoji);
+        assert!(
+            cut.len() <= MAX_FILENAME_BYTES && cut.ends_with("📎.gz"),
+            "{cut}"
+        );
     }
 
     #[test]

@@ -123,6 +123,28 @@ struct Inner {
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// Creates a missing database file readable by its owner only (0600, whatever the umask):
+/// it holds every customer's mail. SQLite gives the `-wal`, `-shm` and `-journal` files it
+/// creates beside it the database file's own mode. An existing file keeps its mode.
+fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let unavailable =
+        |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", path.display()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        // The umask may have taken bits from 0600 (never added any): set it exactly.
+        Ok(file) => file
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(unavailable),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 /// `sqlite://PATH`, `sqlite:PATH`, with an optional `?mode=ro|rw|rwc` (default rwc).
 fn parse_url(url: &str) -> Result<(PathBuf, OpenFlags), StoreError> {
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -169,6 +191,9 @@ impl Store {
     /// Opens the database (creating the file when missing). Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let (path, flags) = parse_url(url)?;
+        if flags.contains(OpenFlags::SQLITE_OPEN_CREATE) {
+            create_private(&path)?;
+        }
         let store = Store {
             inner: Arc::new(Inner {
                 path,

@@ -1,0 +1,306 @@
+//! What each fuzz target does with one input, shared by the AFL binaries (`fuzz_targets/`)
+//! and by supportd's own test suite, which replays every input AFL found (crashes and hangs,
+//! `tests/fixtures/fuzz/TARGET/`) through these same functions (`tests/fuzz_regressions.rs`
+//! includes this file by path). Depends on nothing but supportd and chrono.
+//!
+//! A target panics on a broken invariant: AFL records a panic as a crash.
+
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use supportd::config::Config;
+use supportd::mail::loops::{self, Origin};
+use supportd::mail::parse::{self, InboundMail};
+use supportd::mail::quote::strip_quotes;
+use supportd::pipeline::Pipeline;
+use supportd::tickets::{
+    self, auth, commands, Decision, KnownUser, Lookup, Policy, Role, TicketStatus, TicketSummary,
+};
+use supportd::triage::Rules;
+
+/// The targets, by the name `scripts/fuzz` and the regression fixtures use.
+pub const TARGETS: &[&str] = &["pipeline", "auth", "config", "rules"];
+
+/// The configuration the pipeline target decides under: default rules and templates, one
+/// agent, authentication required, our authserv-id.
+const CONFIG: &str = r#"
+[support]
+name = "Vendor Support"
+address = "support@vendor.example"
+public_url = "https://help.vendor.example"
+phone = "+1 555 0142"
+
+[policy]
+intake = "open"
+agents_require_auth = true
+authserv_id = "mx.vendor.example"
+
+[[agent]]
+email = "alice@vendor.example"
+name = "Alice"
+"#;
+
+/// Fixed access keys of the world's tickets (20 base32 characters, as issued).
+const KEY_1001: &str = "abcdefghijklmnopqrst";
+const AGENT_KEY_1001: &str = "bcdefghijklmnopqrstu";
+const KEY_1002: &str = "cdefghijklmnopqrstuv";
+
+/// What "the store" knows, built once per process: three tickets (open, closed long ago,
+/// pending), the Message-IDs that thread to them, and four users. Each input is decided
+/// against it the way [`Pipeline`] looks things up in the database.
+pub struct World {
+    pub pipeline: Pipeline,
+    pub policy: Policy,
+    pub now: DateTime<Utc>,
+    tickets: HashMap<i64, TicketSummary>,
+    message_ids: HashMap<&'static str, i64>,
+    outbox_ids: HashMap<&'static str, i64>,
+    access_keys: HashMap<&'static str, i64>,
+    agent_keys: HashMap<&'static str, i64>,
+    users: HashMap<&'static str, KnownUser>,
+}
+
+impl World {
+    pub fn new() -> World {
+        let config = Config::parse(CONFIG, "fuzz world").expect("the fuzz world's config");
+        let pipeline = supportd::setup::build_pipeline(config).expect("the fuzz world's pipeline");
+        let policy = pipeline.policy.clone();
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 18, 10, 0, 0)
+            .single()
+            .expect("a valid date");
+        let ticket = |id: i64, status, closed_at, participants: &[&str]| TicketSummary {
+            id,
+            number: id,
+            status,
+            closed_at,
+            participants: participants.iter().map(|p| p.to_string()).collect(),
+        };
+        let tickets = HashMap::from([
+            (
+                1001,
+                ticket(
+                    1001,
+                    TicketStatus::Open,
+                    None,
+                    &["nora@harbor-clinic.test", "ann@harbor-clinic.test"],
+                ),
+            ),
+            (
+                1002,
+                ticket(
+                    1002,
+                    TicketStatus::Closed,
+                    Some(now - Duration::days(60)),
+                    &["nora@harbor-clinic.test"],
+                ),
+            ),
+            (
+                1003,
+                ticket(1003, TicketStatus::Pending, None, &["bob@clinic.example"]),
+            ),
+        ]);
+        let user = |id, role, active, support_user, org: &str| KnownUser {
+            id,
+            role,
+            active,
+            support_user,
+            // A user who may open tickets under intake `known`; collaborators are not.
+            known: support_user || role != Role::Customer,
+            org: org.to_string(),
+        };
+        World {
+            pipeline,
+            policy,
+            now,
+            tickets,
+            message_ids: HashMap::from([
+                ("first-1001@harbor-clinic.test", 1001),
+                ("ack-1001@vendor.example", 1001),
+                ("first-1002@harbor-clinic.test", 1002),
+                ("notify-1003@vendor.example", 1003),
+            ]),
+            outbox_ids: HashMap::from([("ack-1001@vendor.example", 1)]),
+            access_keys: HashMap::from([(KEY_1001, 1001), (KEY_1002, 1002)]),
+            agent_keys: HashMap::from([(AGENT_KEY_1001, 1001)]),
+            users: HashMap::from([
+                (
+                    "alice@vendor.example",
+                    user(1, Role::Agent, true, false, "vendor.example"),
+                ),
+                (
+                    "nora@harbor-clinic.test",
+                    user(2, Role::Customer, true, true, "harbor-clinic.test"),
+                ),
+                (
+                    "ivan@harbor-clinic.test",
+                    user(3, Role::Customer, false, false, "harbor-clinic.test"),
+                ),
+                (
+                    "flood@clinic.example",
+                    user(4, Role::Customer, true, false, "clinic.example"),
+                ),
+            ]),
+        }
+    }
+
+    fn ticket_of(&self, map: &HashMap<&'static str, i64>, key: &str) -> Option<TicketSummary> {
+        map.get(key).and_then(|n| self.tickets.get(n)).cloned()
+    }
+
+    /// What `Pipeline::lookup` would find in a store holding this world.
+    fn lookup(&self, mail: &InboundMail, origin: &Origin) -> Lookup {
+        let sender_key = mail.sender.email.key();
+        let mut l = Lookup {
+            duplicate: self.message_ids.contains_key(mail.message_id.as_str()),
+            sender: self.users.get(sender_key.as_str()).cloned(),
+            recent_acks: if sender_key == "flood@clinic.example" {
+                5
+            } else {
+                0
+            },
+            ..Lookup::default()
+        };
+        if l.duplicate {
+            return l;
+        }
+        if *origin == Origin::Bounce {
+            let mut ids = mail.embedded_message_ids.clone();
+            ids.extend(tickets::referenced_ids(mail));
+            l.bounced = ids.iter().find_map(|id| {
+                let row = *self.outbox_ids.get(id.as_str())?;
+                Some((row, self.ticket_of(&self.message_ids, id)?))
+            });
+            return l;
+        }
+        let own = &self.policy.own_addresses;
+        l.by_reference = tickets::referenced_ids(mail)
+            .iter()
+            .find_map(|id| self.ticket_of(&self.message_ids, id));
+        l.by_access_key = tickets::access_keys_in(mail, own)
+            .iter()
+            .find_map(|k| self.ticket_of(&self.access_keys, k.as_str()));
+        l.by_agent_key = tickets::agent_keys_in(mail, own)
+            .iter()
+            .find_map(|k| self.ticket_of(&self.agent_keys, k.as_str()));
+        l.by_tag = self
+            .pipeline
+            .desk
+            .tag
+            .numbers_in(&mail.subject)
+            .iter()
+            .filter_map(|n| self.tickets.get(n).cloned())
+            .collect();
+        l
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World::new()
+    }
+}
+
+/// Target `pipeline`: raw bytes → parse → loop classification → threading decision →
+/// triage (new tickets) or command parsing (agent replies). Invariants: an agent reply is
+/// authenticated; a new ticket's category and urgency exist in the rules.
+pub fn pipeline(world: &World, raw: &[u8]) {
+    let Ok(mail) = parse::parse(raw) else {
+        return;
+    };
+    let origin = loops::origin(&mail);
+    let lookup = world.lookup(&mail, &origin);
+    let decision = tickets::decide(&mail, &origin, &lookup, &world.policy, world.now);
+    match &decision {
+        Decision::NewTicket { .. } => {
+            let rules = &world.pipeline.rules;
+            let class = rules.classify(&mail.subject, &strip_quotes(&mail.body));
+            assert!(
+                rules.category(&class.category).is_some(),
+                "triage chose an undefined category {:?}",
+                class.category
+            );
+            assert!(
+                rules.level(class.urgency).is_some(),
+                "triage chose an undefined urgency {}",
+                class.urgency
+            );
+        }
+        Decision::AgentReply { .. } => {
+            assert!(
+                auth::verify(
+                    &mail.authentication_results,
+                    &world.policy.authserv_id,
+                    mail.sender.email.domain()
+                )
+                .is_ok(),
+                "an unauthenticated agent reply was trusted"
+            );
+            let parsed = commands::parse(&mail.body);
+            assert!(parsed.text.len() <= mail.body.len());
+        }
+        _ => {}
+    }
+    let _ = tickets::reply_permission(&origin, &lookup, &world.policy);
+}
+
+/// Target `auth`: line 1 is the trusted authserv-id, line 2 the agent's domain, every further
+/// line one raw `Authentication-Results` value. Invariant: a pass needs a header that names
+/// the authserv-id and says `pass`.
+pub fn auth(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split('\n');
+    let authserv_id = lines.next().unwrap_or_default();
+    let domain = lines.next().unwrap_or_default();
+    let results: Vec<String> = lines.map(str::to_string).collect();
+    if auth::verify(&results, authserv_id, domain).is_ok() {
+        let id = authserv_id.trim().to_ascii_lowercase();
+        assert!(
+            results.iter().any(|r| {
+                let r = r.to_ascii_lowercase();
+                r.contains(&id) && r.contains("pass")
+            }),
+            "a pass without a header naming {authserv_id:?} and a pass"
+        );
+    }
+}
+
+/// Target `config`: a config file. What loads must then yield its addresses and tag.
+pub fn config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(config) = Config::parse(&text, "fuzz.toml") {
+        let _ = config.support_address();
+        let _ = config.own_addresses();
+        if let Ok(tag) = tickets::TicketTag::new(&config.support.ticket_tag) {
+            let subject = tag.tag_subject(1001, "Pager down");
+            let _ = tag.numbers_in(&subject);
+        }
+    }
+}
+
+/// Target `rules`: a triage rules file through `Rules::check`, the loader's reading and
+/// validation (TOML, keys, types, levels and categories referred to, each pattern's syntax by
+/// regex's own parser) without the automata, whose ~350 ms (for the shipped file; still tens
+/// of ms for a few patterns) would hold AFL to under 100 inputs a second. Building them is the
+/// regex crate's own, fuzzed code. What passes must also be accepted as a config's rules
+/// would: every error names a line or the file.
+pub fn rules(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Err(e) = Rules::check(&text, "fuzz-triage.toml") {
+        assert!(!e.problems().is_empty(), "an error without a problem");
+        let _ = e.to_string();
+    }
+}
+
+/// Runs `target` on `data` (the regression test's dispatcher).
+pub fn run(target: &str, world: &World, data: &[u8]) {
+    match target {
+        "pipeline" => pipeline(world, data),
+        "auth" => auth(data),
+        "config" => config(data),
+        "rules" => rules(data),
+        other => panic!("no fuzz target `{other}`"),
+    }
+}
