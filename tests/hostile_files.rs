@@ -128,7 +128,9 @@ fn database_files_are_private_whatever_the_umask() {
     // With an agent in the config, `ingest -` writes (the agent's user row) before it waits
     // for its mail on stdin, so a connection holds the WAL and shared-memory files open
     // meanwhile (SQLite deletes them with the last connection that has them open).
-    let env = Env::with_config("[[agent]]\nemail = \"alice@vendor.example\"\nname = \"Alice\"\n");
+    let env = Env::with_config(
+        "[policy]\nauthserv_id = \"mx.vendor.example\"\n\n[[agent]]\nemail = \"alice@vendor.example\"\nname = \"Alice\"\n",
+    );
     let db = env.dir.path().join("supportd.db");
     assert!(!db.exists());
     let mut child = std::process::Command::new("sh")

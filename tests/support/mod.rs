@@ -347,7 +347,11 @@ impl Dovecot {
         // race. Then Dovecot logs "Address already in use"; try other ports.
         for attempt in 1..=3 {
             dovecot.imap_port = free_port();
+            // Released ports are handed out again: the second may be the first.
             dovecot.imaps_port = free_port();
+            while dovecot.imaps_port == dovecot.imap_port {
+                dovecot.imaps_port = free_port();
+            }
             dovecot.write_config();
             match dovecot.spawn() {
                 Ok(()) => return dovecot,
