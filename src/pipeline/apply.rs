@@ -29,6 +29,8 @@ pub(super) struct Applier<'a> {
     sender: Option<i64>,
     /// The message's attachments as stored (what notifications link to).
     linked: Vec<StoredAttachment>,
+    /// The mails that did not go out, and why (added to the outcome's reason).
+    not_sent: Vec<String>,
 }
 
 fn missing(what: &str) -> PipelineError {
@@ -50,6 +52,7 @@ impl<'a> Applier<'a> {
             new_ticket: None,
             sender: None,
             linked: Vec::new(),
+            not_sent: Vec::new(),
         }
     }
 
@@ -82,11 +85,16 @@ impl<'a> Applier<'a> {
         if let Some(sender) = &plan.digest_due {
             self.p.send_digest(self.tx, sender, self.now)?;
         }
+        // A held mail is already in the plan's reason; a failed one is news.
+        let mut reason: Vec<String> = plan.reason.iter().cloned().collect();
+        if plan.hold.is_none() {
+            reason.extend(self.not_sent.drain(..));
+        }
         Ok(Outcome {
             message_id: Some(plan.message_id.clone()),
             action: plan.action,
             ticket: plan.ticket.map(TicketRef::number),
-            reason: plan.reason.clone(),
+            reason: (!reason.is_empty()).then(|| reason.join("; ")),
         })
     }
 
@@ -337,6 +345,7 @@ impl<'a> Applier<'a> {
     /// A mail that does not go out: recorded in its ticket's history (or the log, for a mail
     /// that belongs to no ticket).
     fn not_sent(&mut self, ticket: Option<i64>, detail: &str) -> Result<(), PipelineError> {
+        self.not_sent.push(format!("not sent: {detail}"));
         match ticket {
             Some(t) => self
                 .tx
