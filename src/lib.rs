@@ -45,4 +45,5 @@ pub mod store;
 pub mod templates;
 pub mod tickets;
 pub mod tls;
+pub mod toml_check;
 pub mod triage;
