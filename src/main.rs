@@ -13,6 +13,7 @@ use supportd::mail::address::EmailAddress;
 use supportd::mail::parse::subject_and_body;
 use supportd::mail::quote::strip_quotes;
 use supportd::pipeline::{Pipeline, Source};
+use supportd::setup::Provision;
 use supportd::store::{Store, StoreError};
 use supportd::tickets::Role;
 
@@ -264,23 +265,30 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
 }
 
 fn build_pipeline(config: Config) -> Result<Pipeline, Failure> {
-    supportd::setup::build_pipeline(config).map_err(|e| Failure {
-        code: EX_CONFIG,
-        error: e.into(),
-    })
+    supportd::setup::build_pipeline(config).map_err(setup_failure)
 }
 
-/// Connects, migrates, and provisions the agents named in the config.
+fn setup_failure(e: supportd::setup::SetupError) -> Failure {
+    match e {
+        supportd::setup::SetupError::Store(e) => e.into(),
+        e => Failure {
+            code: EX_CONFIG,
+            error: e.into(),
+        },
+    }
+}
+
+/// Connects and migrates.
 async fn open_store(config: &Config) -> Result<Store, Failure> {
     let store = Store::connect(&config.database.url).await?;
     store.migrate().await?;
-    let now = SystemClock.now();
-    for a in &config.agent {
-        if let Some(email) = EmailAddress::parse(&a.email) {
-            store.upsert_user(&email.to_string(), &email.key(), &a.name, &a.role, now)?;
-        }
-    }
     Ok(store)
+}
+
+/// The config's `[[agent]]` entries into the users table (see `setup::provision_agents`).
+fn provision_agents(p: &Pipeline, store: &Store, when: Provision) -> Result<(), Failure> {
+    supportd::setup::provision_agents(&p.config, store, p.clock.now(), when)?;
+    Ok(())
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
@@ -508,6 +516,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
     let config = load_config(cli)?;
     let pipeline = build_pipeline(config.clone())?;
     let store = open_store(&pipeline.config).await?;
+    provision_agents(&pipeline, &store, Provision::Always)?;
     tracing::info!(
         database = %redact(&config.database.url),
         mailboxes = config.mailbox.len(),
@@ -516,8 +525,9 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
+    let reload_store = store.clone();
     supportd::daemon::run(pipeline, store, move || {
-        supportd::setup::build_pipeline(config.clone())
+        supportd::setup::reload(config.clone(), &reload_store)
     })
     .await
     .map_err(|e| Failure {
@@ -541,65 +551,10 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Every check `run` makes at start-up, without a database or a mail server.
 fn check_config(cli: &Cli) -> Result<u8, Failure> {
     let config = load_config(cli)?;
     let pipeline = build_pipeline(config)?;
-    // Render a sample acknowledgement so a broken template fails here, not on a customer.
-    let sample = b"From: Test <test@clinic.example>\r\nSubject: check-config\r\nMessage-ID: <check@clinic.example>\r\n\r\nsample\r\n";
-    let mail = supportd::mail::parse::parse(sample).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let class = pipeline.rules.classify(&mail.subject, &mail.body);
-    let level = pipeline
-        .rules
-        .level(class.urgency)
-        .ok_or_else(|| anyhow::anyhow!("triage rules define no level {}", class.urgency))?;
-    let category = pipeline
-        .rules
-        .category(&class.category)
-        .ok_or_else(|| anyhow::anyhow!("triage rules define no category {}", class.category))?;
-    let support = pipeline.config.support_address();
-    let key = supportd::tickets::AccessKey::from_random([0; supportd::tickets::ACCESS_KEY_LEN]);
-    let now = SystemClock.now();
-    let facts = supportd::tickets::ack::AckFacts {
-        support_name: &pipeline.config.support.name,
-        support_address: &support,
-        public_url: &pipeline.config.support.public_url,
-        phone: &pipeline.config.support.phone,
-        tag: &pipeline.tag,
-        number: 1,
-        access_key: &key,
-        subject: &mail.subject,
-        requester: supportd::mail::compose::Party {
-            name: mail.sender.name.clone(),
-            email: mail.sender.email.clone(),
-        },
-        category,
-        level,
-        sla: supportd::tickets::Sla::starting(
-            now,
-            level.first_response_hours,
-            level.resolution_hours,
-        ),
-        inbound_message_id: &mail.message_id,
-        inbound_references: &[],
-        message_id: "check@localhost".into(),
-        now,
-    };
-    for (i, a) in pipeline.config.agent.iter().enumerate() {
-        for c in &a.categories {
-            if pipeline.rules.category(c).is_none() {
-                return Err(Failure {
-                    code: EX_CONFIG,
-                    error: anyhow::anyhow!(
-                        "agent[{i}].categories: `{c}` is no category of the triage rules"
-                    ),
-                });
-            }
-        }
-    }
-    supportd::tickets::ack::acknowledgement(&facts, &pipeline.templates).map_err(|e| Failure {
-        code: EX_CONFIG,
-        error: e.into(),
-    })?;
     let origin = cli
         .config
         .as_deref()
@@ -657,6 +612,7 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
     let config = load_config(cli)?;
     let pipeline = build_pipeline(config)?;
     let store = open_store(&pipeline.config).await?;
+    provision_agents(&pipeline, &store, Provision::IfChanged)?;
     let stdin_only = files.is_empty() || files.iter().all(|f| f.as_os_str() == "-");
     let inputs: Vec<PathBuf> = if stdin_only {
         vec![PathBuf::from("-")]

@@ -369,7 +369,7 @@ impl Pipeline {
         let origin = &ready.origin;
         let lookup = self.lookup(tx, ready, now)?;
         let policy = tickets::Policy {
-            own_addresses: self.config.own_addresses(),
+            own_addresses: self.desk.own.clone(),
             reopen_days: self.config.support.reopen_days,
             acks_per_sender_per_hour: self.config.limits.acks_per_sender_per_hour,
             acknowledge: self.config.support.acknowledge,
@@ -739,11 +739,11 @@ impl Pipeline {
         let reason = match ack {
             Err(why) => Some(why),
             Ok(()) => {
-                let support = self.config.support_address();
+                let support = self.desk.address.clone();
                 let facts = AckFacts {
                     support_name: &self.config.support.name,
                     support_address: &support,
-                    public_url: &self.config.support.public_url,
+                    public_url: &self.desk.public_url,
                     phone: &self.config.support.phone,
                     tag: &self.tag,
                     number,

@@ -1,5 +1,5 @@
 //! One reporter for TOML files (`supportd.toml`, the triage rules): every problem found at
-//! once, each located by file, line and full key, `file:line: key `mailbox[0].tls`: message`.
+//! once, each located by file, line and full key, ``file:line: key `mailbox[0].tls`: message``.
 //! Pure: text in, values and problems out.
 //!
 //! Two ways in, usable together on one [`Document`]:
@@ -8,8 +8,8 @@
 //!   is valid: every problem is reported, and the value built from what was valid (defaults
 //!   in place of the bad entries) comes back too, so semantic checks still run on it.
 //!   Domain types deserialized with `try_from`/`deserialize_with` report their own messages
-//!   at their value's line (`address = "x"` → `key `support.address`: `x` is not an email
-//!   address`). One caveat: a `try_from` error inside an array is placed at the whole array
+//!   at their value's line (`address = "x"` → ``key `support.address`: `x` is not an email
+//!   address``). One caveat: a `try_from` error inside an array is placed at the whole array
 //!   (the element's deserializer has returned when it is raised); a type meant for arrays
 //!   checks its value in its own `Visitor` instead (as `EmailAddress` does), and its error is
 //!   placed at the element.

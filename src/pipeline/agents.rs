@@ -30,7 +30,7 @@ impl Pipeline {
         Sender {
             support_name: &self.config.support.name,
             support_address: support,
-            public_url: &self.config.support.public_url,
+            public_url: &self.desk.public_url,
             phone: &self.config.support.phone,
         }
     }
@@ -177,7 +177,7 @@ impl Pipeline {
             .config
             .agent
             .iter()
-            .find(|a| EmailAddress::parse(&a.email).is_some_and(|e| e == email))
+            .find(|a| a.email == email)
             .map(|a| a.categories.clone())
             .unwrap_or_default();
         Some(StaffMember {
@@ -234,7 +234,7 @@ impl Pipeline {
         };
         let level = self.level_of(t.urgency)?;
         let category = self.category_of(&t.category);
-        let support = self.config.support_address();
+        let support = self.desk.address.clone();
         for agent in &to {
             let facts = NotifyFacts {
                 support_name: &self.config.support.name,
@@ -243,7 +243,7 @@ impl Pipeline {
                 number: t.number,
                 agent_key: &key,
                 access_key: &access_key,
-                public_url: &self.config.support.public_url,
+                public_url: &self.desk.public_url,
                 event,
                 subject: &t.subject,
                 status: t.status,
@@ -325,7 +325,7 @@ impl Pipeline {
         errors: &[NotUnderstood],
         now: DateTime<Utc>,
     ) -> Result<(), PipelineError> {
-        let support = self.config.support_address();
+        let support = self.desk.address.clone();
         let answering = Answering::sender_of(mail);
         let out = replies::command_error(
             &self.sender(&support),
@@ -468,7 +468,7 @@ impl Pipeline {
         let answered = match reply {
             Err(why) => format!("not answered: {why}"),
             Ok(()) => {
-                let support = self.config.support_address();
+                let support = self.desk.address.clone();
                 let org = sender
                     .map(|u| u.org.clone())
                     .unwrap_or_else(|| mail.sender.email.domain().to_string());
@@ -687,7 +687,7 @@ impl Pipeline {
         } else {
             let t = tx.ticket_record(ticket.id)?;
             let relay = !parsed.text.trim().is_empty() || !mail.attachments.is_empty();
-            let support = self.config.support_address();
+            let support = self.desk.address.clone();
             let relay_side = match relay {
                 true => self.customer_side(tx, &t, "agent-reply", now)?,
                 false => None,
@@ -804,7 +804,7 @@ impl Pipeline {
             in_reply_to: c.in_reply_to.clone(),
             references: c.references.clone(),
             reopen_days: self.config.support.reopen_days,
-            message_id: self.ids.message_id(self.config.support_address().domain()),
+            message_id: self.ids.message_id(self.desk.domain()),
             now,
         }
     }

@@ -43,7 +43,7 @@ impl Pipeline {
         mail: &InboundMail,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let own = self.config.own_addresses();
+        let own = self.desk.own.clone();
         let max = self.max_collaborators();
         let mut seen: HashSet<String> = HashSet::new();
         let mut undeliverable: Vec<String> = Vec::new();

@@ -152,7 +152,7 @@ impl Pipeline {
                 }
             }
         }
-        let support = self.config.support_address();
+        let support = self.desk.address.clone();
         for (agent, entries) in &per_agent {
             let facts = DigestFacts {
                 support_name: &self.config.support.name,

@@ -24,6 +24,7 @@ mod attempts;
 mod daemon;
 mod notices;
 mod queries;
+mod settings;
 pub use agents::{TicketRecord, UserRecord, UserUpdate};
 pub use attempts::{Attempt, Folder};
 pub use daemon::OutboxJob;

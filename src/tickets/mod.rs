@@ -5,7 +5,6 @@
 use chrono::{DateTime, Duration, Utc};
 use regex::Regex;
 
-use crate::config::Intake;
 use crate::mail::address::EmailAddress;
 use crate::mail::loops::Origin;
 use crate::mail::parse::InboundMail;
@@ -300,6 +299,18 @@ pub enum Decision {
         /// A closed ticket past `reopen_days` that this one continues.
         follows: Option<TicketSummary>,
     },
+}
+
+/// Who may open tickets (`policy.intake` of the configuration, read straight into this type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Intake {
+    /// Anyone.
+    Open,
+    /// Known users only: made by an admin, or the requester of an accepted ticket.
+    Known,
+    /// Support users of their organisation only.
+    SupportUsers,
 }
 
 /// The policy knobs [`decide`] needs.
