@@ -1,16 +1,30 @@
 //! Configuration: TOML text → a validated [`Config`].
 //!
-//! Every key has a default except the mail servers. Unknown keys and bad values are errors that
-//! name the file, the line and the full key; [`Config::parse`] collects *every* problem before
-//! failing, so `supportd check-config` shows an admin the whole list at once.
+//! Values become domain types at this edge, through serde (`EmailAddress`, `tickets::Role`,
+//! `tickets::Intake`, `url::Url`, [`TlsMode`]): nothing past it re-parses a string or falls
+//! back to a default on a bad value. Every key has a default except the mail servers. Unknown
+//! keys and bad values are errors that name the file, the line and the full key;
+//! [`Config::parse`] collects *every* problem before failing (through [`crate::toml_check`]),
+//! so `supportd check-config` shows an admin the whole list at once. Checks that need the
+//! triage rules or the templates too are made in [`crate::setup`], reported the same way
+//! ([`Config::problems`]).
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use url::Url;
 
 use crate::mail::address::EmailAddress;
+use crate::mail::compose::deliverable;
+use crate::tickets::{Intake, Role};
+use crate::toml_check::{Collector, Document};
+
+/// Every problem of one config file, each with file, line and key.
+pub type ConfigError = crate::toml_check::Problems;
+pub use crate::toml_check::Problem;
 
 /// The whole configuration of one supportd instance.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -36,6 +50,27 @@ pub struct Config {
     pub templates: Templates,
     /// Agents provisioned at start-up (in addition to `supportd users add`).
     pub agent: Vec<Agent>,
+    /// The text this was read from, so that later cross-checks ([`Config::problems`]) name
+    /// file, line and key too.
+    #[serde(skip)]
+    pub source: Source,
+}
+
+/// Where a [`Config`] came from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The file's path as given, or `built-in defaults`.
+    pub origin: String,
+    pub text: Arc<str>,
+}
+
+impl Default for Source {
+    fn default() -> Self {
+        Source {
+            origin: "built-in defaults".into(),
+            text: Arc::from(""),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,12 +78,16 @@ pub struct Config {
 pub struct Support {
     /// Shown in mails ("Example Support").
     pub name: String,
-    /// The address customers write to; plus-addresses (`local+KEY@domain`) derive from it.
-    pub address: String,
+    /// The address customers write to and our mail comes from (also the SMTP envelope
+    /// sender); plus-addresses (`local+KEY@domain`) derive from it.
+    #[serde(deserialize_with = "sender_address")]
+    pub address: EmailAddress,
     /// Other addresses that deliver into our mailboxes; mail *from* any of them is ignored.
-    pub extra_addresses: Vec<String>,
-    /// Base of the direct links in mails: `{public_url}/t/{ACCESSKEY}`.
-    pub public_url: String,
+    pub extra_addresses: Vec<EmailAddress>,
+    /// Base of the direct links in mails, `{public_url}/t/{ACCESSKEY}`: http or https, may
+    /// carry a path prefix (`https://example.org/support`), no query or fragment.
+    #[serde(deserialize_with = "public_url")]
+    pub public_url: Url,
     /// Told to senders of level 1–2 tickets.
     pub phone: String,
     /// Subject tag; `{number}` is replaced by the ticket number.
@@ -63,13 +102,19 @@ pub struct Support {
     pub notify_on_close: bool,
 }
 
+/// The built-in `support.public_url`.
+const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+
 impl Default for Support {
     fn default() -> Self {
         Support {
             name: "Support".into(),
-            address: "support@localhost".into(),
+            address: EmailAddress::from_parts("support", "localhost"),
             extra_addresses: Vec::new(),
-            public_url: "http://127.0.0.1:8080".into(),
+            // A constant that parses (the `defaults_are_valid` test shows it), so this cannot
+            // fail; a Default impl has no way to report an error.
+            #[allow(clippy::expect_used)]
+            public_url: Url::parse(DEFAULT_PUBLIC_URL).expect("the built-in public_url parses"),
             phone: String::new(),
             ticket_tag: "[#{number}]".into(),
             reopen_days: 30,
@@ -78,6 +123,44 @@ impl Default for Support {
             notify_on_close: true,
         }
     }
+}
+
+/// `support.address`: an email address that lettre can also write as a sender.
+fn sender_address<'de, D: Deserializer<'de>>(d: D) -> Result<EmailAddress, D::Error> {
+    let address = EmailAddress::deserialize(d)?;
+    if !deliverable(&address) {
+        return Err(D::Error::custom(format!(
+            "`{address}` cannot be written as the sender of a mail"
+        )));
+    }
+    Ok(address)
+}
+
+/// `support.public_url`, see [`parse_public_url`].
+fn public_url<'de, D: Deserializer<'de>>(d: D) -> Result<Url, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_public_url(&text).map_err(D::Error::custom)
+}
+
+/// An absolute http(s) URL that links can be appended to: a path prefix is kept
+/// (`https://example.org/support`), a query, a fragment or credentials are refused.
+pub fn parse_public_url(text: &str) -> Result<Url, String> {
+    let lower = text.trim_start().to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(format!("`{text}` must start with http:// or https://"));
+    }
+    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{text}` must have no ?query or #fragment: ticket links are appended to it"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "`{text}` must not carry a user name or password: it is shown to customers"
+        ));
+    }
+    Ok(url)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,8 +184,17 @@ impl Default for Database {
 pub enum TlsMode {
     Implicit,
     Starttls,
-    /// Plain text; refused unless the host is loopback.
+    /// Plain text: only to a loopback host, which [`Config::parse`] checks for every server
+    /// (the one place; the IMAP and SMTP clients rely on it).
     None,
+}
+
+impl TlsMode {
+    /// The rule for plain text, for any server: only to this machine.
+    fn refusal(self, host: &str) -> Option<String> {
+        (self == TlsMode::None && !is_loopback(host))
+            .then(|| format!("`none` is only allowed for a loopback host, not `{host}`"))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -249,18 +341,10 @@ impl Default for Limits {
     }
 }
 
-/// Who may open tickets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Intake {
-    Open,
-    Known,
-    SupportUsers,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
+    /// Who may open tickets: `open`, `known` or `support-users`.
     pub intake: Intake,
     /// Require DKIM/DMARC pass (per `authserv_id`) on agents' mail.
     pub agents_require_auth: bool,
@@ -295,62 +379,31 @@ pub struct Templates {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Agent {
-    pub email: String,
+    pub email: EmailAddress,
     #[serde(default)]
     pub name: String,
     /// `agent` or `admin`.
-    #[serde(default = "default_agent_role")]
-    pub role: String,
+    #[serde(default = "default_agent_role", deserialize_with = "staff_role")]
+    pub role: Role,
     /// Triage category ids this agent is notified about; empty = all (see `tickets::notify`).
     #[serde(default)]
     pub categories: Vec<String>,
 }
 
-fn default_agent_role() -> String {
-    "agent".into()
+fn default_agent_role() -> Role {
+    Role::Agent
 }
 
-/// One thing wrong with a config file, located as precisely as we can.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub line: Option<usize>,
-    /// Full key path, e.g. `mailbox[0].port` or `support.address`.
-    pub key: String,
-    pub message: String,
-}
-
-/// All the problems of one config file.
-#[derive(Debug, Clone)]
-pub struct ConfigError {
-    pub origin: String,
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.problems.len();
-        write!(
-            f,
-            "{}: {n} configuration problem{}",
-            self.origin,
-            if n == 1 { "" } else { "s" }
-        )?;
-        for p in &self.problems {
-            write!(f, "\n  {}", self.origin)?;
-            if let Some(line) = p.line {
-                write!(f, ":{line}")?;
-            }
-            if p.key.is_empty() {
-                write!(f, ": {}", p.message)?;
-            } else {
-                write!(f, ": key `{}`: {}", p.key, p.message)?;
-            }
-        }
-        Ok(())
+/// `agent.role`: a staff role (customers are not configured here).
+fn staff_role<'de, D: Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
+    let text = String::deserialize(d)?;
+    match Role::parse(&text) {
+        Some(role) if role.is_staff() => Ok(role),
+        _ => Err(D::Error::custom(format!(
+            "`{text}` must be `agent` or `admin`"
+        ))),
     }
 }
-
-impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Reads and validates a config file.
@@ -358,102 +411,87 @@ impl Config {
         let origin = path.display().to_string();
         match std::fs::read_to_string(path) {
             Ok(text) => Config::parse(&text, &origin),
-            Err(e) => Err(ConfigError {
-                origin,
-                problems: vec![Problem {
-                    line: None,
-                    key: String::new(),
-                    message: format!("cannot read the file: {e}"),
-                }],
-            }),
+            Err(e) => Err(ConfigError::file(
+                &origin,
+                format!("cannot read the file: {e}"),
+            )),
         }
     }
 
-    /// Parses TOML text; `origin` names the file in errors.
-    ///
-    /// serde stops at the first bad key, so on each error we note it, blank the offending
-    /// lines out and parse again: the admin gets every problem in one run.
+    /// Parses TOML text; `origin` names the file in errors. Every problem is reported:
+    /// those serde finds (unknown keys, bad values, domain types refusing theirs) and those of
+    /// the semantic checks, found on what was valid.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let mut problems = Vec::new();
-        let mut work = text.to_string();
-        // Each round removes at least one line, so this terminates; the cap is a backstop.
-        for _ in 0..=text.lines().count() {
-            match toml::from_str::<Config>(&work) {
-                Ok(config) => {
-                    problems.extend(config.validate(&work));
-                    break;
-                }
-                Err(e) => {
-                    let span = e.span();
-                    let line = span.as_ref().map(|s| line_of(&work, s.start));
-                    let key = span
-                        .as_ref()
-                        .map(|s| key_path_at(&work, s.start))
-                        .unwrap_or_default();
-                    let message = e.message().trim().to_string();
-                    problems.push(Problem { line, key, message });
-                    match span.and_then(|s| blank_lines(&work, s)) {
-                        Some(next) if next != work => work = next,
-                        _ => break,
-                    }
-                }
-            }
+        let doc = Document::parse(text).map_err(|e| e.into_error(origin))?;
+        let (config, problems) = doc.deserialize::<Config>();
+        let mut check = Collector::new(&doc);
+        check.extend(problems);
+        if let Some(config) = &config {
+            config.validate(&mut check);
         }
-        if problems.is_empty() {
-            // Only reachable on success: the loop records a problem on every other exit.
-            toml::from_str::<Config>(&work).map_err(|e| ConfigError {
-                origin: origin.to_string(),
-                problems: vec![Problem {
-                    line: None,
-                    key: String::new(),
-                    message: e.message().to_string(),
-                }],
-            })
-        } else {
-            problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
-            Err(ConfigError {
-                origin: origin.to_string(),
-                problems,
-            })
+        check.finish(origin)?;
+        let mut config = config.ok_or_else(|| {
+            // deserialize returns no value only together with a problem.
+            ConfigError::file(origin, "the configuration could not be read")
+        })?;
+        config.source = Source {
+            origin: origin.to_string(),
+            text: Arc::from(text),
+        };
+        Ok(config)
+    }
+
+    /// Problems found after loading (by [`crate::setup`]'s cross-checks), each as (full key,
+    /// message), located in the file this configuration was read from.
+    pub fn problems(&self, found: Vec<(String, String)>) -> ConfigError {
+        let origin = &self.source.origin;
+        match Document::parse(&self.source.text) {
+            Ok(doc) => {
+                let mut check = Collector::new(&doc);
+                for (key, message) in found {
+                    check.at_key(key, message);
+                }
+                check
+                    .finish(origin)
+                    .err()
+                    .unwrap_or_else(|| ConfigError::file(origin, "no problem"))
+            }
+            // The text parsed when it was loaded; without it, keys still name the place.
+            Err(_) => ConfigError {
+                origin: origin.clone(),
+                problems: found
+                    .into_iter()
+                    .map(|(key, message)| Problem {
+                        line: None,
+                        key,
+                        message,
+                    })
+                    .collect(),
+            },
         }
     }
 
-    /// Semantic checks serde cannot express. `text` locates keys for line numbers.
-    fn validate(&self, text: &str) -> Vec<Problem> {
-        let mut out = Vec::new();
-        let mut bad = |key: String, message: String| {
-            let line = find_key_line(text, &key);
-            out.push(Problem { line, key, message });
-        };
-        if EmailAddress::parse(&self.support.address).is_none() {
-            bad(
-                "support.address".into(),
-                format!("`{}` is not an email address", self.support.address),
-            );
+    /// Every mail server, with the key of its table: `[[mailbox]]`s, then `[smtp]`.
+    fn servers(&self) -> Vec<(String, &str, TlsMode)> {
+        let mut out: Vec<(String, &str, TlsMode)> = self
+            .mailbox
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("mailbox[{i}]"), m.host.as_str(), m.tls))
+            .collect();
+        if let Some(s) = &self.smtp {
+            out.push(("smtp".into(), s.host.as_str(), s.tls));
         }
-        for (i, a) in self.support.extra_addresses.iter().enumerate() {
-            if EmailAddress::parse(a).is_none() {
-                bad(
-                    format!("support.extra_addresses[{i}]"),
-                    format!("`{a}` is not an email address"),
-                );
-            }
-        }
+        out
+    }
+
+    /// Semantic checks serde cannot express, each reported at its key.
+    fn validate(&self, check: &mut Collector<'_, '_>) {
+        let mut bad = |key: String, message: String| check.at_key(key, message);
         if !self.support.ticket_tag.contains("{number}") {
             bad(
                 "support.ticket_tag".into(),
                 "must contain `{number}`".into(),
-            );
-        }
-        if !(self.support.public_url.starts_with("http://")
-            || self.support.public_url.starts_with("https://"))
-        {
-            bad(
-                "support.public_url".into(),
-                format!(
-                    "`{}` must start with http:// or https://",
-                    self.support.public_url
-                ),
             );
         }
         let url = &self.database.url;
@@ -500,23 +538,19 @@ impl Config {
                     .into(),
             );
         }
+        for (key, host, tls) in self.servers() {
+            if host.trim().is_empty() {
+                bad(format!("{key}.host"), "must not be empty".into());
+            }
+            if let Some(refused) = tls.refusal(host) {
+                bad(format!("{key}.tls"), refused);
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, m) in self.mailbox.iter().enumerate() {
             let k = |f: &str| format!("mailbox[{i}].{f}");
             if !names.insert(m.name.clone()) {
                 bad(k("name"), format!("`{}` is used by two mailboxes", m.name));
-            }
-            if m.host.trim().is_empty() {
-                bad(k("host"), "must not be empty".into());
-            }
-            if m.tls == TlsMode::None && !is_loopback(&m.host) {
-                bad(
-                    k("tls"),
-                    format!(
-                        "`none` is only allowed for a loopback host, not `{}`",
-                        m.host
-                    ),
-                );
             }
             let secrets = [
                 m.password_file.is_some(),
@@ -535,18 +569,6 @@ impl Config {
             }
         }
         if let Some(s) = &self.smtp {
-            if s.host.trim().is_empty() {
-                bad("smtp.host".into(), "must not be empty".into());
-            }
-            if s.tls == TlsMode::None && !is_loopback(&s.host) {
-                bad(
-                    "smtp.tls".into(),
-                    format!(
-                        "`none` is only allowed for a loopback host, not `{}`",
-                        s.host
-                    ),
-                );
-            }
             if s.password_file.is_some() && s.password_env.is_some() {
                 bad(
                     "smtp.password_file".into(),
@@ -555,10 +577,10 @@ impl Config {
             }
         }
         for (i, a) in self.agent.iter().enumerate() {
-            if EmailAddress::parse(&a.email).is_none() {
+            if !deliverable(&a.email) {
                 bad(
                     format!("agent[{i}].email"),
-                    format!("`{}` is not an email address", a.email),
+                    format!("`{}` cannot be written as the recipient of a mail", a.email),
                 );
             }
             for (j, c) in a.categories.iter().enumerate() {
@@ -569,14 +591,7 @@ impl Config {
                     );
                 }
             }
-            if a.role != "agent" && a.role != "admin" {
-                bad(
-                    format!("agent[{i}].role"),
-                    format!("`{}` must be `agent` or `admin`", a.role),
-                );
-            }
         }
-        out
     }
 
     /// Risks the configuration accepts on purpose: `check-config` prints them and `run` logs
@@ -601,28 +616,10 @@ impl Config {
         }
         out
     }
-
-    /// The support address, parsed (validated at load time).
-    pub fn support_address(&self) -> EmailAddress {
-        EmailAddress::parse(&self.support.address)
-            .unwrap_or_else(|| EmailAddress::from_parts("support", "localhost"))
-    }
-
-    /// Every address that is ours: mail from them is never a customer's.
-    pub fn own_addresses(&self) -> Vec<EmailAddress> {
-        let mut v = vec![self.support_address()];
-        v.extend(
-            self.support
-                .extra_addresses
-                .iter()
-                .filter_map(|a| EmailAddress::parse(a)),
-        );
-        v
-    }
 }
 
 /// True for `localhost` and loopback IP literals.
-pub fn is_loopback(host: &str) -> bool {
+fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host
             .trim_matches(|c| c == '[' || c == ']')
@@ -630,186 +627,5 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
-}
-
-/// `table.key` (or `table[i].key` for arrays of tables) for the line holding `offset`.
-fn key_path_at(text: &str, offset: usize) -> String {
-    let target = line_of(text, offset);
-    let mut table = String::new();
-    let mut counts: std::collections::HashMap<String, usize> = Default::default();
-    let mut key = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if i + 1 > target {
-            break;
-        }
-        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
-            let name = name.trim().to_string();
-            let n = counts.entry(name.clone()).or_insert(0);
-            table = format!("{name}[{n}]");
-            *n += 1;
-        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            table = name.trim().to_string();
-        }
-        if i + 1 == target {
-            key = t.split('=').next().unwrap_or("").trim().to_string();
-            if key.starts_with('[') {
-                key.clear();
-            }
-        }
-    }
-    match (table.is_empty(), key.is_empty()) {
-        (true, _) => key,
-        (false, true) => table,
-        (false, false) => format!("{table}.{key}"),
-    }
-}
-
-/// Replaces the lines covering `span` by empty lines, keeping line numbers stable.
-/// A span on a table header (unknown table, missing key) blanks the whole table up to the
-/// next header, so the rest still parses and its problems are reported too.
-fn blank_lines(text: &str, span: std::ops::Range<usize>) -> Option<String> {
-    let start = text[..span.start.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let mut end = text[span.end.min(text.len())..]
-        .find('\n')
-        .map_or(text.len(), |i| span.end.min(text.len()) + i);
-    if text[start..end].trim_start().starts_with('[') && !text[start..end].contains('=') {
-        let mut at = end;
-        for (i, line) in text[end..].split_inclusive('\n').enumerate() {
-            // The first piece is the rest of the header line itself.
-            if i > 0 && line.trim_start().starts_with('[') {
-                break;
-            }
-            at += line.len();
-        }
-        end = at;
-    }
-    let cut = &text[start..end];
-    let newlines = cut.matches('\n').count();
-    Some(format!(
-        "{}{}{}",
-        &text[..start],
-        "\n".repeat(newlines),
-        &text[end..]
-    ))
-}
-
-/// Best-effort line of `table.key` (for semantic errors found after parsing).
-fn find_key_line(text: &str, path: &str) -> Option<usize> {
-    let (table, key) = path.rsplit_once('.').unwrap_or(("", path));
-    let mut current = String::new();
-    let mut counts: std::collections::HashMap<String, usize> = Default::default();
-    let mut table_line = None;
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
-            let name = name.trim().to_string();
-            let n = counts.entry(name.clone()).or_insert(0);
-            current = format!("{name}[{n}]");
-            *n += 1;
-        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
-            current = name.trim().to_string();
-        }
-        if current == table && table_line.is_none() && t.starts_with('[') {
-            table_line = Some(i + 1);
-        }
-        let base_key = key.split('[').next().unwrap_or(key);
-        if current == table && t.split('=').next().map(str::trim) == Some(base_key) {
-            return Some(i + 1);
-        }
-    }
-    table_line
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid() {
-        let c = Config::parse("", "t.toml").unwrap();
-        assert_eq!(c.support.reopen_days, 30);
-        assert_eq!(c.limits.acks_per_sender_per_hour, 5);
-        assert_eq!(c.limits.max_collaborators, 20);
-        assert_eq!(c.limits.notifications_per_sender_per_hour, 10);
-        assert_eq!(c.limits.notification_digest_minutes, 15);
-        let err =
-            Config::parse("[limits]\nnotification_digest_minutes = 0\n", "t.toml").unwrap_err();
-        assert_eq!(err.problems[0].key, "limits.notification_digest_minutes");
-        assert_eq!(c.database.url, "sqlite://supportd.db");
-    }
-
-    #[test]
-    fn reports_every_problem_with_line_and_key() {
-        let text = "[support]\naddress = \"support@example.test\"\nreopn_days = 3\n\n[limits]\nmax_message_bytes = \"big\"\n\n[[mailbox]]\nhost = \"imap.example.test\"\nusername = \"u\"\npassword_env = \"X\"\ntls = \"none\"\n";
-        let err = Config::parse(text, "s.toml").unwrap_err();
-        let shown = err.to_string();
-        assert_eq!(err.problems.len(), 3, "{shown}");
-        assert_eq!(err.problems[0].line, Some(3));
-        assert_eq!(err.problems[0].key, "support.reopn_days");
-        assert_eq!(err.problems[1].line, Some(6));
-        assert_eq!(err.problems[1].key, "limits.max_message_bytes");
-        assert_eq!(err.problems[2].key, "mailbox[0].tls");
-        assert_eq!(err.problems[2].line, Some(12));
-        assert!(
-            shown.contains("s.toml:3: key `support.reopn_days`"),
-            "{shown}"
-        );
-    }
-
-    #[test]
-    fn processing_budget_is_seconds_within_bounds() {
-        let c = Config::parse("", "t.toml").unwrap();
-        assert_eq!(
-            c.limits.processing_budget(),
-            std::time::Duration::from_secs(10)
-        );
-        let c = Config::parse("[limits]\nprocessing_budget_seconds = 0.25\n", "t.toml").unwrap();
-        assert_eq!(
-            c.limits.processing_budget(),
-            std::time::Duration::from_millis(250)
-        );
-        let c = Config::parse("[limits]\nprocessing_budget_seconds = 3\n", "t.toml").unwrap();
-        assert_eq!(
-            c.limits.processing_budget(),
-            std::time::Duration::from_secs(3)
-        );
-        for bad in ["0", "-1", "61", "nan", "inf"] {
-            let text = format!("[limits]\nprocessing_budget_seconds = {bad}\n");
-            let err = Config::parse(&text, "b.toml").unwrap_err();
-            assert_eq!(err.problems.len(), 1, "{bad}: {err}");
-            assert_eq!(err.problems[0].key, "limits.processing_budget_seconds");
-            assert_eq!(err.problems[0].line, Some(2), "{bad}");
-        }
-    }
-
-    #[test]
-    fn missing_required_mailbox_key_is_reported() {
-        let err = Config::parse("[[mailbox]]\nport = 993\n", "m.toml").unwrap_err();
-        assert!(err.to_string().contains("host"), "{err}");
-    }
-
-    #[test]
-    fn loopback_hosts() {
-        assert!(is_loopback("127.0.0.1"));
-        assert!(is_loopback("localhost"));
-        assert!(is_loopback("[::1]"));
-        assert!(!is_loopback("imap.example.test"));
-    }
-
-    #[test]
-    fn example_config_is_valid() {
-        let text = include_str!("../config/supportd.toml");
-        Config::parse(text, "config/supportd.toml").unwrap();
-    }
-}
+mod tests;

@@ -179,7 +179,7 @@ pub async fn run(
     let config = pipeline.config.clone();
     let start = Instant::now();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let support = config.support_address();
+    let support = &config.support.address;
     let envelope_from = lettre::Address::new(support.local(), support.domain())
         .map_err(|e| DaemonError::Setup(format!("support.address: {e}")))?;
     let shared = Arc::new(Shared {

@@ -8,7 +8,9 @@
 //! A pure core inside a thin I/O shell; data flows one way:
 //! poller/CLI → [`pipeline`] → [`store`] → outbox → SMTP.
 //!
-//! - [`config`]: TOML → validated [`config::Config`], every problem reported at once.
+//! - [`config`]: TOML → validated [`config::Config`], values read straight into domain types
+//!   (addresses, roles, intake, URL, TLS mode), every problem reported at once through
+//!   [`toml_check`] (``file:line: key `a.b[0].c`: message``).
 //! - [`mail`]: raw bytes → [`mail::parse::InboundMail`]; loops/bounces/bulk; quote
 //!   stripping; outbound composition. Pure.
 //! - [`triage`]: rules from `config/triage.toml` → category and urgency. Pure.
@@ -28,7 +30,10 @@
 //! - [`outbox`]: the SMTP sender task — claim, send, retry with backoff, fail on 5xx.
 //! - [`tls`]: trust for IMAP and SMTP: the system store plus `ca_file`; never off.
 //! - [`daemon`]: `supportd run` — tasks, signals, systemd notify and watchdog.
-//! - [`setup`], [`secrets`]: building a pipeline from config; passwords from files/env.
+//! - [`setup`]: config → pipeline, once: who we are ([`tickets::desk::Desk`]), the checks
+//!   against the rules and templates that `run`, `ingest` and `check-config` share, and the
+//!   configured agents written to the users table.
+//! - [`secrets`]: passwords from files/env.
 //! - [`display`]: mail-borne text made safe for a terminal (controls, bidi overrides). Pure.
 
 #![forbid(unsafe_code)]
@@ -47,4 +52,5 @@ pub mod store;
 pub mod templates;
 pub mod tickets;
 pub mod tls;
+pub mod toml_check;
 pub mod triage;

@@ -14,6 +14,7 @@ use supportd::mail::address::EmailAddress;
 use supportd::mail::parse::subject_and_body;
 use supportd::mail::quote::strip_quotes;
 use supportd::pipeline::{Pipeline, Source};
+use supportd::setup::Provision;
 use supportd::store::{Store, StoreError};
 use supportd::tickets::Role;
 
@@ -285,23 +286,30 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
 }
 
 fn build_pipeline(config: Config) -> Result<Pipeline, Failure> {
-    supportd::setup::build_pipeline(config).map_err(|e| Failure {
-        code: EX_CONFIG,
-        error: e.into(),
-    })
+    supportd::setup::build_pipeline(config).map_err(setup_failure)
 }
 
-/// Connects, migrates, and provisions the agents named in the config.
+fn setup_failure(e: supportd::setup::SetupError) -> Failure {
+    match e {
+        supportd::setup::SetupError::Store(e) => e.into(),
+        e => Failure {
+            code: EX_CONFIG,
+            error: e.into(),
+        },
+    }
+}
+
+/// Connects and migrates.
 async fn open_store(config: &Config) -> Result<Store, Failure> {
     let store = Store::connect(&config.database.url).await?;
     store.migrate().await?;
-    let now = SystemClock.now();
-    for a in &config.agent {
-        if let Some(email) = EmailAddress::parse(&a.email) {
-            store.upsert_user(&email.to_string(), &email.key(), &a.name, &a.role, now)?;
-        }
-    }
     Ok(store)
+}
+
+/// The config's `[[agent]]` entries into the users table (see `setup::provision_agents`).
+fn provision_agents(p: &Pipeline, store: &Store, when: Provision) -> Result<(), Failure> {
+    supportd::setup::provision_agents(&p.config, store, p.clock.now(), when)?;
+    Ok(())
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
@@ -541,6 +549,7 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
     let config = load_config(cli)?;
     let pipeline = build_pipeline(config.clone())?;
     let store = open_store(&pipeline.config).await?;
+    provision_agents(&pipeline, &store, Provision::Always)?;
     tracing::info!(
         database = %redact(&config.database.url),
         mailboxes = config.mailbox.len(),
@@ -549,8 +558,9 @@ async fn run(cli: &Cli) -> Result<u8, Failure> {
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
+    let reload_store = store.clone();
     supportd::daemon::run(pipeline, store, move || {
-        supportd::setup::build_pipeline(config.clone())
+        supportd::setup::reload(config.clone(), &reload_store)
     })
     .await
     .map_err(|e| Failure {
@@ -574,13 +584,10 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Every check `run` makes at start-up, without a database or a mail server.
 fn check_config(cli: &Cli) -> Result<u8, Failure> {
     let config = load_config(cli)?;
     let pipeline = build_pipeline(config)?;
-    supportd::setup::cross_check(&pipeline).map_err(|e| Failure {
-        code: EX_CONFIG,
-        error: e.into(),
-    })?;
     let origin = cli
         .config
         .as_deref()
@@ -638,6 +645,7 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
     let config = load_config(cli)?;
     let pipeline = build_pipeline(config)?;
     let store = open_store(&pipeline.config).await?;
+    provision_agents(&pipeline, &store, Provision::IfChanged)?;
     let stdin_only = files.is_empty() || files.iter().all(|f| f.as_os_str() == "-");
     let inputs: Vec<PathBuf> = if stdin_only {
         vec![PathBuf::from("-")]

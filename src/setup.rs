@@ -1,41 +1,68 @@
-//! Building a [`Pipeline`] from a [`Config`]: reads the triage rules and templates it names
-//! (or the built-in ones). Used at start-up and on SIGHUP.
+//! From a [`Config`] to a working [`Pipeline`]: reads the triage rules and templates it names
+//! (or the built-in ones), builds who we are ([`Desk`]) once, and makes every check that needs
+//! more than the config file alone (agents' categories against the rules, a sample
+//! acknowledgement against the templates). Every command that handles mail builds its
+//! pipeline here (`run` at start-up and on SIGHUP, `ingest`, `check-config`), so they all
+//! refuse the same configurations. Also writes the configured agents to the users table
+//! ([`provision_agents`]).
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
 use crate::clock::{RandomIds, SystemClock};
-use crate::config::Config;
+use crate::config::{Agent, Config, ConfigError};
 use crate::mail::address::EmailAddress;
 use crate::mail::compose::Party;
 use crate::pipeline::Pipeline;
+use crate::store::{Store, StoreError};
 use crate::templates::Templates;
 use crate::tickets::ack::AckFacts;
 use crate::tickets::desk::Desk;
 use crate::tickets::outbound::{Content, Mail, MailKind, Stamp};
-use crate::tickets::{AccessKey, Sla, ACCESS_KEY_LEN};
-use crate::tickets::{Policy, TicketTag};
+use crate::tickets::{AccessKey, Policy, Sla, TicketTag, ACCESS_KEY_LEN};
 use crate::triage::Rules;
 
 /// The built-in triage rules, used when the config names no rules file.
 pub const DEFAULT_RULES: &str = include_str!("../config/triage.toml");
 
-/// A rules file, template or tag that cannot be used; the message names which.
+/// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SetupError(pub String);
+pub enum SetupError {
+    /// A value of the config file, found wrong against the rules or templates: file, line
+    /// and key.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A rules file or template that cannot be used; the message names which.
+    #[error("{0}")]
+    Unusable(String),
+    /// The database, while writing the configured agents.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The name of the rules file the config names, or of the built-in one, for messages.
+fn rules_origin(config: &Config) -> String {
+    match &config.triage.rules_file {
+        Some(path) => path.display().to_string(),
+        None => "built-in config/triage.toml".into(),
+    }
+}
 
 /// The triage rules the config names, or the built-in ones.
 pub fn load_rules(config: &Config) -> Result<Rules, SetupError> {
+    let origin = rules_origin(config);
     match &config.triage.rules_file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                SetupError(format!("cannot read triage rules {}: {e}", path.display()))
+                SetupError::Unusable(format!("cannot read triage rules {origin}: {e}"))
             })?;
-            Rules::from_toml(&text, &path.display().to_string())
+            Rules::from_toml(&text, &origin)
         }
-        None => Rules::from_toml(DEFAULT_RULES, "built-in config/triage.toml"),
+        None => Rules::from_toml(DEFAULT_RULES, &origin),
     }
-    .map_err(|e| SetupError(e.to_string()))
+    .map_err(|e| SetupError::Unusable(e.to_string()))
 }
 
 /// The decisions' knobs, from the config, once.
@@ -57,28 +84,31 @@ pub fn policy(config: &Config, desk: &Desk) -> Policy {
     }
 }
 
-/// A pipeline with the real clock and OS randomness.
+/// A pipeline with the real clock and OS randomness, once every cross-check passed.
 pub fn build_pipeline(config: Config) -> Result<Pipeline, SetupError> {
     let rules = load_rules(&config)?;
-    let templates =
-        Templates::load(config.templates.dir.as_deref()).map_err(|e| SetupError(e.to_string()))?;
+    let templates = Templates::load(config.templates.dir.as_deref())
+        .map_err(|e| SetupError::Unusable(e.to_string()))?;
+    // `support.ticket_tag` contains `{number}` (checked by the config); what is left is a
+    // regex built from escaped text.
     let tag = TicketTag::new(&config.support.ticket_tag)
-        .map_err(|e| SetupError(format!("support.ticket_tag: {e}")))?;
+        .map_err(|e| SetupError::Unusable(format!("support.ticket_tag: {e}")))?;
+    let s = &config.support;
     let desk = Desk::new(
-        &config.support.name,
-        config.support_address(),
-        &config.own_addresses(),
-        &config.support.public_url,
-        &config.support.phone,
+        &s.name,
+        s.address.clone(),
+        &s.extra_addresses,
+        s.public_url.as_str(),
+        &s.phone,
         tag,
     );
     let policy = policy(&config, &desk);
     let staff_categories = config
         .agent
         .iter()
-        .filter_map(|a| Some((EmailAddress::parse(&a.email)?, a.categories.clone())))
+        .map(|a| (a.email.clone(), a.categories.clone()))
         .collect();
-    Ok(Pipeline {
+    let pipeline = Pipeline {
         config,
         policy,
         staff_categories,
@@ -87,40 +117,69 @@ pub fn build_pipeline(config: Config) -> Result<Pipeline, SetupError> {
         templates,
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
-    })
+    };
+    cross_check(&pipeline)?;
+    Ok(pipeline)
 }
 
-/// The checks that need more than the config file itself: every `[[agent]] categories` entry
-/// names a category of the triage rules, and the templates render (a sample acknowledgement
-/// through the one renderer, so a broken template fails at start-up, not on a customer).
-pub fn cross_check(p: &Pipeline) -> Result<(), SetupError> {
-    for (i, a) in p.config.agent.iter().enumerate() {
-        for c in &a.categories {
+/// SIGHUP in `run`: the pipeline built again (rules and templates re-read) and the
+/// configured agents written again.
+pub fn reload(config: Config, store: &Store) -> Result<Pipeline, SetupError> {
+    let pipeline = build_pipeline(config)?;
+    provision_agents(
+        &pipeline.config,
+        store,
+        pipeline.clock.now(),
+        Provision::Always,
+    )?;
+    Ok(pipeline)
+}
+
+/// The checks that need the rules and templates besides the config.
+fn cross_check(p: &Pipeline) -> Result<(), SetupError> {
+    let config = &p.config;
+    let mut found = Vec::new();
+    for (i, a) in config.agent.iter().enumerate() {
+        for (j, c) in a.categories.iter().enumerate() {
             if p.rules.category(c).is_none() {
-                return Err(SetupError(format!(
-                    "agent[{i}].categories: `{c}` is no category of the triage rules"
-                )));
+                found.push((
+                    format!("agent[{i}].categories[{j}]"),
+                    format!(
+                        "`{c}` is no category of the triage rules ({})",
+                        rules_origin(config)
+                    ),
+                ));
             }
         }
     }
+    if !found.is_empty() {
+        return Err(config.problems(found).into());
+    }
+    sample_acknowledgement(p)
+}
+
+/// Renders an acknowledgement of a sample mail, so that a broken template fails at start-up
+/// instead of on a customer's mail.
+fn sample_acknowledgement(p: &Pipeline) -> Result<(), SetupError> {
+    let unusable = |what: &str| SetupError::Unusable(what.to_string());
     let level = p
         .rules
         .levels()
         .first()
         .cloned()
-        .ok_or_else(|| SetupError("the triage rules define no urgency level".into()))?;
+        .ok_or_else(|| unusable("the triage rules define no urgency level"))?;
     let category = p
         .rules
         .categories()
         .first()
         .cloned()
-        .ok_or_else(|| SetupError("the triage rules define no category".into()))?;
+        .ok_or_else(|| unusable("the triage rules define no category"))?;
     let now = p.clock.now();
     let sample = Mail {
         kind: MailKind::Ack,
         ticket: None,
         stamp: Stamp {
-            message_id: "check-config@localhost".into(),
+            message_id: format!("check@{}", p.desk.domain()),
             date: now,
         },
         to_agents: false,
@@ -141,8 +200,138 @@ pub fn cross_check(p: &Pipeline) -> Result<(), SetupError> {
             inbound_references: Vec::new(),
         }),
     };
+    // Rendered the one way every mail is (see `tickets::outbound`).
     sample
         .render(&p.desk, &p.templates, &[])
-        .map_err(|e| SetupError(e.to_string()))?;
-    Ok(())
+        .map(drop)
+        .map_err(|e| SetupError::Unusable(e.to_string()))
+}
+
+/// When [`provision_agents`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provision {
+    /// `run`, at start-up and on SIGHUP: the config's agents are written whatever the table
+    /// holds (a role changed with `users add` in between is set back).
+    Always,
+    /// `ingest` (a process per mail, from an MTA): only when the configured agents changed
+    /// since they were last written, at the cost of one read.
+    IfChanged,
+}
+
+/// The settings row holding [`agents_fingerprint`] of the agents last written.
+const AGENTS_SETTING: &str = "config_agents";
+
+/// Writes the `[[agent]]` entries to the users table (role, name, known); true if it wrote.
+pub fn provision_agents(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+    when: Provision,
+) -> Result<bool, StoreError> {
+    let fingerprint = agents_fingerprint(&config.agent);
+    if when == Provision::IfChanged
+        && store.setting(AGENTS_SETTING)?.as_deref() == Some(fingerprint.as_str())
+    {
+        return Ok(false);
+    }
+    for a in &config.agent {
+        store.upsert_user(
+            &a.email.to_string(),
+            &a.email.key(),
+            &a.name,
+            a.role.as_str(),
+            now,
+        )?;
+    }
+    // Last: a failure above leaves the old fingerprint, so the next command writes again.
+    store.set_setting(AGENTS_SETTING, &fingerprint, now)?;
+    Ok(true)
+}
+
+/// A digest of what [`provision_agents`] writes (address, name, role of each agent).
+fn agents_fingerprint(agents: &[Agent]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"agents v1\n");
+    for a in agents {
+        for field in [a.email.to_string().as_str(), &a.name, a.role.as_str()] {
+            hash.update(field.as_bytes());
+            hash.update(b"\0");
+        }
+        hash.update(b"\n");
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, "s.toml").unwrap()
+    }
+
+    const AGENTS: &str = "[policy]\nauthserv_id = \"mx.example.test\"\n\n[[agent]]\nemail = \"alice@example.test\"\nname = \"Alice\"\ncategories = [\"billing\"]\n\n[[agent]]\nemail = \"bob@example.test\"\nrole = \"admin\"\ncategories = [\"user-access\", \"billing\", \"bogus\", \"nope\"]\n";
+
+    #[test]
+    fn agent_categories_must_exist_in_the_rules() {
+        let err = build_pipeline(config(AGENTS)).err().unwrap();
+        let SetupError::Config(problems) = &err else {
+            panic!("{err}")
+        };
+        let shown = err.to_string();
+        assert_eq!(problems.problems.len(), 2, "{shown}");
+        assert!(
+            shown.contains(
+                "s.toml:12: key `agent[1].categories[2]`: `bogus` is no category of the triage \
+                 rules (built-in config/triage.toml)"
+            ),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("key `agent[1].categories[3]`: `nope`"),
+            "{shown}"
+        );
+        let fixed = AGENTS.replace(", \"bogus\", \"nope\"", "");
+        let p = build_pipeline(config(&fixed)).unwrap();
+        // Who we are, built once from the typed config.
+        assert_eq!(p.desk.address.to_string(), "support@localhost");
+        assert_eq!(p.desk.public_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_template_that_cannot_render_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ack.txt"), "{{ number | nosuchfilter }}").unwrap();
+        let text = format!(
+            "[templates]\ndir = {:?}\n",
+            dir.path().display().to_string()
+        );
+        let err = build_pipeline(config(&text)).err().unwrap();
+        assert!(matches!(err, SetupError::Unusable(_)), "{err}");
+    }
+
+    #[test]
+    fn the_desk_knows_every_own_address_and_the_url_prefix() {
+        let p = build_pipeline(config(
+            "[support]\naddress = \"Help@Example.TEST\"\nextra_addresses = [\"desk@example.test\"]\npublic_url = \"https://example.test/support/\"\n",
+        ))
+        .unwrap();
+        assert_eq!(p.desk.address.to_string(), "Help@example.test");
+        assert_eq!(p.desk.own.len(), 2);
+        assert_eq!(p.desk.public_url, "https://example.test/support");
+    }
+
+    #[test]
+    fn fingerprint_follows_what_is_written() {
+        let fp = |text: &str| agents_fingerprint(&config(text).agent);
+        let base = fp(AGENTS);
+        assert_eq!(base, fp(AGENTS), "stable");
+        assert_eq!(base.len(), 64);
+        // Categories are not written to the users table.
+        assert_eq!(base, fp(&AGENTS.replace(", \"bogus\"", "")));
+        assert_ne!(base, fp(&AGENTS.replace("Alice", "Alicia")));
+        assert_ne!(base, fp(&AGENTS.replace("\"admin\"", "\"agent\"")));
+        assert_ne!(base, fp(&AGENTS.replace("bob@", "rob@")));
+        assert_ne!(fp(""), base);
+    }
 }

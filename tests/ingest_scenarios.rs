@@ -868,6 +868,144 @@ fn check_config_names_file_line_and_key_of_every_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&missing.display().to_string()));
 }
 
+/// Waits up to `limit` for `child` to exit; kills it and fails if it is still running.
+fn exit_within(mut child: std::process::Child, limit: std::time::Duration) -> std::process::Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "still running after {limit:?}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// `run` refuses at start-up what `check-config` reports, also the cross-checks against the
+/// triage rules that only `check-config` used to make; so does `ingest`.
+#[test]
+fn run_refuses_an_agent_category_the_rules_lack() {
+    let env = Env::with_config(
+        "[policy]\nauthserv_id = \"mx.vendor.example\"\n\n[[agent]]\nemail = \"alice@vendor.example\"\ncategories = [\"billing\", \"biling\"]\n",
+    );
+    // Line 15 of the config Env writes: the [[agent]] table starts at line 13.
+    let located = format!(
+        "{}:15: key `agent[0].categories[1]`: `biling` is no category of the triage rules",
+        env.config.display()
+    );
+    for args in [&["check-config"][..], &["run"], &["ingest", "-"]] {
+        let child = env
+            .cmd()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let out = exit_within(child, std::time::Duration::from_secs(20));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {stderr}");
+        assert!(stderr.contains(&located), "{args:?}: {stderr}");
+    }
+    // Nothing was written: the database was not even created.
+    assert!(!env.dir.path().join("supportd.db").exists());
+}
+
+/// The configured agents are written to the users table by `run` (start-up and SIGHUP) and
+/// by `ingest` when the list changed since it was last written; never by the other commands.
+#[test]
+fn agents_are_written_at_start_up_and_when_the_list_changed() {
+    let agent = "[policy]\nauthserv_id = \"mx.vendor.example\"\n\n[[agent]]\nemail = \"alice@vendor.example\"\nname = \"Alice\"\n";
+    let env = Env::with_config(agent);
+    let role = |env: &Env| -> Option<(String, String)> {
+        env.users()
+            .into_iter()
+            .find(|u| u["email"] == "alice@vendor.example")
+            .map(|u| {
+                (
+                    u["role"].as_str().unwrap_or_default().to_string(),
+                    u["name"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+    };
+    // A list command writes nothing.
+    assert_eq!(role(&env), None);
+    env.ok(&["tickets", "list"]);
+    assert_eq!(role(&env), None);
+    // The first ingest writes them ...
+    created(&env.ingest_file(&fixture("mail/console-pages-queued.eml")));
+    assert_eq!(role(&env), Some(("agent".into(), "Alice".into())));
+    // ... later ones do not while the list is unchanged (an admin's change stays) ...
+    env.ok(&["users", "add", "alice@vendor.example", "--role", "customer"]);
+    env.ingest_file(&fixture("mail/office-address-change.eml"));
+    assert_eq!(role(&env), Some(("customer".into(), "Alice".into())));
+    // ... and do once it changed.
+    let text = std::fs::read_to_string(&env.config).expect("config");
+    std::fs::write(&env.config, text.replace("\"Alice\"", "\"Alice A.\"")).expect("config");
+    env.ingest_file(&fixture("mail/cc-collaborator.eml"));
+    assert_eq!(role(&env), Some(("agent".into(), "Alice A.".into())));
+
+    // `run` writes them at start-up whatever changed, and again on SIGHUP.
+    env.ok(&["users", "add", "alice@vendor.example", "--role", "customer"]);
+    let mut daemon = env
+        .cmd()
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    // SIGHUP is handled once the daemon says it is ready (no mailbox: right after start-up).
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let stderr = daemon.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("supportd ready") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    let until_agent = |what: &str| {
+        let start = std::time::Instant::now();
+        while role(&env).map(|r| r.0) != Some("agent".into()) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "{what}: alice is not an agent again"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    until_agent("start-up");
+    ready
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("run is ready");
+    env.ok(&["users", "add", "alice@vendor.example", "--role", "customer"]);
+    let pid = daemon.id().to_string();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status();
+    assert!(hup.is_ok_and(|s| s.success()));
+    until_agent("SIGHUP");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let start = std::time::Instant::now();
+    while daemon.try_wait().expect("wait").is_none() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "run did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn unavailable_database_exits_tempfail() {
     let env = Env::new();

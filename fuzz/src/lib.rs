@@ -267,15 +267,24 @@ pub fn auth(data: &[u8]) {
     }
 }
 
-/// Target `config`: a config file. What loads must then yield its addresses and tag.
+/// Target `config`: a config file. What loads must then yield its desk and tag.
 pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(config) = Config::parse(&text, "fuzz.toml") {
-        let _ = config.support_address();
-        let _ = config.own_addresses();
         if let Ok(tag) = tickets::TicketTag::new(&config.support.ticket_tag) {
             let subject = tag.tag_subject(1001, "Pager down");
             let _ = tag.numbers_in(&subject);
+            // Who we are, as the pipeline builds it from what loaded.
+            let s = &config.support;
+            let desk = tickets::desk::Desk::new(
+                &s.name,
+                s.address.clone(),
+                &s.extra_addresses,
+                s.public_url.as_str(),
+                &s.phone,
+                tag,
+            );
+            let _ = desk.ticket_link(&tickets::AccessKey::from_random([0; 20]));
         }
     }
 }

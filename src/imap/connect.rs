@@ -170,13 +170,8 @@ async fn open_inner(m: &Mailbox) -> Result<ImapSession, ImapError> {
             // No second greeting after STARTTLS (RFC 3501 §6.2.1).
             Client::new(handshake(tcp, &m.host, tls_config(m.ca_file.as_deref())?).await?)
         }
+        // Only for a loopback host: `Config::parse` refuses it for any other.
         TlsMode::None => {
-            if !crate::config::is_loopback(&m.host) {
-                return Err(ImapError::Config(format!(
-                    "tls = \"none\" refused for non-loopback host {}",
-                    m.host
-                )));
-            }
             let mut client = Client::new(ImapStream::Plain(tcp));
             read_greeting(&mut client).await?;
             client

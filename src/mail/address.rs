@@ -95,6 +95,25 @@ impl PartialEq for EmailAddress {
     }
 }
 
+/// From a config string: `"x"` that is no address is refused with ```x` is not an email
+/// address``. Checked in the visitor, so inside an array the error is placed at the element.
+impl<'de> serde::Deserialize<'de> for EmailAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<EmailAddress, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = EmailAddress;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an email address")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<EmailAddress, E> {
+                EmailAddress::parse(s)
+                    .ok_or_else(|| E::custom(format!("`{s}` is not an email address")))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
 impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.local, self.domain)

@@ -51,15 +51,8 @@ pub fn transport(s: &Smtp) -> Result<Relay, OutboxError> {
             crate::tls::smtp_parameters(&s.host, s.ca_file.as_deref())
                 .map_err(|e| OutboxError::Config(e.to_string()))?,
         ),
-        TlsMode::None => {
-            if !crate::config::is_loopback(&s.host) {
-                return Err(OutboxError::Config(format!(
-                    "tls = \"none\" refused for non-loopback host {}",
-                    s.host
-                )));
-            }
-            Security::None
-        }
+        // Only for a loopback host: `Config::parse` refuses it for any other.
+        TlsMode::None => Security::None,
     };
     // Checked now, so a missing password file stops start-up with its name; read again at
     // every connection.

@@ -88,7 +88,7 @@ impl<'a> Applier<'a> {
         // A held mail is already in the plan's reason; a failed one is news.
         let mut reason: Vec<String> = plan.reason.iter().cloned().collect();
         if plan.hold.is_none() {
-            reason.extend(self.not_sent.drain(..));
+            reason.append(&mut self.not_sent);
         }
         Ok(Outcome {
             message_id: Some(plan.message_id.clone()),

@@ -142,7 +142,7 @@ impl Preparer {
         Preparer {
             rules: Arc::clone(&p.rules),
             tag: p.desk.tag.clone(),
-            own: Arc::new(p.config.own_addresses()),
+            own: Arc::new(p.desk.own.clone()),
             max_message_bytes: p.config.limits.max_message_bytes,
         }
     }

@@ -24,6 +24,7 @@ mod cursors;
 mod messages;
 mod notices;
 mod outbox;
+mod settings;
 mod tickets;
 mod users;
 pub use attempts::{Attempt, Folder};

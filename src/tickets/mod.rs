@@ -9,7 +9,6 @@ use chrono::{DateTime, Duration, Utc};
 use regex::Regex;
 use serde::Serialize;
 
-use crate::config::Intake;
 use crate::mail::address::EmailAddress;
 
 pub mod ack;
@@ -227,6 +226,18 @@ pub struct KnownUser {
     pub known: bool,
     /// Organisation: set explicitly, else the email domain.
     pub org: String,
+}
+
+/// Who may open tickets (`policy.intake` of the configuration, read straight into this type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Intake {
+    /// Anyone.
+    Open,
+    /// Known users only: made by an admin, or the requester of an accepted ticket.
+    Known,
+    /// Support users of their organisation only.
+    SupportUsers,
 }
 
 /// The policy knobs [`decide`] and [`plan`] need; built once from the config.

@@ -4,12 +4,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::config::Intake;
 use crate::mail::address::EmailAddress;
 use crate::mail::loops::Origin;
 use crate::mail::parse::InboundMail;
 
-use super::{auth, AccessKey, KnownUser, Policy, Refusal, TicketStatus, TicketSummary};
+use super::{auth, AccessKey, Intake, KnownUser, Policy, Refusal, TicketStatus, TicketSummary};
 
 /// Everything the store found that bears on one message.
 #[derive(Debug, Clone, Default)]

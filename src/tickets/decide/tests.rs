@@ -136,9 +136,7 @@ fn closed_ticket_reopens_then_expires() {
         by_reference: Some(t),
         ..Lookup::default()
     };
-    assert!(
-        matches!(run(&m, &l), Decision::NewTicket { follows: Some(f), .. } if f.number == 4)
-    );
+    assert!(matches!(run(&m, &l), Decision::NewTicket { follows: Some(f), .. } if f.number == 4));
 }
 
 #[test]
@@ -287,9 +285,8 @@ fn agent_mail_outside_the_agent_channel_is_unverified() {
 /// Finding 10: a stranger with a real In-Reply-To neither joins nor reopens the ticket.
 #[test]
 fn non_participants_threading_by_message_id_become_notes() {
-    let m = mail(
-        "From: mallory@evil.example\r\nIn-Reply-To: <c1@clinic.example>\r\nSubject: Re: x",
-    );
+    let m =
+        mail("From: mallory@evil.example\r\nIn-Reply-To: <c1@clinic.example>\r\nSubject: Re: x");
     let closed = ticket(4, TicketStatus::Closed, &["ann@clinic.example"]);
     let l = Lookup {
         by_reference: Some(closed.clone()),

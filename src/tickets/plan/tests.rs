@@ -4,12 +4,11 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::clock::SequentialIds;
-use crate::config::Intake;
 use crate::mail::address::EmailAddress;
 use crate::mail::loops;
 use crate::mail::parse::parse;
 use crate::tickets::decide::decide;
-use crate::tickets::{AccessKey, Role, TicketTag};
+use crate::tickets::{AccessKey, Intake, Role, TicketTag};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
