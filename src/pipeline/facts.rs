@@ -14,6 +14,7 @@ use crate::mail::loops::Origin;
 use crate::store::{StoreError, Tx};
 use crate::tickets::commands::{self, Assignee, Command};
 use crate::tickets::notify::StaffMember;
+use crate::tickets::outbound::MailKind;
 use crate::tickets::plan::{Facts, NoticeState};
 use crate::tickets::{decide, Decision, Lookup, TicketSummary, UserRecord};
 
@@ -111,6 +112,7 @@ impl Pipeline {
             &mail.sender.email.key(),
             &mail.sender.email.rate_key(),
             now - Duration::hours(1),
+            MailKind::AUTOMATIC_ANSWERS.map(MailKind::as_str),
         )?;
         let mut l = Lookup {
             duplicate,

@@ -504,20 +504,11 @@ pub(crate) fn known_user(row: &Row<'_>) -> Result<KnownUser, StoreError> {
         active: status == "active",
         support_user: row.get::<_, i64>("support_user")? != 0,
         known: row.get::<_, i64>("known")? != 0,
-        org: effective_org(
+        org: crate::tickets::effective_org(
             &row.get::<_, String>("org")?,
             &row.get::<_, String>("email")?,
         ),
     })
-}
-
-/// Organisation of a user: explicit, else the email domain.
-pub fn effective_org(org: &str, email: &str) -> String {
-    if org.trim().is_empty() {
-        email.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
-    } else {
-        org.trim().to_string()
-    }
 }
 
 #[cfg(test)]

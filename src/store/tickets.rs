@@ -296,13 +296,10 @@ impl Tx {
                     closed_at: t.get::<_, Option<i64>>("closed_at")?.map(from_ts),
                     category: t.get("category")?,
                     urgency: u8::try_from(t.get::<_, i64>("urgency")?).unwrap_or(u8::MAX),
-                    access_key: AccessKey::parse(&access_key).ok_or_else(|| {
-                        StoreError::Corrupt(format!("ticket access key `{access_key}`"))
-                    })?,
+                    access_key: AccessKey::stored(access_key),
                     agent_key: t
                         .get::<_, Option<String>>("agent_key")?
-                        .as_deref()
-                        .and_then(AccessKey::parse),
+                        .map(AccessKey::stored),
                     created_at: from_ts(t.get("created_at")?),
                     first_response_due: from_ts(t.get("first_response_due")?),
                     resolution_due: from_ts(t.get("resolution_due")?),

@@ -69,12 +69,15 @@ impl Tx {
     /// who is its sender (by `sender_key`), and how many automatic answers (acknowledgements,
     /// refusals, command errors: they share one rate limit) went to the sender's `rate_key`
     /// (the address without +detail) since `since`.
+    /// `answers`: the outbox kinds that share the rate limit (decided in the core:
+    /// [`crate::tickets::outbound::MailKind::AUTOMATIC_ANSWERS`]).
     pub fn first_look(
         &mut self,
         message_id: &str,
         sender_key: &str,
         rate_key: &str,
         since: DateTime<Utc>,
+        answers: [&str; 4],
     ) -> Result<(bool, Option<KnownUser>, u32), StoreError> {
         query_one(
             self.conn(),
@@ -82,10 +85,19 @@ impl Tx {
                   + (SELECT COUNT(*) FROM ignored_mail WHERE message_id = ?1) AS stored,
                     (SELECT COUNT(*) FROM outbox_recipients r JOIN outbox o ON o.id = r.outbox_id
                       WHERE r.rate_key = ?4 AND r.created_at > ?3
-                        AND o.kind IN ('ack', 'rejected', 'inactive', 'command-error')) AS acks,
+                        AND o.kind IN (?5, ?6, ?7, ?8)) AS acks,
                     u.id, u.role, u.status, u.support_user, u.org, u.email, u.known
                FROM (SELECT 1 AS one) AS x LEFT JOIN users u ON u.email_key = ?2",
-            params![message_id, sender_key, ts(since), rate_key],
+            params![
+                message_id,
+                sender_key,
+                ts(since),
+                rate_key,
+                answers[0],
+                answers[1],
+                answers[2],
+                answers[3]
+            ],
             |row| {
                 let known = row.get::<_, i64>("stored")? > 0;
                 let acks = u32::try_from(row.get::<_, i64>("acks")?).unwrap_or(u32::MAX);
@@ -150,7 +162,7 @@ impl Store {
                         name: r.get("name")?,
                         role: r.get("role")?,
                         status: r.get("status")?,
-                        org: super::effective_org(
+                        org: crate::tickets::effective_org(
                             &r.get::<_, String>("org")?,
                             &r.get::<_, String>("email")?,
                         ),

@@ -117,6 +117,12 @@ impl AccessKey {
             .then_some(AccessKey(s))
     }
 
+    /// A key as the database stores it: ours, written when the ticket was made (tickets of
+    /// old versions may hold keys of another shape; they are taken as they are).
+    pub fn stored(s: String) -> AccessKey {
+        AccessKey(s)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -345,4 +351,13 @@ pub trait IdSource: Send + Sync {
     fn access_key(&self) -> AccessKey;
     /// A new Message-ID (without angle brackets) under `domain`.
     fn message_id(&self, domain: &str) -> String;
+}
+
+/// Organisation of a user: explicit, else the email domain.
+pub fn effective_org(org: &str, email: &str) -> String {
+    if org.trim().is_empty() {
+        email.rsplit('@').next().unwrap_or("").to_ascii_lowercase()
+    } else {
+        org.trim().to_string()
+    }
 }
