@@ -1,7 +1,7 @@
 //! What each fuzz target does with one input, shared by the AFL binaries (`fuzz_targets/`)
 //! and by supportd's own test suite, which replays every input AFL found (crashes and hangs,
 //! `tests/fixtures/fuzz/TARGET/`) through these same functions (`tests/fuzz_regressions.rs`
-//! includes this file by path). Depends on nothing but supportd and chrono.
+//! includes this file by path). Depends on nothing but supportd, chrono and serde_json.
 //!
 //! A target panics on a broken invariant: AFL records a panic as a crash.
 
@@ -11,12 +11,17 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use supportd::config::Config;
+use supportd::mail::address::EmailAddress;
 use supportd::mail::loops::{self, Origin};
 use supportd::mail::parse::{self, InboundMail};
 use supportd::mail::quote::strip_quotes;
 use supportd::pipeline::Pipeline;
+use supportd::tickets::notify::StaffMember;
+use supportd::tickets::outbound::MailKind;
+use supportd::tickets::plan::{self, Facts, NoticeState};
 use supportd::tickets::{
-    self, auth, commands, Decision, KnownUser, Lookup, Policy, Role, TicketStatus, TicketSummary,
+    self, auth, commands, AccessKey, Decision, KnownUser, Lookup, Policy, Role, TicketRecord,
+    TicketRef, TicketStatus, TicketSummary, UserRecord,
 };
 use supportd::triage::Rules;
 
@@ -244,6 +249,110 @@ pub fn pipeline(world: &World, raw: &[u8]) {
         _ => {}
     }
     let _ = tickets::reply_permission(&origin, &lookup, &world.policy);
+    world.plan_and_render(&mail, &origin, lookup, decision);
+}
+
+impl World {
+    /// The ticket `t` in full, as the store would give it.
+    fn record(&self, t: &TicketSummary) -> TicketRecord {
+        let key = |k: &str| AccessKey::parse(k).expect("a fixed key");
+        TicketRecord {
+            id: t.id,
+            number: t.number,
+            subject: format!("Ticket {}", t.number),
+            status: t.status,
+            closed_at: t.closed_at,
+            category: "routing".into(),
+            urgency: 2,
+            access_key: key(if t.number == 1001 { KEY_1001 } else { KEY_1002 }),
+            agent_key: (t.number == 1001).then(|| key(AGENT_KEY_1001)),
+            created_at: self.now - Duration::days(1),
+            first_response_due: self.now,
+            resolution_due: self.now + Duration::days(1),
+            first_response_at: None,
+            requester: UserRecord {
+                id: 2,
+                email: "nora@harbor-clinic.test".into(),
+                name: "Nora".into(),
+                role: Role::Customer,
+                active: true,
+            },
+            assignee: None,
+        }
+    }
+
+    /// The rest of the way through the pure core: the decision's plan, and every planned
+    /// mail rendered and composed the one way mail is. Invariants: only a verified agent's
+    /// reply relays to the customer, and a mail that names a ticket names a real one.
+    fn plan_and_render(
+        &self,
+        mail: &InboundMail,
+        origin: &Origin,
+        lookup: Lookup,
+        decision: Decision,
+    ) {
+        let text = strip_quotes(&mail.body);
+        let class = self.pipeline.rules.classify(&mail.subject, &text);
+        let named = match &decision {
+            Decision::Reply { ticket, .. }
+            | Decision::AgentReply { ticket, .. }
+            | Decision::UnverifiedAgentMail { ticket, .. }
+            | Decision::NonParticipant { ticket, .. } => Some(self.record(ticket)),
+            _ => None,
+        };
+        let agent = lookup
+            .sender
+            .as_ref()
+            .filter(|u| u.role.is_staff())
+            .map(|u| UserRecord {
+                id: u.id,
+                email: mail.sender.email.to_string(),
+                name: "Alice".into(),
+                role: u.role,
+                active: u.active,
+            });
+        let relay_allowed = matches!(decision, Decision::AgentReply { .. });
+        let facts = Facts {
+            mail,
+            origin,
+            text: &text,
+            class: &class,
+            lookup,
+            decision,
+            received_at: self.now,
+            now: self.now,
+            ticket: named,
+            collaborators: Vec::new(),
+            customer_message_ids: vec!["first-1001@harbor-clinic.test".into()],
+            next_number: 1004,
+            staff: vec![StaffMember {
+                email: EmailAddress::from_parts("alice", "vendor.example"),
+                name: "Alice".into(),
+                categories: Vec::new(),
+            }],
+            notices: NoticeState::default(),
+            agent,
+            assignable: Vec::new(),
+        };
+        let plan = plan::plan(&facts, &self.pipeline.context());
+        for m in &plan.mails {
+            assert!(
+                relay_allowed || !matches!(m.kind, MailKind::AgentReply | MailKind::Closed),
+                "a {:?} planned for mail that is no verified agent reply",
+                m.kind
+            );
+            if let Some(TicketRef::Existing { number, .. }) = m.ticket {
+                assert!(
+                    self.tickets.contains_key(&number),
+                    "mail for ticket #{number}"
+                );
+            }
+            if let Ok(out) = m.render(&self.pipeline.desk, &self.pipeline.templates, &[]) {
+                let _ = out.to_bytes_with(&mail.attachments);
+            }
+        }
+        let _ = serde_json::to_string(&plan);
+    }
 }
 
 /// Target `auth`: line 1 is the trusted authserv-id, line 2 the agent's domain, every further
