@@ -27,7 +27,10 @@
 //!   messages isolated by a per-UID attempt count.
 //! - [`outbox`]: the SMTP sender task — claim, send, retry with backoff, fail on 5xx.
 //! - [`tls`]: trust for IMAP and SMTP: the system store plus `ca_file`; never off.
-//! - [`daemon`]: `supportd run` — tasks, signals, systemd notify and watchdog.
+//! - [`daemon`]: `supportd run` — starts the tasks, signals, systemd notify and watchdog.
+//! - [`tasks`]: what the daemon's tasks share — [`tasks::Shared`] state, the watchdog's
+//!   [`tasks::Heartbeat`], [`tasks::Backoff`]. Imports go one way: daemon → imap/outbox →
+//!   tasks; only the binary imports daemon.
 //! - [`setup`], [`secrets`]: building a pipeline from config; passwords from files/env.
 //! - [`display`]: mail-borne text made safe for a terminal (controls, bidi overrides). Pure.
 
@@ -44,6 +47,7 @@ pub mod pipeline;
 pub mod secrets;
 pub mod setup;
 pub mod store;
+pub mod tasks;
 pub mod templates;
 pub mod tickets;
 pub mod tls;

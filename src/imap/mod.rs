@@ -16,9 +16,9 @@ use tokio::sync::watch;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::Mailbox;
-use crate::daemon::{Backoff, Heartbeat, Shared};
 use crate::pipeline::{Action, Outcome, Pipeline, PipelineError, Prepared, Source};
 use crate::store::{Attempt, Folder, Store, StoreError};
+use crate::tasks::{Backoff, Heartbeat, Shared};
 use connect::ImapSession;
 
 /// Re-issue IDLE well before the 30-minute server timeout of RFC 2177.
