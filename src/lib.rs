@@ -33,6 +33,11 @@
 //!   tasks; only the binary imports daemon.
 //! - [`setup`], [`secrets`]: building a pipeline from config; passwords from files/env.
 //! - [`display`]: mail-borne text made safe for a terminal (controls, bidi overrides). Pure.
+//!
+//! The binary (`src/main.rs`) parses arguments, starts tracing, loads the config and hands
+//! over to its `cli` module (`src/cli/`): one module per command group (`ingest`, including
+//! `--dry-run`; `tickets`, `outbox`, `users`, `quarantine`, `classify`, `check-config`, `run`)
+//! and one printer (`cli/print.rs`) for every list, text or JSON.
 
 #![forbid(unsafe_code)]
 
