@@ -9,15 +9,12 @@ use supportd::clock::{Clock, SystemClock};
 use supportd::config::Config;
 use supportd::store::OutboxItem;
 
-use super::print::{print_list, Cell, Row};
+use super::print::{print_list, Cell, ListArgs, Row};
 use super::{open_store, Failure};
 
 #[derive(Subcommand)]
 pub enum OutboxCommand {
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Print the exact RFC 5322 bytes that are (or were) sent.
     Show {
         id: i64,
@@ -25,13 +22,15 @@ pub enum OutboxCommand {
         raw: bool,
     },
     /// Put a failed row back in the queue (after fixing its cause).
-    Retry { id: i64 },
+    Retry {
+        id: i64,
+    },
 }
 
 pub async fn dispatch(config: &Config, command: &OutboxCommand) -> Result<u8, Failure> {
     let store = open_store(config).await?;
     match command {
-        OutboxCommand::List { json } => print_list(&store.list_outbox()?, *json)?,
+        OutboxCommand::List(args) => print_list(&store.list_outbox()?, *args)?,
         OutboxCommand::Retry { id } => {
             if !store.outbox_requeue(*id, SystemClock.now())? {
                 return Err(

@@ -20,9 +20,17 @@ pub trait Row: Serialize {
     fn cells(&self) -> Vec<Cell>;
 }
 
+/// The options every list command takes.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ListArgs {
+    /// A JSON array instead of text (the field names SPEC §2 fixes).
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// A list, as pretty JSON (an array) or one text line per row.
-pub fn print_list<R: Row>(rows: &[R], json: bool) -> Result<(), Failure> {
-    if json {
+pub fn print_list<R: Row>(rows: &[R], args: ListArgs) -> Result<(), Failure> {
+    if args.json {
         return print_json(rows);
     }
     for row in rows {

@@ -5,21 +5,18 @@ use clap::Subcommand;
 use supportd::config::Config;
 use supportd::store::QuarantineItem;
 
-use super::print::{print_list, Cell, Row};
+use super::print::{print_list, Cell, ListArgs, Row};
 use super::{open_store, Failure};
 
 #[derive(Subcommand)]
 pub enum QuarantineCommand {
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
 }
 
 pub async fn dispatch(config: &Config, command: &QuarantineCommand) -> Result<u8, Failure> {
     let store = open_store(config).await?;
     match command {
-        QuarantineCommand::List { json } => print_list(&store.list_quarantine()?, *json)?,
+        QuarantineCommand::List(args) => print_list(&store.list_quarantine()?, *args)?,
     }
     Ok(0)
 }

@@ -6,15 +6,12 @@ use supportd::config::Config;
 use supportd::display::{terminal_line as line, terminal_text};
 use supportd::store::{TicketDetail, TicketListItem};
 
-use super::print::{print_json, print_list, Cell, Row};
+use super::print::{print_json, print_list, Cell, ListArgs, Row};
 use super::{open_store, Failure};
 
 #[derive(Subcommand)]
 pub enum TicketsCommand {
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     Show {
         number: i64,
         #[arg(long)]
@@ -25,7 +22,7 @@ pub enum TicketsCommand {
 pub async fn dispatch(config: &Config, command: &TicketsCommand) -> Result<u8, Failure> {
     let store = open_store(config).await?;
     match command {
-        TicketsCommand::List { json } => print_list(&store.list_tickets()?, *json)?,
+        TicketsCommand::List(args) => print_list(&store.list_tickets()?, *args)?,
         TicketsCommand::Show { number, json } => {
             let Some(t) = store.ticket_detail(*number)? else {
                 return Err(anyhow::anyhow!("no ticket #{number}").into());

@@ -8,15 +8,12 @@ use supportd::mail::address::EmailAddress;
 use supportd::store::{UserItem, UserUpdate};
 use supportd::tickets::Role;
 
-use super::print::{print_list, Cell, Row};
+use super::print::{print_list, Cell, ListArgs, Row};
 use super::{open_store, Failure, EX_DATAERR};
 
 #[derive(Subcommand)]
 pub enum UsersCommand {
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Create a user or update their role (and name, organisation, support-user flag).
     Add {
         email: String,
@@ -33,15 +30,19 @@ pub enum UsersCommand {
         support_user: bool,
     },
     /// Reactivate a deactivated user.
-    Activate { email: String },
+    Activate {
+        email: String,
+    },
     /// Deactivate a user: their mail is answered with how to be reactivated, never a ticket.
-    Deactivate { email: String },
+    Deactivate {
+        email: String,
+    },
 }
 
 pub async fn dispatch(config: &Config, command: &UsersCommand) -> Result<u8, Failure> {
     let store = open_store(config).await?;
     match command {
-        UsersCommand::List { json } => print_list(&store.list_users()?, *json)?,
+        UsersCommand::List(args) => print_list(&store.list_users()?, *args)?,
         UsersCommand::Activate { email } | UsersCommand::Deactivate { email } => {
             let addr = user_address(email)?;
             let active = matches!(command, UsersCommand::Activate { .. });
