@@ -3,21 +3,19 @@
 //! SIGTERM/SIGINT stop taking work and finish what is in flight; SIGHUP reloads templates and
 //! triage rules without dropping connections.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Notify, RwLock};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::clock::Clock;
 use crate::pipeline::Pipeline;
 use crate::setup::SetupError;
 use crate::store::Store;
+use crate::tasks::{Heartbeat, Shared};
 
 /// How long shutdown waits for in-flight work before aborting tasks (systemd allows 90 s;
 /// the contract is 10 s).
@@ -25,142 +23,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 /// How often the daemon queues the notification digests that are due (see
 /// `pipeline/digest.rs`): a digest goes out at most this late after its time.
 const DIGEST_SWEEP: Duration = Duration::from_secs(60);
-/// How often a task that is waiting (IDLE, a poll interval, a backoff, a bounded network
-/// exchange) reports that it is alive.
-const BEAT_EVERY: Duration = Duration::from_secs(1);
-
-/// State every task shares.
-pub struct Shared {
-    store: Store,
-    /// Swapped whole on SIGHUP; tasks take the current one per message.
-    pipeline: RwLock<Arc<Pipeline>>,
-    clock: Arc<dyn Clock>,
-    outbox_wake: Notify,
-    connected: Notify,
-    shutdown: watch::Receiver<bool>,
-    envelope_from: lettre::Address,
-}
-
-impl Shared {
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub async fn pipeline(&self) -> Arc<Pipeline> {
-        self.pipeline.read().await.clone()
-    }
-
-    pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
-    }
-
-    /// Tells the outbox sender that mail was queued (no fixed sleep in the hot path).
-    pub fn wake_outbox(&self) {
-        self.outbox_wake.notify_one();
-    }
-
-    pub async fn outbox_woken(&self) {
-        self.outbox_wake.notified().await;
-    }
-
-    pub fn mailbox_connected(&self) {
-        self.connected.notify_one();
-    }
-
-    pub fn shutdown(&self) -> watch::Receiver<bool> {
-        self.shutdown.clone()
-    }
-
-    /// The SMTP envelope sender: our support address.
-    pub fn envelope_from(&self) -> lettre::Address {
-        self.envelope_from.clone()
-    }
-}
-
-/// Progress marker of one task, read by the watchdog. A task beats when it makes progress
-/// and, through [`Heartbeat::while_waiting`], all along a wait that is bounded or meant to be
-/// long (IDLE for 25 minutes, a 5-minute reconnect backoff). A task that stops beating is
-/// blocked outside any such wait: a hung database call, a deadlock, a busy loop.
-#[derive(Clone)]
-pub struct Heartbeat {
-    name: Arc<str>,
-    /// tokio's clock (the monotonic clock, paused in unit tests).
-    start: Instant,
-    last_ms: Arc<AtomicI64>,
-}
-
-impl Heartbeat {
-    fn new(name: &str, start: Instant) -> Heartbeat {
-        Heartbeat {
-            name: name.into(),
-            start,
-            last_ms: Arc::new(AtomicI64::new(0)),
-        }
-    }
-
-    pub fn beat(&self) {
-        let ms = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Awaits `fut`, beating every second meanwhile: for waits only, never for work whose
-    /// hang should count as stuck.
-    pub async fn while_waiting<F: std::future::Future>(&self, fut: F) -> F::Output {
-        tokio::pin!(fut);
-        let mut tick = tokio::time::interval(BEAT_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                out = &mut fut => {
-                    self.beat();
-                    return out;
-                }
-                _ = tick.tick() => self.beat(),
-            }
-        }
-    }
-
-    fn age(&self) -> Duration {
-        let now = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let last = self.last_ms.load(Ordering::Relaxed);
-        Duration::from_millis(u64::try_from(now - last).unwrap_or(0))
-    }
-}
-
-/// Exponential backoff with ±25 % jitter, so replicas and mailboxes don't retry in lockstep.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Backoff {
-        Backoff {
-            base,
-            max,
-            current: base,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.current;
-        self.current = (self.current * 2).min(self.max);
-        let mut b = [0u8; 2];
-        let r = if getrandom::fill(&mut b).is_ok() {
-            f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
-        } else {
-            0.5
-        };
-        d.mul_f64(0.75 + r * 0.5)
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.base;
-    }
-}
-
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -182,15 +44,7 @@ pub async fn run(
     let support = &config.support.address;
     let envelope_from = lettre::Address::new(support.local(), support.domain())
         .map_err(|e| DaemonError::Setup(format!("support.address: {e}")))?;
-    let shared = Arc::new(Shared {
-        store,
-        clock: pipeline.clock.clone(),
-        pipeline: RwLock::new(Arc::new(pipeline)),
-        outbox_wake: Notify::new(),
-        connected: Notify::new(),
-        shutdown: shutdown_rx,
-        envelope_from,
-    });
+    let shared = Arc::new(Shared::new(store, pipeline, shutdown_rx, envelope_from));
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -244,7 +98,7 @@ pub async fn run(
     let mut ticker = tokio::time::interval(ping_every);
     loop {
         tokio::select! {
-            _ = shared.connected.notified(), if !ready => {
+            _ = shared.a_mailbox_connected(), if !ready => {
                 ready = true;
                 info!("supportd ready: first mailbox connected");
                 notify(&[sd_notify::NotifyState::Ready]);
@@ -253,7 +107,7 @@ pub async fn run(
                 if watchdog.is_some() {
                     match beats.iter().find(|b| b.age() > stuck) {
                         None => notify(&[sd_notify::NotifyState::Watchdog]),
-                        Some(b) => error!(task = %b.name, stuck_for = ?b.age(), "task stuck: withholding the watchdog ping"),
+                        Some(b) => error!(task = %b.name(), stuck_for = ?b.age(), "task stuck: withholding the watchdog ping"),
                     }
                 }
             }
@@ -261,7 +115,7 @@ pub async fn run(
                 notify(&[sd_notify::NotifyState::Reloading]);
                 match reload() {
                     Ok(p) => {
-                        *shared.pipeline.write().await = Arc::new(p);
+                        shared.replace_pipeline(p).await;
                         info!("SIGHUP: templates and triage rules reloaded");
                     }
                     Err(e) => error!(error = %e, "SIGHUP: reload failed; keeping the previous rules and templates"),
@@ -288,7 +142,7 @@ pub async fn run(
         warn!("tasks did not finish within {SHUTDOWN_GRACE:?}; aborting them (nothing is lost: uncommitted mail stays in the mailbox)");
         tasks.abort_all();
     }
-    shared.store.close().await;
+    shared.store().close().await;
     info!("stopped");
     Ok(())
 }
@@ -379,26 +233,5 @@ mod tests {
             stuck_after(Duration::from_millis(1500)),
             Duration::from_secs(30)
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn waiting_beats_and_idling_without_it_ages() {
-        let hb = Heartbeat::new("t", Instant::now());
-        hb.beat();
-        // A long wait through while_waiting keeps the heartbeat young all along ...
-        let waited = hb.clone();
-        let wait = tokio::spawn(async move {
-            waited
-                .while_waiting(tokio::time::sleep(Duration::from_secs(600)))
-                .await;
-        });
-        for _ in 0..10 {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            assert!(hb.age() <= BEAT_EVERY * 2, "age {:?}", hb.age());
-        }
-        wait.await.unwrap();
-        // ... while a task that neither works nor waits through it grows old.
-        tokio::time::advance(Duration::from_secs(100)).await;
-        assert!(hb.age() >= Duration::from_secs(100));
     }
 }

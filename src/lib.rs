@@ -29,12 +29,20 @@
 //!   messages isolated by a per-UID attempt count.
 //! - [`outbox`]: the SMTP sender task — claim, send, retry with backoff, fail on 5xx.
 //! - [`tls`]: trust for IMAP and SMTP: the system store plus `ca_file`; never off.
-//! - [`daemon`]: `supportd run` — tasks, signals, systemd notify and watchdog.
+//! - [`daemon`]: `supportd run` — starts the tasks, signals, systemd notify and watchdog.
+//! - [`tasks`]: what the daemon's tasks share — [`tasks::Shared`] state, the watchdog's
+//!   [`tasks::Heartbeat`], [`tasks::Backoff`]. Imports go one way: daemon → imap/outbox →
+//!   tasks; only the binary imports daemon.
 //! - [`setup`]: config → pipeline, once: who we are ([`tickets::desk::Desk`]), the checks
 //!   against the rules and templates that `run`, `ingest` and `check-config` share, and the
 //!   configured agents written to the users table.
 //! - [`secrets`]: passwords from files/env.
 //! - [`display`]: mail-borne text made safe for a terminal (controls, bidi overrides). Pure.
+//!
+//! The binary (`src/main.rs`) parses arguments, starts tracing, loads the config and hands
+//! over to its `cli` module (`src/cli/`): one module per command group (`ingest`, including
+//! `--dry-run`; `tickets`, `outbox`, `users`, `quarantine`, `classify`, `check-config`, `run`)
+//! and one printer (`cli/print.rs`) for every list, text or JSON.
 
 #![forbid(unsafe_code)]
 
@@ -49,6 +57,7 @@ pub mod pipeline;
 pub mod secrets;
 pub mod setup;
 pub mod store;
+pub mod tasks;
 pub mod templates;
 pub mod tickets;
 pub mod tls;

@@ -13,9 +13,9 @@ use lettre::Address;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::{Smtp, TlsMode};
-use crate::daemon::{Backoff, Heartbeat, Shared};
 use crate::secrets;
 use crate::store::OutboxJob;
+use crate::tasks::{Backoff, Heartbeat, Shared};
 use relay::{Relay, Security};
 
 mod relay;

@@ -278,8 +278,11 @@ impl Pipeline {
         raw: &[u8],
     ) -> Result<Result<Plan, String>, PipelineError> {
         let prepared = self.prepare_batch(&[(raw, Source::ingest())], &|| {})?;
-        let Some(Prepared::Ready(ready)) = prepared.into_iter().next() else {
-            return Ok(Err("it cannot be parsed or processed (quarantined)".into()));
+        let ready = match prepared.into_iter().next() {
+            Some(Prepared::Ready(ready)) => ready,
+            // The reason `ingest` would quarantine it with (too large, over its budget).
+            Some(Prepared::Aside(reason)) => return Ok(Err(reason)),
+            None => return Ok(Err("it cannot be parsed or processed".into())),
         };
         blocking(|| {
             let mut tx = store.read()?;
