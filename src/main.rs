@@ -10,11 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use supportd::clock::{Clock, SystemClock};
 use supportd::config::{Config, ConfigError};
 use supportd::mail::address::EmailAddress;
-use supportd::mail::parse::subject_and_body;
-use supportd::mail::quote::strip_quotes;
 use supportd::pipeline::{Pipeline, Source};
 use supportd::store::{Store, StoreError};
 use supportd::tickets::Role;
+
+mod triage_cli;
 
 /// Writes a line to stdout; a closed pipe (`supportd tickets list | head`) ends the process
 /// quietly instead of panicking like `println!` would.
@@ -65,10 +65,12 @@ enum Command {
     Run,
     /// Raw messages through the pipeline (MTA pipe mode); `-` or no FILE reads stdin.
     Ingest { files: Vec<PathBuf> },
-    /// Triage only: category and urgency of each file, no database.
-    Classify {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
+    /// Triage only: category, urgency and language of each file, no database.
+    Classify(triage_cli::ClassifyArgs),
+    /// Triage against the agents' corrections (report), and learning from them (tune).
+    Triage {
+        #[command(subcommand)]
+        command: triage_cli::TriageCommand,
     },
     /// Tickets.
     Tickets {
@@ -198,6 +200,15 @@ impl From<StoreError> for Failure {
     }
 }
 
+impl From<triage_cli::CliError> for Failure {
+    fn from(e: triage_cli::CliError) -> Self {
+        Failure {
+            code: e.code,
+            error: e.error,
+        }
+    }
+}
+
 impl From<ConfigError> for Failure {
     fn from(e: ConfigError) -> Self {
         Failure {
@@ -292,7 +303,15 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match &cli.command {
         Command::CheckConfig => check_config(&cli),
-        Command::Classify { files } => classify(&cli, files),
+        Command::Classify(args) => Ok(triage_cli::classify(&load_config(&cli)?, args)?),
+        Command::Triage { command } => {
+            let config = load_config(&cli)?;
+            let store = match command.needs_store() {
+                true => Some(open_store(&config).await?),
+                false => None,
+            };
+            Ok(triage_cli::triage(&config, command, store.as_ref())?)
+        }
         Command::Ingest { files } => ingest(&cli, files).await,
         Command::Run => run(&cli).await,
         Command::Migrate => {
@@ -611,46 +630,6 @@ fn check_config(cli: &Cli) -> Result<u8, Failure> {
     }
     outln!("configuration OK: {origin}");
     Ok(0)
-}
-
-#[derive(serde::Serialize)]
-struct ClassifyLine<'a> {
-    file: String,
-    category: &'a str,
-    urgency: u8,
-    reasons: &'a [String],
-}
-
-fn classify(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
-    let config = load_config(cli)?;
-    let rules = supportd::setup::load_rules(&config).map_err(|e| Failure {
-        code: EX_CONFIG,
-        error: e.into(),
-    })?;
-    let mut code = 0;
-    for file in files {
-        let raw = match std::fs::read(file) {
-            Ok(raw) => raw,
-            Err(e) => {
-                eprintln!("supportd: cannot read {}: {e}", file.display());
-                code = EX_DATAERR;
-                continue;
-            }
-        };
-        let (subject, body) = subject_and_body(&raw);
-        let c = rules.classify(&subject, &strip_quotes(&body));
-        let line = ClassifyLine {
-            file: file.display().to_string(),
-            category: &c.category,
-            urgency: c.urgency,
-            reasons: &c.reasons,
-        };
-        outln!(
-            "{}",
-            serde_json::to_string(&line).context("cannot encode JSON")?
-        );
-    }
-    Ok(code)
 }
 
 async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {

@@ -20,10 +20,12 @@ use rusqlite::{Connection, OpenFlags, Params, Row};
 use crate::tickets::{KnownUser, Role, TicketStatus, TicketSummary};
 
 mod agents;
+mod corrections;
 mod daemon;
 mod notices;
 mod queries;
 pub use agents::{TicketRecord, UserRecord, UserUpdate};
+pub use corrections::Correction;
 pub use daemon::OutboxJob;
 pub use notices::PendingNotice;
 pub use queries::*;

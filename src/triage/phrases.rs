@@ -1,0 +1,599 @@
+//! The phrase language of `config/triage.toml`, and finding phrases in a folded text.
+//!
+//! A pattern is written in plain words and matched on whole words of the folded text (see
+//! [`super::fold`]), so it is written once for every case, accent and punctuation:
+//!
+//! | syntax | meaning | example |
+//! | --- | --- | --- |
+//! | `word word` | these words in this order | `can't log in` |
+//! | `(a\|b c\|)` | one of the alternatives (an empty one makes it optional) | `(can't\|unable to) (log\|sign) in` |
+//! | `(a\|b)?` | the same, optional | `(the)? on call` |
+//! | `word*` | a word starting so (only at the end of a phrase) | `deactivat*` |
+//! | `#`, `##` | any number; a number of 10 or more | `since # (am\|pm)`, `## nurses` |
+//! | `a .. b`, `a ..3 b` | `b` after `a` within 6 (or 3) words, in the same sentence | `none of .. can't` |
+//! | `=WORD` (first character) | case-sensitive (accents still folded) | `=ED` |
+//!
+//! Alternatives are expanded to literal phrases (long combinations in adjacent pieces) and all of
+//! them go into ONE Aho-Corasick automaton, built the first time a text is matched: a few
+//! milliseconds, where compiling the same rules as regular expressions cost ~350 ms.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+
+use super::fold::{fold, Folded, BREAK};
+
+/// Literal phrases one pattern part may expand to.
+const MAX_EXPANSIONS: usize = 4096;
+/// Words between two parts of `a .. b` unless written `..N`.
+const DEFAULT_GAP: u8 = 6;
+/// The largest `..N`.
+const MAX_GAP: u8 = 40;
+
+/// A compiled pattern: one or more parts, each a set of literal phrases.
+#[derive(Debug, Clone)]
+struct Pattern {
+    /// Index into [`PhraseSet::parts`] of each part, in order.
+    parts: Vec<u32>,
+    /// Words allowed between part `i` and part `i + 1`.
+    gaps: Vec<u8>,
+    exact: bool,
+}
+
+/// Many patterns, matched together in one pass over a text.
+#[derive(Debug, Default)]
+pub struct PhraseSet {
+    patterns: Vec<Pattern>,
+    /// Literal phrase → the parts it belongs to, for the case-folded and the exact texts.
+    pub(crate) folded: Literals,
+    pub(crate) exact: Literals,
+    part_count: u32,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Literals {
+    pub(crate) phrases: Vec<String>,
+    parts: Vec<Vec<u32>>,
+    index: HashMap<String, usize>,
+    automaton: OnceLock<Option<AhoCorasick>>,
+}
+
+impl Literals {
+    fn add(&mut self, phrase: String, part: u32) {
+        match self.index.get(&phrase) {
+            Some(&i) => {
+                if let Some(list) = self.parts.get_mut(i) {
+                    if list.last() != Some(&part) {
+                        list.push(part);
+                    }
+                }
+            }
+            None => {
+                self.index.insert(phrase.clone(), self.phrases.len());
+                self.phrases.push(phrase);
+                self.parts.push(vec![part]);
+            }
+        }
+    }
+
+    fn automaton(&self) -> Option<&AhoCorasick> {
+        self.automaton
+            .get_or_init(|| {
+                if self.phrases.is_empty() {
+                    return None;
+                }
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::ContiguousNFA))
+                    .build(&self.phrases)
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// `(part, start, end)` of every literal occurrence in `text`.
+    fn scan(&self, text: &str, out: &mut Vec<(u32, u32, u32)>) {
+        let Some(ac) = self.automaton() else { return };
+        for m in ac.find_overlapping_iter(text) {
+            let (s, e) = (m.start() as u32, m.end() as u32);
+            for &part in self.parts.get(m.pattern().as_usize()).into_iter().flatten() {
+                out.push((part, s, e));
+            }
+        }
+    }
+}
+
+/// Where a pattern matched, in byte offsets of the folded text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    pub fn overlaps(&self, other: &Span) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+}
+
+/// The matches of every pattern of a [`PhraseSet`] in one text.
+#[derive(Debug, Default)]
+pub struct Hits {
+    /// `(pattern, span)`, sorted by pattern.
+    spans: Vec<(u32, Span)>,
+}
+
+impl Hits {
+    /// The spans where pattern `id` matched.
+    pub fn of(&self, id: usize) -> impl Iterator<Item = Span> + '_ {
+        let id = id as u32;
+        let from = self.spans.partition_point(|(p, _)| *p < id);
+        self.spans[from..]
+            .iter()
+            .take_while(move |(p, _)| *p == id)
+            .map(|(_, s)| *s)
+    }
+}
+
+impl PhraseSet {
+    /// Compiles `source` and adds it; returns its id, or why it is not a valid pattern.
+    pub fn add(&mut self, source: &str) -> Result<usize, String> {
+        let (exact, body) = match source.strip_prefix('=') {
+            Some(rest) => (true, rest),
+            None => (false, source),
+        };
+        let (parts, gaps) = split_parts(body)?;
+        let mut ids = Vec::new();
+        let mut all_gaps = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                all_gaps.push(gaps.get(i - 1).copied().unwrap_or(DEFAULT_GAP));
+            }
+            let chunks = chunks(elements(part, exact)?)?;
+            for (j, phrases) in chunks.into_iter().enumerate() {
+                if j > 0 {
+                    // Pieces of one long phrase: adjacent words.
+                    all_gaps.push(0);
+                }
+                let id = self.part_count;
+                self.part_count += 1;
+                for p in phrases {
+                    let literal = match p.strip_suffix('*') {
+                        Some(prefix) => format!(" {prefix}"),
+                        None => format!(" {p} "),
+                    };
+                    if exact {
+                        self.exact.add(literal, id);
+                    } else {
+                        self.folded.add(literal, id);
+                    }
+                }
+                ids.push(id);
+            }
+        }
+        self.patterns.push(Pattern {
+            parts: ids,
+            gaps: all_gaps,
+            exact,
+        });
+        Ok(self.patterns.len() - 1)
+    }
+
+    /// Whether any pattern needs the case-kept text.
+    pub fn needs_exact(&self) -> bool {
+        !self.exact.phrases.is_empty()
+    }
+
+    /// Builds the automata now rather than at the first match (benchmarks, `check-config`).
+    pub fn prepare(&self) {
+        self.folded.automaton();
+        self.exact.automaton();
+    }
+
+    /// Matches every pattern against `text` (folded) and `exact` (folded, case kept).
+    pub fn matches(&self, text: &Folded, exact: Option<&Folded>) -> Hits {
+        let mut occ: Vec<(u32, u32, u32)> = Vec::new();
+        self.folded.scan(&text.text, &mut occ);
+        if let Some(x) = exact {
+            self.exact.scan(&x.text, &mut occ);
+        }
+        occ.sort_unstable();
+        occ.dedup();
+        let mut spans = Vec::new();
+        for (id, pattern) in self.patterns.iter().enumerate() {
+            let Some(&first) = pattern.parts.first() else {
+                continue;
+            };
+            let bytes = if pattern.exact {
+                exact.map_or(&[][..], |x| x.text.as_bytes())
+            } else {
+                text.text.as_bytes()
+            };
+            for a in of_part(&occ, first) {
+                if let Some(end) = chain(&occ, bytes, pattern, 1, a.end) {
+                    spans.push((
+                        id as u32,
+                        Span {
+                            start: a.start,
+                            end,
+                        },
+                    ));
+                }
+            }
+        }
+        Hits { spans }
+    }
+}
+
+/// Occurrences of literal part `part` (sorted by start).
+fn of_part(occ: &[(u32, u32, u32)], part: u32) -> impl Iterator<Item = Span> + '_ {
+    let from = occ.partition_point(|o| o.0 < part);
+    occ[from..]
+        .iter()
+        .take_while(move |o| o.0 == part)
+        .map(|o| Span {
+            start: o.1,
+            end: o.2,
+        })
+}
+
+/// The end of the rest of `pattern` from part `i` on, after a part that ended at `end`.
+fn chain(
+    occ: &[(u32, u32, u32)],
+    text: &[u8],
+    pattern: &Pattern,
+    i: usize,
+    end: u32,
+) -> Option<u32> {
+    let Some(&part) = pattern.parts.get(i) else {
+        return Some(end);
+    };
+    let gap = pattern.gaps.get(i - 1).copied().unwrap_or(DEFAULT_GAP);
+    of_part(occ, part)
+        .filter(|b| within(text, end, b.start, gap))
+        .find_map(|b| chain(occ, text, pattern, i + 1, b.end))
+}
+
+/// Whether a part starting at `start` follows one ending at `end` with at most `gap` words
+/// and no sentence break between them. Literals start and end with the space they share
+/// (a prefix literal ends without one).
+fn within(text: &[u8], end: u32, start: u32, gap: u8) -> bool {
+    let (end, start) = (end as usize, start as usize);
+    if start + 1 == end && text.get(start) == Some(&b' ') {
+        return true;
+    }
+    if start < end || gap == 0 {
+        return false;
+    }
+    let Some(between) = text.get(end..=start) else {
+        return false;
+    };
+    if between.contains(&BREAK) {
+        return false;
+    }
+    let words = between.iter().filter(|&&b| b == b' ').count();
+    words <= usize::from(gap)
+}
+
+/// Splits `a .. b ..3 c` into its parts and the gaps between them.
+fn split_parts(source: &str) -> Result<(Vec<String>, Vec<u8>), String> {
+    let mut parts = vec![String::new()];
+    let mut gaps = Vec::new();
+    let mut depth = 0i32;
+    for word in source.split_whitespace() {
+        depth += word.matches('(').count() as i32 - word.matches(')').count() as i32;
+        if let Some(n) = word.strip_prefix("..").filter(|_| depth == 0) {
+            let gap = if n.is_empty() {
+                DEFAULT_GAP
+            } else {
+                match n.parse::<u8>() {
+                    Ok(g) if (1..=MAX_GAP).contains(&g) => g,
+                    _ => {
+                        return Err(format!(
+                            "`{word}`: write `..` or `..N` with N from 1 to {MAX_GAP}"
+                        ))
+                    }
+                }
+            };
+            gaps.push(gap);
+            parts.push(String::new());
+            continue;
+        }
+        if let Some(last) = parts.last_mut() {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced parentheses".into());
+    }
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err("`..` needs words on both sides".into());
+    }
+    Ok((parts, gaps))
+}
+
+/// One word or group of a part: its alternatives (folded; `""` when optional; a final
+/// `*` marks a prefix).
+type Element = Vec<String>;
+
+/// The elements of a part, in order.
+fn elements(part: &str, exact: bool) -> Result<Vec<Element>, String> {
+    let chars: Vec<char> = part.chars().collect();
+    let mut pos = 0;
+    let out = sequence(&chars, &mut pos, exact, 0)?;
+    if pos < chars.len() {
+        return Err(format!("unexpected `{}`", chars[pos]));
+    }
+    let last = out.len().saturating_sub(1);
+    for (i, e) in out.iter().enumerate() {
+        for a in e {
+            if a.trim_end_matches('*').contains('*') || (i < last && a.ends_with('*')) {
+                return Err("a `*` prefix may only end a phrase".into());
+            }
+        }
+    }
+    if out.iter().all(|e| e.iter().any(|a| a.is_empty())) {
+        return Err("has no words".into());
+    }
+    Ok(out)
+}
+
+/// Literal phrases adjacent elements expand to together; longer cross products are cut
+/// into adjacent chunks instead (each with at least one word that must be there).
+const CHUNK: usize = 48;
+
+fn chunks(elements: Vec<Element>) -> Result<Vec<Vec<String>>, String> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut current: Vec<String> = vec![String::new()];
+    let mut required = false;
+    let n = elements.len();
+    for (i, e) in elements.into_iter().enumerate() {
+        let optional = e.iter().any(|a| a.is_empty());
+        let rest_required = false;
+        let _ = rest_required;
+        if required && current.len() * e.len() > CHUNK && !optional {
+            out.push(std::mem::replace(&mut current, vec![String::new()]));
+            required = false;
+        }
+        current = product(current, e)?;
+        required |= !optional;
+        if i + 1 == n {
+            break;
+        }
+    }
+    if !required {
+        // Only optional words left: they belong to the chunk before.
+        match out.pop() {
+            Some(prev) => current = product(prev, current)?,
+            None => return Err("has no words".into()),
+        }
+    }
+    out.push(current);
+    Ok(out)
+}
+
+/// `seq | seq | ...` up to a `)` or the end, fully expanded.
+fn alternatives(
+    c: &[char],
+    pos: &mut usize,
+    exact: bool,
+    depth: u8,
+) -> Result<Vec<String>, String> {
+    if depth > 4 {
+        return Err("parentheses nested too deep".into());
+    }
+    let mut all = Vec::new();
+    loop {
+        let mut seq = vec![String::new()];
+        for e in sequence(c, pos, exact, depth)? {
+            seq = product(seq, e)?;
+        }
+        all.extend(seq);
+        if all.len() > MAX_EXPANSIONS {
+            return Err(format!("expands to more than {MAX_EXPANSIONS} phrases"));
+        }
+        if c.get(*pos) != Some(&'|') {
+            break;
+        }
+        *pos += 1;
+    }
+    all.dedup();
+    Ok(all)
+}
+
+/// Words and groups up to a `|`, a `)` or the end.
+fn sequence(c: &[char], pos: &mut usize, exact: bool, depth: u8) -> Result<Vec<Element>, String> {
+    let mut out: Vec<Element> = Vec::new();
+    let mut word = String::new();
+    loop {
+        let ch = c.get(*pos).copied();
+        let boundary =
+            matches!(ch, None | Some('|' | ')' | '(')) || ch.is_some_and(char::is_whitespace);
+        if boundary && !word.is_empty() {
+            out.push(fold_word(&word, exact));
+            word.clear();
+        }
+        match ch {
+            None | Some('|') | Some(')') => return Ok(out),
+            Some('(') => {
+                *pos += 1;
+                let mut inner = alternatives(c, pos, exact, depth + 1)?;
+                if c.get(*pos) != Some(&')') {
+                    return Err("unbalanced parentheses".into());
+                }
+                *pos += 1;
+                if c.get(*pos) == Some(&'?') {
+                    *pos += 1;
+                    inner.push(String::new());
+                }
+                out.push(inner);
+            }
+            Some(ch) => {
+                if !ch.is_whitespace() {
+                    word.push(ch);
+                }
+                *pos += 1;
+            }
+        }
+    }
+}
+
+fn product(acc: Vec<String>, next: Vec<String>) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(acc.len() * next.len().max(1));
+    for a in &acc {
+        for n in &next {
+            let joined = match (a.is_empty(), n.is_empty()) {
+                (true, _) => n.clone(),
+                (_, true) => a.clone(),
+                _ => format!("{a} {n}"),
+            };
+            out.push(joined);
+        }
+    }
+    if out.len() > MAX_EXPANSIONS {
+        return Err(format!("expands to more than {MAX_EXPANSIONS} phrases"));
+    }
+    out.dedup();
+    Ok(out)
+}
+
+/// One pattern word, folded like the text: its alternatives (`#` and `##` stand for
+/// number sizes; a trailing `*` is kept as the prefix mark; punctuation may split a word
+/// into several, `on-call` → `on call`).
+fn fold_word(word: &str, exact: bool) -> Element {
+    match word {
+        "#" => return ["0", "00", "000", "0000"].map(String::from).to_vec(),
+        "##" => return ["00", "000", "0000"].map(String::from).to_vec(),
+        _ => {}
+    }
+    let star = word.ends_with('*');
+    let f = fold(word.trim_end_matches('*'), exact).text;
+    let f = f.trim();
+    vec![if star && !f.is_empty() {
+        format!("{f}*")
+    } else {
+        f.to_string()
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(patterns: &[&str]) -> PhraseSet {
+        let mut s = PhraseSet::default();
+        for p in patterns {
+            if let Err(e) = s.add(p) {
+                panic!("{p}: {e}");
+            }
+        }
+        s
+    }
+
+    fn hit(s: &PhraseSet, text: &str) -> Vec<usize> {
+        let f = fold(text, false);
+        let x = s.needs_exact().then(|| fold(text, true));
+        let h = s.matches(&f, x.as_ref());
+        (0..s.patterns.len())
+            .filter(|&i| h.of(i).next().is_some())
+            .collect()
+    }
+
+    #[test]
+    fn words_alternatives_and_prefixes() {
+        let s = set(&[
+            "(can't|unable to) (log|sign) in",
+            "deactivat*",
+            "(the)? on call",
+        ]);
+        assert_eq!(hit(&s, "I CAN’T sign-in today"), vec![0]);
+        assert_eq!(hit(&s, "unable to log in"), vec![0]);
+        assert_eq!(hit(&s, "cannot log in"), Vec::<usize>::new());
+        assert_eq!(hit(&s, "Please deactivate him"), vec![1]);
+        assert_eq!(hit(&s, "inactivated"), Vec::<usize>::new());
+        assert_eq!(hit(&s, "who is on-call"), vec![2]);
+        assert_eq!(hit(&s, "oncall"), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn whole_words_only() {
+        let s = set(&["page"]);
+        assert_eq!(hit(&s, "pages, paged, homepage"), Vec::<usize>::new());
+        assert_eq!(hit(&s, "a page."), vec![0]);
+    }
+
+    #[test]
+    fn numbers() {
+        let s = set(&["since # (am|pm)", "## nurses"]);
+        assert_eq!(hit(&s, "since 7 am"), vec![0]);
+        assert_eq!(hit(&s, "since 11pm"), vec![0]);
+        assert_eq!(hit(&s, "22 nurses"), vec![1]);
+        assert_eq!(hit(&s, "2 nurses"), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn gaps_stay_within_a_sentence_and_a_window() {
+        let s = set(&["none of .. can't", "nobody ..2 reach"]);
+        assert_eq!(hit(&s, "None of our night nurses can't"), vec![0]);
+        assert_eq!(hit(&s, "none of them. They can't"), Vec::<usize>::new());
+        assert_eq!(
+            hit(&s, "none of a b c d e f g h can't"),
+            Vec::<usize>::new()
+        );
+        assert_eq!(hit(&s, "nobody can reach"), vec![1]);
+        assert_eq!(hit(&s, "nobody here can reach"), vec![1]);
+        assert_eq!(hit(&s, "nobody at all here can reach"), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn exact_case() {
+        let s = set(&["=ED", "ed"]);
+        assert_eq!(hit(&s, "the ED is full"), vec![0, 1]);
+        assert_eq!(hit(&s, "ed"), vec![1]);
+    }
+
+    #[test]
+    fn bad_patterns_say_why() {
+        let mut s = PhraseSet::default();
+        assert!(s.add("(a|b").is_err());
+        assert!(s.add("a .. ").is_err());
+        assert!(s.add("a ..99 b").is_err());
+        assert!(s.add("pre* fix").is_err());
+        assert!(s.add("!!!").is_err());
+        let long = "(a|b|c|d) (a|b|c|d) (a|b|c|d) (a|b|c|d) (a|b|c|d) (a|b|c|d|e)";
+        assert!(s
+            .add("(a|b|c|d|e|f|g|h) (a|b|c|d|e|f|g|h) (a|b|c|d|e|f|g|h) (a|b|c|d|e|f|g|h)")
+            .is_ok());
+        let long = "((a|b|c|d|e|f|g|h) (a|b|c|d|e|f|g|h) (a|b|c|d|e|f|g|h) (a|b|c|d|e|f|g|h|i))";
+        assert!(s.add(long).unwrap_err().contains("4096"));
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn probe() {
+        let t = std::time::Instant::now();
+        let r = crate::triage::Rules::from_toml(include_str!("../../config/triage.toml"), "x")
+            .map_err(|e| e.to_string())
+            .unwrap();
+        let parsed = t.elapsed();
+        r.prepare();
+        eprintln!(
+            "literals {} exact {} bytes {} parse {:?} build {:?}",
+            r.phrases.folded.phrases.len(),
+            r.phrases.exact.phrases.len(),
+            r.phrases
+                .folded
+                .phrases
+                .iter()
+                .map(|p| p.len())
+                .sum::<usize>(),
+            parsed,
+            t.elapsed() - parsed
+        );
+    }
+}
