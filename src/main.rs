@@ -219,6 +219,7 @@ impl From<ConfigError> for Failure {
 }
 
 fn main() -> ExitCode {
+    triage_cli::Timing::start();
     let cli = Cli::parse();
     init_tracing(cli.log_format, matches!(cli.command, Command::Run));
     // One process-wide crypto provider (lettre and IMAP use rustls with ring); an
@@ -635,7 +636,9 @@ fn check_config(cli: &Cli) -> Result<u8, Failure> {
 async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
     let config = load_config(cli)?;
     let pipeline = build_pipeline(config)?;
+    triage_cli::Timing::mark("setup");
     let store = open_store(&pipeline.config).await?;
+    triage_cli::Timing::mark("open");
     let stdin_only = files.is_empty() || files.iter().all(|f| f.as_os_str() == "-");
     let inputs: Vec<PathBuf> = if stdin_only {
         vec![PathBuf::from("-")]
@@ -680,7 +683,10 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
                 )
             })
             .collect();
-        match pipeline.ingest_batch(&store, &items) {
+        triage_cli::Timing::parse_triage(&pipeline.rules, &items);
+        let result = pipeline.ingest_batch(&store, &items);
+        triage_cli::Timing::mark("pipeline");
+        match result {
             Ok(outcomes) => {
                 for outcome in outcomes {
                     outln!(
@@ -712,6 +718,8 @@ async fn ingest(cli: &Cli, files: &[PathBuf]) -> Result<u8, Failure> {
             error: anyhow::Error::msg("the mail was not made durable; retry later"),
         });
     }
+    triage_cli::Timing::mark("durable");
     store.close().await;
+    triage_cli::Timing::report();
     Ok(code)
 }

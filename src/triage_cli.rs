@@ -97,9 +97,13 @@ fn rules(config: &Config, weights: Option<&Path>) -> Result<Rules, CliError> {
 
 /// Triage of one raw message, as the pipeline does it: quotes stripped, header signals read.
 fn classify_raw(rules: &Rules, raw: &[u8]) -> Classification {
+    with_input(raw, |input| rules.classify_mail(input))
+}
+
+fn with_input<T>(raw: &[u8], f: impl FnOnce(&TriageInput<'_>) -> T) -> T {
     let (subject, body) = subject_and_body(raw);
     let body = strip_quotes(&body);
-    rules.classify_mail(&TriageInput {
+    f(&TriageInput {
         subject: &subject,
         body: &body,
         signals: Signals::from_raw_headers(raw),
@@ -128,11 +132,12 @@ pub fn classify(config: &Config, args: &ClassifyArgs) -> Result<u8, CliError> {
                 continue;
             }
         };
-        let c = classify_raw(&rules, &raw);
         if args.explain {
-            outln!("{}:\n{}", file.display(), rules.explain(&c));
+            let e = with_input(&raw, |input| rules.explain(input));
+            outln!("{}:\n{e}", file.display());
             continue;
         }
+        let c = classify_raw(&rules, &raw);
         let line = ClassifyLine {
             file: file.display().to_string(),
             category: &c.category,
@@ -282,4 +287,83 @@ pub fn triage(
         path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
     );
     Ok(0)
+}
+
+/// `SUPPORTD_TIMING=1 supportd ingest -` prints where one process spent its time, on one
+/// stderr line (scripts/bench-pipe reads it). Off, it costs one environment lookup.
+pub struct Timing;
+
+static TIMING: std::sync::Mutex<Option<TimingState>> = std::sync::Mutex::new(None);
+
+struct TimingState {
+    start: std::time::Instant,
+    last: std::time::Instant,
+    marks: Vec<(&'static str, f64)>,
+}
+
+impl Timing {
+    pub fn start() {
+        if std::env::var_os("SUPPORTD_TIMING").is_some() {
+            let now = std::time::Instant::now();
+            *TIMING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(TimingState {
+                start: now,
+                last: now,
+                marks: Vec::new(),
+            });
+        }
+    }
+
+    /// Ends the phase `name` (the time since the previous mark).
+    pub fn mark(name: &'static str) {
+        let mut guard = TIMING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = guard.as_mut() {
+            let now = std::time::Instant::now();
+            t.marks.push((name, (now - t.last).as_secs_f64() * 1e3));
+            t.last = now;
+        }
+    }
+
+    /// Measures parse + quote stripping + triage of the batch on their own (the pipeline
+    /// then does them again, inside its call): the part of "pipeline" they account for.
+    pub fn parse_triage(rules: &Rules, items: &[(&[u8], supportd::pipeline::Source<'_>)]) {
+        if TIMING.lock().map(|g| g.is_none()).unwrap_or(true) {
+            return;
+        }
+        Timing::mark("read");
+        let t = std::time::Instant::now();
+        for (raw, _) in items {
+            if let Ok(m) = supportd::mail::parse::parse(raw) {
+                std::hint::black_box(rules.classify(&m.subject, &strip_quotes(&m.body)));
+            }
+        }
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let mut guard = TIMING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(state) = guard.as_mut() {
+            state.marks.push(("parse_triage", ms));
+            state.last = std::time::Instant::now();
+        }
+    }
+
+    pub fn report() {
+        let guard = TIMING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = guard.as_ref() {
+            let mut line = String::from("supportd-timing:");
+            for (name, ms) in &t.marks {
+                line.push_str(&format!(" {name}={ms:.3}"));
+            }
+            line.push_str(&format!(
+                " total={:.3}",
+                t.start.elapsed().as_secs_f64() * 1e3
+            ));
+            eprintln!("{line}");
+        }
+    }
 }

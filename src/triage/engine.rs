@@ -374,8 +374,46 @@ impl Rules {
         }
     }
 
-    /// Each fired feature's contribution to each decision, for `classify --explain`.
-    pub fn explain(&self, c: &Classification) -> Explanation {
+    /// The words that made each rule and feature fire (the first match of each), for
+    /// `classify --explain`.
+    fn evidence_text(&self, input: &TriageInput<'_>) -> Vec<(String, String)> {
+        let t = scan(&self.phrases, input.subject, input.body);
+        let texts = [&t.subject.text, &t.body.text];
+        let first = |patterns: &[usize], except: &[usize]| {
+            t.hits.iter().zip(texts).find_map(|(h, text)| {
+                patterns.iter().find_map(|&p| {
+                    h.of(p)
+                        .find(|s| !vetoed(h, s, except))
+                        .and_then(|s| text.get(s.start as usize..s.end as usize))
+                        .map(|w| w.trim().to_string())
+                })
+            })
+        };
+        let rules = self
+            .rules
+            .iter()
+            .map(|r| (&r.id, first(&r.patterns, &r.except)));
+        let features = self
+            .features
+            .iter()
+            .map(|f| (&f.id, first(&f.patterns, &f.except)));
+        rules
+            .chain(features)
+            .filter_map(|(id, w)| w.map(|w| (id.clone(), w)))
+            .collect()
+    }
+
+    /// Classifies a message and explains the result: each fired feature's contribution to
+    /// each decision and the words that fired it (`classify --explain`).
+    pub fn explain(&self, input: &TriageInput<'_>) -> Explanation {
+        let c = self.classify_mail(input);
+        let words = self.evidence_text(input);
+        let said = |id: &str| {
+            words
+                .iter()
+                .find(|(k, _)| k == id)
+                .map_or_else(|| id.to_string(), |(_, w)| format!("{id} \"{w}\""))
+        };
         let mut decisions = Vec::new();
         for (d, name) in DECISIONS.iter().enumerate() {
             let (bias, mut parts): (f64, Vec<(String, f64)>) = match &self.weights {
@@ -384,7 +422,7 @@ impl Rules {
                     let mut parts: Vec<(String, f64)> = c
                         .features
                         .iter()
-                        .filter_map(|id| l.features.get(id).map(|x| (id.clone(), *x)))
+                        .filter_map(|id| l.features.get(id).map(|x| (said(id), *x)))
                         .collect();
                     let ng = l.ngram_score(&c.ngrams, w.ngram_buckets);
                     if ng != 0.0 {
@@ -397,7 +435,7 @@ impl Rules {
                     self.features
                         .iter()
                         .filter(|f| c.features.contains(&f.id) && f.weights[d] != 0.0)
-                        .map(|f| (f.id.clone(), f.weights[d]))
+                        .map(|f| (said(&f.id), f.weights[d]))
                         .collect(),
                 ),
             };
@@ -423,7 +461,7 @@ impl Rules {
             urgency: c.urgency,
             language: c.language.clone(),
             categories,
-            rules: c.rules.clone(),
+            rules: c.rules.iter().map(|r| said(r)).collect(),
             decisions,
             margin: self.model.margin,
             margin_applied: c.margin,

@@ -4,10 +4,12 @@
 use whatlang::{Detector, Lang};
 
 /// Text detection looks at; a few sentences are plenty and keep it fast.
-const SAMPLE_BYTES: usize = 600;
-/// Below this whatlang confidence, or for fewer letters than this, the default language.
+const SAMPLE_BYTES: usize = 320;
+/// Below this whatlang confidence, or for fewer letters than this, the default language;
+/// below `RELIABLE_LETTERS` only a detection whatlang itself calls reliable counts.
 const MIN_CONFIDENCE: f64 = 0.05;
 const MIN_LETTERS: usize = 8;
+const RELIABLE_LETTERS: usize = 60;
 
 /// ISO 639-1 codes the rules file may name, and whatlang's language for each.
 const KNOWN: &[(&str, Lang)] = &[
@@ -83,15 +85,20 @@ impl Languages {
             cut -= 1;
         }
         sample.push_str(body.get(..cut).unwrap_or(""));
-        if sample.chars().filter(|c| c.is_alphabetic()).count() < MIN_LETTERS {
+        let letters = sample.chars().filter(|c| c.is_alphabetic()).count();
+        if letters < MIN_LETTERS {
             return self.default.clone();
         }
         match self.detector.detect(&sample) {
-            Some(info) if info.confidence() >= MIN_CONFIDENCE => self
-                .codes
-                .iter()
-                .find(|c| c.1 == info.lang())
-                .map_or_else(|| self.default.clone(), |c| c.0.to_string()),
+            Some(info)
+                if info.confidence() >= MIN_CONFIDENCE
+                    && (letters >= RELIABLE_LETTERS || info.is_reliable()) =>
+            {
+                self.codes
+                    .iter()
+                    .find(|c| c.1 == info.lang())
+                    .map_or_else(|| self.default.clone(), |c| c.0.to_string())
+            }
             _ => self.default.clone(),
         }
     }

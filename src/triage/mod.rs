@@ -54,7 +54,7 @@ pub struct Category {
 #[derive(Debug)]
 pub struct Rules {
     /// Every pattern of every rule and feature, matched in one pass.
-    pub(crate) phrases: phrases::PhraseSet,
+    phrases: phrases::PhraseSet,
     levels: Vec<Level>,
     categories: Vec<Category>,
     rules: Vec<engine::CategoryRule>,

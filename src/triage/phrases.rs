@@ -17,7 +17,6 @@
 //! them go into ONE Aho-Corasick automaton, built the first time a text is matched: a few
 //! milliseconds, where compiling the same rules as regular expressions cost ~350 ms.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
@@ -46,58 +45,75 @@ struct Pattern {
 pub struct PhraseSet {
     patterns: Vec<Pattern>,
     /// Literal phrase → the parts it belongs to, for the case-folded and the exact texts.
-    pub(crate) folded: Literals,
-    pub(crate) exact: Literals,
+    folded: Literals,
+    exact: Literals,
     part_count: u32,
+    /// Part → the patterns that start with it.
+    starts: Vec<Vec<u32>>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Literals {
-    pub(crate) phrases: Vec<String>,
+    /// Every (phrase, part) as added; grouped when the automaton is built.
+    added: Vec<(String, u32)>,
+    automaton: OnceLock<Option<Automaton>>,
+}
+
+#[derive(Debug)]
+struct Automaton {
+    ac: AhoCorasick,
+    /// Literal index → the parts it belongs to.
     parts: Vec<Vec<u32>>,
-    index: HashMap<String, usize>,
-    automaton: OnceLock<Option<AhoCorasick>>,
 }
 
 impl Literals {
     fn add(&mut self, phrase: String, part: u32) {
-        match self.index.get(&phrase) {
-            Some(&i) => {
-                if let Some(list) = self.parts.get_mut(i) {
-                    if list.last() != Some(&part) {
-                        list.push(part);
-                    }
-                }
-            }
-            None => {
-                self.index.insert(phrase.clone(), self.phrases.len());
-                self.phrases.push(phrase);
-                self.parts.push(vec![part]);
-            }
-        }
+        self.added.push((phrase, part));
     }
 
-    fn automaton(&self) -> Option<&AhoCorasick> {
+    fn is_empty(&self) -> bool {
+        self.added.is_empty()
+    }
+
+    fn automaton(&self) -> Option<&Automaton> {
         self.automaton
             .get_or_init(|| {
-                if self.phrases.is_empty() {
+                if self.added.is_empty() {
                     return None;
                 }
-                AhoCorasick::builder()
+                let mut sorted: Vec<&(String, u32)> = self.added.iter().collect();
+                sorted.sort_unstable();
+                let mut phrases: Vec<&str> = Vec::new();
+                let mut parts: Vec<Vec<u32>> = Vec::new();
+                for (phrase, part) in sorted {
+                    match (phrases.last(), parts.last_mut()) {
+                        (Some(last), Some(list)) if *last == phrase => {
+                            if list.last() != Some(part) {
+                                list.push(*part);
+                            }
+                        }
+                        _ => {
+                            phrases.push(phrase);
+                            parts.push(vec![*part]);
+                        }
+                    }
+                }
+                let ac = AhoCorasick::builder()
                     .match_kind(MatchKind::Standard)
                     .kind(Some(AhoCorasickKind::ContiguousNFA))
-                    .build(&self.phrases)
-                    .ok()
+                    .build(&phrases)
+                    .ok()?;
+                Some(Automaton { ac, parts })
             })
             .as_ref()
     }
 
     /// `(part, start, end)` of every literal occurrence in `text`.
     fn scan(&self, text: &str, out: &mut Vec<(u32, u32, u32)>) {
-        let Some(ac) = self.automaton() else { return };
-        for m in ac.find_overlapping_iter(text) {
+        let Some(a) = self.automaton() else { return };
+        for m in a.ac.find_overlapping_iter(text) {
             let (s, e) = (m.start() as u32, m.end() as u32);
-            for &part in self.parts.get(m.pattern().as_usize()).into_iter().flatten() {
+            for &part in a.parts.get(m.pattern().as_usize()).into_iter().flatten() {
                 out.push((part, s, e));
             }
         }
@@ -158,6 +174,11 @@ impl PhraseSet {
                 }
                 let id = self.part_count;
                 self.part_count += 1;
+                self.starts.push(if ids.is_empty() {
+                    vec![self.patterns.len() as u32]
+                } else {
+                    Vec::new()
+                });
                 for p in phrases {
                     let literal = match p.strip_suffix('*') {
                         Some(prefix) => format!(" {prefix}"),
@@ -182,7 +203,7 @@ impl PhraseSet {
 
     /// Whether any pattern needs the case-kept text.
     pub fn needs_exact(&self) -> bool {
-        !self.exact.phrases.is_empty()
+        !self.exact.is_empty()
     }
 
     /// Builds the automata now rather than at the first match (benchmarks, `check-config`).
@@ -201,27 +222,27 @@ impl PhraseSet {
         occ.sort_unstable();
         occ.dedup();
         let mut spans = Vec::new();
-        for (id, pattern) in self.patterns.iter().enumerate() {
-            let Some(&first) = pattern.parts.first() else {
-                continue;
-            };
-            let bytes = if pattern.exact {
-                exact.map_or(&[][..], |x| x.text.as_bytes())
-            } else {
-                text.text.as_bytes()
-            };
-            for a in of_part(&occ, first) {
-                if let Some(end) = chain(&occ, bytes, pattern, 1, a.end) {
-                    spans.push((
-                        id as u32,
-                        Span {
-                            start: a.start,
-                            end,
-                        },
-                    ));
+        let mut i = 0;
+        while let Some(&(part, _, _)) = occ.get(i) {
+            let n = occ[i..].partition_point(|o| o.0 == part);
+            for &id in self.starts.get(part as usize).into_iter().flatten() {
+                let Some(pattern) = self.patterns.get(id as usize) else {
+                    continue;
+                };
+                let bytes = if pattern.exact {
+                    exact.map_or(&[][..], |x| x.text.as_bytes())
+                } else {
+                    text.text.as_bytes()
+                };
+                for &(_, start, end) in &occ[i..i + n] {
+                    if let Some(end) = chain(&occ, bytes, pattern, 1, end) {
+                        spans.push((id, Span { start, end }));
+                    }
                 }
             }
+            i += n;
         }
+        spans.sort_unstable_by_key(|(id, s)| (*id, s.start, s.end));
         Hits { spans }
     }
 }
@@ -250,30 +271,63 @@ fn chain(
         return Some(end);
     };
     let gap = pattern.gaps.get(i - 1).copied().unwrap_or(DEFAULT_GAP);
-    of_part(occ, part)
-        .filter(|b| within(text, end, b.start, gap))
-        .find_map(|b| chain(occ, text, pattern, i + 1, b.end))
+    let from = occ.partition_point(|o| o.0 < part);
+    let list = occ.get(from..).unwrap_or(&[]);
+    let list = &list[..list.partition_point(|o| o.0 == part)];
+    // Candidates start at the space that ends the previous part, or later.
+    let first = list.partition_point(|o| o.1 + 1 < end);
+    for &(_, start, next_end) in &list[first..] {
+        match follows(text, end, start, gap) {
+            Follows::Yes => {
+                if let Some(e) = chain(occ, text, pattern, i + 1, next_end) {
+                    return Some(e);
+                }
+            }
+            Follows::Overlaps => {}
+            // Later candidates start later still: further away.
+            Follows::TooFar => return None,
+        }
+    }
+    None
+}
+
+enum Follows {
+    Yes,
+    Overlaps,
+    TooFar,
 }
 
 /// Whether a part starting at `start` follows one ending at `end` with at most `gap` words
 /// and no sentence break between them. Literals start and end with the space they share
 /// (a prefix literal ends without one).
-fn within(text: &[u8], end: u32, start: u32, gap: u8) -> bool {
+fn follows(text: &[u8], end: u32, start: u32, gap: u8) -> Follows {
     let (end, start) = (end as usize, start as usize);
-    if start + 1 == end && text.get(start) == Some(&b' ') {
-        return true;
+    if start + 1 == end {
+        return if text.get(start) == Some(&b' ') {
+            Follows::Yes
+        } else {
+            Follows::Overlaps
+        };
     }
-    if start < end || gap == 0 {
-        return false;
+    if start < end {
+        return Follows::Overlaps;
     }
-    let Some(between) = text.get(end..=start) else {
-        return false;
-    };
-    if between.contains(&BREAK) {
-        return false;
+    if gap == 0 {
+        return Follows::TooFar;
     }
-    let words = between.iter().filter(|&&b| b == b' ').count();
-    words <= usize::from(gap)
+    let mut words = 0;
+    for &b in text.get(end..=start).unwrap_or(&[]) {
+        if b == BREAK {
+            return Follows::TooFar;
+        }
+        if b == b' ' {
+            words += 1;
+            if words > usize::from(gap) {
+                return Follows::TooFar;
+            }
+        }
+    }
+    Follows::Yes
 }
 
 /// Splits `a .. b ..3 c` into its parts and the gaps between them.
@@ -344,7 +398,7 @@ fn elements(part: &str, exact: bool) -> Result<Vec<Element>, String> {
 
 /// Literal phrases adjacent elements expand to together; longer cross products are cut
 /// into adjacent chunks instead (each with at least one word that must be there).
-const CHUNK: usize = 48;
+const CHUNK: usize = 16;
 
 fn chunks(elements: Vec<Element>) -> Result<Vec<Vec<String>>, String> {
     let mut out: Vec<Vec<String>> = Vec::new();
@@ -570,30 +624,5 @@ mod tests {
             .is_ok());
         let long = "((a|b|c|d|e|f|g|h) (a|b|c|d|e|f|g|h) (a|b|c|d|e|f|g|h) (a|b|c|d|e|f|g|h|i))";
         assert!(s.add(long).unwrap_err().contains("4096"));
-    }
-}
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn probe() {
-        let t = std::time::Instant::now();
-        let r = crate::triage::Rules::from_toml(include_str!("../../config/triage.toml"), "x")
-            .map_err(|e| e.to_string())
-            .unwrap();
-        let parsed = t.elapsed();
-        r.prepare();
-        eprintln!(
-            "literals {} exact {} bytes {} parse {:?} build {:?}",
-            r.phrases.folded.phrases.len(),
-            r.phrases.exact.phrases.len(),
-            r.phrases
-                .folded
-                .phrases
-                .iter()
-                .map(|p| p.len())
-                .sum::<usize>(),
-            parsed,
-            t.elapsed() - parsed
-        );
     }
 }

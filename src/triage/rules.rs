@@ -22,6 +22,7 @@ impl Rules {
     pub fn from_toml(text: &str, origin: &str) -> Result<Rules, TriageError> {
         let mut p = Parser {
             text,
+            newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
             problems: Vec::new(),
         };
         let rules = p.parse();
@@ -40,6 +41,8 @@ impl Rules {
 
 struct Parser<'t> {
     text: &'t str,
+    /// Byte offsets of the newlines, to turn spans into lines quickly.
+    newlines: Vec<usize>,
     problems: Vec<Problem>,
 }
 
@@ -47,10 +50,7 @@ const TOP_KEYS: &str = "scoring, urgency, language, level, category, rule, featu
 
 impl Parser<'_> {
     fn line(&self, span: Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text
-            .get(..end)
-            .map_or(1, |s| s.bytes().filter(|&b| b == b'\n').count() + 1)
+        self.newlines.partition_point(|&n| n < span.start) + 1
     }
 
     fn problem_at(&mut self, line: usize, message: impl Into<String>) {
