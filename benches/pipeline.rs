@@ -1,7 +1,7 @@
 //! Pure-core throughput: parse + quote stripping + classify of the triage corpus, one core.
 //! `cargo bench --bench pipeline`; target ≥ 20,000 messages/s. Also the triage set-up a
 //! `supportd ingest -` process pays once (reading the rules, building the phrase
-//! automaton, the first classification); target ≤ 5 ms.
+//! trie, the first classification); target ≤ 5 ms.
 
 // Benchmark code: a missing fixture is a setup error worth a loud stop.
 #![allow(clippy::expect_used)]
@@ -43,7 +43,6 @@ fn bench(c: &mut Criterion) {
         b.iter(|| Rules::from_toml(supportd::setup::DEFAULT_RULES, "config/triage.toml"))
     });
     g.finish();
-    rules.prepare();
     let mut g = c.benchmark_group("core");
     g.throughput(Throughput::Elements(mails.len() as u64));
     g.bench_function("parse", |b| {

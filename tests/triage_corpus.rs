@@ -55,7 +55,9 @@ fn ratio(a: usize, b: usize) -> f64 {
 }
 
 fn dir(set: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(set)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(set)
 }
 
 fn read_labels(dir: &Path) -> Result<Vec<Label>, String> {
@@ -109,7 +111,11 @@ fn measure(set: &str) -> Result<Figures, String> {
     for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| format!("not JSON: {line:?}: {e}"))?;
-        let field = |k: &str| v[k].as_str().map(String::from).ok_or(format!("no {k} in {line}"));
+        let field = |k: &str| {
+            v[k].as_str()
+                .map(String::from)
+                .ok_or(format!("no {k} in {line}"))
+        };
         let urgency = v["urgency"]
             .as_u64()
             .and_then(|u| u8::try_from(u).ok())
@@ -177,13 +183,33 @@ fn check(set: &str, floor: &Floor) -> Result<(), String> {
     let checks = [
         ("category", ratio(f.category, f.n), floor.category, true),
         ("urgency", ratio(f.urgency, f.n), floor.urgency, true),
-        ("level 1-2 recall", ratio(f.high_found, f.high), floor.high_recall, true),
-        ("level 3-4 raised to 1-2", ratio(f.low_raised, f.low), floor.raised, false),
-        ("language", ratio(f.language_ok, f.languages), floor.language, true),
+        (
+            "level 1-2 recall",
+            ratio(f.high_found, f.high),
+            floor.high_recall,
+            true,
+        ),
+        (
+            "level 3-4 raised to 1-2",
+            ratio(f.low_raised, f.low),
+            floor.raised,
+            false,
+        ),
+        (
+            "language",
+            ratio(f.language_ok, f.languages),
+            floor.language,
+            true,
+        ),
     ];
     for (what, got, bar, at_least) in checks {
         let ok = if at_least { got >= bar } else { got <= bar };
-        assert!(ok, "{set}: {what} {:.1} % against a floor of {:.1} %", got * 100.0, bar * 100.0);
+        assert!(
+            ok,
+            "{set}: {what} {:.1} % against a floor of {:.1} %",
+            got * 100.0,
+            bar * 100.0
+        );
     }
     Ok(())
 }

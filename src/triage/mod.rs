@@ -4,7 +4,7 @@
 //! module is the engine, pure (no I/O, no async):
 //!
 //! * [`fold`]: case, accents, punctuation and numbers folded, so a phrase is written once;
-//! * [`phrases`]: the phrase language of the rules, matched in one Aho-Corasick pass;
+//! * [`phrases`]: the phrase language of the rules, matched through one trie of words;
 //! * [`rules`]: reading and validating the file, every problem with its line;
 //! * [`engine`]: scoring. The **category** is topic-driven: `[[rule]]`s add their weight to
 //!   one or more categories, the highest total wins. The **urgency** comes from
@@ -24,6 +24,7 @@ pub mod lang;
 pub mod phrases;
 pub mod rules;
 pub mod signals;
+mod trie;
 pub mod tune;
 pub mod weights;
 
@@ -131,11 +132,6 @@ impl Rules {
         }
         self.weights = Some(weights);
         Ok(self)
-    }
-
-    /// Builds the phrase automata now instead of at the first classification.
-    pub fn prepare(&self) {
-        self.phrases.prepare();
     }
 }
 
