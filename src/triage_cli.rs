@@ -176,9 +176,9 @@ fn corpus_samples(rules: &Rules, dirs: &[PathBuf]) -> Result<Vec<Sample>, CliErr
             };
             let urgency: u8 = urgency.parse().map_err(|_| bad("urgency must be 1-4"))?;
             let raw = std::fs::read(dir.join(file)).map_err(|e| bad(&format!("{file}: {e}")))?;
-            let c = classify_raw(rules, &raw);
+            let (c, evidence) = with_input(&raw, |input| rules.classify_with_evidence(input));
             out.push(Sample {
-                evidence: c.evidence(),
+                evidence,
                 rules_category: c.category,
                 rules_urgency: c.urgency,
                 final_category: category.to_string(),

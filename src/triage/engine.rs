@@ -102,7 +102,8 @@ pub struct Classification {
     pub scores: Scores,
     /// Level 2 because the impact score was within `[urgency] margin` below the boundary.
     pub margin: bool,
-    /// Hashed word n-grams of the mail (for learning; see [`super::weights::ngrams`]).
+    /// Hashed word n-grams of the mail (see [`super::weights::ngrams`]); computed only when
+    /// learned weights are installed (they score them) or for [`Rules::classify_with_evidence`].
     #[serde(skip)]
     pub ngrams: Vec<u32>,
     /// Each category's total, in file order.
@@ -122,16 +123,6 @@ pub struct Evidence {
     pub ngrams: Vec<u32>,
 }
 
-impl Classification {
-    /// What fired, to store with a correction.
-    pub fn evidence(&self) -> Evidence {
-        Evidence {
-            rules: self.rules.clone(),
-            features: self.features.clone(),
-            ngrams: self.ngrams.clone(),
-        }
-    }
-}
 
 /// Whether pattern `id` matched somewhere no `except` phrase overlaps.
 fn pattern_fires(hits: &Hits, id: usize, except: &[usize]) -> bool {
@@ -190,8 +181,28 @@ impl Rules {
 
     /// Classifies a message.
     pub fn classify_mail(&self, input: &TriageInput<'_>) -> Classification {
+        self.classify_inner(input, self.weights.is_some())
+    }
+
+    /// Classifies a message and returns what fired, to be stored with an agents'
+    /// correction (`corrections.features`) for `supportd triage tune`.
+    pub fn classify_with_evidence(&self, input: &TriageInput<'_>) -> (Classification, Evidence) {
+        let c = self.classify_inner(input, true);
+        let e = Evidence {
+            rules: c.rules.clone(),
+            features: c.features.clone(),
+            ngrams: c.ngrams.clone(),
+        };
+        (c, e)
+    }
+
+    fn classify_inner(&self, input: &TriageInput<'_>, with_ngrams: bool) -> Classification {
         let t = scan(&self.phrases, input.subject, input.body);
-        let ngrams = ngrams(&[&t.subject, &t.body]);
+        let ngrams = if with_ngrams {
+            ngrams(&[&t.subject, &t.body])
+        } else {
+            Vec::new()
+        };
 
         // Category: topic rules, subject and body scored apart.
         let mut cat_scores = vec![0.0_f64; self.categories.len()];

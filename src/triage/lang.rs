@@ -4,7 +4,7 @@
 use whatlang::{Detector, Lang};
 
 /// Text detection looks at; a few sentences are plenty and keep it fast.
-const SAMPLE_BYTES: usize = 320;
+const SAMPLE_BYTES: usize = 200;
 /// Below this whatlang confidence, or for fewer letters than this, the default language;
 /// below `RELIABLE_LETTERS` only a detection whatlang itself calls reliable counts.
 const MIN_CONFIDENCE: f64 = 0.05;
@@ -34,7 +34,7 @@ impl Default for Languages {
     fn default() -> Self {
         let codes: Vec<_> = KNOWN.iter().take(3).copied().collect();
         Languages {
-            detector: Detector::with_allowlist(codes.iter().map(|c| c.1).collect()),
+            detector: detector(&codes),
             codes,
             default: "en".into(),
         }
@@ -69,7 +69,7 @@ impl Languages {
             ));
         }
         Ok(Languages {
-            detector: Detector::with_allowlist(codes.iter().map(|c| c.1).collect()),
+            detector: detector(&codes),
             codes,
             default: default.0.clone(),
         })
@@ -107,6 +107,10 @@ impl Languages {
     pub fn default_code(&self) -> &str {
         &self.default
     }
+}
+
+fn detector(codes: &[(&'static str, Lang)]) -> Detector {
+    Detector::with_allowlist(codes.iter().map(|c| c.1).collect())
 }
 
 fn known() -> String {

@@ -67,17 +67,16 @@ impl Span {
 pub struct Hits {
     /// `(pattern, span)`, sorted by pattern.
     spans: Vec<(u32, Span)>,
+    /// Pattern → index of its first span in `spans` (one more entry at the end).
+    index: Vec<u32>,
 }
 
 impl Hits {
     /// The spans where pattern `id` matched.
     pub fn of(&self, id: usize) -> impl Iterator<Item = Span> + '_ {
-        let id = id as u32;
-        let from = self.spans.partition_point(|(p, _)| *p < id);
-        self.spans[from..]
-            .iter()
-            .take_while(move |(p, _)| *p == id)
-            .map(|(_, s)| *s)
+        let from = self.index.get(id).copied().unwrap_or(0) as usize;
+        let to = self.index.get(id + 1).copied().unwrap_or(0) as usize;
+        self.spans.get(from..to).unwrap_or(&[]).iter().map(|(_, s)| *s)
     }
 }
 
@@ -151,7 +150,15 @@ impl PhraseSet {
             i += n;
         }
         spans.sort_unstable_by_key(|(id, s)| (*id, s.start, s.end));
-        Hits { spans }
+        let mut index = Vec::with_capacity(self.patterns.len() + 1);
+        let mut k = 0usize;
+        for id in 0..=self.patterns.len() as u32 {
+            while spans.get(k).is_some_and(|(p, _)| *p < id) {
+                k += 1;
+            }
+            index.push(k as u32);
+        }
+        Hits { spans, index }
     }
 }
 
@@ -283,6 +290,10 @@ fn elements(part: &str, exact: bool) -> Result<Vec<Element>, String> {
         for a in e {
             if a.trim_end_matches('*').contains('*') || (i < last && a.ends_with('*')) {
                 return Err("a `*` prefix may only end a phrase".into());
+            }
+            let word = a.rsplit(' ').next().unwrap_or("");
+            if word.ends_with('*') && word.len() < 4 {
+                return Err(format!("`{word}`: a `*` prefix needs at least three letters"));
             }
         }
     }

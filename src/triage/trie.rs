@@ -43,10 +43,17 @@ pub(crate) struct Trie {
     words: Map<Box<str>, u32>,
     /// (node, word) → node; node 0 is the root.
     edges: Map<(u32, u32), u32>,
+    /// Word → the node it leads to from the root (0: none): the first step of every walk.
+    root: Vec<u32>,
     /// Prefix words (`deactivat*`) leaving the root: prefix → end nodes.
     root_prefixes: Map<Box<str>, Vec<u32>>,
     /// The lengths of those prefixes, shortest first.
     prefix_lengths: Vec<usize>,
+    /// The first three bytes of each root prefix: a word starting otherwise needs no lookup.
+    prefix_heads: Map<[u8; 3], ()>,
+    /// Some word has an upper-case letter (the case-sensitive trie): a word without one
+    /// cannot start a phrase.
+    upper: bool,
     /// Prefix words deeper in a phrase: node → (prefix, end node).
     inner_prefixes: Map<u32, Vec<(Box<str>, u32)>>,
     /// Node → the parts whose phrase ends there.
@@ -64,6 +71,7 @@ impl Trie {
             return id;
         }
         let id = self.words.len() as u32;
+        self.upper |= w.bytes().any(|b| b.is_ascii_uppercase());
         self.words.insert(w.into(), id);
         id
     }
@@ -77,6 +85,13 @@ impl Trie {
                 }
                 let n = self.node();
                 self.edges.insert((from, *w), n);
+                if from == 0 {
+                    let i = *w as usize;
+                    if self.root.len() <= i {
+                        self.root.resize(i + 1, 0);
+                    }
+                    self.root[i] = n;
+                }
                 return n;
             }
             Word::Prefix(p) => &**p,
@@ -96,6 +111,10 @@ impl Trie {
             }
             let n = self.node();
             if from == 0 {
+                let b = prefix.as_bytes();
+                if let [a, b, c, ..] = b {
+                    self.prefix_heads.insert([*a, *b, *c], ());
+                }
                 self.root_prefixes.entry(prefix.into()).or_default().push(n);
                 if !self.prefix_lengths.contains(&prefix.len()) {
                     self.prefix_lengths.push(prefix.len());
@@ -200,14 +219,25 @@ impl Trie {
             let w = text.get(start..i).unwrap_or("");
             tokens.push((start as u32, i as u32, self.words.get(w).copied()));
         }
-        for (k, &(start, _, _)) in tokens.iter().enumerate() {
+        for (k, &(start, end, _)) in tokens.iter().enumerate() {
+            if self.upper {
+                let word = bytes.get(start as usize..end as usize).unwrap_or(&[]);
+                if !word.iter().any(u8::is_ascii_uppercase) {
+                    continue;
+                }
+            }
             let first = start.saturating_sub(1);
             let mut node = 0u32;
             for &(s, e, id) in &tokens[k..] {
                 let word = text.get(s as usize..e as usize).unwrap_or("");
                 self.prefix_hits(node, word, first, e, out);
-                match id.and_then(|w| self.edges.get(&(node, w))) {
-                    Some(&next) => {
+                let next = match id {
+                    Some(w) if node == 0 => self.root.get(w as usize).copied().filter(|&n| n != 0),
+                    Some(w) => self.edges.get(&(node, w)).copied(),
+                    None => None,
+                };
+                match next {
+                    Some(next) => {
                         node = next;
                         for &part in self.ends.get(next as usize).into_iter().flatten() {
                             out.push((part, first, e + 1));
@@ -233,6 +263,13 @@ impl Trie {
             }
         };
         if node == 0 {
+            let head = match word.as_bytes() {
+                [a, b, c, ..] => [*a, *b, *c],
+                _ => return,
+            };
+            if !self.prefix_heads.contains_key(&head) {
+                return;
+            }
             for &len in &self.prefix_lengths {
                 if len > word.len() {
                     break;
