@@ -123,7 +123,6 @@ pub struct Evidence {
     pub ngrams: Vec<u32>,
 }
 
-
 /// Whether pattern `id` matched somewhere no `except` phrase overlaps.
 fn pattern_fires(hits: &Hits, id: usize, except: &[usize]) -> bool {
     hits.of(id).any(|s| !vetoed(hits, &s, except))
