@@ -156,10 +156,18 @@ struct Texts {
 }
 
 fn scan(phrases: &PhraseSet, subject: &str, body: &str) -> Texts {
-    let (s, b) = (fold(subject, false), fold(body, false));
+    // One fold keeping case; the case-folded text is its ASCII lower-case copy (folding
+    // leaves only ASCII in Latin scripts, and the byte offsets stay the same).
+    let both = |text: &str| {
+        let exact = fold(text, true);
+        let mut lower = exact.clone();
+        lower.text.make_ascii_lowercase();
+        (lower, exact)
+    };
+    let ((s, sx), (b, bx)) = (both(subject), both(body));
     let exact = phrases.needs_exact();
-    let hs = phrases.matches(&s, exact.then(|| fold(subject, true)).as_ref());
-    let hb = phrases.matches(&b, exact.then(|| fold(body, true)).as_ref());
+    let hs = phrases.matches(&s, exact.then_some(&sx));
+    let hb = phrases.matches(&b, exact.then_some(&bx));
     Texts {
         subject: s,
         body: b,

@@ -31,6 +31,13 @@ impl Hasher for Fnv {
 
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
+/// Bits in the filter of root prefixes' first three bytes.
+const HEADS: usize = 1 << 14;
+
+fn head(a: u8, b: u8, c: u8) -> usize {
+    (usize::from(a) * 961 + usize::from(b) * 31 + usize::from(c)) % HEADS
+}
+
 /// A word of a phrase: a known word, or a prefix (`deactivat*`, only last).
 enum Word {
     Id(u32),
@@ -50,7 +57,7 @@ pub(crate) struct Trie {
     /// The lengths of those prefixes, shortest first.
     prefix_lengths: Vec<usize>,
     /// The first three bytes of each root prefix: a word starting otherwise needs no lookup.
-    prefix_heads: Map<[u8; 3], ()>,
+    prefix_heads: Vec<u64>,
     /// Some word has an upper-case letter (the case-sensitive trie): a word without one
     /// cannot start a phrase.
     upper: bool,
@@ -113,7 +120,13 @@ impl Trie {
             if from == 0 {
                 let b = prefix.as_bytes();
                 if let [a, b, c, ..] = b {
-                    self.prefix_heads.insert([*a, *b, *c], ());
+                    let h = head(*a, *b, *c);
+                    if self.prefix_heads.is_empty() {
+                        self.prefix_heads = vec![0; HEADS / 64];
+                    }
+                    if let Some(w) = self.prefix_heads.get_mut(h / 64) {
+                        *w |= 1 << (h % 64);
+                    }
                 }
                 self.root_prefixes.entry(prefix.into()).or_default().push(n);
                 if !self.prefix_lengths.contains(&prefix.len()) {
@@ -217,7 +230,12 @@ impl Trie {
                 i += 1;
             }
             let w = text.get(start..i).unwrap_or("");
-            tokens.push((start as u32, i as u32, self.words.get(w).copied()));
+            let id = if self.upper && !w.bytes().any(|b| b.is_ascii_uppercase()) {
+                None
+            } else {
+                self.words.get(w).copied()
+            };
+            tokens.push((start as u32, i as u32, id));
         }
         for (k, &(start, end, _)) in tokens.iter().enumerate() {
             if self.upper {
@@ -263,11 +281,15 @@ impl Trie {
             }
         };
         if node == 0 {
-            let head = match word.as_bytes() {
-                [a, b, c, ..] => [*a, *b, *c],
+            let h = match word.as_bytes() {
+                [a, b, c, ..] => head(*a, *b, *c),
                 _ => return,
             };
-            if !self.prefix_heads.contains_key(&head) {
+            if self
+                .prefix_heads
+                .get(h / 64)
+                .is_none_or(|w| w & (1 << (h % 64)) == 0)
+            {
                 return;
             }
             for &len in &self.prefix_lengths {
