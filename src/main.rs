@@ -10,6 +10,7 @@ mod cli;
 use cli::{Cli, Failure, LogFormat, EX_SOFTWARE};
 
 fn main() -> ExitCode {
+    cli::triage::Timing::start();
     let cli = Cli::parse();
     let daemon = cli.command.is_daemon();
     init_tracing(cli.log_format, daemon);

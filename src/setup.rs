@@ -50,10 +50,11 @@ fn rules_origin(config: &Config) -> String {
     }
 }
 
-/// The triage rules the config names, or the built-in ones.
+/// The triage rules the config names, or the built-in ones, with the learned weights their
+/// `[scoring] weights_file` installs (a path relative to the rules file).
 pub fn load_rules(config: &Config) -> Result<Rules, SetupError> {
     let origin = rules_origin(config);
-    match &config.triage.rules_file {
+    let rules = match &config.triage.rules_file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 SetupError::Unusable(format!("cannot read triage rules {origin}: {e}"))
@@ -62,7 +63,38 @@ pub fn load_rules(config: &Config) -> Result<Rules, SetupError> {
         }
         None => Rules::from_toml(DEFAULT_RULES, &origin),
     }
-    .map_err(|e| SetupError::Unusable(e.to_string()))
+    .map_err(|e| SetupError::Unusable(e.to_string()))?;
+    match rules.weights_file().map(|w| rules_dir(config).join(w)) {
+        Some(path) => install_weights(rules, &path),
+        None => Ok(rules),
+    }
+}
+
+/// The directory the rules file is in (relative paths in it start there); the current
+/// directory for the built-in rules.
+pub fn rules_dir(config: &Config) -> std::path::PathBuf {
+    config
+        .triage
+        .rules_file
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// `rules` with the learned weights in `path`.
+pub fn install_weights(rules: Rules, path: &std::path::Path) -> Result<Rules, SetupError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SetupError::Unusable(format!(
+            "cannot read triage weights {}: {e}",
+            path.display()
+        ))
+    })?;
+    let weights = crate::triage::Weights::from_toml(&text, &path.display().to_string())
+        .map_err(SetupError::Unusable)?;
+    rules
+        .with_weights(weights)
+        .map_err(|e| SetupError::Unusable(format!("{}: {e}", path.display())))
 }
 
 /// The decisions' knobs, from the config, once.

@@ -1,67 +1,96 @@
-//! Triage quality on the development corpus, through the real CLI:
-//! `supportd classify FILE...` must print one JSON line per file with
-//! `file`, `category` and `urgency`. Fails below the agreed bar:
-//! category accuracy 85%, urgency accuracy 80%, and 95% of the mails
-//! labelled level 1 or 2 classified as level 1 or 2.
+//! Triage quality through the real CLI (`supportd classify FILE...`, one JSON line per file
+//! with `file`, `category`, `urgency` and `language`), on the labelled sets:
+//!
+//! * `tests/fixtures/triage-dev` (72 mails the rules were first written against) and
+//!   `tests/fixtures/triage-validation/tune` (60 mails written blind to the rules, used for
+//!   tuning): the figures must stay above the floors below;
+//! * `tests/fixtures/triage-validation/holdout` (120 mails never read nor tuned on): only
+//!   measured, only on request (`TRIAGE_HOLDOUT=1`), and never a floor, so that it cannot
+//!   become a tuning target. Its misses are not listed.
+//!
+//! `cargo test --test triage_corpus -- --nocapture` prints the figures.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const MIN_CATEGORY: f64 = 0.85;
-const MIN_URGENCY: f64 = 0.80;
-const MIN_HIGH_RECALL: f64 = 0.95;
-
 struct Label {
     file: String,
     category: String,
     urgency: u8,
+    language: Option<String>,
 }
 
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/triage-dev")
+/// What a set must reach.
+struct Floor {
+    category: f64,
+    urgency: f64,
+    /// Level 1-2 mails classified 1-2.
+    high_recall: f64,
+    /// Level 3-4 mails raised to 1-2, at most.
+    raised: f64,
+    language: f64,
+}
+
+#[derive(Default)]
+struct Figures {
+    n: usize,
+    category: usize,
+    urgency: usize,
+    high: usize,
+    high_found: usize,
+    low: usize,
+    low_raised: usize,
+    languages: usize,
+    language_ok: usize,
+    misses: Vec<String>,
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn dir(set: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(set)
 }
 
 fn read_labels(dir: &Path) -> Result<Vec<Label>, String> {
     let text = std::fs::read_to_string(dir.join("labels.tsv"))
-        .map_err(|e| format!("reading labels.tsv: {e}"))?;
+        .map_err(|e| format!("{}: labels.tsv: {e}", dir.display()))?;
     let mut labels = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let cols: Vec<&str> = line.split('\t').map(str::trim).collect();
-        if n == 0 && cols.first() == Some(&"file") {
+        if line.trim().is_empty() || (n == 0 && cols.first() == Some(&"file")) {
             continue;
         }
-        if line.trim().is_empty() {
-            continue;
-        }
-        let [file, category, urgency] = cols[..] else {
-            return Err(format!("labels.tsv:{}: expected 3 columns", n + 1));
+        let (file, category, urgency, language) = match cols[..] {
+            [f, c, u] => (f, c, u, None),
+            [f, c, u, l] => (f, c, u, Some(l.to_string())),
+            _ => return Err(format!("labels.tsv:{}: expected 3 or 4 columns", n + 1)),
         };
-        let urgency = urgency
-            .parse()
-            .map_err(|e| format!("labels.tsv:{}: urgency: {e}", n + 1))?;
         labels.push(Label {
             file: file.to_string(),
             category: category.to_string(),
-            urgency,
+            urgency: urgency
+                .parse()
+                .map_err(|e| format!("labels.tsv:{}: urgency: {e}", n + 1))?,
+            language,
         });
     }
     Ok(labels)
 }
 
-/// The file name part of whatever path the CLI echoes back.
-fn base_name(path: &str) -> String {
-    Path::new(path)
-        .file_name()
-        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
-}
-
-#[test]
-fn triage_dev_corpus_meets_the_bar() -> Result<(), String> {
-    let dir = corpus_dir();
+/// Classifies every labelled mail of `set` through the CLI and compares.
+fn measure(set: &str) -> Result<Figures, String> {
+    let dir = dir(set);
     let labels = read_labels(&dir)?;
     assert!(!labels.is_empty(), "no labels in {}", dir.display());
-
     let files: Vec<PathBuf> = labels.iter().map(|l| dir.join(&l.file)).collect();
     let output = Command::new(env!("CARGO_BIN_EXE_supportd"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -71,85 +100,156 @@ fn triage_dev_corpus_meets_the_bar() -> Result<(), String> {
         .output()
         .map_err(|e| format!("running supportd classify: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "supportd classify failed ({}):\n{}\n{}",
-        output.status,
-        stdout,
-        String::from_utf8_lossy(&output.stderr)
-    );
-
-    let mut got: HashMap<String, (String, u8)> = HashMap::new();
+    if !output.status.success() {
+        return Err(format!(
+            "supportd classify failed ({}):\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let mut got: HashMap<String, (String, u8, String)> = HashMap::new();
     for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| format!("not JSON: {line:?}: {e}"))?;
-        let file = v["file"].as_str().ok_or(format!("no file in {line}"))?;
-        let category = v["category"]
-            .as_str()
-            .ok_or(format!("no category in {line}"))?;
+        let field = |k: &str| {
+            v[k].as_str()
+                .map(String::from)
+                .ok_or(format!("no {k} in {line}"))
+        };
         let urgency = v["urgency"]
             .as_u64()
             .and_then(|u| u8::try_from(u).ok())
             .ok_or(format!("no urgency in {line}"))?;
-        got.insert(base_name(file), (category.to_string(), urgency));
+        let file = field("file")?;
+        let name = Path::new(&file)
+            .file_name()
+            .map_or(file.clone(), |n| n.to_string_lossy().into_owned());
+        got.insert(name, (field("category")?, urgency, field("language")?));
     }
-
-    let (mut cat_ok, mut urg_ok, mut high, mut high_ok) = (0usize, 0usize, 0usize, 0usize);
-    let mut misses = Vec::new();
-    for label in &labels {
-        let Some((category, urgency)) = got.get(&label.file) else {
-            return Err(format!("no output line for {}", label.file));
+    let mut f = Figures::default();
+    for l in &labels {
+        let Some((category, urgency, language)) = got.get(&l.file) else {
+            return Err(format!("no output line for {}", l.file));
         };
-        let c = *category == label.category;
-        let u = *urgency == label.urgency;
-        cat_ok += usize::from(c);
-        urg_ok += usize::from(u);
-        if label.urgency <= 2 {
-            high += 1;
-            high_ok += usize::from(*urgency <= 2);
+        f.n += 1;
+        f.category += usize::from(*category == l.category);
+        f.urgency += usize::from(*urgency == l.urgency);
+        if l.urgency <= 2 {
+            f.high += 1;
+            f.high_found += usize::from(*urgency <= 2);
+        } else {
+            f.low += 1;
+            f.low_raised += usize::from(*urgency <= 2);
         }
-        if !c || !u {
-            misses.push(format!(
-                "  {}: expected {}/{}, got {}/{}",
-                label.file, label.category, label.urgency, category, urgency
+        if let Some(want) = &l.language {
+            f.languages += 1;
+            f.language_ok += usize::from(language == want);
+        }
+        if *category != l.category || *urgency != l.urgency {
+            f.misses.push(format!(
+                "  {}: expected {}/{}, got {category}/{urgency}",
+                l.file, l.category, l.urgency
             ));
         }
     }
-    let n = labels.len() as f64;
-    let cat_acc = cat_ok as f64 / n;
-    let urg_acc = urg_ok as f64 / n;
-    let high_recall = if high == 0 {
-        1.0
-    } else {
-        high_ok as f64 / high as f64
-    };
-    println!("triage dev corpus: {} messages", labels.len());
-    println!("  category accuracy: {:.1}%", cat_acc * 100.0);
-    println!("  urgency accuracy:  {:.1}%", urg_acc * 100.0);
+    Ok(f)
+}
+
+fn print(set: &str, f: &Figures, list_misses: bool) {
     println!(
-        "  level 1-2 mails classified 1-2: {:.1}% ({high_ok}/{high})",
-        high_recall * 100.0
+        "{set}: {} mails: category {:.1} %, urgency exact {:.1} %, level 1-2 recall {:.1} % ({}/{}), \
+         level 3-4 raised to 1-2 {:.1} % ({}/{}), language {:.1} % ({}/{})",
+        f.n,
+        100.0 * ratio(f.category, f.n),
+        100.0 * ratio(f.urgency, f.n),
+        100.0 * ratio(f.high_found, f.high),
+        f.high_found,
+        f.high,
+        100.0 * ratio(f.low_raised, f.low),
+        f.low_raised,
+        f.low,
+        100.0 * ratio(f.language_ok, f.languages),
+        f.language_ok,
+        f.languages,
     );
-    if !misses.is_empty() {
-        println!("misclassified:\n{}", misses.join("\n"));
+    if list_misses && !f.misses.is_empty() {
+        println!("{}", f.misses.join("\n"));
     }
-    assert!(
-        cat_acc >= MIN_CATEGORY,
-        "category accuracy {:.1}% < {:.0}%",
-        cat_acc * 100.0,
-        MIN_CATEGORY * 100.0
-    );
-    assert!(
-        urg_acc >= MIN_URGENCY,
-        "urgency accuracy {:.1}% < {:.0}%",
-        urg_acc * 100.0,
-        MIN_URGENCY * 100.0
-    );
-    assert!(
-        high_recall >= MIN_HIGH_RECALL,
-        "level 1-2 recall {:.1}% < {:.0}%",
-        high_recall * 100.0,
-        MIN_HIGH_RECALL * 100.0
-    );
+}
+
+fn check(set: &str, floor: &Floor) -> Result<(), String> {
+    let f = measure(set)?;
+    print(set, &f, true);
+    let checks = [
+        ("category", ratio(f.category, f.n), floor.category, true),
+        ("urgency", ratio(f.urgency, f.n), floor.urgency, true),
+        (
+            "level 1-2 recall",
+            ratio(f.high_found, f.high),
+            floor.high_recall,
+            true,
+        ),
+        (
+            "level 3-4 raised to 1-2",
+            ratio(f.low_raised, f.low),
+            floor.raised,
+            false,
+        ),
+        (
+            "language",
+            ratio(f.language_ok, f.languages),
+            floor.language,
+            true,
+        ),
+    ];
+    for (what, got, bar, at_least) in checks {
+        let ok = if at_least { got >= bar } else { got <= bar };
+        assert!(
+            ok,
+            "{set}: {what} {:.1} % against a floor of {:.1} %",
+            got * 100.0,
+            bar * 100.0
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn dev_set_stays_above_its_floor() -> Result<(), String> {
+    check(
+        "triage-dev",
+        &Floor {
+            category: 0.93,
+            urgency: 0.90,
+            high_recall: 0.97,
+            raised: 0.05,
+            language: 1.0,
+        },
+    )
+}
+
+#[test]
+fn tune_set_stays_above_its_floor() -> Result<(), String> {
+    check(
+        "triage-validation/tune",
+        &Floor {
+            category: 0.87,
+            urgency: 0.87,
+            high_recall: 0.97,
+            raised: 0.05,
+            language: 0.95,
+        },
+    )
+}
+
+/// Measured only with `TRIAGE_HOLDOUT=1`; reported, never asserted, misses not listed.
+#[test]
+fn holdout_figures_on_request() -> Result<(), String> {
+    if std::env::var_os("TRIAGE_HOLDOUT").is_none() {
+        println!("holdout: not measured (set TRIAGE_HOLDOUT=1 to measure it)");
+        return Ok(());
+    }
+    let f = measure("triage-validation/holdout")?;
+    print("holdout", &f, false);
     Ok(())
 }

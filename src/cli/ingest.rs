@@ -13,12 +13,15 @@ use supportd::store::Store;
 use supportd::tickets::plan::Plan;
 
 use super::print::print_json_line;
+use super::triage::Timing;
 use super::{build_pipeline, open_store, provision_agents, Failure, EX_DATAERR, EX_TEMPFAIL};
 use supportd::setup::Provision;
 
 pub async fn ingest(config: Config, files: &[PathBuf], dry_run: bool) -> Result<u8, Failure> {
     let pipeline = build_pipeline(config)?;
+    Timing::mark("setup");
     let store = open_store(&pipeline.config).await?;
+    Timing::mark("open");
     // An MTA-only deployment gets its agents too; one read unless the list changed.
     provision_agents(&pipeline, &store, Provision::IfChanged)?;
     let stdin_only = files.is_empty() || files.iter().all(|f| f.as_os_str() == "-");
@@ -60,7 +63,10 @@ pub async fn ingest(config: Config, files: &[PathBuf], dry_run: bool) -> Result<
                 )),
             )
         };
-        let mut outcomes = match pipeline.ingest_batch(&store, &whole) {
+        Timing::parse_triage(&pipeline.rules, &whole);
+        let result = pipeline.ingest_batch(&store, &whole);
+        Timing::mark("pipeline");
+        let mut outcomes = match result {
             Ok(outcomes) => outcomes.into_iter(),
             Err(e) => return Err(retry_later(&e)),
         };
@@ -88,7 +94,9 @@ pub async fn ingest(config: Config, files: &[PathBuf], dry_run: bool) -> Result<
             anyhow::Error::msg("the mail was not made durable; retry later"),
         ));
     }
+    Timing::mark("durable");
     store.close().await;
+    Timing::report();
     Ok(code)
 }
 

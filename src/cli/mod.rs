@@ -27,13 +27,13 @@ macro_rules! outln {
 }
 
 mod check;
-mod classify;
 mod ingest;
 mod outbox;
 mod print;
 mod quarantine;
 mod run;
 mod tickets;
+pub mod triage;
 mod users;
 
 /// sysexits(3): what an MTA understands.
@@ -79,10 +79,12 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Triage only: category and urgency of each file, no database.
-    Classify {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
+    /// Triage only: category, urgency and language of each file, no database.
+    Classify(triage::ClassifyArgs),
+    /// Triage against the agents' corrections (report), and learning from them (tune).
+    Triage {
+        #[command(subcommand)]
+        command: triage::TriageCommand,
     },
     /// Tickets.
     Tickets {
@@ -121,7 +123,14 @@ impl Command {
 pub async fn dispatch(cli: &Cli, config: Config) -> Result<u8, Failure> {
     match &cli.command {
         Command::CheckConfig => check::check_config(cli, config),
-        Command::Classify { files } => classify::classify(&config, files),
+        Command::Classify(args) => triage::classify(&config, args),
+        Command::Triage { command } => {
+            let store = match command.needs_store() {
+                true => Some(open_store(&config).await?),
+                false => None,
+            };
+            triage::triage(&config, command, store.as_ref())
+        }
         Command::Ingest { files, dry_run } => ingest::ingest(config, files, *dry_run).await,
         Command::Run => run::run(config).await,
         Command::Migrate => migrate(&config).await,

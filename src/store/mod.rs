@@ -20,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, Params, Row};
 use crate::tickets::{KnownUser, Role, TicketStatus, TicketSummary, UserRecord};
 
 mod attempts;
+mod corrections;
 mod cursors;
 mod messages;
 mod notices;
@@ -28,6 +29,7 @@ mod settings;
 mod tickets;
 mod users;
 pub use attempts::{Attempt, Folder};
+pub use corrections::Correction;
 pub use messages::{NewMessage, QuarantineItem};
 pub use notices::PendingNotice;
 pub use outbox::{NewOutbox, OutboxItem, OutboxJob};

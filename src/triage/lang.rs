@@ -1,0 +1,160 @@
+//! The customer's language, detected with `whatlang` among the languages the rules file
+//! names (`[language] detect`), so the acknowledgement can answer in it.
+
+use whatlang::{Detector, Lang};
+
+/// Text detection looks at; a few sentences are plenty and keep it fast.
+const SAMPLE_BYTES: usize = 200;
+/// Below this whatlang confidence, or for fewer letters than this, the default language;
+/// below `RELIABLE_LETTERS` only a detection whatlang itself calls reliable counts.
+const MIN_CONFIDENCE: f64 = 0.05;
+const MIN_LETTERS: usize = 8;
+const RELIABLE_LETTERS: usize = 60;
+
+/// ISO 639-1 codes the rules file may name, and whatlang's language for each.
+const KNOWN: &[(&str, Lang)] = &[
+    ("en", Lang::Eng),
+    ("fr", Lang::Fra),
+    ("es", Lang::Spa),
+    ("de", Lang::Deu),
+    ("it", Lang::Ita),
+    ("pt", Lang::Por),
+    ("nl", Lang::Nld),
+];
+
+/// The languages to tell apart, and the answer when the text says too little.
+#[derive(Debug)]
+pub struct Languages {
+    detector: Detector,
+    codes: Vec<(&'static str, Lang)>,
+    default: String,
+}
+
+impl Default for Languages {
+    fn default() -> Self {
+        let codes: Vec<_> = KNOWN.iter().take(3).copied().collect();
+        Languages {
+            detector: detector(&codes),
+            codes,
+            default: "en".into(),
+        }
+    }
+}
+
+impl Languages {
+    /// From `[language] detect` and `default` (each with its line, for errors).
+    pub fn new(
+        detect: &[(String, usize)],
+        default: &(String, usize),
+    ) -> Result<Languages, (usize, String)> {
+        let mut codes = Vec::new();
+        for (code, line) in detect {
+            match KNOWN.iter().find(|k| k.0 == code) {
+                Some(k) => codes.push(*k),
+                None => {
+                    return Err((
+                        *line,
+                        format!("unknown language `{code}` in `detect` (known: {})", known()),
+                    ))
+                }
+            }
+        }
+        if codes.is_empty() {
+            return Err((default.1, "`detect` must name at least one language".into()));
+        }
+        if !codes.iter().any(|c| c.0 == default.0) {
+            return Err((
+                default.1,
+                format!("`default` `{}` must be one of `detect`", default.0),
+            ));
+        }
+        Ok(Languages {
+            detector: detector(&codes),
+            codes,
+            default: default.0.clone(),
+        })
+    }
+
+    /// The ISO 639-1 code of the language `subject` and `body` are written in.
+    pub fn detect(&self, subject: &str, body: &str) -> String {
+        let mut sample = String::with_capacity(SAMPLE_BYTES + subject.len() + 1);
+        sample.push_str(subject);
+        sample.push('\n');
+        let mut cut = SAMPLE_BYTES.min(body.len());
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        sample.push_str(body.get(..cut).unwrap_or(""));
+        let letters = sample.chars().filter(|c| c.is_alphabetic()).count();
+        if letters < MIN_LETTERS {
+            return self.default.clone();
+        }
+        match self.detector.detect(&sample) {
+            Some(info)
+                if info.confidence() >= MIN_CONFIDENCE
+                    && (letters >= RELIABLE_LETTERS || info.is_reliable()) =>
+            {
+                self.codes
+                    .iter()
+                    .find(|c| c.1 == info.lang())
+                    .map_or_else(|| self.default.clone(), |c| c.0.to_string())
+            }
+            _ => self.default.clone(),
+        }
+    }
+
+    /// The fallback language.
+    pub fn default_code(&self) -> &str {
+        &self.default
+    }
+}
+
+fn detector(codes: &[(&'static str, Lang)]) -> Detector {
+    Detector::with_allowlist(codes.iter().map(|c| c.1).collect())
+}
+
+fn known() -> String {
+    KNOWN.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn english_french_spanish() {
+        let l = Languages::default();
+        assert_eq!(
+            l.detect(
+                "Pages not arriving",
+                "None of the nurses on the unit can log in since this morning."
+            ),
+            "en"
+        );
+        assert_eq!(
+            l.detect(
+                "Infirmières",
+                "Aucune infirmière de l'unité ne peut se connecter depuis ce matin, c'est urgent."
+            ),
+            "fr"
+        );
+        assert_eq!(
+            l.detect(
+                "Enfermeras",
+                "Ninguna de nuestras enfermeras puede entrar a la aplicación desde esta mañana."
+            ),
+            "es"
+        );
+        assert_eq!(l.detect("", "ok"), "en");
+    }
+
+    #[test]
+    fn configured_languages() {
+        let l = Languages::new(&[("fr".into(), 3), ("en".into(), 3)], &("fr".into(), 4));
+        assert!(l.is_ok_and(|l| l.default_code() == "fr"));
+        let bad = Languages::new(&[("xx".into(), 3)], &("en".into(), 4));
+        assert!(bad.is_err_and(|e| e.0 == 3 && e.1.contains("unknown language `xx`")));
+        let bad = Languages::new(&[("fr".into(), 3)], &("en".into(), 4));
+        assert!(bad.is_err_and(|e| e.0 == 4));
+    }
+}

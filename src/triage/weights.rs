@@ -1,0 +1,255 @@
+//! Learned weights: what `supportd triage tune` writes (`triage-weights.toml`, beside the
+//! rules) and what an admin installs with `[scoring] weights_file` in the rules file.
+//!
+//! Each decision (`impact`, `stopped`, `prompt`, and one per category) is a linear score:
+//! a bias, a weight per rule feature that fired (by id), and a weight per hashed word
+//! n-gram of the mail (unigrams and bigrams, FNV-1a, modulo `ngram_buckets`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::fold::{Folded, BREAK};
+
+/// Hash buckets for word n-grams unless the weights file says otherwise.
+pub const DEFAULT_BUCKETS: u32 = 1 << 14;
+
+/// One linear decision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Linear {
+    pub bias: f64,
+    /// Rule feature id (or category rule id) → weight.
+    pub features: BTreeMap<String, f64>,
+    /// N-gram bucket → weight.
+    pub ngrams: HashMap<u32, f64>,
+}
+
+impl Linear {
+    /// The score of a mail whose features `fired` and whose n-gram hashes are `ngrams`.
+    pub fn score<'a>(
+        &self,
+        fired: impl IntoIterator<Item = &'a str>,
+        ngrams: &[u32],
+        buckets: u32,
+    ) -> f64 {
+        let f: f64 = fired
+            .into_iter()
+            .filter_map(|id| self.features.get(id))
+            .sum();
+        self.bias + f + self.ngram_score(ngrams, buckets)
+    }
+
+    /// The n-grams' part of the score.
+    pub fn ngram_score(&self, ngrams: &[u32], buckets: u32) -> f64 {
+        if self.ngrams.is_empty() || buckets == 0 {
+            return 0.0;
+        }
+        ngrams
+            .iter()
+            .filter_map(|h| self.ngrams.get(&(h % buckets)))
+            .sum()
+    }
+}
+
+/// A complete set of learned weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    pub ngram_buckets: u32,
+    /// Level 1–2 (positive) or 3–4.
+    pub impact: Linear,
+    /// Level 1 (positive) or 2, for level 1–2 mail.
+    pub stopped: Linear,
+    /// Level 3 (positive) or 4, for level 3–4 mail.
+    pub prompt: Linear,
+    /// Category id → its score; the highest wins. Empty: the rules' category scoring.
+    pub category: BTreeMap<String, Linear>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLinear {
+    bias: f64,
+    #[serde(default)]
+    features: BTreeMap<String, f64>,
+    #[serde(default)]
+    ngrams: BTreeMap<String, f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    ngram_buckets: u32,
+    impact: FileLinear,
+    stopped: FileLinear,
+    prompt: FileLinear,
+    #[serde(default)]
+    category: BTreeMap<String, FileLinear>,
+}
+
+fn to_file(l: &Linear) -> FileLinear {
+    let mut ngrams: Vec<(u32, f64)> = l.ngrams.iter().map(|(k, v)| (*k, *v)).collect();
+    ngrams.sort_by_key(|(k, _)| *k);
+    FileLinear {
+        bias: round(l.bias),
+        features: l
+            .features
+            .iter()
+            .map(|(k, v)| (k.clone(), round(*v)))
+            .collect(),
+        ngrams: ngrams
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), round(v)))
+            .collect(),
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+fn from_file(f: FileLinear, what: &str) -> Result<Linear, String> {
+    let mut ngrams = HashMap::new();
+    for (k, v) in f.ngrams {
+        let bucket = k
+            .parse::<u32>()
+            .map_err(|_| format!("{what}.ngrams: `{k}` is not a bucket number"))?;
+        ngrams.insert(bucket, v);
+    }
+    Ok(Linear {
+        bias: f.bias,
+        features: f.features,
+        ngrams,
+    })
+}
+
+impl Weights {
+    /// Reads a weights file; the error names the line.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Weights, String> {
+        let f: File = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+        if f.ngram_buckets == 0 {
+            return Err(format!("{origin}: ngram_buckets must be at least 1"));
+        }
+        let mut category = BTreeMap::new();
+        for (id, l) in f.category {
+            let l =
+                from_file(l, &format!("category.{id}")).map_err(|e| format!("{origin}: {e}"))?;
+            category.insert(id, l);
+        }
+        let err = |e: String| format!("{origin}: {e}");
+        Ok(Weights {
+            ngram_buckets: f.ngram_buckets,
+            impact: from_file(f.impact, "impact").map_err(err)?,
+            stopped: from_file(f.stopped, "stopped").map_err(err)?,
+            prompt: from_file(f.prompt, "prompt").map_err(err)?,
+            category,
+        })
+    }
+
+    /// The file text, after `header` (comment lines).
+    pub fn to_toml(&self, header: &str) -> Result<String, String> {
+        let f = File {
+            ngram_buckets: self.ngram_buckets,
+            impact: to_file(&self.impact),
+            stopped: to_file(&self.stopped),
+            prompt: to_file(&self.prompt),
+            category: self
+                .category
+                .iter()
+                .map(|(k, v)| (k.clone(), to_file(v)))
+                .collect(),
+        };
+        let body = toml::to_string(&f).map_err(|e| e.to_string())?;
+        Ok(format!("{header}{body}"))
+    }
+}
+
+/// FNV-1a, 32 bits: stable across versions and platforms (stored n-grams stay valid).
+fn fnv1a(parts: &[&str]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h ^= u32::from(b' ');
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        for b in p.bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    }
+    h
+}
+
+/// Hashes of the word unigrams and bigrams (not across a sentence break) of the texts,
+/// sorted, without duplicates.
+pub fn ngrams(texts: &[&Folded]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in texts {
+        let mut prev: Option<&str> = None;
+        for w in t.text.split(' ').filter(|w| !w.is_empty()) {
+            if w.as_bytes() == [BREAK] {
+                prev = None;
+                continue;
+            }
+            out.push(fnv1a(&[w]));
+            if let Some(p) = prev {
+                out.push(fnv1a(&[p, w]));
+            }
+            prev = Some(w);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::triage::fold::fold;
+
+    #[test]
+    fn ngrams_are_stable_and_stop_at_breaks() {
+        let a = ngrams(&[&fold("Pages down. Call", false)]);
+        // pages, down, "pages down", call — no "down call".
+        assert_eq!(a.len(), 4);
+        assert!(a.contains(&fnv1a(&["pages", "down"])));
+        assert!(!a.contains(&fnv1a(&["down", "call"])));
+        assert_eq!(fnv1a(&["a"]), 0xe40c292c);
+    }
+
+    #[test]
+    fn round_trip_and_errors() -> Result<(), String> {
+        let mut w = Weights {
+            ngram_buckets: 64,
+            impact: Linear {
+                bias: -1.5,
+                ..Linear::default()
+            },
+            stopped: Linear::default(),
+            prompt: Linear::default(),
+            category: BTreeMap::new(),
+        };
+        w.impact.features.insert("scope.all".into(), 2.25);
+        w.impact.ngrams.insert(7, 0.5);
+        w.category.insert(
+            "billing".into(),
+            Linear {
+                bias: 0.1,
+                ..Linear::default()
+            },
+        );
+        let text = w.to_toml("# learned\n")?;
+        assert!(text.starts_with("# learned\n"));
+        assert_eq!(Weights::from_toml(&text, "w.toml")?, w);
+        assert_eq!(
+            w.impact.score(["scope.all", "x"], &[7 + 64, 3], 64),
+            -1.5 + 2.25 + 0.5
+        );
+        let bad = Weights::from_toml(
+            "ngram_buckets = 4\n[impact]\nbias = 1\nbogus = 2\n",
+            "w.toml",
+        );
+        assert!(bad.is_err_and(|e| e.contains("w.toml") && e.contains("bogus")));
+        Ok(())
+    }
+}
