@@ -230,6 +230,7 @@ fn sample_acknowledgement(p: &Pipeline) -> Result<(), SetupError> {
             level,
             inbound_message_id: "check@clinic.example".into(),
             inbound_references: Vec::new(),
+            language: "en".into(),
         }),
     };
     // Rendered the one way every mail is (see `tickets::outbound`).

@@ -183,7 +183,15 @@ fn routine_ticket_gets_no_phone_advice() {
     );
     let body = text_body(raw.as_bytes());
     assert!(body.contains("level 4"), "{body}");
-    assert!(!body.contains(PHONE), "no phone advice at level 4:\n{body}");
+    assert!(
+        !body.contains("call support now"),
+        "no advice to call now at level 4:\n{body}"
+    );
+    // Only the line for a triage miss: whom to call if patient care is affected after all.
+    assert!(
+        body.contains(&format!("If patient care is affected right now, call {PHONE}.")),
+        "{body}"
+    );
     assert!(header(&raw, "Importance").is_none(), "not urgent:\n{raw}");
 }
 

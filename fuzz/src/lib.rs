@@ -278,6 +278,9 @@ impl World {
                 active: true,
             },
             assignee: None,
+            language: "en".into(),
+            triage_category: "routing".into(),
+            triage_urgency: 2,
         }
     }
 
@@ -333,6 +336,7 @@ impl World {
             notices: NoticeState::default(),
             agent,
             assignable: Vec::new(),
+            first_message: None,
         };
         let plan = plan::plan(&facts, &self.pipeline.context());
         for m in &plan.mails {

@@ -10,7 +10,7 @@ use tracing::warn;
 use super::prepare::Ready;
 use super::{Outcome, Pipeline, PipelineError};
 use crate::mail::compose::ComposeError;
-use crate::store::{NewMessage, NewOutbox, NewTicket, NewUser, StoreError, Tx};
+use crate::store::{Correction, NewMessage, NewOutbox, NewTicket, NewUser, StoreError, Tx};
 use crate::tickets::notify::StoredAttachment;
 use crate::tickets::outbound::{Mail, MailKind};
 use crate::tickets::plan::{Plan, UserRef, Write};
@@ -127,6 +127,7 @@ impl<'a> Applier<'a> {
                     category: &t.category,
                     urgency: t.urgency,
                     triage_reasons: &t.triage_reasons,
+                    language: &t.language,
                     requester_id,
                     follows_ticket_id: t.follows,
                     created_at: t.created_at,
@@ -268,6 +269,28 @@ impl<'a> Applier<'a> {
                 )?;
             }
             Write::FailOutbox { id, error } => self.tx.fail_outbox(*id, error)?,
+            Write::Correction {
+                ticket,
+                language,
+                rules_category,
+                rules_urgency,
+                final_category,
+                final_urgency,
+                features,
+            } => {
+                let ticket_id = self.ticket(*ticket)?;
+                self.tx.save_correction(&Correction {
+                    ticket_id,
+                    features: features.clone(),
+                    language: language.clone(),
+                    rules_category: rules_category.clone(),
+                    rules_urgency: *rules_urgency,
+                    final_category: final_category.clone(),
+                    final_urgency: *final_urgency,
+                    created_at: now,
+                    updated_at: now,
+                })?;
+            }
             Write::Notice {
                 ticket,
                 event,

@@ -46,6 +46,7 @@ impl Pipeline {
             notices: NoticeState::default(),
             agent: None,
             assignable: Vec::new(),
+            first_message: None,
         };
         let (named, opens, notifies) = scope(&f.decision);
         if let Some(t) = named {
@@ -79,6 +80,9 @@ impl Pipeline {
                     if let Some(u) = tx.user_record(&e.key())? {
                         f.assignable.push((e.key(), u));
                     }
+                }
+                if corrects_triage(&ready.text) {
+                    f.first_message = tx.first_customer_message(ticket.id)?;
                 }
             }
         }
@@ -177,6 +181,14 @@ fn scope(d: &Decision) -> (Option<&TicketSummary>, bool, bool) {
         | Decision::AutoReplyNote { .. }
         | Decision::Rejected { .. } => (None, false, false),
     }
+}
+
+/// Whether an agent's reply changes what triage said (`#category`, `#urgency`).
+fn corrects_triage(text: &str) -> bool {
+    commands::parse(text)
+        .commands
+        .iter()
+        .any(|c| matches!(c, Command::Category(_) | Command::Urgency(_)))
 }
 
 /// The addresses an agent's `#assign` commands name.

@@ -38,7 +38,7 @@ use crate::mail::loops::{self, Origin};
 use crate::mail::parse::{self, InboundMail};
 use crate::mail::quote::strip_quotes;
 use crate::tickets::{self, AccessKey, TicketTag};
-use crate::triage::{Classification, Rules};
+use crate::triage::{Classification, Rules, Signals, TriageInput};
 
 /// Abandoned preparations (over their budget, still computing) allowed at once, process-wide.
 pub const MAX_RUNAWAYS: usize = 2;
@@ -163,7 +163,12 @@ impl Preparer {
             Err(e) => return Prepared::Aside(e.to_string()),
         };
         let text = strip_quotes(&mail.body);
-        let class = self.rules.classify(&mail.subject, &text);
+        // The sender's own signals (Importance, X-Priority) count too.
+        let class = self.rules.classify_mail(&TriageInput {
+            subject: &mail.subject,
+            body: &text,
+            signals: Signals::from_raw_headers(raw),
+        });
         Prepared::Ready(Box::new(Ready {
             origin: loops::origin(&mail),
             referenced: tickets::referenced_ids(&mail),

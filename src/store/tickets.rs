@@ -23,6 +23,8 @@ pub struct NewTicket<'a> {
     pub category: &'a str,
     pub urgency: u8,
     pub triage_reasons: &'a str,
+    /// The customer's language, as triage detected it.
+    pub language: &'a str,
     pub requester_id: i64,
     pub follows_ticket_id: Option<i64>,
     pub created_at: DateTime<Utc>,
@@ -58,6 +60,8 @@ pub struct TicketDetail {
     pub category: String,
     pub urgency: i64,
     pub triage_reasons: Vec<String>,
+    /// The customer's language (ISO 639-1), as triage detected it.
+    pub language: String,
     pub requester: Person,
     pub collaborators: Vec<Person>,
     pub assignee: Option<Person>,
@@ -212,8 +216,9 @@ impl Tx {
             self.conn(),
             "INSERT INTO tickets (number, access_key, subject, status, category, urgency, triage_reasons,
                                   requester_id, follows_ticket_id, created_at, updated_at,
-                                  first_response_due, resolution_due, agent_key)
-             VALUES (?12, ?1, ?2, 'open', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)
+                                  first_response_due, resolution_due, agent_key, language,
+                                  triage_category, triage_urgency)
+             VALUES (?12, ?1, ?2, 'open', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?13, ?3, ?4)
              RETURNING id",
             params![
                 t.access_key,
@@ -228,6 +233,7 @@ impl Tx {
                 ts(t.resolution_due),
                 t.agent_key,
                 t.number,
+                t.language,
             ],
             |row| Ok(row.get("id")?),
         )
@@ -271,7 +277,7 @@ impl Tx {
             self.conn(),
             "SELECT t.id, t.number, t.subject, t.status, t.closed_at, t.category, t.urgency,
                     t.access_key, t.agent_key, t.created_at, t.first_response_due, t.resolution_due,
-                    t.first_response_at,
+                    t.first_response_at, t.language, t.triage_category, t.triage_urgency,
                     r.id AS r_id, r.email AS r_email, r.name AS r_name, r.role AS r_role,
                     r.status AS r_status,
                     a.id AS a_id, a.email AS a_email, a.name AS a_name, a.role AS a_role,
@@ -304,6 +310,9 @@ impl Tx {
                     first_response_due: from_ts(t.get("first_response_due")?),
                     resolution_due: from_ts(t.get("resolution_due")?),
                     first_response_at: t.get::<_, Option<i64>>("first_response_at")?.map(from_ts),
+                    language: t.get("language")?,
+                    triage_category: t.get("triage_category")?,
+                    triage_urgency: u8::try_from(t.get::<_, i64>("triage_urgency")?).unwrap_or(0),
                     requester: user_row(t, "r_")?,
                     assignee,
                 })
@@ -338,6 +347,21 @@ impl Tx {
                JOIN users u ON u.id = p.user_id WHERE p.ticket_id = ?1 ORDER BY u.id",
             params![ticket_id],
             |r| user_row(r, ""),
+        )
+    }
+
+    /// The subject and text of the ticket's first customer message (what triage saw).
+    pub fn first_customer_message(
+        &mut self,
+        ticket_id: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        query_opt(
+            self.conn(),
+            "SELECT subject, body FROM messages
+              WHERE ticket_id = ?1 AND direction = 'inbound' AND kind = 'customer'
+              ORDER BY id LIMIT 1",
+            params![ticket_id],
+            |r| Ok((r.get("subject")?, r.get("body")?)),
         )
     }
 
@@ -477,6 +501,7 @@ impl Store {
                             .filter(|s| !s.is_empty())
                             .map(str::to_string)
                             .collect(),
+                        language: t.get("language")?,
                         requester: Person {
                             email: t.get("r_email")?,
                             name: t.get("r_name")?,

@@ -24,6 +24,9 @@ pub struct AckFacts {
     /// The customer's Message-ID and References, so the ack threads under their mail.
     pub inbound_message_id: String,
     pub inbound_references: Vec<String>,
+    /// The customer's language (ISO 639-1) as triage detected it: the template may answer
+    /// in it.
+    pub language: String,
 }
 
 #[derive(Serialize)]
@@ -46,6 +49,7 @@ struct AckContext<'a> {
     resolution_due: String,
     advise_phone: bool,
     phone: &'a str,
+    language: &'a str,
 }
 
 /// Renders the acknowledgement mail.
@@ -95,6 +99,7 @@ pub fn acknowledgement(
             .to_string(),
         advise_phone: f.level.advise_phone,
         phone: &desk.phone,
+        language: &f.language,
     };
     let body = templates.render("ack.txt", &ctx)?;
     let references = references_for(&f.inbound_references, &f.inbound_message_id);

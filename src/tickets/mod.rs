@@ -343,6 +343,12 @@ pub struct TicketRecord {
     pub first_response_at: Option<DateTime<Utc>>,
     pub requester: UserRecord,
     pub assignee: Option<UserRecord>,
+    /// The customer's language (ISO 639-1) as triage detected it; '' when unknown.
+    pub language: String,
+    /// What triage first said (before any agent changed it): an agent's correction is
+    /// compared with it.
+    pub triage_category: String,
+    pub triage_urgency: u8,
 }
 
 /// Where access keys and Message-IDs come from (the OS's randomness in production, a

@@ -7,8 +7,8 @@ use crate::mail::address::EmailAddress;
 use crate::tickets::commands::{self, Assignee, Command, NotUnderstood};
 use crate::tickets::notify::NotifyEvent;
 use crate::tickets::outbound::{Author, Content, Mail, MailKind};
-use crate::tickets::{Sla, TicketRef, TicketStatus, TicketSummary, UserRecord};
-use crate::triage::{Category, Level};
+use crate::tickets::{Sla, TicketRecord, TicketRef, TicketStatus, TicketSummary, UserRecord};
+use crate::triage::{Category, Level, Signals, TriageInput};
 
 /// A command with its arguments resolved against the store and the triage rules.
 enum Step {
@@ -142,6 +142,7 @@ impl Builder<'_, '_> {
         let mut closed_now = false;
         let mut done: Vec<String> = Vec::new();
         let mut added: Vec<EmailAddress> = Vec::new();
+        let (mut final_category, mut final_urgency) = (None, None);
         for step in steps {
             match step {
                 Step::Status(s) if s == status => {}
@@ -169,6 +170,7 @@ impl Builder<'_, '_> {
                     });
                     let detail = format!("{} → {}", before.urgency, level.level);
                     self.event(t, &actor, "urgency", detail);
+                    final_urgency = Some(level.level);
                     done.push(format!("#urgency {}", level.level));
                 }
                 Step::Category(cat) => {
@@ -178,6 +180,7 @@ impl Builder<'_, '_> {
                     });
                     let detail = format!("{} → {}", before.category, cat.id);
                     self.event(t, &actor, "category", detail);
+                    final_category = Some(cat.id.clone());
                     done.push(format!("#category {}", cat.id));
                 }
                 Step::Assign(user) => {
@@ -208,6 +211,9 @@ impl Builder<'_, '_> {
             }
         }
         self.write(Write::Touch { ticket: t });
+        if final_category.is_some() || final_urgency.is_some() {
+            self.correction(t, &before, final_category, final_urgency);
+        }
 
         let mut reason = Vec::new();
         if note {
@@ -282,6 +288,32 @@ impl Builder<'_, '_> {
             Some(t),
             (!reason.is_empty()).then(|| reason.join("; ")),
         );
+    }
+
+    /// Triage learns from agents: an agent's `#category` / `#urgency` is recorded with what
+    /// triage saw of the ticket's first message (`triage report`, `triage tune`).
+    fn correction(
+        &mut self,
+        t: TicketRef,
+        before: &TicketRecord,
+        category: Option<String>,
+        urgency: Option<u8>,
+    ) {
+        let (subject, body) = self.f.first_message.clone().unwrap_or_default();
+        let (_, evidence) = self.c.rules.classify_with_evidence(&TriageInput {
+            subject: &subject,
+            body: &body,
+            signals: Signals::default(),
+        });
+        self.write(Write::Correction {
+            ticket: t,
+            language: before.language.clone(),
+            rules_category: before.triage_category.clone(),
+            rules_urgency: before.triage_urgency,
+            final_category: category.unwrap_or_else(|| before.category.clone()),
+            final_urgency: urgency.unwrap_or(before.urgency),
+            features: serde_json::to_string(&evidence).unwrap_or_default(),
+        });
     }
 
     /// Mail from an agent's address that was not verified: an internal note flagged

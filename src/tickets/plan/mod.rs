@@ -154,6 +154,18 @@ pub enum Write {
         id: i64,
         error: String,
     },
+    /// An agent corrected triage (`#category`, `#urgency`): what triage said and saw, and
+    /// the agents' labels now (`triage report`, `triage tune`).
+    Correction {
+        ticket: TicketRef,
+        language: String,
+        rules_category: String,
+        rules_urgency: u8,
+        final_category: String,
+        final_urgency: u8,
+        /// JSON of `triage::Evidence` for the ticket's first message.
+        features: String,
+    },
     /// A notification caused by this sender (`held`: kept for a digest instead).
     Notice {
         ticket: TicketRef,
@@ -172,6 +184,8 @@ pub struct NewTicket {
     pub category: String,
     pub urgency: u8,
     pub triage_reasons: String,
+    /// The customer's language (ISO 639-1), as triage detected it.
+    pub language: String,
     pub requester: UserRef,
     pub follows: Option<i64>,
     pub created_at: DateTime<Utc>,
@@ -225,6 +239,9 @@ pub struct Facts<'a> {
     /// For an agent's reply: the agent, and the users `#assign` names (by email key).
     pub agent: Option<UserRecord>,
     pub assignable: Vec<(String, UserRecord)>,
+    /// For an agent's reply that corrects triage: the ticket's first message (subject and
+    /// text), what triage saw.
+    pub first_message: Option<(String, String)>,
 }
 
 /// What [`plan`] needs besides the facts: built once, shared.
@@ -569,6 +586,7 @@ impl Builder<'_, '_> {
             category: f.class.category.clone(),
             urgency: level.level,
             triage_reasons: f.class.reasons.join("\n"),
+            language: f.class.language.clone(),
             requester,
             follows: follows.map(|t| t.id),
             created_at: f.received_at,
@@ -621,6 +639,7 @@ impl Builder<'_, '_> {
                     sla,
                     inbound_message_id: f.mail.message_id.clone(),
                     inbound_references: f.mail.references.clone(),
+                    language: f.class.language.clone(),
                 }),
             });
         }
@@ -659,6 +678,9 @@ impl Builder<'_, '_> {
                 active: true,
             },
             assignee: None,
+            language: t.language.clone(),
+            triage_category: t.category.clone(),
+            triage_urgency: t.urgency,
         }
     }
 }

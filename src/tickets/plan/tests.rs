@@ -101,6 +101,9 @@ fn record(number: i64, status: TicketStatus) -> TicketRecord {
             active: true,
         },
         assignee: None,
+        language: "en".into(),
+        triage_category: "routing".into(),
+        triage_urgency: 2,
     }
 }
 
@@ -145,6 +148,7 @@ fn plan_of(
         notices: NoticeState::default(),
         agent,
         assignable: Vec::new(),
+        first_message: None,
     };
     plan(&facts, &w.context())
 }

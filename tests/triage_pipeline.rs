@@ -1,0 +1,101 @@
+//! Triage in the pipeline (issue 12), through the built binary: the customer's language is
+//! recorded on the ticket and the acknowledgement of a level 3–4 ticket tells them, in it,
+//! whom to call if patient care is affected; the sender's own signals count; an agent's
+//! `#urgency` / `#category` is stored as a correction that `supportd triage report` reads.
+
+// Test code: helpers panic on a failed expectation just like the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+
+const MX: &str = "mx.vendor.example";
+
+fn desk() -> Env {
+    Env::with_config(&format!(
+        "[policy]\nauthserv_id = \"{MX}\"\n\n[[agent]]\nemail = \"alice@vendor.example\"\nname = \"Alice\"\n"
+    ))
+}
+
+fn ack_text(env: &Env, ticket: i64) -> String {
+    let ack = env
+        .outbox()
+        .into_iter()
+        .find(|o| o["kind"] == "ack" && o["ticket"] == ticket)
+        .unwrap();
+    text_body(env.outbox_raw(ack["id"].as_i64().unwrap()).as_bytes())
+}
+
+#[test]
+fn the_language_is_recorded_and_a_routine_ack_says_whom_to_call_in_it() {
+    let env = desk();
+    let fr = env.ingest(&crlf(
+        "From: Claire Dubois <cdubois@clinique.example>\nTo: support@vendor.example\n\
+         Subject: Changement d'adresse courriel\nMessage-ID: <fr1@clinique.example>\n\
+         Content-Type: text/plain; charset=utf-8\n\n\
+         Bonjour, pourriez-vous mettre à jour mon adresse courriel dans l'application ? \
+         Ma nouvelle adresse est claire.dubois@clinique.example. Ce n'est pas urgent, merci \
+         beaucoup et bonne journée.\n",
+    ));
+    let n = created(&fr);
+    let t = env.ticket(n);
+    assert_eq!(t["language"], "fr", "{t}");
+    assert!(t["urgency"].as_i64().unwrap() >= 3, "{t}");
+    let ack = ack_text(&env, n);
+    assert!(
+        ack.contains(
+            "Si la prise en charge d'un patient est touchée en ce moment, appelez le +1 555 0142."
+        ),
+        "{ack}"
+    );
+    assert!(!ack.contains("call support now"), "{ack}");
+
+    let es = env.ingest(&crlf(
+        "From: Lucía Gómez <lgomez@clinica.example>\nTo: support@vendor.example\n\
+         Subject: Cambio de correo\nMessage-ID: <es1@clinica.example>\n\
+         Content-Type: text/plain; charset=utf-8\n\n\
+         Hola, por favor actualicen mi correo electrónico en la aplicación cuando puedan. \
+         No es urgente. Muchas gracias y saludos cordiales.\n",
+    ));
+    let n = created(&es);
+    assert_eq!(env.ticket(n)["language"], "es");
+    assert!(ack_text(&env, n).contains("llame al +1 555 0142"));
+}
+
+#[test]
+fn an_agents_correction_is_stored_and_reported() {
+    let env = desk();
+    let out = env.ingest(&crlf(
+        "From: Ann Lee <ann@clinic.example>\nTo: support@vendor.example\n\
+         Subject: Question about our invoice\nMessage-ID: <c1@clinic.example>\n\n\
+         Hello, our last invoice looks higher than usual, could you check it?\n",
+    ));
+    let n = created(&out);
+    let before = String::from_utf8_lossy(&env.run(&["triage", "report"]).stdout).to_string();
+    assert!(before.contains("no corrections yet"), "{before}");
+    let key = agent_key(&env, n);
+    let reply = env.ingest(&crlf(&format!(
+        "Authentication-Results: {MX}; dmarc=pass header.from=vendor.example\n\
+         From: Alice <alice@vendor.example>\nTo: support+a-{key}@vendor.example\n\
+         Subject: Re: [#{n}] Question about our invoice\nMessage-ID: <a1@vendor.example>\n\n\
+         #urgency 1\n#category routing\n#note\nReally an outage, see the call.\n"
+    )));
+    assert_eq!(reply["action"], "agent_reply", "{reply}");
+    let report = String::from_utf8_lossy(&env.run(&["triage", "report"]).stdout).to_string();
+    assert!(!report.contains("no corrections yet"), "{report}");
+    assert!(report.contains("routing"), "{report}");
+}
+
+/// The ticket's agent key, as the notification carries it in its Reply-To.
+fn agent_key(env: &Env, ticket: i64) -> String {
+    let note = env
+        .outbox()
+        .into_iter()
+        .find(|o| o["kind"] == "notify-agent" && o["ticket"] == ticket)
+        .unwrap();
+    let raw = env.outbox_raw(note["id"].as_i64().unwrap());
+    let reply_to = header(&raw, "Reply-To").unwrap();
+    let start = reply_to.find("support+a-").unwrap() + "support+a-".len();
+    reply_to[start..start + 20].to_string()
+}
