@@ -90,7 +90,11 @@ fn bench(c: &mut Criterion) {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         body.push_str(words[(x >> 33) % words.len()]);
-        body.push(if (x >> 20) % 12 == 0 { '\n' } else { ' ' });
+        body.push(if (x >> 20).is_multiple_of(12) {
+            '\n'
+        } else {
+            ' '
+        });
     }
     let mut g = c.benchmark_group("4kb");
     g.throughput(Throughput::Elements(1));

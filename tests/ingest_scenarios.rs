@@ -189,7 +189,9 @@ fn routine_ticket_gets_no_phone_advice() {
     );
     // Only the line for a triage miss: whom to call if patient care is affected after all.
     assert!(
-        body.contains(&format!("If patient care is affected right now, call {PHONE}.")),
+        body.contains(&format!(
+            "If patient care is affected right now, call {PHONE}."
+        )),
         "{body}"
     );
     assert!(header(&raw, "Importance").is_none(), "not urgent:\n{raw}");

@@ -221,3 +221,27 @@ async fn an_attached_message_is_stored_as_itself() {
     );
     assert_eq!(att["size"], data.len());
 }
+
+/// Processes started at the same moment on a fresh database (the daemon and an admin's
+/// `tickets list`, or several MTA deliveries) take turns migrating it: none fails with
+/// "table users already exists".
+#[test]
+fn concurrent_first_migrations_all_succeed() {
+    for round in 0..3 {
+        let env = Env::new();
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                env.cmd()
+                    .args(["tickets", "list", "--json"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("wait");
+            assert_success(&out, &format!("round {round}: a concurrent first start"));
+        }
+    }
+}

@@ -47,6 +47,21 @@ pub const MAX_RUNAWAYS: usize = 2;
 /// most: a subject with 100,000 `[#N]` tags must not mean 100,000 lookups in the transaction.
 pub const MAX_LOOKUPS: usize = 20;
 
+/// How much of a message's text triage reads.
+pub const TRIAGE_BYTES: usize = 64 * 1024;
+
+/// The first `max` bytes of `s`, cut on a character boundary.
+fn head(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// The quarantine reason of a message over its time budget.
 pub const BUDGET_EXCEEDED: &str = "processing budget exceeded";
 
@@ -163,10 +178,12 @@ impl Preparer {
             Err(e) => return Prepared::Aside(e.to_string()),
         };
         let text = strip_quotes(&mail.body);
-        // The sender's own signals (Importance, X-Priority) count too.
+        // The sender's own signals (Importance, X-Priority) count too. Triage reads the top of
+        // the text: what is broken and for whom is said there, and a 20 MB log pasted into a
+        // mail must not cost seconds.
         let class = self.rules.classify_mail(&TriageInput {
             subject: &mail.subject,
-            body: &text,
+            body: head(&text, TRIAGE_BYTES),
             signals: Signals::from_raw_headers(raw),
         });
         Prepared::Ready(Box::new(Ready {
@@ -313,6 +330,18 @@ mod tests {
     use super::*;
 
     use std::time::Instant;
+
+    #[test]
+    fn triage_reads_the_head_cut_on_a_character_boundary() {
+        assert_eq!(head("abc", 10), "abc");
+        assert_eq!(head("abcdef", 3), "abc");
+        // 'é' is two bytes: a cut inside it keeps the character out.
+        assert_eq!(head("aé", 2), "a");
+        assert_eq!(
+            head(&"x".repeat(TRIAGE_BYTES * 3), TRIAGE_BYTES).len(),
+            TRIAGE_BYTES
+        );
+    }
 
     /// A job that takes `ms` milliseconds for a message `b"sleep <ms>"`, panics on
     /// `b"panic"`, and sets aside everything else with its text as the reason.

@@ -210,8 +210,30 @@ impl Store {
     }
 
     /// Applies pending migrations (through sqlx, which keeps the `_sqlx_migrations` ledger).
+    ///
+    /// Processes sharing a database (`supportd run` and an `ingest` or `tickets list` started
+    /// at the same moment) take turns: sqlx's migrator is not safe against a second process
+    /// migrating the same fresh file (both create the first tables), so migrating holds an
+    /// exclusive lock on `PATH.migrate-lock`. A database already up to date is seen with one
+    /// read and no lock (every MTA `ingest` asks).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         use sqlx::Connection as _;
+        if blocking(|| self.up_to_date()) {
+            return Ok(());
+        }
+        let lock_path = {
+            let mut p = self.inner.path.clone().into_os_string();
+            p.push(".migrate-lock");
+            PathBuf::from(p)
+        };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", lock_path.display())))?;
+        blocking(|| lock.lock())
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", lock_path.display())))?;
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&self.inner.path)
             .create_if_missing(true)
@@ -222,8 +244,30 @@ impl Store {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let result = SQLITE_MIGRATIONS.run(&mut conn).await;
         let _ = conn.close().await;
+        // Released when `lock` is dropped (or the process ends).
+        drop(lock);
         result?;
         Ok(())
+    }
+
+    /// Whether every embedded migration is applied already (false on any doubt).
+    fn up_to_date(&self) -> bool {
+        let Some(latest) = SQLITE_MIGRATIONS.iter().map(|m| m.version).max() else {
+            return true;
+        };
+        let Ok(conn) = self.get() else {
+            return false;
+        };
+        query_opt(
+            conn.conn(),
+            "SELECT MAX(version) AS v FROM _sqlx_migrations WHERE success",
+            [],
+            |r| Ok(r.get::<_, Option<i64>>("v")?),
+        )
+        .ok()
+        .flatten()
+        .flatten()
+        .is_some_and(|v| v >= latest)
     }
 
     fn open(&self) -> Result<Connection, StoreError> {
