@@ -109,7 +109,7 @@ impl ResInfo {
 fn parse_header(value: &str) -> Option<Header> {
     let mut c = Cursor::new(value);
     c.skip_cfws();
-    let authserv_id = c.value().filter(|id| !id.is_empty())?;
+    let authserv_id = c.single_value().filter(|id| !id.is_empty())?;
     let mut results = Vec::new();
     loop {
         c.skip_cfws();
@@ -236,6 +236,38 @@ impl<'a> Cursor<'a> {
             }
         }
         Some(out)
+    }
+
+    /// A value that is ONE token or ONE quoted string (RFC 8601's `value`), as the
+    /// authserv-id is: `mx.""example.org` is neither, and must not pass for `mx.example.org`
+    /// (our MTA, which strips headers naming its own id, would not recognise it as its own).
+    /// Control characters are refused too.
+    fn single_value(&mut self) -> Option<String> {
+        let mut out = String::new();
+        if self.peek() == Some('"') {
+            if !self.quoted(&mut out) {
+                return None;
+            }
+        } else {
+            while let Some(ch) = self.peek() {
+                match ch {
+                    '"' => return None,
+                    ';' | '(' => break,
+                    c if c.is_whitespace() => break,
+                    c => {
+                        out.push(c);
+                        self.bump();
+                    }
+                }
+            }
+        }
+        // The value ends here: white space, `;`, a comment or the end must follow.
+        match self.peek() {
+            None | Some(';') | Some('(') => {}
+            Some(c) if c.is_whitespace() => {}
+            Some(_) => return None,
+        }
+        (!out.chars().any(char::is_control)).then_some(out)
     }
 
     /// Skips to the next `;` that is outside quotes and comments (not consuming it).
@@ -418,6 +450,22 @@ mod tests {
         assert!(check(&[h]).is_err());
         let h = "mx.vendor.example; dkim=pass header.d=evil.example; dmarc=none header.from=vendor.example";
         assert!(check(&[h]).is_err());
+    }
+
+    /// Found by fuzzing: empty quoted strings inside the authserv-id spelled our id in a way
+    /// our MTA would not strip as its own.
+    #[test]
+    fn the_authserv_id_is_one_token_or_one_quoted_string() {
+        for h in [
+            "mx.\"\"vendor.example; dmarc=pass header.from=vendor.example",
+            "mx.vendor.exampl\"e\"; dmarc=pass header.from=vendor.example",
+            "\"mx.vendor\".example; dmarc=pass header.from=vendor.example",
+            "mx.vendor.example\u{1b}; dmarc=pass header.from=vendor.example",
+        ] {
+            assert!(check(&[h]).is_err(), "{h}");
+        }
+        let quoted = "\"mx.vendor.example\"; dmarc=pass header.from=vendor.example";
+        assert!(check(&[quoted]).is_ok());
     }
 
     #[test]
