@@ -438,18 +438,25 @@ impl Store {
     /// stored yet) and shared by every process serving the pages of this database.
     pub fn web_secret(&self, candidate: &str, now: DateTime<Utc>) -> Result<String, StoreError> {
         self.with_conn(|c| {
+            let read = |c: &rusqlite::Connection| {
+                query_opt(
+                    c,
+                    "SELECT value FROM settings WHERE key = 'web_secret'",
+                    params![],
+                    |r| Ok(r.get::<_, String>("value")?),
+                )
+            };
+            if let Some(secret) = read(c)? {
+                return Ok(secret);
+            }
             exec(
                 c,
                 "INSERT INTO settings (key, value, updated_at) VALUES ('web_secret', ?1, ?2)
                  ON CONFLICT (key) DO NOTHING",
                 params![candidate, ts(now)],
             )?;
-            query_one(
-                c,
-                "SELECT value FROM settings WHERE key = 'web_secret'",
-                params![],
-                |r| Ok(r.get("value")?),
-            )
+            // Another process may have made it first: theirs is the one.
+            read(c)?.ok_or_else(|| StoreError::Corrupt("the web secret was not stored".into()))
         })
     }
 
