@@ -63,7 +63,8 @@ fn which(cmd: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_follows_the_link_and_sends_an_update_with_a_file() {
-    let chromium = which("chromium").expect("chromium is not installed: run scripts/install-test-deps");
+    let chromium =
+        which("chromium").expect("chromium is not installed: run scripts/install-test-deps");
     let driver = which("chromedriver")
         .expect("chromedriver is not installed (chromium-driver): run scripts/install-test-deps");
     let web_port = free_port();
@@ -100,7 +101,10 @@ async fn a_customer_follows_the_link_and_sends_an_update_with_a_file() {
         .find_map(|l| l.trim().strip_prefix("Direct link:"))
         .map(|l| l.trim().to_string())
         .expect("a direct link in the ack");
-    assert!(link.starts_with(&format!("http://127.0.0.1:{web_port}/t/")), "{link}");
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{web_port}/t/")),
+        "{link}"
+    );
     let notices_before = env
         .outbox()
         .iter()
@@ -145,13 +149,11 @@ async fn a_customer_follows_the_link_and_sends_an_update_with_a_file() {
         serde_json::Value::Object(map) => map,
         _ => unreachable!(),
     };
-    let browser = ClientBuilder::new(
-        hyper_util::client::legacy::connect::HttpConnector::new(),
-    )
-    .capabilities(caps)
-    .connect(&format!("http://127.0.0.1:{driver_port}"))
-    .await
-    .expect("a WebDriver session with headless chromium");
+    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("a WebDriver session with headless chromium");
 
     let shots = env.dir.path().join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -190,7 +192,10 @@ async fn a_customer_follows_the_link_and_sends_an_update_with_a_file() {
             if source.contains("Still failing after a restart.") {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "update not shown:\n{source}");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "update not shown:\n{source}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(browser.current_url().await?.as_str(), link);
