@@ -6,6 +6,7 @@
 //! - while a backlog of 1,000 mails (for `BENCH_DURING_SECONDS`, 4) (`BENCH_BACKLOG`) waiting in the IMAP inbox is ingested:
 //!   the daemon starts with the backlog in its inbox and oha starts as soon as the pages
 //!   answer; the ingest rate is the backlog over the time until the last mail was moved.
+//!
 //! Target: >= 5,000 requests/s at p99 <= 20 ms on the 2-core machine.
 
 // Test code: a failed expectation is a test failure with a clear message.
