@@ -70,7 +70,7 @@ async fn ticket_page_throughput_alone_and_during_an_imap_backlog() {
     let tickets = env_or("BENCH_TICKETS", 10_000);
     let backlog = env_or("BENCH_BACKLOG", 1_000);
     let seconds = env_or("BENCH_SECONDS", 10);
-    let connections = env_or("BENCH_CONNECTIONS", 50);
+    let connections = env_or("BENCH_CONNECTIONS", 16);
     // Short enough that the backlog keeps the daemon busy for most of it.
     let during_seconds = env_or("BENCH_DURING_SECONDS", 4);
     let dovecot = Dovecot::start(&[(USER, support::daemon::PASS)]);
