@@ -280,13 +280,30 @@ fn default_tls_starttls() -> TlsMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Web {
+    /// `IP:PORT` the pages are served on. Empty: `supportd run` serves none, and
+    /// `supportd serve` listens on [`Web::SERVE_DEFAULT`].
     pub listen: String,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (the rate limits count per
+    /// client address); a request from any other peer counts as that peer.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Sign-in links mailed to one address within an hour; further requests send nothing.
+    pub signins_per_address_per_hour: u32,
+    /// A request (its upload included) must be answered within this time.
+    pub request_timeout_seconds: u64,
+}
+
+impl Web {
+    /// Where `supportd serve` listens when `listen` is empty.
+    pub const SERVE_DEFAULT: &'static str = "127.0.0.1:8080";
 }
 
 impl Default for Web {
     fn default() -> Self {
         Web {
-            listen: "127.0.0.1:8080".into(),
+            listen: String::new(),
+            trusted_proxies: Vec::new(),
+            signins_per_address_per_hour: 5,
+            request_timeout_seconds: 120,
         }
     }
 }
@@ -504,6 +521,18 @@ impl Config {
             bad(
                 "database.url".into(),
                 format!("`{url}` is not a sqlite://PATH URL"),
+            );
+        }
+        if !self.web.listen.is_empty() && self.web.listen.parse::<std::net::SocketAddr>().is_err() {
+            bad(
+                "web.listen".into(),
+                format!("`{}` is not an IP:PORT address", self.web.listen),
+            );
+        }
+        if self.web.request_timeout_seconds == 0 {
+            bad(
+                "web.request_timeout_seconds".into(),
+                "must be above 0".into(),
             );
         }
         if self.limits.max_message_bytes == 0 {

@@ -51,6 +51,30 @@ pub async fn run(
 
     let mut tasks = JoinSet::new();
     let mut beats = Vec::new();
+    if !config.web.listen.is_empty() {
+        // A port that cannot be bound stops start-up here, with its cause.
+        let web = crate::web::Web::new(shared.clone())
+            .await
+            .map_err(|e| DaemonError::Setup(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(&config.web.listen)
+            .await
+            .map_err(|e| {
+                DaemonError::Setup(format!("web: cannot listen on {}: {e}", config.web.listen))
+            })?;
+        info!(listen = %config.web.listen, "serving the web pages");
+        let mut stop = shared.shutdown();
+        tasks.spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = crate::web::serve(listener, web, shutdown).await {
+                error!(error = %e, "the web server stopped");
+            }
+        });
+    }
+    for m in &config.mailbox {
+        shared.watch_mailbox(&m.name, m.poll_seconds);
+    }
     match &config.smtp {
         Some(smtp) => {
             // A bad [smtp] stops start-up here, with its cause.

@@ -36,12 +36,17 @@
 //! - [`setup`]: config → pipeline, once: who we are ([`tickets::desk::Desk`]), the checks
 //!   against the rules and templates that `run`, `ingest` and `check-config` share, and the
 //!   configured agents written to the users table.
+//! - [`web`]: the customer's pages (axum): ticket page by access key, updates from the web
+//!   (a message through the pipeline), attachments, sign-in by email and /my, /healthz,
+//!   /metrics; served by `run` (`[web] listen`) or alone by `serve`.
+//! - [`metrics`]: the process's Prometheus metrics, recorded where things happen.
 //! - [`secrets`]: passwords from files/env.
 //! - [`display`]: mail-borne text made safe for a terminal (controls, bidi overrides). Pure.
 //!
 //! The binary (`src/main.rs`) parses arguments, starts tracing, loads the config and hands
 //! over to its `cli` module (`src/cli/`): one module per command group (`ingest`, including
-//! `--dry-run`; `tickets`, `outbox`, `users`, `quarantine`, `classify`, `check-config`, `run`)
+//! `--dry-run`; `tickets`, `outbox`, `users`, `quarantine`, `classify`, `check-config`, `run`,
+//! `serve`)
 //! and one printer (`cli/print.rs`) for every list, text or JSON.
 
 #![forbid(unsafe_code)]
@@ -52,6 +57,7 @@ pub mod daemon;
 pub mod display;
 pub mod imap;
 pub mod mail;
+pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod secrets;
@@ -63,3 +69,4 @@ pub mod tickets;
 pub mod tls;
 pub mod toml_check;
 pub mod triage;
+pub mod web;

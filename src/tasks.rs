@@ -4,7 +4,7 @@
 //! way: daemon → imap/outbox → tasks.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,6 +29,22 @@ pub struct Shared {
     connected: Notify,
     shutdown: watch::Receiver<bool>,
     envelope_from: lettre::Address,
+    /// The mailboxes this process runs, as `/healthz` reports them.
+    mailboxes: Mutex<Vec<MailboxHealth>>,
+}
+
+/// One mailbox task's health, as `/healthz` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MailboxHealth {
+    pub name: String,
+    /// Its `poll_seconds`: ten of them without a good sync make the process unhealthy.
+    pub poll_seconds: u64,
+    /// The end of its last successful sync.
+    pub last_sync: Option<DateTime<Utc>>,
+    /// Waiting in IDLE on a live session now (a quiet mailbox syncs only every 25 minutes).
+    pub idle: bool,
+    /// When the task was started (the age of a mailbox that never synced).
+    pub started: DateTime<Utc>,
 }
 
 impl Shared {
@@ -47,6 +63,64 @@ impl Shared {
             connected: Notify::new(),
             shutdown,
             envelope_from,
+            mailboxes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The daemon starts a task for mailbox `name`.
+    pub fn watch_mailbox(&self, name: &str, poll_seconds: u64) {
+        let started = self.now();
+        self.with_mailbox(name, |_| {});
+        let mut all = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = all.iter_mut().find(|m| m.name == name) {
+            m.poll_seconds = poll_seconds;
+            m.started = started;
+        }
+    }
+
+    /// Mailbox `name` finished a sync.
+    pub fn mailbox_synced(&self, name: &str) {
+        let now = self.now();
+        self.with_mailbox(name, |m| m.last_sync = Some(now));
+    }
+
+    /// Mailbox `name` entered (true) or left (false) IDLE.
+    pub fn mailbox_idle(&self, name: &str, idle: bool) {
+        self.with_mailbox(name, |m| m.idle = idle);
+    }
+
+    /// The mailboxes this process runs (none for `supportd serve`).
+    pub fn mailboxes(&self) -> Vec<MailboxHealth> {
+        self.mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn with_mailbox(&self, name: &str, f: impl FnOnce(&mut MailboxHealth)) {
+        let now = self.now();
+        let mut all = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let i = match all.iter().position(|m| m.name == name) {
+            Some(i) => i,
+            None => {
+                all.push(MailboxHealth {
+                    name: name.to_string(),
+                    poll_seconds: 60,
+                    last_sync: None,
+                    idle: false,
+                    started: now,
+                });
+                all.len() - 1
+            }
+        };
+        if let Some(m) = all.get_mut(i) {
+            f(m);
         }
     }
 

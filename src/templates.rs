@@ -30,6 +30,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("rejected.txt", include_str!("../templates/rejected.txt")),
     ("inactive.txt", include_str!("../templates/inactive.txt")),
+    ("signin.txt", include_str!("../templates/signin.txt")),
 ];
 
 /// Rendering failed or a template is broken.
@@ -58,10 +59,20 @@ pub struct Templates {
 impl Templates {
     /// The built-in templates, with any file of the same name in `dir` taking precedence.
     pub fn load(dir: Option<&Path>) -> Result<Templates, TemplateError> {
+        Templates::load_set(dir, BUILT_IN)
+    }
+
+    /// A set of built-in templates (name → source), each overridable by the file of the same
+    /// name (which may name a subdirectory: `web/ticket.html`) in `dir`. Names ending in
+    /// `.html` are HTML-escaped when rendered (minijinja's autoescape by file name).
+    pub fn load_set(
+        dir: Option<&Path>,
+        built_in: &[(&str, &str)],
+    ) -> Result<Templates, TemplateError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
-        for (name, source) in BUILT_IN {
+        for (name, source) in built_in {
             let source = match dir.map(|d| d.join(name)) {
                 Some(path) if path.exists() => {
                     std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {

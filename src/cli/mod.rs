@@ -32,6 +32,7 @@ mod outbox;
 mod print;
 mod quarantine;
 mod run;
+mod serve;
 mod tickets;
 pub mod triage;
 mod users;
@@ -110,12 +111,19 @@ pub enum Command {
     Migrate,
     /// Validate the configuration, rules and templates; report every problem.
     CheckConfig,
+    /// The web pages alone, against the same database (`run` serves them too when
+    /// `[web] listen` is set), until SIGTERM.
+    Serve {
+        /// IP:PORT to listen on (default: `[web] listen`, else 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
 }
 
 impl Command {
     /// The daemon (a multi-threaded runtime, info logs) rather than a one-shot command.
     pub fn is_daemon(&self) -> bool {
-        matches!(self, Command::Run)
+        matches!(self, Command::Run | Command::Serve { .. })
     }
 }
 
@@ -133,6 +141,7 @@ pub async fn dispatch(cli: &Cli, config: Config) -> Result<u8, Failure> {
         }
         Command::Ingest { files, dry_run } => ingest::ingest(config, files, *dry_run).await,
         Command::Run => run::run(config).await,
+        Command::Serve { listen } => serve::serve(config, listen.as_deref()).await,
         Command::Migrate => migrate(&config).await,
         Command::Tickets { command } => tickets::dispatch(&config, command).await,
         Command::Outbox { command } => outbox::dispatch(&config, command).await,

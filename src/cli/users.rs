@@ -28,6 +28,9 @@ pub enum UsersCommand {
         /// A support user of their organisation: may open tickets under `intake = "support-users"`.
         #[arg(long)]
         support_user: bool,
+        /// A site admin of their organisation: sees every ticket of it on the web (/my).
+        #[arg(long)]
+        site_admin: bool,
     },
     /// Reactivate a deactivated user.
     Activate {
@@ -58,6 +61,7 @@ pub async fn dispatch(config: &Config, command: &UsersCommand) -> Result<u8, Fai
             name,
             org,
             support_user,
+            site_admin,
         } => {
             let addr = user_address(email)?;
             if Role::parse(role).is_none() {
@@ -74,6 +78,7 @@ pub async fn dispatch(config: &Config, command: &UsersCommand) -> Result<u8, Fai
                     role,
                     org: org.as_deref(),
                     support_user: support_user.then_some(true),
+                    site_admin: site_admin.then_some(true),
                 },
                 SystemClock.now(),
             )?;
@@ -99,7 +104,13 @@ impl Row for UserItem {
             Cell::ours(&self.role).left(8),
             Cell::ours(&self.status).left(8),
             Cell::theirs(&self.org).left(20),
-            Cell::ours(if self.support_user { "su" } else { "" }).left(3),
+            Cell::ours(match (self.support_user, self.site_admin) {
+                (true, true) => "su,sa",
+                (true, false) => "su",
+                (false, true) => "sa",
+                (false, false) => "",
+            })
+            .left(6),
             Cell::theirs(&self.name),
         ]
     }

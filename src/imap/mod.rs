@@ -87,10 +87,14 @@ pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, hb: Heartbeat) {
         let mut shutdown = shared.shutdown();
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let mut last_error = String::new();
+        let mut failed = false;
         loop {
             hb.beat();
             if *shutdown.borrow() {
                 return;
+            }
+            if failed {
+                crate::metrics::imap_reconnect(&mailbox.name);
             }
             match session(
                 &mailbox,
@@ -104,6 +108,9 @@ pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, hb: Heartbeat) {
             {
                 Ok(()) => return,
                 Err(e) => {
+                    failed = true;
+                    shared.mailbox_idle(&mailbox.name, false);
+                    crate::metrics::imap_sync_error(&mailbox.name);
                     let text = e.to_string();
                     // Log a failure once; repeats of the same cause go to debug.
                     if text != last_error {
@@ -162,6 +169,7 @@ async fn session(
             .uid_validity
             .unwrap_or(0);
         let synced = sync::sync(&mut session, m, shared, hb, shutdown, uidvalidity, caps).await?;
+        shared.mailbox_synced(&m.name);
         backoff.reset();
         // A failure that comes back after a good sync is news again: log it again.
         last_error.clear();
@@ -189,6 +197,7 @@ async fn session(
         if caps.idle {
             let mut idle = session.idle();
             bounded(hb, "IDLE", idle.init()).await?;
+            shared.mailbox_idle(&m.name, true);
             let stopped = {
                 // async-imap's own timeout restarts with every "* OK Still here" keepalive
                 // (Dovecot sends one every 2 minutes): renew on a fixed schedule instead.
@@ -205,6 +214,7 @@ async fn session(
                     _ = shutdown.changed() => { drop(stop); true }
                 }
             };
+            shared.mailbox_idle(&m.name, false);
             session = bounded(hb, "DONE", idle.done()).await?;
             if stopped {
                 let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;

@@ -409,6 +409,18 @@ fn ingest_guarded(
     items: &[(&[u8], Source<'_>)],
     hb: &Heartbeat,
 ) -> Result<Vec<Outcome>, PipelineError> {
+    let started = std::time::Instant::now();
+    let outcomes = ingest_guarded_batch(pipeline, store, items, hb)?;
+    crate::pipeline::count_ingested(&outcomes, started);
+    Ok(outcomes)
+}
+
+fn ingest_guarded_batch(
+    pipeline: &Pipeline,
+    store: &Store,
+    items: &[(&[u8], Source<'_>)],
+    hb: &Heartbeat,
+) -> Result<Vec<Outcome>, PipelineError> {
     let prepared = pipeline.prepare_batch(items, &|| hb.beat())?;
     let guarded = |items: &[(&[u8], Source<'_>)], prepared: &[Prepared]| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

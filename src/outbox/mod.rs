@@ -245,6 +245,8 @@ async fn deliver(
         let result = match &verdict {
             Verdict::Sent => {
                 info!("sent");
+                let waited = (shared.now() - job.created_at).num_milliseconds();
+                crate::metrics::mail_delivered(&job.kind, waited.max(0) as f64 / 1000.0);
                 store.outbox_sent(job.id, shared.now())
             }
             Verdict::Retry { after, error } => {

@@ -365,6 +365,11 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
+    /// The mails queued through [`Applier::queue`] that did not go out, and why.
+    pub(super) fn not_sent_reasons(&self) -> &[String] {
+        &self.not_sent
+    }
+
     /// A mail that does not go out: recorded in its ticket's history (or the log, for a mail
     /// that belongs to no ticket).
     fn not_sent(&mut self, ticket: Option<i64>, detail: &str) -> Result<(), PipelineError> {

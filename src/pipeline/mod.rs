@@ -36,7 +36,9 @@ mod apply;
 mod digest;
 mod facts;
 pub mod prepare;
+mod signin;
 pub use prepare::{Prepared, Ready};
+pub use signin::{SignInAsk, SignInRequest};
 
 /// One line of `ingest` output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -114,8 +116,11 @@ impl Pipeline {
         store: &Store,
         items: &[(&[u8], Source<'_>)],
     ) -> Result<Vec<Outcome>, PipelineError> {
+        let started = std::time::Instant::now();
         let prepared = self.prepare_batch(items, &|| {})?;
-        self.commit_batch(store, items, &prepared)
+        let outcomes = self.commit_batch(store, items, &prepared)?;
+        count_ingested(&outcomes, started);
+        Ok(outcomes)
     }
 
     /// Prepares each message (parse, HTML to text, quote stripping, triage) outside any
@@ -319,6 +324,15 @@ impl Pipeline {
             ticket: None,
             reason: Some(reason.to_string()),
         })
+    }
+}
+
+/// Counts committed outcomes in the process's metrics (`/metrics`): each message's outcome,
+/// and its batch's time from `started` (before preparation) to the commit.
+pub fn count_ingested(outcomes: &[Outcome], started: std::time::Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    for o in outcomes {
+        crate::metrics::message_ingested(o.action.as_str(), seconds);
     }
 }
 

@@ -28,6 +28,7 @@ mod outbox;
 mod settings;
 mod tickets;
 mod users;
+mod web;
 pub use attempts::{Attempt, Folder};
 pub use corrections::Correction;
 pub use messages::{NewMessage, QuarantineItem};
@@ -37,6 +38,10 @@ pub use tickets::{
     AttachmentView, EventView, MessageView, NewTicket, Person, TicketDetail, TicketListItem,
 };
 pub use users::{NewUser, UserItem, UserUpdate};
+pub use web::{
+    AttachmentFile, OutboxBacklog, PublicAttachment, PublicMessage, SignIn, SignInUser, TicketLine,
+    TicketPage, WebUser,
+};
 
 /// How long a writer waits for another writer's lock before the work counts as unavailable
 /// (and is retried later: the mail stays in the mailbox).

@@ -44,6 +44,8 @@ pub struct OutboxItem {
 #[derive(Debug, Clone)]
 pub struct OutboxJob {
     pub id: i64,
+    /// Its kind (`ack`, ...), for the delivery-latency metric.
+    pub kind: String,
     pub recipients: Vec<String>,
     pub raw: Vec<u8>,
     pub attempts: i64,
@@ -190,11 +192,12 @@ impl Store {
                   WHERE id IN (SELECT id FROM outbox
                                 WHERE status = 'queued' AND next_attempt_at <= ?3
                                 ORDER BY next_attempt_at, id LIMIT ?4)
-                 RETURNING id, raw, attempts, created_at",
+                 RETURNING id, kind, raw, attempts, created_at",
                 params![ts(now) + lease_seconds, per_second, ts(now), limit],
                 |r| {
                     Ok(OutboxJob {
                         id: r.get("id")?,
+                        kind: r.get("kind")?,
                         recipients: Vec::new(),
                         raw: r.get("raw")?,
                         attempts: r.get("attempts")?,

@@ -30,6 +30,7 @@ pub struct UserItem {
     /// Explicit, else the email domain.
     pub org: String,
     pub support_user: bool,
+    pub site_admin: bool,
 }
 
 /// A user for `supportd users add`.
@@ -43,6 +44,8 @@ pub struct UserUpdate<'a> {
     pub org: Option<&'a str>,
     /// None keeps the stored flag.
     pub support_user: Option<bool>,
+    /// Sees every ticket of their organisation on the web (/my); None keeps the stored flag.
+    pub site_admin: Option<bool>,
 }
 
 impl Tx {
@@ -154,7 +157,7 @@ impl Store {
         self.with_conn(|c| {
             query_all(
                 c,
-                "SELECT email, name, role, status, org, support_user FROM users ORDER BY id",
+                "SELECT email, name, role, status, org, support_user, site_admin FROM users ORDER BY id",
                 [],
                 |r| {
                     Ok(UserItem {
@@ -167,6 +170,7 @@ impl Store {
                             &r.get::<_, String>("email")?,
                         ),
                         support_user: r.get::<_, i64>("support_user")? != 0,
+                        site_admin: r.get::<_, i64>("site_admin")? != 0,
                     })
                 },
             )
@@ -200,13 +204,16 @@ impl Store {
         self.with_conn(|c| {
             exec(
                 c,
-                "INSERT INTO users (email, email_key, name, role, org, support_user, known, created_at)
-                 VALUES (?1, ?2, ?3, ?4, COALESCE(?5, ''), COALESCE(?6, 0), 1, ?7)
+                "INSERT INTO users (email, email_key, name, role, org, support_user, known, created_at,
+                                    site_admin)
+                 VALUES (?1, ?2, ?3, ?4, COALESCE(?5, ''), COALESCE(?6, 0), 1, ?7, COALESCE(?8, 0))
                  ON CONFLICT (email_key) DO UPDATE SET role = excluded.role, known = 1,
                      name = CASE WHEN excluded.name = '' THEN users.name ELSE excluded.name END,
                      org = CASE WHEN ?5 IS NULL THEN users.org ELSE excluded.org END,
                      support_user = CASE WHEN ?6 IS NULL THEN users.support_user
-                                         ELSE excluded.support_user END",
+                                         ELSE excluded.support_user END,
+                     site_admin = CASE WHEN ?8 IS NULL THEN users.site_admin
+                                       ELSE excluded.site_admin END",
                 params![
                     u.email,
                     u.email_key,
@@ -214,7 +221,8 @@ impl Store {
                     u.role,
                     u.org,
                     u.support_user.map(i64::from),
-                    ts(at)
+                    ts(at),
+                    u.site_admin.map(i64::from)
                 ],
             )?;
             Ok(())

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::mail::compose::Outgoing;
+use crate::mail::compose::{Outgoing, Party};
 use crate::templates::{TemplateError, Templates};
 
 use super::ack::{self, AckFacts};
@@ -45,6 +45,8 @@ pub enum MailKind {
     Rejected,
     /// The answer to a deactivated user.
     Inactive,
+    /// A one-time sign-in link for the web's "my tickets" (asked for on the web page).
+    SignIn,
 }
 
 impl MailKind {
@@ -58,6 +60,7 @@ impl MailKind {
             MailKind::CommandError => "command-error",
             MailKind::Rejected => "rejected",
             MailKind::Inactive => "inactive",
+            MailKind::SignIn => "signin",
         }
     }
 
@@ -113,6 +116,14 @@ pub enum Content {
         answering: Answering,
         refusal: Refusal,
         org: String,
+    },
+    /// The sign-in link mailed to a user who asked for it on the web.
+    SignIn {
+        to: Party,
+        /// `{public_url}/signin/{TOKEN}`: the token is the secret, used once.
+        link: String,
+        /// How long the link works.
+        minutes: u32,
     },
 }
 
@@ -179,6 +190,9 @@ impl Mail {
                 refusal,
                 org,
             } => replies::refusal(desk, answering, *refusal, org, stamp, templates),
+            Content::SignIn { to, link, minutes } => {
+                replies::signin(desk, to, link, *minutes, stamp, templates)
+            }
         }
     }
 }

@@ -261,6 +261,48 @@ pub fn refusal(
     Ok(auto_answer(desk, a, subject, body, stamp))
 }
 
+#[derive(Serialize)]
+struct SignInContext<'a> {
+    support_name: &'a str,
+    name: String,
+    link: &'a str,
+    minutes: u32,
+    home: String,
+}
+
+/// The one-time sign-in link for the web's "my tickets", to the user who asked for it.
+pub fn signin(
+    desk: &Desk,
+    to: &Party,
+    link: &str,
+    minutes: u32,
+    stamp: &Stamp,
+    templates: &Templates,
+) -> Result<Outgoing, TemplateError> {
+    let ctx = SignInContext {
+        support_name: &desk.name,
+        name: greeting(to),
+        link,
+        minutes,
+        home: desk.link("/"),
+    };
+    let body = templates.render("signin.txt", &ctx)?;
+    Ok(Outgoing {
+        from: desk.party(),
+        to: vec![to.clone()],
+        cc: Vec::new(),
+        reply_to: None,
+        subject: format!("Your sign-in link for {}", desk.name),
+        message_id: stamp.message_id.clone(),
+        in_reply_to: None,
+        references: Vec::new(),
+        date: stamp.date,
+        auto_submitted: Some("auto-generated"),
+        urgent: false,
+        body,
+    })
+}
+
 fn auto_answer(
     desk: &Desk,
     a: &Answering,
