@@ -28,8 +28,6 @@ mod trie;
 pub mod tune;
 pub mod weights;
 
-use std::fmt;
-
 pub use engine::{Classification, Evidence, Explanation, TriageInput};
 pub use signals::Signals;
 pub use weights::Weights;
@@ -135,57 +133,31 @@ impl Rules {
     }
 }
 
-/// One problem found in a rules file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// 1-based line in the file, when known.
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "line {l}: {}", self.message),
-            None => f.write_str(&self.message),
-        }
-    }
-}
+/// One problem found in a rules file: the config files' own type, so `check-config` reports
+/// both files alike (file:line: message).
+pub use crate::toml_check::Problem;
 
 /// Why a rules file was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum TriageError {
     /// The file is not valid TOML, or is valid TOML with invalid content. Every problem
-    /// found is listed, each with its line when known.
-    #[error("{}", render_problems(origin, problems))]
-    Invalid {
-        origin: String,
-        problems: Vec<Problem>,
-    },
+    /// found is listed, each with its line when known, by the one TOML problem reporter.
+    #[error("invalid triage rules: {0}")]
+    Invalid(crate::toml_check::Problems),
 }
 
 impl TriageError {
+    /// A problem with the rules as a whole (e.g. weights that don't fit them).
+    pub fn whole(origin: impl Into<String>, message: impl Into<String>) -> TriageError {
+        TriageError::Invalid(crate::toml_check::Problems::file(&origin.into(), message))
+    }
+
     /// The individual problems, in file order.
     pub fn problems(&self) -> &[Problem] {
         match self {
-            TriageError::Invalid { problems, .. } => problems,
+            TriageError::Invalid(p) => &p.problems,
         }
     }
-}
-
-fn render_problems(origin: &str, problems: &[Problem]) -> String {
-    let mut out = format!(
-        "invalid triage rules in {origin} ({} problem{}):",
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" }
-    );
-    for p in problems {
-        match p.line {
-            Some(line) => out.push_str(&format!("\n  {origin}:{line}: {}", p.message)),
-            None => out.push_str(&format!("\n  {origin}: {}", p.message)),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -29,11 +29,12 @@ impl Rules {
         match rules {
             Some(rules) if p.problems.is_empty() => Ok(rules),
             _ => {
-                p.problems.sort_by_key(|pr| pr.line.unwrap_or(0));
-                Err(TriageError::Invalid {
+                // In file order; problems with the file as a whole last (as toml_check orders them).
+                p.problems.sort_by_key(|pr| pr.line.unwrap_or(usize::MAX));
+                Err(TriageError::Invalid(crate::toml_check::Problems {
                     origin: origin.to_string(),
                     problems: p.problems,
-                })
+                }))
             }
         }
     }
@@ -56,6 +57,7 @@ impl Parser<'_> {
     fn problem_at(&mut self, line: usize, message: impl Into<String>) {
         self.problems.push(Problem {
             line: Some(line),
+            key: String::new(),
             message: message.into(),
         });
     }
@@ -63,6 +65,7 @@ impl Parser<'_> {
     fn problem(&mut self, message: impl Into<String>) {
         self.problems.push(Problem {
             line: None,
+            key: String::new(),
             message: message.into(),
         });
     }
@@ -74,6 +77,7 @@ impl Parser<'_> {
                 let line = e.span().map(|s| self.line(s));
                 self.problems.push(Problem {
                     line,
+                    key: String::new(),
                     message: format!("TOML syntax error: {}", e.message().trim()),
                 });
                 return None;
@@ -105,7 +109,7 @@ impl Parser<'_> {
                 ),
             }
         }
-        let table = |n: &str| tables.iter().find(|t| t.0 == n).map(|t| t.1);
+        let table = |n: &str| tables.iter().find(|t| t.0 == n).map(|t| (t.1, t.2));
         let list = |n: &str| {
             lists
                 .iter()
@@ -122,8 +126,8 @@ impl Parser<'_> {
         let mut default_category = ("general".to_string(), 1);
         let (mut category_threshold, mut subject_multiplier) = (1.0, 1.0);
         let mut weights_file = None;
-        if let Some(t) = table("scoring") {
-            let mut f = Fields::new(self, t, "[scoring]");
+        if let Some((t, at)) = table("scoring") {
+            let mut f = Fields::new(self, t, "[scoring]", at);
             if let Some(v) = f.string("default_category") {
                 default_category = v;
             }
@@ -151,8 +155,8 @@ impl Parser<'_> {
 
         // [urgency]
         let mut model = Model::default();
-        if let Some(t) = table("urgency") {
-            let mut f = Fields::new(self, t, "[urgency]");
+        if let Some((t, at)) = table("urgency") {
+            let mut f = Fields::new(self, t, "[urgency]", at);
             for (slot, key) in
                 model
                     .bias
@@ -184,8 +188,8 @@ impl Parser<'_> {
 
         // [language]
         let mut languages = Languages::default();
-        if let Some(t) = table("language") {
-            let mut f = Fields::new(self, t, "[language]");
+        if let Some((t, at)) = table("language") {
+            let mut f = Fields::new(self, t, "[language]", at);
             let detect = f.strings("detect");
             let default = f.string("default");
             f.finish();
@@ -242,7 +246,8 @@ impl Parser<'_> {
             let Some(t) = self.table_item(item, "level") else {
                 continue;
             };
-            let mut f = Fields::new(self, t, "[[level]]");
+            let at = self.line(item.span());
+            let mut f = Fields::new(self, t, "[[level]]", at);
             let level = f.int("level");
             let name = f.string("name");
             let first = f.int("first_response_hours");
@@ -304,7 +309,8 @@ impl Parser<'_> {
             let Some(t) = self.table_item(item, "category") else {
                 continue;
             };
-            let mut f = Fields::new(self, t, "[[category]]");
+            let at = self.line(item.span());
+            let mut f = Fields::new(self, t, "[[category]]", at);
             let id = f.string("id");
             let name = f.string("name");
             f.require(&[("id", id.is_some()), ("name", name.is_some())]);
@@ -355,10 +361,10 @@ impl Parser<'_> {
                 continue;
             };
             let line = self.line(item.span());
-            let mut f = Fields::new(self, t, "[[rule]]");
+            let mut f = Fields::new(self, t, "[[rule]]", line);
             let id = f.string("id");
             let label = id.as_ref().map_or_else(
-                || format!("rule at line {line}"),
+                || "[[rule]] (no id)".to_string(),
                 |(s, _)| format!("rule `{s}`"),
             );
             f.context = label.clone();
@@ -409,10 +415,10 @@ impl Parser<'_> {
                 continue;
             };
             let line = self.line(item.span());
-            let mut f = Fields::new(self, t, "[[feature]]");
+            let mut f = Fields::new(self, t, "[[feature]]", line);
             let id = f.string("id");
             let label = id.as_ref().map_or_else(
-                || format!("feature at line {line}"),
+                || "[[feature]] (no id)".to_string(),
                 |(s, _)| format!("feature `{s}`"),
             );
             f.context = label.clone();
@@ -506,12 +512,13 @@ struct Fields<'p, 't, 'a, 'i> {
 }
 
 impl<'p, 't, 'a, 'i> Fields<'p, 't, 'a, 'i> {
-    fn new(parser: &'p mut Parser<'t>, table: &'a Table<'i>, context: &str) -> Self {
+    /// `at`: the table's own line, for an empty table (a missing key is reported there).
+    fn new(parser: &'p mut Parser<'t>, table: &'a Table<'i>, context: &str, at: usize) -> Self {
         let line = table
             .iter()
             .map(|(k, _)| parser.line(k.span()))
             .min()
-            .unwrap_or(1);
+            .unwrap_or(at);
         Fields {
             parser,
             table,

@@ -321,13 +321,10 @@ fn learned_weights_replace_the_files() -> Result<(), TriageError> {
         "ngram_buckets = 16\n[impact]\nbias = -2\n[impact.features]\nslow = 1.5\n[stopped]\nbias = 0\n[prompt]\nbias = 1\n",
         "w",
     )
-    .map_err(|e| TriageError::Invalid { origin: e, problems: vec![] })?;
+    .map_err(|e| TriageError::whole(e, "weights"))?;
     let learned = rules(DECISIONS)?
         .with_weights(w.clone())
-        .map_err(|e| TriageError::Invalid {
-            origin: e,
-            problems: vec![],
-        })?;
+        .map_err(|e| TriageError::whole(e, "weights"))?;
     assert_eq!(r.classify("", "messages are slow").urgency, 2);
     assert_eq!(learned.classify("", "messages are slow").urgency, 2);
     assert_eq!(learned.classify("", "hello").urgency, 3);
@@ -439,6 +436,16 @@ fn syntax_errors_missing_and_old_keys() {
     assert!(msg.contains("default_category `misc`"), "{msg}");
     let msg = fail(&format!("{BASE}[language]\ndetect = [\"en\", \"xx\"]\n"));
     assert!(msg.contains("[language]: unknown language `xx`"), "{msg}");
+    // An empty [[rule]] is reported at its own header line, not at line 1.
+    let text = format!("{BASE}\n[[rule]]\n");
+    let header = text.lines().count();
+    let msg = fail(&text);
+    assert!(
+        msg.contains(&format!(
+            "t.toml:{header}: [[rule]] (no id): missing required key `id`"
+        )),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -578,10 +585,8 @@ fn tune_needs_fifty_and_learns_from_corrections() -> Result<(), TriageError> {
         buckets: 4096,
         ..TuneOptions::default()
     };
-    let out = tune::tune(&r, &samples, opt).map_err(|e| TriageError::Invalid {
-        origin: e.to_string(),
-        problems: vec![],
-    })?;
+    let out =
+        tune::tune(&r, &samples, opt).map_err(|e| TriageError::whole(e.to_string(), "tune"))?;
     assert_eq!((out.trained, out.held_back), (96, 24));
     assert_eq!(out.before.high_found, 0);
     assert_eq!(out.after.high_found, out.after.high, "{}", out.after);
