@@ -173,7 +173,9 @@ pub fn deliverable(e: &EmailAddress) -> bool {
     envelope_address(e).is_ok()
 }
 
-fn mailbox(p: &Party) -> Result<LettreMailbox, ComposeError> {
+/// A header mailbox for `p`: its envelope-checked address and its display name cleaned of
+/// control characters.
+pub fn mailbox(p: &Party) -> Result<LettreMailbox, ComposeError> {
     let addr = envelope_address(&p.email)?;
     // A decoded RFC 2047 name may hold CR/LF or other controls; lettre panics on them, and
     // they have no place in a header anyway.

@@ -6,11 +6,11 @@
 
 use chrono::{DateTime, Utc};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::{Attachment, MultiPart, SinglePart};
 use lettre::Message;
 
 use crate::mail::address::EmailAddress;
-use crate::mail::compose::{envelope_address, ComposeError, Party};
+use crate::mail::compose::{mailbox, ComposeError, Party};
 
 /// The header that marks a message made from the web form.
 pub const SOURCE_HEADER: &str = "X-Supportd-Source";
@@ -35,18 +35,6 @@ pub struct Update<'a> {
     pub date: DateTime<Utc>,
     pub text: &'a str,
     pub files: &'a [Upload],
-}
-
-fn mailbox(p: &Party) -> Result<Mailbox, ComposeError> {
-    let addr = envelope_address(&p.email)?;
-    let name = p.name.as_deref().map(|n| {
-        n.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect::<String>()
-            .trim()
-            .to_string()
-    });
-    Ok(Mailbox::new(name.filter(|n| !n.is_empty()), addr))
 }
 
 /// No control characters (a CR/LF would end a MIME header), at most 255 bytes.
