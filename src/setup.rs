@@ -154,8 +154,8 @@ pub fn build_pipeline(config: Config) -> Result<Pipeline, SetupError> {
     Ok(pipeline)
 }
 
-/// SIGHUP in `run`: the pipeline built again (rules and templates re-read) and the
-/// configured agents written again.
+/// SIGHUP in `run`: the pipeline built again (rules and templates re-read), the configured
+/// agents written again, and the Help Center reindexed.
 pub fn reload(config: Config, store: &Store) -> Result<Pipeline, SetupError> {
     let pipeline = build_pipeline(config)?;
     provision_agents(
@@ -164,7 +164,40 @@ pub fn reload(config: Config, store: &Store) -> Result<Pipeline, SetupError> {
         pipeline.clock.now(),
         Provision::Always,
     )?;
+    reindex_kb_logged(&pipeline.config, store, pipeline.clock.now())?;
     Ok(pipeline)
+}
+
+/// Rebuilds the Help Center's index from `[kb] dir` (see [`crate::kb`]): the articles that
+/// parse replace the whole index; the problems of the others (file and line) come back.
+pub fn reindex_kb(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<crate::kb::Loaded, StoreError> {
+    let loaded = crate::kb::load_dir(&config.kb.dir);
+    store.kb_replace(&loaded.articles, now)?;
+    Ok(loaded)
+}
+
+/// [`reindex_kb`] at start-up and on SIGHUP: each bad article is logged with its file and
+/// line, and the others are served.
+pub fn reindex_kb_logged(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let loaded = reindex_kb(config, store, now)?;
+    for p in &loaded.problems {
+        tracing::error!("Help Center article left out: {p}");
+    }
+    tracing::info!(
+        dir = %config.kb.dir.display(),
+        articles = loaded.articles.len(),
+        left_out = loaded.problems.len(),
+        "Help Center indexed"
+    );
+    Ok(())
 }
 
 /// The checks that need the rules and templates besides the config.
