@@ -405,6 +405,9 @@ pub struct Kb {
     /// article must reach to be suggested in an acknowledgement. Set for precision: a wrong
     /// suggestion is worse than none (see README, Help Center, for the measured figures).
     pub suggest_threshold: f64,
+    /// The different words of an article's title and keywords a mail must match for it to
+    /// be suggested (one word, even repeated, is no evidence of the topic).
+    pub suggest_min_words: u32,
     /// The most articles one acknowledgement lists; 0 turns suggestions off.
     pub max_suggestions: u32,
 }
@@ -414,6 +417,7 @@ impl Default for Kb {
         Kb {
             dir: PathBuf::from("kb"),
             suggest_threshold: Kb::DEFAULT_THRESHOLD,
+            suggest_min_words: 2,
             max_suggestions: 3,
         }
     }
@@ -421,7 +425,7 @@ impl Default for Kb {
 
 impl Kb {
     /// The shipped threshold (measured on tests/fixtures/kb-suggest).
-    pub const DEFAULT_THRESHOLD: f64 = 8.0;
+    pub const DEFAULT_THRESHOLD: f64 = 3.0;
 
     /// Where `#kb` drafts are written.
     pub fn drafts_dir(&self) -> PathBuf {

@@ -264,6 +264,12 @@ fn sample_acknowledgement(p: &Pipeline) -> Result<(), SetupError> {
             inbound_message_id: "check@clinic.example".into(),
             inbound_references: Vec::new(),
             language: "en".into(),
+            suggestions: vec![crate::kb::Suggestion {
+                slug: "check-config".into(),
+                title: "A sample article".into(),
+                link: p.desk.help_link("check-config"),
+                score: 9.0,
+            }],
         }),
     };
     // Rendered the one way every mail is (see `tickets::outbound`).

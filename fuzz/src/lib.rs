@@ -279,6 +279,7 @@ impl World {
             },
             assignee: None,
             language: "en".into(),
+            suggestions: Vec::new(),
             triage_category: "routing".into(),
             triage_urgency: 2,
         }
@@ -337,6 +338,8 @@ impl World {
             agent,
             assignable: Vec::new(),
             first_message: None,
+            suggestions: Vec::new(),
+            kb_source: None,
         };
         let plan = plan::plan(&facts, &self.pipeline.context());
         for m in &plan.mails {

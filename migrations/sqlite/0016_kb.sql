@@ -20,3 +20,11 @@ CREATE VIRTUAL TABLE kb_fts USING fts5(
     title, keywords, body,
     tokenize = 'porter unicode61 remove_diacritics 2'
 );
+
+-- What suggestions rank on: the title and the keywords alone. A word of some article's
+-- body (an incidental "reactivated" in the deactivation article) must neither match nor,
+-- through bm25's document frequency, lower the weight of the article it names.
+CREATE VIRTUAL TABLE kb_suggest_fts USING fts5(
+    title, keywords,
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use supportd::config::Config;
-use supportd::kb::suggest::{fts_query, select, terms, Tuning};
+use supportd::kb::suggest::{mail_query, select, terms, Tuning};
 use supportd::mail::parse::subject_and_body;
 use supportd::mail::quote::strip_quotes;
 use supportd::triage::{Signals, TriageInput};
@@ -65,6 +65,7 @@ pub async fn suggest(config: Config, args: &SuggestArgs) -> Result<u8, Failure> 
     let kb = &pipeline.config.kb;
     let tuning = Tuning {
         threshold: kb.suggest_threshold,
+        min_words: usize::try_from(kb.suggest_min_words).unwrap_or(usize::MAX),
         max: usize::try_from(kb.max_suggestions).unwrap_or(usize::MAX),
     };
     let mut code = 0;
@@ -87,7 +88,7 @@ pub async fn suggest(config: Config, args: &SuggestArgs) -> Result<u8, Failure> 
                 signals: Signals::default(),
             })
             .language;
-        let candidates = match fts_query(&terms(&subject, &text)) {
+        let candidates = match mail_query(&subject, &text) {
             Some(q) => store.kb_candidates(&q, CANDIDATES)?,
             None => Vec::new(),
         };
@@ -101,8 +102,16 @@ pub async fn suggest(config: Config, args: &SuggestArgs) -> Result<u8, Failure> 
             outln!("{name}: {:.2} {} {link} {}", c.score, c.slug, c.title);
         }
         if args.all {
+            let words = terms(&subject, &text).join(" ");
+            outln!("{name}: words: {words}");
             for c in &below {
-                outln!("{name}: below {:.2} {} {}", c.score, c.slug, c.title);
+                outln!(
+                    "{name}: below {:.2} {} {} (words: {})",
+                    c.score,
+                    c.slug,
+                    c.title,
+                    c.matched.join(", ")
+                );
             }
         }
     }

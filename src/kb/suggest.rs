@@ -311,6 +311,15 @@ pub fn fts_query(terms: &[String]) -> Option<String> {
     (!quoted.is_empty()).then(|| quoted.join(" OR "))
 }
 
+/// The query a mail's suggestions rank on: its content words, those of the subject twice.
+/// bm25 adds up every phrase of the query, so a subject word (the customer's own summary)
+/// counts double.
+pub fn mail_query(subject: &str, text: &str) -> Option<String> {
+    let mut all = terms(subject, text);
+    all.extend(terms(subject, ""));
+    fts_query(&all)
+}
+
 /// An article the index ranked for a mail.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Candidate {
@@ -320,6 +329,23 @@ pub struct Candidate {
     pub score: f64,
     /// The article's `languages` (empty = any).
     pub languages: Vec<String>,
+    /// The words of its title and keywords that the mail matched, distinct.
+    pub matched: Vec<String>,
+}
+
+impl Candidate {
+    /// How many different words of the article the mail matched: forms of one word
+    /// (`reactivate`, `reactivation`) count once (their first five letters).
+    pub fn distinct_words(&self) -> usize {
+        let mut heads: Vec<String> = self
+            .matched
+            .iter()
+            .map(|w| w.chars().take(5).collect())
+            .collect();
+        heads.sort();
+        heads.dedup();
+        heads.len()
+    }
 }
 
 /// An article a mail is told about.
@@ -337,12 +363,16 @@ pub struct Suggestion {
 pub struct Tuning {
     /// The score a candidate must reach.
     pub threshold: f64,
+    /// The different words of its title and keywords a mail must match: one word, even
+    /// repeated ("request" in "Feature request"), is no evidence of the topic.
+    pub min_words: usize,
     /// The most suggestions one mail gets.
     pub max: usize,
 }
 
 /// The candidates that pass (best first, at most `max`), and those that do not (the rest,
-/// best first, for `suggest --all`). An article limited to other languages never passes.
+/// best first, for `suggest --all`). An article limited to other languages never passes, nor
+/// one matched on fewer than `min_words` different words.
 pub fn select(
     mut candidates: Vec<Candidate>,
     tuning: Tuning,
@@ -353,7 +383,8 @@ pub fn select(
     let mut below = Vec::new();
     for c in candidates {
         let speaks = c.languages.is_empty() || c.languages.iter().any(|l| l == language);
-        if speaks && c.score >= tuning.threshold && pass.len() < tuning.max {
+        let enough = c.score >= tuning.threshold && c.distinct_words() >= tuning.min_words;
+        if speaks && enough && pass.len() < tuning.max {
             pass.push(c);
         } else {
             below.push(c);
@@ -389,11 +420,14 @@ mod tests {
             title: slug.into(),
             score,
             languages: langs.iter().map(|l| l.to_string()).collect(),
+            matched: vec!["reactivate".into(), "reactivation".into(), "account".into()],
         };
         let tuning = Tuning {
             threshold: 5.0,
+            min_words: 2,
             max: 2,
         };
+        assert_eq!(c("a", 1.0, &[]).distinct_words(), 2);
         let (pass, below) = select(
             vec![
                 c("a", 6.0, &[]),
@@ -408,5 +442,11 @@ mod tests {
         let slugs = |v: &[Candidate]| v.iter().map(|c| c.slug.clone()).collect::<Vec<_>>();
         assert_eq!(slugs(&pass), vec!["c", "a"]);
         assert_eq!(slugs(&below), vec!["b", "d", "e"]);
+        let one_word = Candidate {
+            matched: vec!["request".into()],
+            ..c("f", 9.0, &[])
+        };
+        let (pass, _) = select(vec![one_word], tuning, "en");
+        assert!(pass.is_empty());
     }
 }

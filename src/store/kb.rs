@@ -11,6 +11,8 @@ use crate::kb::{Article, Candidate};
 /// bm25 column weights: title, keywords, body. A keyword is what the article's author said
 /// customers write; a word of the body may be incidental.
 const RANK: &str = "bm25(kb_fts, 4.0, 6.0, 1.0)";
+/// Suggestions rank on the title and keywords only (`kb_suggest_fts`).
+const SUGGEST_RANK: &str = "bm25(kb_suggest_fts, 1.0, 1.0)";
 
 /// One article as the pages show it.
 #[derive(Debug, Clone)]
@@ -48,6 +50,7 @@ impl Store {
             let tx = self.begin()?;
             let c = tx.conn();
             exec(c, "DELETE FROM kb_fts", [])?;
+            exec(c, "DELETE FROM kb_suggest_fts", [])?;
             exec(c, "DELETE FROM kb_articles", [])?;
             for a in articles {
                 exec(
@@ -72,6 +75,11 @@ impl Store {
                     c,
                     "INSERT INTO kb_fts (rowid, title, keywords, body) VALUES (?1, ?2, ?3, ?4)",
                     params![rowid, a.title, a.keywords.join(" \u{2022} "), a.text],
+                )?;
+                exec(
+                    c,
+                    "INSERT INTO kb_suggest_fts (rowid, title, keywords) VALUES (?1, ?2, ?3)",
+                    params![rowid, a.title, a.keywords.join(" \u{2022} ")],
                 )?;
             }
             tx.commit()
@@ -160,9 +168,11 @@ fn candidates(c: &Connection, fts_query: &str, limit: u32) -> Result<Vec<Candida
     query_all(
         c,
         &format!(
-            "SELECT a.slug, a.title, a.languages, -{RANK} AS score
-             FROM kb_fts JOIN kb_articles a ON a.rowid = kb_fts.rowid
-             WHERE kb_fts MATCH ?1 ORDER BY {RANK} LIMIT ?2"
+            "SELECT a.slug, a.title, a.languages, -{SUGGEST_RANK} AS score,
+                    highlight(kb_suggest_fts, 0, char(1), char(2)) AS t,
+                    highlight(kb_suggest_fts, 1, char(1), char(2)) AS k
+             FROM kb_suggest_fts JOIN kb_articles a ON a.rowid = kb_suggest_fts.rowid
+             WHERE kb_suggest_fts MATCH ?1 ORDER BY {SUGGEST_RANK} LIMIT ?2"
         ),
         params![fts_query, limit],
         |r| {
@@ -171,7 +181,22 @@ fn candidates(c: &Connection, fts_query: &str, limit: u32) -> Result<Vec<Candida
                 title: r.get("title")?,
                 score: r.get("score")?,
                 languages: list(&r.get::<_, String>("languages")?),
+                matched: marked(&[r.get::<_, String>("t")?, r.get::<_, String>("k")?]),
             })
         },
     )
+}
+
+/// The words `highlight()` marked (between \x01 and \x02), lower-cased, distinct.
+fn marked(columns: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in columns {
+        for part in c.split('\u{1}').skip(1) {
+            let word = part.split('\u{2}').next().unwrap_or("").to_lowercase();
+            if !word.is_empty() && !out.contains(&word) {
+                out.push(word);
+            }
+        }
+    }
+    out
 }

@@ -149,6 +149,8 @@ fn plan_of(
         agent,
         assignable: Vec::new(),
         first_message: None,
+        suggestions: Vec::new(),
+        kb_source: None,
     };
     plan(&facts, &w.context())
 }
