@@ -52,18 +52,27 @@ fn a_malformed_article_is_named_with_its_line_and_the_others_load() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("indexed 8 articles"), "{stdout}");
     assert!(stderr.contains("kb/broken.md:5: key `colour`"), "{stderr}");
-    assert!(stderr.contains("kb/no-front-matter.md:1: no front matter"), "{stderr}");
+    assert!(
+        stderr.contains("kb/no-front-matter.md:1: no front matter"),
+        "{stderr}"
+    );
 
     let out = env.run(&["check-config"]);
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("kb/broken.md:5: key `colour`"), "{stderr}");
-    assert!(stderr.contains("2 Help Center files would be left out (8 articles are fine)"), "{stderr}");
+    assert!(
+        stderr.contains("2 Help Center files would be left out (8 articles are fine)"),
+        "{stderr}"
+    );
 
     // The good articles are searchable: a mail about one gets it suggested.
     let out = env.ok(&["suggest", fixture("kb-suggest/017.eml").to_str().unwrap()]);
     assert!(out.contains("deactivate-user"), "{out}");
-    assert!(out.contains("https://help.vendor.example/help/deactivate-user"), "{out}");
+    assert!(
+        out.contains("https://help.vendor.example/help/deactivate-user"),
+        "{out}"
+    );
 
     std::fs::remove_file(kb.join("broken.md")).unwrap();
     std::fs::remove_file(kb.join("no-front-matter.md")).unwrap();
@@ -81,8 +90,14 @@ fn the_ack_lists_passing_articles_with_links_and_nothing_otherwise() {
         ack.contains("These articles of our Help Center may already answer your question:"),
         "{ack}"
     );
-    assert!(ack.contains("- Requesting an account for a new user"), "{ack}");
-    assert!(ack.contains("https://help.vendor.example/help/new-user-account"), "{ack}");
+    assert!(
+        ack.contains("- Requesting an account for a new user"),
+        "{ack}"
+    );
+    assert!(
+        ack.contains("https://help.vendor.example/help/new-user-account"),
+        "{ack}"
+    );
     let t = env.json(&["tickets", "show", &n.to_string(), "--json"]);
     let events = t["events"].to_string();
     assert!(events.contains("kb-suggested"), "{events}");
@@ -124,7 +139,11 @@ fn suggestion_figures_over_the_labelled_set() {
     let mut passing: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in out.lines() {
         let (file, rest) = line.split_once(": ").unwrap();
-        let name = Path::new(file).file_name().unwrap().to_string_lossy().to_string();
+        let name = Path::new(file)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         let entry = passing.entry(name).or_default();
         if rest != "no suggestion" {
             // SCORE SLUG LINK TITLE
