@@ -186,3 +186,157 @@ fn suggestion_figures_over_the_labelled_set() {
     assert!(pct(hit, should) >= 80.0, "top-3 hit {hit}/{should}");
     assert!(pct(wrong, none) <= 10.0, "wrong suggestions {wrong}/{none}");
 }
+
+const MX: &str = "mx.vendor.example";
+
+fn agent_key(env: &Env, ticket: i64) -> String {
+    let note = env
+        .outbox()
+        .into_iter()
+        .find(|o| o["kind"] == "notify-agent" && o["ticket"] == ticket)
+        .unwrap();
+    let raw = env.outbox_raw(note["id"].as_i64().unwrap());
+    let reply_to = header(&raw, "Reply-To").unwrap();
+    let start = reply_to.find("support+a-").unwrap() + "support+a-".len();
+    reply_to[start..start + 20].to_string()
+}
+
+fn agent_mail(env: &Env, n: i64, id: &str, body: &str) -> serde_json::Value {
+    let key = agent_key(env, n);
+    env.ingest(&crlf(&format!(
+        "Authentication-Results: {MX}; dmarc=pass header.from=vendor.example\n\
+         From: Alice Agent <alice@vendor.example>\nTo: support+a-{key}@vendor.example\n\
+         Subject: Re: [#{n}] Account switched off\nMessage-ID: <{id}@vendor.example>\n\n{body}"
+    )))
+}
+
+#[test]
+fn an_agent_s_kb_drafts_an_article_without_the_people_and_never_publishes_it() {
+    let env = Env::with_config(&format!(
+        "[policy]\nauthserv_id = \"{MX}\"\n\n[[agent]]\nemail = \"alice@vendor.example\"\nname = \"Alice Agent\"\n"
+    ));
+    let kb = with_articles(&env);
+    env.ok(&["kb", "reindex"]);
+    let n = created(&env.ingest(&crlf(
+        "From: Paul Garrity <pgarrity@westbrook.example>\nTo: support@vendor.example\n\
+         Subject: Account switched off\nMessage-ID: <p1@westbrook.example>\n\n\
+         Dr. Ellen Fitch is back from leave; her login was switched off. Please turn it on.\n",
+    )));
+    let key = env.ticket(n)["access_key"].as_str().unwrap().to_string();
+
+    // Before any public answer, #kb has nothing to draft from: refused, nothing written.
+    let early = agent_mail(&env, n, "a0", "#kb Reactivating a returning doctor\n");
+    assert!(
+        early["reason"]
+            .as_str()
+            .unwrap()
+            .contains("commands not understood"),
+        "{early}"
+    );
+    assert!(!kb.join("drafts").exists());
+
+    // The answer, relayed to Paul.
+    let answer = agent_mail(
+        &env,
+        n,
+        "a1",
+        "Hi Paul,\n\nI reactivated Dr. Fitch's account (ellen.fitch@westbrook.example); she keeps \
+         her groups.\nFor next time: your site administrator writes to us with the user's name \
+         and the date, and we turn the account back on.\nCall me at +1 555 010 0199 if needed, \
+         or see https://help.vendor.example/t/{KEY}.\n\nBest regards,\nAlice\n"
+            .replace("{KEY}", &key)
+            .as_str(),
+    );
+    assert_eq!(answer["action"], "agent_reply", "{answer}");
+
+    // #kb alone: the draft comes from that answer.
+    let out = agent_mail(&env, n, "a2", "#kb Reactivating a returning doctor\n");
+    assert!(
+        out["reason"].as_str().unwrap().contains("#kb Reactivating"),
+        "{out}"
+    );
+    let file = kb
+        .join("drafts")
+        .join(format!("reactivating-a-returning-doctor-{n}.md"));
+    let draft = std::fs::read_to_string(&file).unwrap();
+    for gone in [
+        "Paul",
+        "Fitch",
+        "Ellen",
+        "westbrook",
+        "Alice",
+        "555",
+        &key,
+        "Best regards",
+    ] {
+        assert!(!draft.contains(gone), "{gone:?} in the draft:\n{draft}");
+    }
+    assert!(
+        draft.contains("title = \"Reactivating a returning doctor\""),
+        "{draft}"
+    );
+    assert!(
+        draft.contains("your site administrator writes to us with the user's name"),
+        "{draft}"
+    );
+    assert!(
+        draft.contains(&format!("# DRAFT from ticket #{n}")),
+        "{draft}"
+    );
+
+    // The agent is told where it is; the customer is not.
+    let row = env
+        .outbox()
+        .into_iter()
+        .find(|o| o["kind"] == "kb-draft")
+        .unwrap();
+    assert_eq!(row["to"], "alice@vendor.example");
+    let mail = text_body(env.outbox_raw(row["id"].as_i64().unwrap()).as_bytes());
+    assert!(
+        mail.contains(&format!(
+            "Draft: kb/drafts/reactivating-a-returning-doctor-{n}.md"
+        )),
+        "{mail}"
+    );
+    assert!(mail.contains("move it into kb"), "{mail}");
+    let t = env.json(&["tickets", "show", &n.to_string(), "--json"]);
+    assert!(t["events"].to_string().contains("kb-draft"), "{t}");
+
+    // Never published by itself: the index has the shipped articles only, until it is moved.
+    let reindex = env.ok(&["kb", "reindex"]);
+    assert!(reindex.contains("indexed 8 articles"), "{reindex}");
+    std::fs::rename(&file, kb.join("reactivating-a-returning-doctor.md")).unwrap();
+    let reindex = env.ok(&["kb", "reindex"]);
+    assert!(reindex.contains("indexed 9 articles"), "{reindex}");
+}
+
+#[test]
+fn kb_from_a_customer_gets_the_command_error_reply() {
+    let env = Env::with_config(&format!("[policy]\nauthserv_id = \"{MX}\"\n"));
+    let n = created(&env.ingest(&crlf(
+        "From: Ann Lee <ann@clinic.example>\nTo: support@vendor.example\n\
+         Subject: Question\nMessage-ID: <c1@clinic.example>\n\nHow do I add a user?\n",
+    )));
+    let out = env.ingest(&crlf(&format!(
+        "From: Ann Lee <ann@clinic.example>\nTo: support@vendor.example\n\
+         Subject: Re: [#{n}] Question\nMessage-ID: <c2@clinic.example>\n\n\
+         #kb My own article\nPlease publish this.\n"
+    )));
+    assert_eq!(out["action"], "replied", "{out}");
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap()
+            .contains("commands from a non-agent not executed: #kb My own article"),
+        "{out}"
+    );
+    let err = env
+        .outbox()
+        .into_iter()
+        .find(|o| o["kind"] == "command-error")
+        .unwrap();
+    assert_eq!(err["to"], "ann@clinic.example");
+    let body = text_body(env.outbox_raw(err["id"].as_i64().unwrap()).as_bytes());
+    assert!(body.contains("#kb My own article"), "{body}");
+    assert!(!env.dir.path().join("kb/drafts").exists());
+}

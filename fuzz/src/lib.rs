@@ -279,7 +279,6 @@ impl World {
             },
             assignee: None,
             language: "en".into(),
-            suggestions: Vec::new(),
             triage_category: "routing".into(),
             triage_urgency: 2,
         }

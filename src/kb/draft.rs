@@ -78,6 +78,17 @@ fn postal_line() -> Option<&'static Regex> {
     .as_ref()
 }
 
+fn titled_name() -> Option<&'static Regex> {
+    static R: OnceLock<Option<Regex>> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(
+            r"\b(?P<t>Dr\.?|Doctor|Nurse|Mr\.?|Mrs\.?|Ms\.?|Mme|Mlle|M\.|Dra?\.?|Sr\.?|Sra\.?|Prof\.?)\s+\p{Lu}[\p{L}'\-]+(?:\s+\p{Lu}[\p{L}'\-]+)?",
+        )
+        .ok()
+    })
+    .as_ref()
+}
+
 fn greeting_or_signoff() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
     R.get_or_init(|| {
@@ -103,8 +114,11 @@ pub fn redact(text: &str, names: &[String], keys: &[String]) -> String {
         lines.push(line.to_string());
     }
     let mut out = lines.join("\n");
-    for key in keys.iter().filter(|k| !k.is_empty()) {
-        out = out.replace(key.as_str(), "[key removed]");
+    // People named only by their address in the text: the parts of its local part are
+    // names too (ellen.fitch@ → Ellen, Fitch).
+    let mut names: Vec<String> = names.to_vec();
+    if let Some((re, _)) = regexes().get(1) {
+        names.extend(re.find_iter(&out).map(|m| m.as_str().to_string()));
     }
     for (re, kind) in regexes() {
         out = re
@@ -123,13 +137,19 @@ pub fn redact(text: &str, names: &[String], keys: &[String]) -> String {
             })
             .into_owned();
     }
-    // Names: whole words, case-insensitive; each part of a full name on its own too.
+    for key in keys.iter().filter(|k| !k.is_empty()) {
+        out = out.replace(key.as_str(), "[key removed]");
+    }
+    // Names: whole words, case-insensitive; each part of a full name on its own too, and of
+    // an address only its local part (its domain names no one).
     let mut parts: Vec<&str> = Vec::new();
-    for n in names {
-        let local = n.split('@').next().unwrap_or("");
-        for p in n
-            .split(|c: char| c.is_whitespace() || c == '.' || c == '@' || c == ',')
-            .chain(local.split(['.', '_', '-']))
+    for n in &names {
+        let person = match n.split_once('@') {
+            Some((local, _)) => local,
+            None => n.as_str(),
+        };
+        for p in
+            person.split(|c: char| c.is_whitespace() || matches!(c, '.' | ',' | '_' | '-' | '+'))
         {
             if p.chars().count() >= 3 && !parts.contains(&p) {
                 parts.push(p);
@@ -141,7 +161,15 @@ pub fn redact(text: &str, names: &[String], keys: &[String]) -> String {
             out = re.replace_all(&out, "[name removed]").into_owned();
         }
     }
-    out.trim().to_string()
+    // A title before a capitalised word names someone: Dr. Fitch, Nurse Kelly.
+    if let Some(re) = titled_name() {
+        out = re.replace_all(&out, "$t [name removed]").into_owned();
+    }
+    let kept: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim() != "[name removed]")
+        .collect();
+    kept.join("\n").trim().to_string()
 }
 
 /// The draft's file name stem: the title in lower-case ASCII words joined by `-`, with the

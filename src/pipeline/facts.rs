@@ -16,7 +16,7 @@ use crate::store::{StoreError, Tx};
 use crate::tickets::commands::{self, Assignee, Command};
 use crate::tickets::notify::StaffMember;
 use crate::tickets::outbound::MailKind;
-use crate::tickets::plan::{Facts, NoticeState};
+use crate::tickets::plan::{Facts, KbSource, NoticeState};
 use crate::tickets::{decide, Decision, Lookup, TicketSummary, UserRecord};
 
 impl Pipeline {
@@ -89,6 +89,20 @@ impl Pipeline {
                 }
                 if corrects_triage(&ready.text) {
                     f.first_message = tx.first_customer_message(ticket.id)?;
+                }
+                if drafts_article(&ready.text) {
+                    let mut names: Vec<String> = f
+                        .collaborators
+                        .iter()
+                        .flat_map(|u| [u.name.clone(), u.email.clone()])
+                        .collect();
+                    for u in tx.active_staff()? {
+                        names.extend([u.name, u.email]);
+                    }
+                    f.kb_source = Some(KbSource {
+                        last_answer: tx.last_public_answer(ticket.id)?,
+                        names,
+                    });
                 }
             }
         }
@@ -227,6 +241,14 @@ fn acknowledges_new_ticket(d: &Decision) -> bool {
         Decision::NonParticipant { then, .. } => acknowledges_new_ticket(then),
         _ => false,
     }
+}
+
+/// Whether an agent's reply asks for a Help Center draft (`#kb`).
+fn drafts_article(text: &str) -> bool {
+    commands::parse(text)
+        .commands
+        .iter()
+        .any(|c| matches!(c, Command::Kb(_)))
 }
 
 /// Whether an agent's reply changes what triage said (`#category`, `#urgency`).

@@ -106,7 +106,7 @@ pub fn acknowledgement(
         language: &f.language,
         suggestions: &f.suggestions,
     };
-    let body = templates.render("ack.txt", &ctx)?;
+    let body = templates.render_lang("ack.txt", &f.language, &ctx)?;
     let references = references_for(&f.inbound_references, &f.inbound_message_id);
     let support = desk.party();
     Ok(Outgoing {

@@ -166,6 +166,12 @@ pub enum Write {
         /// JSON of `triage::Evidence` for the ticket's first message.
         features: String,
     },
+    /// A `#kb` draft article, written to `[kb] dir`/drafts/`file` (never into `kb/` itself).
+    KbDraft {
+        ticket: TicketRef,
+        file: String,
+        markdown: String,
+    },
     /// A notification caused by this sender (`held`: kept for a digest instead).
     Notice {
         ticket: TicketRef,
@@ -337,7 +343,7 @@ impl Builder<'_, '_> {
 
     /// An automatic answer to the sender (command errors, refusals).
     fn answering(&self) -> Answering {
-        Answering::sender_of(self.f.mail)
+        Answering::sender_of(self.f.mail, &self.f.class.language)
     }
 }
 
