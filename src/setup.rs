@@ -273,11 +273,21 @@ fn sample_acknowledgement(p: &Pipeline) -> Result<(), SetupError> {
             }],
         }),
     };
-    // Rendered the one way every mail is (see `tickets::outbound`).
-    sample
-        .render(&p.desk, &p.templates, &[])
-        .map(drop)
-        .map_err(|e| SetupError::Unusable(e.to_string()))
+    // Rendered the one way every mail is (see `tickets::outbound`), in English and in every
+    // language that has its own acknowledgement.
+    let mut languages = vec![String::from("en")];
+    languages.extend(p.templates.languages("ack.txt"));
+    for lang in languages {
+        let mut sample = sample.clone();
+        if let Content::Ack(f) = &mut sample.content {
+            f.language = lang;
+        }
+        sample
+            .render(&p.desk, &p.templates, &[])
+            .map(drop)
+            .map_err(|e| SetupError::Unusable(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// When [`provision_agents`] writes.
@@ -381,6 +391,16 @@ mod tests {
         );
         let err = build_pipeline(config(&text)).err().unwrap();
         assert!(matches!(err, SetupError::Unusable(_)), "{err}");
+        // A language's own acknowledgement is checked too.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("fr")).unwrap();
+        std::fs::write(dir.path().join("fr/ack.txt"), "{{ nosuchvariable }}").unwrap();
+        let text = format!(
+            "[templates]\ndir = {:?}\n",
+            dir.path().display().to_string()
+        );
+        let err = build_pipeline(config(&text)).err().unwrap();
+        assert!(err.to_string().contains("fr/ack.txt"), "{err}");
     }
 
     #[test]
