@@ -413,4 +413,46 @@ mod tests {
         assert_eq!(answer_subject("Ré", "x"), "Re: Ré");
         assert_eq!(answer_subject("éé", "x"), "Re: éé");
     }
+
+    #[test]
+    fn sign_in_mails_follow_the_language_and_fall_back_to_english() {
+        use crate::mail::address::EmailAddress;
+        use crate::tickets::TicketTag;
+        let templates = Templates::load(None).unwrap();
+        let desk = Desk::new(
+            "Vendor Support",
+            EmailAddress::parse("support@vendor.example").unwrap(),
+            &[],
+            "https://help.example",
+            "",
+            TicketTag::new("[#{number}]").unwrap(),
+        );
+        let to = Party {
+            name: Some("Ann".into()),
+            email: EmailAddress::parse("ann@clinic.example").unwrap(),
+        };
+        let stamp = Stamp {
+            message_id: "s1@vendor.example".into(),
+            date: chrono::Utc::now(),
+        };
+        let link = "https://help.example/signin/TOKEN";
+        let mail = |lang: &str| signin(&desk, &to, link, 15, lang, &stamp, &templates).unwrap();
+        let fr = mail("fr");
+        assert_eq!(fr.subject, "Votre lien de connexion à Vendor Support");
+        assert!(fr.body.starts_with("Bonjour Ann,"), "{}", fr.body);
+        assert!(
+            fr.body.contains("pendant les\n15 prochaines minutes"),
+            "{}",
+            fr.body
+        );
+        let es = mail("es");
+        assert_eq!(es.subject, "Su enlace de acceso a Vendor Support");
+        assert!(es.body.starts_with("Hola, Ann:"), "{}", es.body);
+        for lang in ["", "en", "de"] {
+            let m = mail(lang);
+            assert_eq!(m.subject, "Your sign-in link for Vendor Support");
+            assert!(m.body.starts_with("Hello Ann,"), "{}", m.body);
+        }
+        assert_eq!(templates.languages("ack.txt").len(), 2);
+    }
 }
