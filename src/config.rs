@@ -48,6 +48,8 @@ pub struct Config {
     pub triage: Triage,
     /// Where the mail templates come from.
     pub templates: Templates,
+    /// The Help Center: articles, suggestions in acknowledgements, `#kb` drafts.
+    pub kb: Kb,
     /// Agents provisioned at start-up (in addition to `supportd users add`).
     pub agent: Vec<Agent>,
     /// The text this was read from, so that later cross-checks ([`Config::problems`]) name
@@ -394,6 +396,44 @@ pub struct Templates {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kb {
+    /// The articles (`*.md` with front matter); `#kb` drafts go to its `drafts/`. A missing
+    /// directory is an empty Help Center.
+    pub dir: PathBuf,
+    /// The score (FTS5 bm25 with the title, keyword and body weights, sign flipped) an
+    /// article must reach to be suggested in an acknowledgement. Set for precision: a wrong
+    /// suggestion is worse than none (see README, Help Center, for the measured figures).
+    pub suggest_threshold: f64,
+    /// The different words of an article's title and keywords a mail must match for it to
+    /// be suggested (one word, even repeated, is no evidence of the topic).
+    pub suggest_min_words: u32,
+    /// The most articles one acknowledgement lists; 0 turns suggestions off.
+    pub max_suggestions: u32,
+}
+
+impl Default for Kb {
+    fn default() -> Self {
+        Kb {
+            dir: PathBuf::from("kb"),
+            suggest_threshold: Kb::DEFAULT_THRESHOLD,
+            suggest_min_words: 2,
+            max_suggestions: 3,
+        }
+    }
+}
+
+impl Kb {
+    /// The shipped threshold (measured on tests/fixtures/kb-suggest).
+    pub const DEFAULT_THRESHOLD: f64 = 3.0;
+
+    /// Where `#kb` drafts are written.
+    pub fn drafts_dir(&self) -> PathBuf {
+        self.dir.join("drafts")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Agent {
     pub email: EmailAddress,
@@ -527,6 +567,12 @@ impl Config {
             bad(
                 "web.listen".into(),
                 format!("`{}` is not an IP:PORT address", self.web.listen),
+            );
+        }
+        if !self.kb.suggest_threshold.is_finite() || self.kb.suggest_threshold < 0.0 {
+            bad(
+                "kb.suggest_threshold".into(),
+                "must be a number of 0 or more".into(),
             );
         }
         if self.web.request_timeout_seconds == 0 {

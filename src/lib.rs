@@ -18,6 +18,9 @@
 //!   decision for one message (threading, agent replies, intake policy); [`tickets::ack`],
 //!   [`tickets::notify`] and [`tickets::replies`] render mails; [`tickets::commands`] parses
 //!   agents' `#commands`; [`tickets::auth`] checks Authentication-Results. Pure.
+//! - [`kb`]: the Help Center — `kb/*.md` articles (TOML front matter, Markdown), the
+//!   suggestions a new ticket's acknowledgement lists, `#kb` drafts with people removed. Pure
+//!   but for reading the directory; the FTS5 index lives in the [`store`].
 //! - [`templates`]: the mail templates (minijinja), built in and overridable.
 //! - [`pipeline`]: the one orchestrator; each inbound message prepared (parsed, triaged) on a
 //!   worker thread within a time budget, then all or nothing, a savepoint in its batch's
@@ -56,6 +59,7 @@ pub mod config;
 pub mod daemon;
 pub mod display;
 pub mod imap;
+pub mod kb;
 pub mod mail;
 pub mod metrics;
 pub mod outbox;

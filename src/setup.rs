@@ -113,6 +113,7 @@ pub fn policy(config: &Config, desk: &Desk) -> Policy {
         notify_on_close: config.support.notify_on_close,
         notifications_per_sender_per_hour: config.limits.notifications_per_sender_per_hour,
         notification_digest_minutes: config.limits.notification_digest_minutes,
+        kb_dir: config.kb.dir.display().to_string(),
     }
 }
 
@@ -154,8 +155,8 @@ pub fn build_pipeline(config: Config) -> Result<Pipeline, SetupError> {
     Ok(pipeline)
 }
 
-/// SIGHUP in `run`: the pipeline built again (rules and templates re-read) and the
-/// configured agents written again.
+/// SIGHUP in `run`: the pipeline built again (rules and templates re-read), the configured
+/// agents written again, and the Help Center reindexed.
 pub fn reload(config: Config, store: &Store) -> Result<Pipeline, SetupError> {
     let pipeline = build_pipeline(config)?;
     provision_agents(
@@ -164,7 +165,40 @@ pub fn reload(config: Config, store: &Store) -> Result<Pipeline, SetupError> {
         pipeline.clock.now(),
         Provision::Always,
     )?;
+    reindex_kb_logged(&pipeline.config, store, pipeline.clock.now())?;
     Ok(pipeline)
+}
+
+/// Rebuilds the Help Center's index from `[kb] dir` (see [`crate::kb`]): the articles that
+/// parse replace the whole index; the problems of the others (file and line) come back.
+pub fn reindex_kb(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<crate::kb::Loaded, StoreError> {
+    let loaded = crate::kb::load_dir(&config.kb.dir);
+    store.kb_replace(&loaded.articles, now)?;
+    Ok(loaded)
+}
+
+/// [`reindex_kb`] at start-up and on SIGHUP: each bad article is logged with its file and
+/// line, and the others are served.
+pub fn reindex_kb_logged(
+    config: &Config,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let loaded = reindex_kb(config, store, now)?;
+    for p in &loaded.problems {
+        tracing::error!("Help Center article left out: {p}");
+    }
+    tracing::info!(
+        dir = %config.kb.dir.display(),
+        articles = loaded.articles.len(),
+        left_out = loaded.problems.len(),
+        "Help Center indexed"
+    );
+    Ok(())
 }
 
 /// The checks that need the rules and templates besides the config.
@@ -231,13 +265,29 @@ fn sample_acknowledgement(p: &Pipeline) -> Result<(), SetupError> {
             inbound_message_id: "check@clinic.example".into(),
             inbound_references: Vec::new(),
             language: "en".into(),
+            suggestions: vec![crate::kb::Suggestion {
+                slug: "check-config".into(),
+                title: "A sample article".into(),
+                link: p.desk.help_link("check-config"),
+                score: 9.0,
+            }],
         }),
     };
-    // Rendered the one way every mail is (see `tickets::outbound`).
-    sample
-        .render(&p.desk, &p.templates, &[])
-        .map(drop)
-        .map_err(|e| SetupError::Unusable(e.to_string()))
+    // Rendered the one way every mail is (see `tickets::outbound`), in English and in every
+    // language that has its own acknowledgement.
+    let mut languages = vec![String::from("en")];
+    languages.extend(p.templates.languages("ack.txt"));
+    for lang in languages {
+        let mut sample = sample.clone();
+        if let Content::Ack(f) = &mut sample.content {
+            f.language = lang;
+        }
+        sample
+            .render(&p.desk, &p.templates, &[])
+            .map(drop)
+            .map_err(|e| SetupError::Unusable(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// When [`provision_agents`] writes.
@@ -341,6 +391,16 @@ mod tests {
         );
         let err = build_pipeline(config(&text)).err().unwrap();
         assert!(matches!(err, SetupError::Unusable(_)), "{err}");
+        // A language's own acknowledgement is checked too.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("fr")).unwrap();
+        std::fs::write(dir.path().join("fr/ack.txt"), "{{ nosuchvariable }}").unwrap();
+        let text = format!(
+            "[templates]\ndir = {:?}\n",
+            dir.path().display().to_string()
+        );
+        let err = build_pipeline(config(&text)).err().unwrap();
+        assert!(err.to_string().contains("fr/ack.txt"), "{err}");
     }
 
     #[test]

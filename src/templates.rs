@@ -2,15 +2,53 @@
 //!
 //! Loaded once at start-up (and on SIGHUP); rendering is pure. Undefined variables are errors,
 //! so a typo in an admin's template fails `check-config` instead of mailing a blank.
+//!
+//! The mails to customers ([`LOCALIZED`]) exist per language: `templates/en/`, `fr/`, `es/`.
+//! [`Templates::render_lang`] renders `{lang}/{name}` when that template exists, else the
+//! English one. An admin's directory overrides them the same way (`DIR/fr/ack.txt`), adds
+//! languages (`DIR/de/ack.txt`), and still overrides the English ones with `DIR/ack.txt`.
 
 use std::path::Path;
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-/// The templates shipped in the binary: name → source.
+/// The customers' mails, which exist per language.
+pub const LOCALIZED: &[&str] = &[
+    "ack.txt",
+    "closed.txt",
+    "rejected.txt",
+    "inactive.txt",
+    "signin.txt",
+];
+
+/// The languages shipped for [`LOCALIZED`] besides English.
+const LANGUAGES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "fr",
+        &[
+            ("ack.txt", include_str!("../templates/fr/ack.txt")),
+            ("closed.txt", include_str!("../templates/fr/closed.txt")),
+            ("rejected.txt", include_str!("../templates/fr/rejected.txt")),
+            ("inactive.txt", include_str!("../templates/fr/inactive.txt")),
+            ("signin.txt", include_str!("../templates/fr/signin.txt")),
+        ],
+    ),
+    (
+        "es",
+        &[
+            ("ack.txt", include_str!("../templates/es/ack.txt")),
+            ("closed.txt", include_str!("../templates/es/closed.txt")),
+            ("rejected.txt", include_str!("../templates/es/rejected.txt")),
+            ("inactive.txt", include_str!("../templates/es/inactive.txt")),
+            ("signin.txt", include_str!("../templates/es/signin.txt")),
+        ],
+    ),
+];
+
+/// The templates shipped in the binary: name → source (the customers' mails in English).
 const BUILT_IN: &[(&str, &str)] = &[
-    ("ack.txt", include_str!("../templates/ack.txt")),
+    ("ack.txt", include_str!("../templates/en/ack.txt")),
     (
         "notify-agent.txt",
         include_str!("../templates/notify-agent.txt"),
@@ -23,15 +61,23 @@ const BUILT_IN: &[(&str, &str)] = &[
         "agent-reply.txt",
         include_str!("../templates/agent-reply.txt"),
     ),
-    ("closed.txt", include_str!("../templates/closed.txt")),
+    ("closed.txt", include_str!("../templates/en/closed.txt")),
     (
         "command-error.txt",
         include_str!("../templates/command-error.txt"),
     ),
-    ("rejected.txt", include_str!("../templates/rejected.txt")),
-    ("inactive.txt", include_str!("../templates/inactive.txt")),
-    ("signin.txt", include_str!("../templates/signin.txt")),
+    ("rejected.txt", include_str!("../templates/en/rejected.txt")),
+    ("inactive.txt", include_str!("../templates/en/inactive.txt")),
+    ("signin.txt", include_str!("../templates/en/signin.txt")),
+    ("kb-draft.txt", include_str!("../templates/kb-draft.txt")),
 ];
+
+fn read(path: &Path) -> Result<String, TemplateError> {
+    std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
 
 /// Rendering failed or a template is broken.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +105,71 @@ pub struct Templates {
 impl Templates {
     /// The built-in templates, with any file of the same name in `dir` taking precedence.
     pub fn load(dir: Option<&Path>) -> Result<Templates, TemplateError> {
-        Templates::load_set(dir, BUILT_IN)
+        let mut t = Templates::load_set(dir, BUILT_IN)?;
+        // English overrides may also live in DIR/en/ (DIR/en/ack.txt before DIR/ack.txt).
+        if let Some(dir) = dir {
+            for name in LOCALIZED {
+                let path = dir.join("en").join(name);
+                if path.exists() {
+                    t.add(name, &read(&path)?)?;
+                }
+            }
+        }
+        for (lang, files) in LANGUAGES {
+            for (name, source) in *files {
+                t.add(&format!("{lang}/{name}"), source)?;
+            }
+        }
+        // An admin's language directories (two lower-case letters), shipped ones included.
+        let langs = dir
+            .and_then(|d| std::fs::read_dir(d).ok())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|l| l.len() == 2 && l.bytes().all(|b| b.is_ascii_lowercase()) && l != "en");
+        for lang in langs.collect::<Vec<_>>() {
+            for name in LOCALIZED {
+                let path = dir.map(|d| d.join(&lang).join(name));
+                if let Some(path) = path.filter(|p| p.exists()) {
+                    t.add(&format!("{lang}/{name}"), &read(&path)?)?;
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    fn add(&mut self, name: &str, source: &str) -> Result<(), TemplateError> {
+        self.env
+            .add_template_owned(name.to_string(), source.to_string())
+            .map_err(|source| TemplateError::Render {
+                name: name.to_string(),
+                source,
+            })
+    }
+
+    /// The languages with their own version of the customers' mail `name`.
+    pub fn languages(&self, name: &str) -> Vec<String> {
+        self.env
+            .templates()
+            .filter_map(|(n, _)| n.strip_suffix(name)?.strip_suffix('/').map(str::to_string))
+            .collect()
+    }
+
+    /// Renders the customers' mail `name` in `lang` (ISO 639-1) when a template exists for
+    /// it, else in English.
+    pub fn render_lang<C: Serialize>(
+        &self,
+        name: &str,
+        lang: &str,
+        ctx: C,
+    ) -> Result<String, TemplateError> {
+        let localized = format!("{lang}/{name}");
+        if !lang.is_empty() && self.env.get_template(&localized).is_ok() {
+            return self.render(&localized, ctx);
+        }
+        self.render(name, ctx)
     }
 
     /// A set of built-in templates (name → source), each overridable by the file of the same

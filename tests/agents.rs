@@ -812,6 +812,7 @@ mod golden {
                 "ann2@mail.stbrigid-med.example".into(),
             ],
             reopen_days: 30,
+            language: "en".into(),
         }
     }
 
@@ -847,6 +848,7 @@ mod golden {
             subject: "Re: [#1042] Pages not arriving on 4 West".into(),
             message_id: "reply-with-commands@vendor.example".into(),
             references: Vec::new(),
+            language: "en".into(),
         }
     }
 
@@ -908,6 +910,7 @@ mod golden {
                     subject: "Cannot log in".into(),
                     message_id: "eve1@elsewhere.example".into(),
                     references: Vec::new(),
+                    language: "en".into(),
                 },
                 refusal,
                 org: "elsewhere.example".into(),

@@ -44,6 +44,7 @@ fn render(urgency: u8, category: &str, subject: &str, requester: Party) -> Vec<u
         inbound_message_id: "20261123140200.77aa@mail.stbrigid-med.example".into(),
         inbound_references: vec!["earlier.thread@mail.stbrigid-med.example".to_string()],
         language: "en".into(),
+        suggestions: Vec::new(),
     };
     let desk = Desk::new(
         "Vendor Support",

@@ -111,6 +111,18 @@ async fn a_customer_follows_the_link_and_sends_an_update_with_a_file() {
         .filter(|o| o["kind"] == "notify-agent")
         .count();
 
+    // The shipped Help Center articles, in the default `kb/` of the server's directory:
+    // `supportd serve` indexes them at start-up.
+    let kb = env.dir.path().join("kb");
+    std::fs::create_dir_all(&kb).unwrap();
+    for e in std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb")).unwrap()
+    {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            std::fs::copy(&p, kb.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+
     // 3. The web alone, against the same database.
     let mut serve = Killed(
         env.cmd()
@@ -203,6 +215,45 @@ async fn a_customer_follows_the_link_and_sends_an_update_with_a_file() {
         assert_eq!(files, "error-screen.txt");
         let after = browser.screenshot().await?;
         std::fs::write(shots.join("after.png"), &after).unwrap();
+
+        // 6. The Help Center: search from the home page, open the first result.
+        browser
+            .goto(&format!("http://127.0.0.1:{web_port}/"))
+            .await?;
+        browser
+            .find(Locator::Id("q"))
+            .await?
+            .send_keys("reactivate a deactivated account")
+            .await?;
+        browser
+            .find(Locator::Css("form[role='search'] button"))
+            .await?
+            .click()
+            .await?;
+        let heading = browser.find(Locator::Css("main h2")).await?.text().await?;
+        assert!(
+            heading.contains("reactivate a deactivated account"),
+            "{heading}"
+        );
+        browser
+            .find(Locator::Css(".results li a"))
+            .await?
+            .click()
+            .await?;
+        let title = browser.find(Locator::Css("h1")).await?.text().await?;
+        assert_eq!(title, "Reactivating a deactivated user");
+        assert!(browser
+            .current_url()
+            .await?
+            .as_str()
+            .ends_with("/help/reactivate-user"));
+        let steps = browser.find_all(Locator::Css("article ol li")).await?;
+        assert!(
+            steps.len() >= 3,
+            "the article's numbered steps render as a list"
+        );
+        let help = browser.screenshot().await?;
+        std::fs::write(shots.join("help.png"), &help).unwrap();
         Ok::<(), fantoccini::error::CmdError>(())
     }
     .await;
@@ -214,7 +265,7 @@ async fn a_customer_follows_the_link_and_sends_an_update_with_a_file() {
         );
     }
 
-    // 6. In the database: the message, its file, and the agent's notification queued.
+    // 7. In the database: the message, its file, and the agent's notification queued.
     let t = env.ticket(number);
     let update = t["messages"]
         .as_array()
@@ -240,7 +291,7 @@ async fn a_customer_follows_the_link_and_sends_an_update_with_a_file() {
     let last = notices.last().unwrap();
     assert_eq!(last["to"], "alice@vendor.example");
     assert_eq!(last["status"], "queued");
-    for shot in ["before.png", "after.png"] {
+    for shot in ["before.png", "after.png", "help.png"] {
         let len = std::fs::metadata(shots.join(shot)).unwrap().len();
         assert!(len > 1000, "{shot}: {len} bytes");
     }

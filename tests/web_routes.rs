@@ -1238,3 +1238,76 @@ async fn keys_never_reach_the_log_ticket_numbers_do() {
         "a key-like path is in the log:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn the_help_center_searches_and_shows_articles() {
+    let kb = tempfile::tempdir().unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+    for name in ["reactivate-user.md", "add-site-admin.md"] {
+        std::fs::copy(shipped.join(name), kb.path().join(name)).unwrap();
+    }
+    std::fs::write(
+        kb.path().join("markup.md"),
+        "+++\ntitle = \"Markup <b>test</b>\"\ncategory = \"general\"\nkeywords = [\"zebra\"]\n+++\n\
+         Zebra crossing **bold**.\n\n<script>alert(1)</script>\n",
+    )
+    .unwrap();
+    let w = world_with(
+        "https://help.vendor.example",
+        &format!("[kb]\ndir = \"{}\"\n", kb.path().display()),
+    )
+    .await;
+    let p = w.shared.pipeline().await;
+    let loaded = supportd::setup::reindex_kb(&p.config, w.shared.store(), p.clock.now()).unwrap();
+    assert_eq!(loaded.articles.len(), 3);
+
+    let all = w.get("/help").await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_page_headers(&all);
+    let text = all.text();
+    assert!(text.contains("All articles"), "{text}");
+    assert!(text.contains("href=\"/help/reactivate-user\""), "{text}");
+    assert!(text.contains("href=\"/help/add-site-admin\""), "{text}");
+
+    let found = w
+        .get("/help?q=reactivate+a+deactivated+account")
+        .await
+        .text();
+    assert!(
+        found.contains("Results for “reactivate a deactivated account”"),
+        "{found}"
+    );
+    let first = found.find("/help/reactivate-user").unwrap();
+    assert!(found.find("/help/markup").is_none(), "{found}");
+    assert!(
+        found.find("/help/add-site-admin").is_none_or(|i| i > first),
+        "{found}"
+    );
+
+    let none = w.get("/help?q=quokka").await.text();
+    assert!(none.contains("No article matches these words"), "{none}");
+    // Query syntax is words only: FTS5 operators are searched as words, never parsed.
+    let odd = w.get("/help?q=%22NEAR(a+b)%22+OR+*+%3Cscript%3E").await;
+    assert_eq!(odd.status, StatusCode::OK);
+    assert!(!odd.text().contains("<script>"), "{}", odd.text());
+
+    let page = w.get("/help/markup").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_page_headers(&page);
+    let html = page.text();
+    assert!(html.contains("<strong>bold</strong>"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(html.contains("Markup &lt;b&gt;test&lt;/b&gt;"), "{html}");
+
+    for path in ["/help/nothing-here", "/help/..%2Fetc", "/help/UPPER"] {
+        let a = w.get(path).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(a.text().contains("No such article"), "{path}");
+    }
+    // The home page offers the search.
+    assert!(w.get("/").await.text().contains("action=\"/help\""));
+}

@@ -337,6 +337,8 @@ impl World {
             agent,
             assignable: Vec::new(),
             first_message: None,
+            suggestions: Vec::new(),
+            kb_source: None,
         };
         let plan = plan::plan(&facts, &self.pipeline.context());
         for m in &plan.mails {

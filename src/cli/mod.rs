@@ -28,6 +28,7 @@ macro_rules! outln {
 
 mod check;
 mod ingest;
+mod kb;
 mod outbox;
 mod print;
 mod quarantine;
@@ -107,6 +108,13 @@ pub enum Command {
         #[command(subcommand)]
         command: users::UsersCommand,
     },
+    /// The Help Center: `kb reindex` rebuilds its index from `[kb] dir`.
+    Kb {
+        #[command(subcommand)]
+        command: kb::KbCommand,
+    },
+    /// The Help Center articles a mail's acknowledgement would suggest, with scores.
+    Suggest(kb::SuggestArgs),
     /// Apply database migrations.
     Migrate,
     /// Validate the configuration, rules and templates; report every problem.
@@ -143,6 +151,8 @@ pub async fn dispatch(cli: &Cli, config: Config) -> Result<u8, Failure> {
         Command::Run => run::run(config).await,
         Command::Serve { listen } => serve::serve(config, listen.as_deref()).await,
         Command::Migrate => migrate(&config).await,
+        Command::Kb { command } => kb::dispatch(&config, command).await,
+        Command::Suggest(args) => kb::suggest(config, args).await,
         Command::Tickets { command } => tickets::dispatch(&config, command).await,
         Command::Outbox { command } => outbox::dispatch(&config, command).await,
         Command::Quarantine { command } => quarantine::dispatch(&config, command).await,

@@ -9,6 +9,7 @@ pub async fn run(config: Config) -> Result<u8, Failure> {
     let pipeline = build_pipeline(config.clone())?;
     let store = open_store(&pipeline.config).await?;
     provision_agents(&pipeline, &store, Provision::Always)?;
+    supportd::setup::reindex_kb_logged(&pipeline.config, &store, pipeline.clock.now())?;
     tracing::info!(
         database = %redact(&config.database.url),
         mailboxes = config.mailbox.len(),

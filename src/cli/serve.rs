@@ -16,6 +16,7 @@ use super::{build_pipeline, open_store, Failure, EX_CONFIG, EX_SOFTWARE};
 pub async fn serve(config: Config, listen: Option<&str>) -> Result<u8, Failure> {
     let pipeline = build_pipeline(config.clone())?;
     let store = open_store(&pipeline.config).await?;
+    supportd::setup::reindex_kb_logged(&pipeline.config, &store, pipeline.clock.now())?;
     let addr = listen
         .map(str::to_string)
         .or_else(|| Some(config.web.listen.clone()).filter(|l| !l.is_empty()))
@@ -46,8 +47,11 @@ pub async fn serve(config: Config, listen: Option<&str>) -> Result<u8, Failure> 
                 _ = signals.1.recv() => break,
                 _ = signals.2.recv() => match supportd::setup::build_pipeline(config.clone()) {
                     Ok(p) => {
+                        if let Err(e) = supportd::setup::reindex_kb_logged(&p.config, reload_shared.store(), p.clock.now()) {
+                            tracing::error!(error = %e, "SIGHUP: the Help Center could not be reindexed");
+                        }
                         reload_shared.replace_pipeline(p).await;
-                        tracing::info!("SIGHUP: templates and triage rules reloaded");
+                        tracing::info!("SIGHUP: templates, triage rules and the Help Center reloaded");
                     }
                     Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed; keeping the previous ones"),
                 },

@@ -12,7 +12,7 @@ use super::{Outcome, Pipeline, PipelineError};
 use crate::mail::compose::ComposeError;
 use crate::store::{Correction, NewMessage, NewOutbox, NewTicket, NewUser, StoreError, Tx};
 use crate::tickets::notify::StoredAttachment;
-use crate::tickets::outbound::{Mail, MailKind};
+use crate::tickets::outbound::{Content, Mail, MailKind};
 use crate::tickets::plan::{Plan, UserRef, Write};
 use crate::tickets::TicketRef;
 
@@ -31,6 +31,8 @@ pub(super) struct Applier<'a> {
     linked: Vec<StoredAttachment>,
     /// The mails that did not go out, and why (added to the outcome's reason).
     not_sent: Vec<String>,
+    /// Why a `#kb` draft could not be written (its mail to the agent says so).
+    kb_failed: Option<String>,
 }
 
 fn missing(what: &str) -> PipelineError {
@@ -53,6 +55,7 @@ impl<'a> Applier<'a> {
             sender: None,
             linked: Vec::new(),
             not_sent: Vec::new(),
+            kb_failed: None,
         }
     }
 
@@ -269,6 +272,21 @@ impl<'a> Applier<'a> {
                 )?;
             }
             Write::FailOutbox { id, error } => self.tx.fail_outbox(*id, error)?,
+            Write::KbDraft {
+                ticket,
+                file,
+                markdown,
+            } => {
+                let dir = self.p.config.kb.drafts_dir();
+                if let Err(e) = write_draft(&dir, file, markdown) {
+                    let why = format!("{}: {e}", dir.join(file).display());
+                    warn!(error = %why, "#kb draft not written");
+                    let t = self.ticket(*ticket)?;
+                    self.tx
+                        .insert_event(t, self.now, "system", "kb-draft-failed", &why)?;
+                    self.kb_failed = Some(e.to_string());
+                }
+            }
             Write::Correction {
                 ticket,
                 language,
@@ -314,6 +332,19 @@ impl<'a> Applier<'a> {
             return self.not_sent(ticket, &format!("{kind}: {why}"));
         }
         let p = self.p;
+        // A draft that could not be written: its mail says why instead of where.
+        let failed;
+        let mail = match (&mail.content, &self.kb_failed) {
+            (Content::KbDraft { .. }, Some(why)) => {
+                let mut m = mail.clone();
+                if let Content::KbDraft { error, .. } = &mut m.content {
+                    *error = Some(why.clone());
+                }
+                failed = m;
+                &failed
+            }
+            _ => mail,
+        };
         let linked: &[StoredAttachment] = match mail.kind {
             MailKind::NotifyAgent if mail.with_inbound_attachments => &self.linked,
             _ => &[],
@@ -382,4 +413,14 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// Writes a `#kb` draft as `dir/file` (the directory made when missing), through a temporary
+/// file renamed into place: an admin never sees half a draft. A file of the same name (the
+/// same title on the same ticket) is replaced by the newer answer.
+fn write_draft(dir: &std::path::Path, file: &str, markdown: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, markdown)?;
+    std::fs::rename(&tmp, dir.join(file))
 }

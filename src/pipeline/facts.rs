@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::prepare::{self, Ready};
 use super::Pipeline;
+use crate::kb::suggest;
 use crate::mail::address::EmailAddress;
 use crate::mail::compose::deliverable;
 use crate::mail::loops::Origin;
@@ -15,7 +16,7 @@ use crate::store::{StoreError, Tx};
 use crate::tickets::commands::{self, Assignee, Command};
 use crate::tickets::notify::StaffMember;
 use crate::tickets::outbound::MailKind;
-use crate::tickets::plan::{Facts, NoticeState};
+use crate::tickets::plan::{Facts, KbSource, NoticeState};
 use crate::tickets::{decide, Decision, Lookup, TicketSummary, UserRecord};
 
 impl Pipeline {
@@ -47,6 +48,8 @@ impl Pipeline {
             agent: None,
             assignable: Vec::new(),
             first_message: None,
+            suggestions: Vec::new(),
+            kb_source: None,
         };
         let (named, opens, notifies) = scope(&f.decision);
         if let Some(t) = named {
@@ -54,6 +57,9 @@ impl Pipeline {
         }
         if opens {
             f.next_number = tx.next_ticket_number()?;
+        }
+        if acknowledges_new_ticket(&f.decision) {
+            f.suggestions = self.suggestions(tx, ready)?;
         }
         if notifies && self.policy.notify_agents {
             f.staff = tx
@@ -84,9 +90,54 @@ impl Pipeline {
                 if corrects_triage(&ready.text) {
                     f.first_message = tx.first_customer_message(ticket.id)?;
                 }
+                if drafts_article(&ready.text) {
+                    let mut names: Vec<String> = f
+                        .collaborators
+                        .iter()
+                        .flat_map(|u| [u.name.clone(), u.email.clone()])
+                        .collect();
+                    for u in tx.active_staff()? {
+                        names.extend([u.name, u.email]);
+                    }
+                    f.kb_source = Some(KbSource {
+                        last_answer: tx.last_public_answer(ticket.id)?,
+                        names,
+                    });
+                }
             }
         }
         Ok(f)
+    }
+
+    /// The Help Center articles a new ticket's acknowledgement lists (see [`crate::kb::suggest`]).
+    fn suggestions(
+        &self,
+        tx: &mut Tx,
+        ready: &Ready,
+    ) -> Result<Vec<crate::kb::Suggestion>, StoreError> {
+        let kb = &self.config.kb;
+        if kb.max_suggestions == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(query) = suggest::mail_query(&ready.mail.subject, &ready.text) else {
+            return Ok(Vec::new());
+        };
+        let candidates = tx.kb_candidates(&query, 10)?;
+        let tuning = suggest::Tuning {
+            threshold: kb.suggest_threshold,
+            min_words: usize::try_from(kb.suggest_min_words).unwrap_or(usize::MAX),
+            max: usize::try_from(kb.max_suggestions).unwrap_or(usize::MAX),
+        };
+        let (pass, _) = suggest::select(candidates, tuning, &ready.class.language);
+        Ok(pass
+            .into_iter()
+            .map(|c| crate::kb::Suggestion {
+                link: self.desk.help_link(&c.slug),
+                slug: c.slug,
+                title: c.title,
+                score: c.score,
+            })
+            .collect())
     }
 
     /// An active agent or admin as routing sees them; None for an address mail cannot be
@@ -181,6 +232,23 @@ fn scope(d: &Decision) -> (Option<&TicketSummary>, bool, bool) {
         | Decision::AutoReplyNote { .. }
         | Decision::Rejected { .. } => (None, false, false),
     }
+}
+
+/// Whether the decision opens a ticket and acknowledges it (its ack may suggest articles).
+fn acknowledges_new_ticket(d: &Decision) -> bool {
+    match d {
+        Decision::NewTicket { ack, .. } => ack.is_ok(),
+        Decision::NonParticipant { then, .. } => acknowledges_new_ticket(then),
+        _ => false,
+    }
+}
+
+/// Whether an agent's reply asks for a Help Center draft (`#kb`).
+fn drafts_article(text: &str) -> bool {
+    commands::parse(text)
+        .commands
+        .iter()
+        .any(|c| matches!(c, Command::Kb(_)))
 }
 
 /// Whether an agent's reply changes what triage said (`#category`, `#urgency`).

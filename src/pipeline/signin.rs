@@ -82,6 +82,7 @@ impl Pipeline {
                             },
                             link: ask.link.clone(),
                             minutes: ask.valid_minutes,
+                            language: tx.latest_language(u.id)?,
                         },
                     };
                     let mut applier = Applier::new(self, &mut tx, now, None);

@@ -365,6 +365,20 @@ impl Tx {
         )
     }
 
+    /// The ticket's last public answer: the text of the latest agent reply that was relayed
+    /// to the customer side (stored without its commands), if any.
+    pub fn last_public_answer(&mut self, ticket_id: i64) -> Result<Option<String>, StoreError> {
+        query_opt(
+            self.conn(),
+            "SELECT body FROM messages
+              WHERE ticket_id = ?1 AND direction = 'inbound' AND kind = 'agent'
+                AND trim(body) != ''
+              ORDER BY id DESC LIMIT 1",
+            params![ticket_id],
+            |r| Ok(r.get::<_, String>("body")?),
+        )
+    }
+
     /// Message-IDs of the customers' messages on a ticket, oldest first.
     pub fn customer_message_ids(&mut self, ticket_id: i64) -> Result<Vec<String>, StoreError> {
         query_all(

@@ -522,6 +522,18 @@ impl Tx {
         )
     }
 
+    /// The language of the user's latest ticket ('' when none was detected or they have
+    /// none): the language their sign-in mail is written in.
+    pub fn latest_language(&mut self, user_id: i64) -> Result<String, StoreError> {
+        Ok(query_opt(
+            self.conn(),
+            "SELECT language FROM tickets WHERE requester_id = ?1 ORDER BY id DESC LIMIT 1",
+            params![user_id],
+            |r| Ok(r.get::<_, String>("language")?),
+        )?
+        .unwrap_or_default())
+    }
+
     /// The active user with this address (lower-cased key), if any.
     pub fn signin_user(&mut self, email_key: &str) -> Result<Option<SignInUser>, StoreError> {
         query_opt(

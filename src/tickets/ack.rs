@@ -27,6 +27,8 @@ pub struct AckFacts {
     /// The customer's language (ISO 639-1) as triage detected it: the template may answer
     /// in it.
     pub language: String,
+    /// Help Center articles that may already answer the mail (none below the threshold).
+    pub suggestions: Vec<crate::kb::Suggestion>,
 }
 
 #[derive(Serialize)]
@@ -50,6 +52,8 @@ struct AckContext<'a> {
     advise_phone: bool,
     phone: &'a str,
     language: &'a str,
+    /// `title` and `link` of each suggested article.
+    suggestions: &'a [crate::kb::Suggestion],
 }
 
 /// Renders the acknowledgement mail.
@@ -100,8 +104,9 @@ pub fn acknowledgement(
         advise_phone: f.level.advise_phone,
         phone: &desk.phone,
         language: &f.language,
+        suggestions: &f.suggestions,
     };
-    let body = templates.render("ack.txt", &ctx)?;
+    let body = templates.render_lang("ack.txt", &f.language, &ctx)?;
     let references = references_for(&f.inbound_references, &f.inbound_message_id);
     let support = desk.party();
     Ok(Outgoing {

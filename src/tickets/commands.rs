@@ -27,6 +27,8 @@ pub enum Command {
     /// The whole reply is an internal note: nothing reaches the customer.
     Note,
     Cc(EmailAddress),
+    /// Draft a Help Center article with this title from the ticket's last public answer.
+    Kb(String),
 }
 
 impl Command {
@@ -42,6 +44,7 @@ impl Command {
             Command::Assign(Assignee::Email(e)) => format!("#assign {e}"),
             Command::Note => "#note".into(),
             Command::Cc(e) => format!("#cc {e}"),
+            Command::Kb(title) => format!("#kb {title}"),
         }
     }
 }
@@ -74,7 +77,7 @@ impl Parsed {
 }
 
 const NAMES: &[&str] = &[
-    "close", "pending", "open", "urgency", "category", "assign", "note", "cc",
+    "close", "pending", "open", "urgency", "category", "assign", "note", "cc", "kb",
 ];
 
 /// Splits the command block off the top of `text` (already quote- and signature-stripped).
@@ -152,6 +155,15 @@ fn command(name: &str, args: &[&str]) -> Result<Command, String> {
             }
         }
         "cc" => address(one_arg()?).map(Command::Cc),
+        "kb" => match args.join(" ") {
+            t if t.is_empty() => {
+                Err("#kb needs the article's title: #kb How to reactivate a user".into())
+            }
+            t if t.chars().count() > 120 => {
+                Err("#kb: the title is longer than 120 characters".into())
+            }
+            t => Ok(Command::Kb(t)),
+        },
         _ => Err(format!("unknown command #{name}")),
     }
 }
@@ -222,6 +234,21 @@ mod tests {
         assert!(p.commands.is_empty() && p.not_understood.is_empty());
         assert_eq!(p.text, "#1 is fixed, #2 next.");
         assert_eq!(parse(""), Parsed::default());
+    }
+
+    #[test]
+    fn kb_takes_the_rest_of_the_line_as_title() {
+        let p = parse("#kb How to reactivate a user\nThe answer.");
+        assert_eq!(
+            p.commands,
+            vec![Command::Kb("How to reactivate a user".into())]
+        );
+        assert_eq!(p.text, "The answer.");
+        let p = parse("#kb\nText");
+        assert!(p.not_understood[0]
+            .why
+            .contains("needs the article's title"));
+        assert_eq!(p.command_lines, vec!["#kb"]);
     }
 
     #[test]

@@ -58,6 +58,11 @@ impl Desk {
         self.link(&format!("/t/{}", key.as_str()))
     }
 
+    /// A Help Center article: `{public_url}/help/{slug}`.
+    pub fn help_link(&self, slug: &str) -> String {
+        self.link(&format!("/help/{slug}"))
+    }
+
     /// One attachment of a ticket's public thread: `{public_url}/t/{ACCESSKEY}/a/{ID}`.
     pub fn attachment_link(&self, key: &AccessKey, id: i64) -> String {
         format!("{}/a/{id}", self.ticket_link(key))

@@ -272,6 +272,9 @@ pub struct Policy {
     pub notifications_per_sender_per_hour: u32,
     /// How long a held notification waits at most for its digest.
     pub notification_digest_minutes: u32,
+    /// The Help Center directory (`[kb] dir`), as configured: `#kb` drafts go to its
+    /// `drafts/`, and the agent is told to move them into it.
+    pub kb_dir: String,
 }
 
 /// Why a message may not open a ticket.

@@ -47,6 +47,8 @@ pub enum MailKind {
     Inactive,
     /// A one-time sign-in link for the web's "my tickets" (asked for on the web page).
     SignIn,
+    /// To the agent whose `#kb` drafted an article: where the draft is.
+    KbDraft,
 }
 
 impl MailKind {
@@ -61,6 +63,7 @@ impl MailKind {
             MailKind::Rejected => "rejected",
             MailKind::Inactive => "inactive",
             MailKind::SignIn => "signin",
+            MailKind::KbDraft => "kb-draft",
         }
     }
 
@@ -124,6 +127,19 @@ pub enum Content {
         link: String,
         /// How long the link works.
         minutes: u32,
+        /// The user's language (that of their latest ticket; '' = English).
+        language: String,
+    },
+    /// Where a `#kb` draft was written (or why it could not be: filled in when applied).
+    KbDraft {
+        to: Party,
+        number: i64,
+        title: String,
+        /// The draft's path, as the config names the Help Center directory.
+        path: String,
+        /// The Help Center directory it is published by moving it into.
+        kb_dir: String,
+        error: Option<String>,
     },
 }
 
@@ -190,9 +206,29 @@ impl Mail {
                 refusal,
                 org,
             } => replies::refusal(desk, answering, *refusal, org, stamp, templates),
-            Content::SignIn { to, link, minutes } => {
-                replies::signin(desk, to, link, *minutes, stamp, templates)
-            }
+            Content::SignIn {
+                to,
+                link,
+                minutes,
+                language,
+            } => replies::signin(desk, to, link, *minutes, language, stamp, templates),
+            Content::KbDraft {
+                to,
+                number,
+                title,
+                path,
+                kb_dir,
+                error,
+            } => replies::kb_draft(
+                desk,
+                to,
+                *number,
+                title,
+                (path, kb_dir),
+                error.as_deref(),
+                stamp,
+                templates,
+            ),
         }
     }
 }

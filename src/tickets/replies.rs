@@ -25,6 +25,9 @@ pub struct CustomerFacts {
     pub in_reply_to: Option<String>,
     pub references: Vec<String>,
     pub reopen_days: u32,
+    /// The ticket's language (ISO 639-1, as triage detected it): its mails use
+    /// `templates/<lang>/` when there is one.
+    pub language: String,
 }
 
 fn greeting(p: &Party) -> String {
@@ -75,7 +78,7 @@ fn customer_mail(
         reopen_days: t.reopen_days,
         text,
     };
-    let body = templates.render(template, &ctx)?;
+    let body = templates.render_lang(template, &t.language, &ctx)?;
     Ok(Outgoing {
         from: desk.party(),
         to: vec![t.requester.clone()],
@@ -141,11 +144,13 @@ pub struct Answering {
     pub subject: String,
     pub message_id: String,
     pub references: Vec<String>,
+    /// The language of the mail answered (ISO 639-1; '' unknown).
+    pub language: String,
 }
 
 impl Answering {
-    /// Answering the sender of `mail`.
-    pub fn sender_of(mail: &crate::mail::parse::InboundMail) -> Answering {
+    /// Answering the sender of `mail`, written in `language`.
+    pub fn sender_of(mail: &crate::mail::parse::InboundMail, language: &str) -> Answering {
         Answering {
             to: Party {
                 name: mail.sender.name.clone(),
@@ -154,6 +159,7 @@ impl Answering {
             subject: mail.subject.clone(),
             message_id: mail.message_id.clone(),
             references: mail.references.clone(),
+            language: language.to_string(),
         }
     }
 }
@@ -256,8 +262,13 @@ pub fn refusal(
         phone: &desk.phone,
     };
     let template = format!("{}.txt", refusal.kind());
-    let body = templates.render(&template, &ctx)?;
-    let subject = answer_subject(&a.subject, &format!("Your message to {}", desk.name));
+    let body = templates.render_lang(&template, &a.language, &ctx)?;
+    let fallback = match a.language.as_str() {
+        "fr" => format!("Votre message à {}", desk.name),
+        "es" => format!("Su mensaje a {}", desk.name),
+        _ => format!("Your message to {}", desk.name),
+    };
+    let subject = answer_subject(&a.subject, &fallback);
     Ok(auto_answer(desk, a, subject, body, stamp))
 }
 
@@ -271,11 +282,13 @@ struct SignInContext<'a> {
 }
 
 /// The one-time sign-in link for the web's "my tickets", to the user who asked for it.
+#[allow(clippy::too_many_arguments)]
 pub fn signin(
     desk: &Desk,
     to: &Party,
     link: &str,
     minutes: u32,
+    language: &str,
     stamp: &Stamp,
     templates: &Templates,
 ) -> Result<Outgoing, TemplateError> {
@@ -286,13 +299,74 @@ pub fn signin(
         minutes,
         home: desk.link("/"),
     };
-    let body = templates.render("signin.txt", &ctx)?;
+    let body = templates.render_lang("signin.txt", language, &ctx)?;
+    let subject = match language {
+        "fr" if templates.languages("signin.txt").iter().any(|l| l == "fr") => {
+            format!("Votre lien de connexion à {}", desk.name)
+        }
+        "es" if templates.languages("signin.txt").iter().any(|l| l == "es") => {
+            format!("Su enlace de acceso a {}", desk.name)
+        }
+        _ => format!("Your sign-in link for {}", desk.name),
+    };
     Ok(Outgoing {
         from: desk.party(),
         to: vec![to.clone()],
         cc: Vec::new(),
         reply_to: None,
-        subject: format!("Your sign-in link for {}", desk.name),
+        subject,
+        message_id: stamp.message_id.clone(),
+        in_reply_to: None,
+        references: Vec::new(),
+        date: stamp.date,
+        auto_submitted: Some("auto-generated"),
+        urgent: false,
+        body,
+    })
+}
+
+#[derive(Serialize)]
+struct KbDraftContext<'a> {
+    support_name: &'a str,
+    name: String,
+    tag: String,
+    title: &'a str,
+    path: &'a str,
+    kb_dir: &'a str,
+    error: Option<&'a str>,
+}
+
+/// To the agent whose `#kb` drafted an article: where the draft is and what to do with it
+/// (or why it could not be written).
+#[allow(clippy::too_many_arguments)]
+pub fn kb_draft(
+    desk: &Desk,
+    to: &Party,
+    number: i64,
+    title: &str,
+    (path, kb_dir): (&str, &str),
+    error: Option<&str>,
+    stamp: &Stamp,
+    templates: &Templates,
+) -> Result<Outgoing, TemplateError> {
+    let ctx = KbDraftContext {
+        support_name: &desk.name,
+        name: greeting(to),
+        tag: desk.tag.render(number),
+        title,
+        path,
+        kb_dir,
+        error,
+    };
+    let body = templates.render("kb-draft.txt", &ctx)?;
+    Ok(Outgoing {
+        from: desk.party(),
+        to: vec![to.clone()],
+        cc: Vec::new(),
+        reply_to: None,
+        subject: desk
+            .tag
+            .tag_subject(number, &format!("Help Center draft: {title}")),
         message_id: stamp.message_id.clone(),
         in_reply_to: None,
         references: Vec::new(),
@@ -338,5 +412,47 @@ mod tests {
         assert_eq!(answer_subject("  ", "x"), "x");
         assert_eq!(answer_subject("Ré", "x"), "Re: Ré");
         assert_eq!(answer_subject("éé", "x"), "Re: éé");
+    }
+
+    #[test]
+    fn sign_in_mails_follow_the_language_and_fall_back_to_english() {
+        use crate::mail::address::EmailAddress;
+        use crate::tickets::TicketTag;
+        let templates = Templates::load(None).unwrap();
+        let desk = Desk::new(
+            "Vendor Support",
+            EmailAddress::parse("support@vendor.example").unwrap(),
+            &[],
+            "https://help.example",
+            "",
+            TicketTag::new("[#{number}]").unwrap(),
+        );
+        let to = Party {
+            name: Some("Ann".into()),
+            email: EmailAddress::parse("ann@clinic.example").unwrap(),
+        };
+        let stamp = Stamp {
+            message_id: "s1@vendor.example".into(),
+            date: chrono::Utc::now(),
+        };
+        let link = "https://help.example/signin/TOKEN";
+        let mail = |lang: &str| signin(&desk, &to, link, 15, lang, &stamp, &templates).unwrap();
+        let fr = mail("fr");
+        assert_eq!(fr.subject, "Votre lien de connexion à Vendor Support");
+        assert!(fr.body.starts_with("Bonjour Ann,"), "{}", fr.body);
+        assert!(
+            fr.body.contains("pendant les\n15 prochaines minutes"),
+            "{}",
+            fr.body
+        );
+        let es = mail("es");
+        assert_eq!(es.subject, "Su enlace de acceso a Vendor Support");
+        assert!(es.body.starts_with("Hola, Ann:"), "{}", es.body);
+        for lang in ["", "en", "de"] {
+            let m = mail(lang);
+            assert_eq!(m.subject, "Your sign-in link for Vendor Support");
+            assert!(m.body.starts_with("Hello Ann,"), "{}", m.body);
+        }
+        assert_eq!(templates.languages("ack.txt").len(), 2);
     }
 }

@@ -41,6 +41,7 @@ pub mod attachment;
 pub mod csrf;
 pub mod error;
 pub mod health;
+pub mod help;
 pub mod limit;
 pub mod metrics;
 pub mod pages;
@@ -169,6 +170,8 @@ pub fn router(web: Arc<Web>) -> Router {
         .route(&p("/signin/{token}"), get(signin::follow))
         .route(&p("/signout"), post(signin::sign_out))
         .route(&p("/my"), get(signin::my))
+        .route(&p("/help"), get(help::search))
+        .route(&p("/help/{slug}"), get(help::article))
         .route(&p("/style.css"), get(pages::stylesheet))
         .route(&p("/healthz"), get(health::healthz))
         .route(&p("/metrics"), get(metrics::metrics));

@@ -30,6 +30,14 @@ const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("web/my.html", include_str!("../../templates/web/my.html")),
     (
+        "web/help.html",
+        include_str!("../../templates/web/help.html"),
+    ),
+    (
+        "web/article.html",
+        include_str!("../../templates/web/article.html"),
+    ),
+    (
         "web/message.html",
         include_str!("../../templates/web/message.html"),
     ),
@@ -53,6 +61,7 @@ pub struct Frame {
     pub home: String,
     pub css: String,
     pub my: String,
+    pub help: String,
 }
 
 impl Pages {
@@ -72,6 +81,7 @@ impl Pages {
             home: web.path("/"),
             css: web.path("/style.css"),
             my: web.path("/my"),
+            help: web.path("/help"),
         }
     }
 

@@ -25,6 +25,7 @@ fn policy() -> Policy {
         notify_on_close: true,
         notifications_per_sender_per_hour: 10,
         notification_digest_minutes: 15,
+        kb_dir: "kb".into(),
     }
 }
 

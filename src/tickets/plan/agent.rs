@@ -17,6 +17,8 @@ enum Step {
     Category(Category),
     Assign(UserRecord),
     Cc(EmailAddress),
+    /// A Help Center draft: its title and the answer it is made from.
+    Kb(String, String),
 }
 
 fn existing(t: &TicketSummary) -> TicketRef {
@@ -46,6 +48,18 @@ impl Builder<'_, '_> {
                 Command::Pending => steps.push(Step::Status(TicketStatus::Pending)),
                 Command::Open => steps.push(Step::Status(TicketStatus::Open)),
                 Command::Note => {}
+                Command::Kb(title) => {
+                    // This reply's own answer when it relays one, else the last one relayed.
+                    let own = (!parsed.is_note() && !parsed.text.trim().is_empty())
+                        .then(|| parsed.text.clone());
+                    let last = f.kb_source.as_ref().and_then(|k| k.last_answer.clone());
+                    match own.or(last).filter(|a| !a.trim().is_empty()) {
+                        Some(answer) => steps.push(Step::Kb(title.clone(), answer)),
+                        None => errors.push(refuse(
+                            "this ticket has no public answer to draft an article from yet".into(),
+                        )),
+                    }
+                }
                 Command::Urgency(n) => match c.rules.level(*n) {
                     Some(l) => steps.push(Step::Urgency(l.clone())),
                     None => {
@@ -208,6 +222,10 @@ impl Builder<'_, '_> {
                     done.push(format!("#cc {email}"));
                     added.push(email);
                 }
+                Step::Kb(title, answer) => {
+                    self.kb_draft(t, &before, &agent, &title, &answer);
+                    done.push(format!("#kb {title}"));
+                }
             }
         }
         self.write(Write::Touch { ticket: t });
@@ -288,6 +306,76 @@ impl Builder<'_, '_> {
             Some(t),
             (!reason.is_empty()).then(|| reason.join("; ")),
         );
+    }
+
+    /// `#kb Title`: a draft article in `[kb] dir`/drafts/ from the answer, with the ticket's
+    /// people and secrets removed (see [`crate::kb::draft`]), and the agent told where it is.
+    /// Never published by itself: an admin moves it into the Help Center.
+    fn kb_draft(
+        &mut self,
+        t: TicketRef,
+        before: &TicketRecord,
+        agent: &UserRecord,
+        title: &str,
+        answer: &str,
+    ) {
+        let (f, c) = (self.f, self.c);
+        let mut names: Vec<String> = f
+            .kb_source
+            .as_ref()
+            .map(|k| k.names.clone())
+            .unwrap_or_default();
+        names.extend([
+            before.requester.name.clone(),
+            before.requester.email.clone(),
+            agent.name.clone(),
+            agent.email.clone(),
+        ]);
+        let mut keys = vec![before.access_key.as_str().to_string()];
+        keys.extend(before.agent_key.iter().map(|k| k.as_str().to_string()));
+        let date = f.now.format("%Y-%m-%d").to_string();
+        let markdown = crate::kb::draft::markdown(&crate::kb::draft::DraftInput {
+            title,
+            category: &before.category,
+            ticket_number: before.number,
+            answer,
+            names: &names,
+            keys: &keys,
+            date: &date,
+            agent: &agent.email,
+        });
+        let file = format!("{}.md", crate::kb::draft::slug(title, before.number));
+        let dir = std::path::Path::new(&c.policy.kb_dir).join("drafts");
+        let path = dir.join(&file).display().to_string();
+        self.write(Write::KbDraft {
+            ticket: t,
+            file,
+            markdown,
+        });
+        self.event(t, &agent.email, "kb-draft", path.clone());
+        let Some(email) = crate::mail::address::EmailAddress::parse(&agent.email) else {
+            return;
+        };
+        let stamp = c.stamp(f.now);
+        self.mail(Mail {
+            kind: MailKind::KbDraft,
+            ticket: Some(t),
+            stamp,
+            to_agents: true,
+            history: None,
+            with_inbound_attachments: false,
+            content: Content::KbDraft {
+                to: crate::mail::compose::Party {
+                    name: Some(agent.name.clone()).filter(|n| !n.is_empty()),
+                    email,
+                },
+                number: before.number,
+                title: title.to_string(),
+                path,
+                kb_dir: c.policy.kb_dir.clone(),
+                error: None,
+            },
+        });
     }
 
     /// Triage learns from agents: an agent's `#category` / `#urgency` is recorded with what

@@ -166,6 +166,12 @@ pub enum Write {
         /// JSON of `triage::Evidence` for the ticket's first message.
         features: String,
     },
+    /// A `#kb` draft article, written to `[kb] dir`/drafts/`file` (never into `kb/` itself).
+    KbDraft {
+        ticket: TicketRef,
+        file: String,
+        markdown: String,
+    },
     /// A notification caused by this sender (`held`: kept for a digest instead).
     Notice {
         ticket: TicketRef,
@@ -242,6 +248,19 @@ pub struct Facts<'a> {
     /// For an agent's reply that corrects triage: the ticket's first message (subject and
     /// text), what triage saw.
     pub first_message: Option<(String, String)>,
+    /// For a new ticket: the Help Center articles its acknowledgement suggests.
+    pub suggestions: Vec<crate::kb::Suggestion>,
+    /// For an agent's `#kb`: the ticket's last public answer and the names it must lose.
+    pub kb_source: Option<KbSource>,
+}
+
+/// What a `#kb` draft is made from (read by `facts` for a verified agent's `#kb`).
+#[derive(Debug, Clone, Default)]
+pub struct KbSource {
+    /// The ticket's last public answer (an agent's relayed reply), if any.
+    pub last_answer: Option<String>,
+    /// The names and addresses of the ticket's people: requester, collaborators, agents.
+    pub names: Vec<String>,
 }
 
 /// What [`plan`] needs besides the facts: built once, shared.
@@ -324,7 +343,7 @@ impl Builder<'_, '_> {
 
     /// An automatic answer to the sender (command errors, refusals).
     fn answering(&self) -> Answering {
-        Answering::sender_of(self.f.mail)
+        Answering::sender_of(self.f.mail, &self.f.class.language)
     }
 }
 
@@ -604,6 +623,14 @@ impl Builder<'_, '_> {
             f.class.reasons.join(", ")
         );
         self.event(t, &actor, "created", detail);
+        if !f.suggestions.is_empty() && ack.is_ok() {
+            let listed: Vec<String> = f
+                .suggestions
+                .iter()
+                .map(|s| format!("{} ({:.1})", s.slug, s.score))
+                .collect();
+            self.event(t, "system", "kb-suggested", listed.join(", "));
+        }
         if let Some(old) = follows {
             let detail = format!("continues closed ticket #{}", old.number);
             self.event(t, "system", "follows", detail);
@@ -640,6 +667,7 @@ impl Builder<'_, '_> {
                     inbound_message_id: f.mail.message_id.clone(),
                     inbound_references: f.mail.references.clone(),
                     language: f.class.language.clone(),
+                    suggestions: f.suggestions.clone(),
                 }),
             });
         }

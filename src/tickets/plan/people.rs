@@ -204,6 +204,7 @@ impl Builder<'_, '_> {
                 .cloned()
                 .collect(),
             reopen_days: self.c.policy.reopen_days,
+            language: t.language.clone(),
         })
     }
 }

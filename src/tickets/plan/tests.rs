@@ -49,6 +49,7 @@ impl World {
             notify_on_close: true,
             notifications_per_sender_per_hour: 10,
             notification_digest_minutes: 15,
+            kb_dir: "kb".into(),
         };
         let rules =
             Rules::from_toml(include_str!("../../../config/triage.toml"), "triage").unwrap();
@@ -149,6 +150,8 @@ fn plan_of(
         agent,
         assignable: Vec::new(),
         first_message: None,
+        suggestions: Vec::new(),
+        kb_source: None,
     };
     plan(&facts, &w.context())
 }
