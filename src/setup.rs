@@ -113,6 +113,8 @@ pub fn policy(config: &Config, desk: &Desk) -> Policy {
         notify_on_close: config.support.notify_on_close,
         notifications_per_sender_per_hour: config.limits.notifications_per_sender_per_hour,
         notification_digest_minutes: config.limits.notification_digest_minutes,
+        near_duplicate_minutes: config.limits.near_duplicate_minutes,
+        incidents: crate::tickets::incident::IncidentPolicy::from_config(&config.incidents),
     }
 }
 

@@ -31,6 +31,19 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("rejected.txt", include_str!("../templates/rejected.txt")),
     ("inactive.txt", include_str!("../templates/inactive.txt")),
     ("signin.txt", include_str!("../templates/signin.txt")),
+    (
+        "incident-ack.txt",
+        include_str!("../templates/incident-ack.txt"),
+    ),
+    (
+        "incident-oncall.txt",
+        include_str!("../templates/incident-oncall.txt"),
+    ),
+    (
+        "incident-resolved.txt",
+        include_str!("../templates/incident-resolved.txt"),
+    ),
+    ("sla-alert.txt", include_str!("../templates/sla-alert.txt")),
 ];
 
 /// Rendering failed or a template is broken.

@@ -27,6 +27,9 @@ pub enum Command {
     /// The whole reply is an internal note: nothing reaches the customer.
     Note,
     Cc(EmailAddress),
+    /// `#incident resolve TEXT`: the ticket's incident is over; TEXT is mailed to every
+    /// linked requester once, and the linked tickets are closed.
+    IncidentResolve(String),
 }
 
 impl Command {
@@ -42,6 +45,7 @@ impl Command {
             Command::Assign(Assignee::Email(e)) => format!("#assign {e}"),
             Command::Note => "#note".into(),
             Command::Cc(e) => format!("#cc {e}"),
+            Command::IncidentResolve(t) => format!("#incident resolve {t}"),
         }
     }
 }
@@ -74,7 +78,7 @@ impl Parsed {
 }
 
 const NAMES: &[&str] = &[
-    "close", "pending", "open", "urgency", "category", "assign", "note", "cc",
+    "close", "pending", "open", "urgency", "category", "assign", "note", "cc", "incident",
 ];
 
 /// Splits the command block off the top of `text` (already quote- and signature-stripped).
@@ -152,6 +156,15 @@ fn command(name: &str, args: &[&str]) -> Result<Command, String> {
             }
         }
         "cc" => address(one_arg()?).map(Command::Cc),
+        "incident" => match args {
+            [verb, text @ ..] if verb.eq_ignore_ascii_case("resolve") && !text.is_empty() => {
+                Ok(Command::IncidentResolve(text.join(" ")))
+            }
+            [verb] if verb.eq_ignore_ascii_case("resolve") => {
+                Err("#incident resolve needs the text to send the customers".into())
+            }
+            _ => Err("the incident command is `#incident resolve TEXT`".into()),
+        },
         _ => Err(format!("unknown command #{name}")),
     }
 }

@@ -16,10 +16,13 @@ pub mod auth;
 pub mod commands;
 pub mod decide;
 pub mod desk;
+pub mod incident;
 pub mod notify;
 pub mod outbound;
 pub mod plan;
 pub mod replies;
+pub mod similar;
+pub mod sla;
 
 pub use decide::{
     access_keys_in, ack_age_permission, agent_keys_in, decide, intake_allows, referenced_ids,
@@ -272,6 +275,11 @@ pub struct Policy {
     pub notifications_per_sender_per_hour: u32,
     /// How long a held notification waits at most for its digest.
     pub notification_digest_minutes: u32,
+    /// The same text from the same sender within this many minutes, under another
+    /// Message-ID, is a reply on the first ticket (0: off).
+    pub near_duplicate_minutes: u32,
+    /// Grouping urgent tickets into incidents.
+    pub incidents: incident::IncidentPolicy,
 }
 
 /// Why a message may not open a ticket.

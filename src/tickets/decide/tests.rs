@@ -25,6 +25,8 @@ fn policy() -> Policy {
         notify_on_close: true,
         notifications_per_sender_per_hour: 10,
         notification_digest_minutes: 15,
+        near_duplicate_minutes: 10,
+        incidents: crate::tickets::incident::IncidentPolicy::default(),
     }
 }
 

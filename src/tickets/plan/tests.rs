@@ -49,6 +49,8 @@ impl World {
             notify_on_close: true,
             notifications_per_sender_per_hour: 10,
             notification_digest_minutes: 15,
+            near_duplicate_minutes: 10,
+            incidents: crate::tickets::incident::IncidentPolicy::default(),
         };
         let rules =
             Rules::from_toml(include_str!("../../../config/triage.toml"), "triage").unwrap();
@@ -149,6 +151,9 @@ fn plan_of(
         agent,
         assignable: Vec::new(),
         first_message: None,
+        incident_candidates: Vec::new(),
+        next_incident_number: 1,
+        incident: None,
     };
     plan(&facts, &w.context())
 }
