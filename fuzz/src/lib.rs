@@ -337,6 +337,9 @@ impl World {
             agent,
             assignable: Vec::new(),
             first_message: None,
+            incident_candidates: Vec::new(),
+            next_incident_number: 1,
+            incident: None,
         };
         let plan = plan::plan(&facts, &self.pipeline.context());
         for m in &plan.mails {

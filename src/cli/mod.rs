@@ -27,6 +27,7 @@ macro_rules! outln {
 }
 
 mod check;
+mod incidents;
 mod ingest;
 mod outbox;
 mod print;
@@ -107,6 +108,16 @@ pub enum Command {
         #[command(subcommand)]
         command: users::UsersCommand,
     },
+    /// Incidents: similar urgent tickets linked together.
+    Incidents {
+        #[command(subcommand)]
+        command: incidents::IncidentsCommand,
+    },
+    /// Service-level clocks.
+    Sla {
+        #[command(subcommand)]
+        command: incidents::SlaCommand,
+    },
     /// Apply database migrations.
     Migrate,
     /// Validate the configuration, rules and templates; report every problem.
@@ -143,6 +154,8 @@ pub async fn dispatch(cli: &Cli, config: Config) -> Result<u8, Failure> {
         Command::Run => run::run(config).await,
         Command::Serve { listen } => serve::serve(config, listen.as_deref()).await,
         Command::Migrate => migrate(&config).await,
+        Command::Incidents { command } => incidents::dispatch(&config, command).await,
+        Command::Sla { command } => incidents::sla(config, command).await,
         Command::Tickets { command } => tickets::dispatch(&config, command).await,
         Command::Outbox { command } => outbox::dispatch(&config, command).await,
         Command::Quarantine { command } => quarantine::dispatch(&config, command).await,

@@ -336,7 +336,7 @@ mod tests {
             first_response_at: Some(at(30)),
             ..ticket()
         };
-        assert!(due_alerts(&[answered.clone()], &[], POLICY, at(70)).is_empty());
+        assert!(due_alerts(std::slice::from_ref(&answered), &[], POLICY, at(70)).is_empty());
         assert!(!overdue(&answered, at(70)));
         assert!(overdue(&ticket(), at(70)));
     }
@@ -359,7 +359,7 @@ mod tests {
             ..ticket()
         };
         // 75 % of 120 min is minute 90.
-        assert!(due_alerts(&[moved.clone()], &sent, POLICY, at(60)).is_empty());
+        assert!(due_alerts(std::slice::from_ref(&moved), &sent, POLICY, at(60)).is_empty());
         assert_eq!(due_alerts(&[moved], &sent, POLICY, at(90)).len(), 1);
     }
 

@@ -32,8 +32,10 @@ use super::{
 mod agent;
 mod notice;
 mod people;
+mod sla;
 
 pub use notice::{plan_digest, DigestInput, HeldNotice, NoticeState};
+pub use sla::plan_sla_alert;
 
 /// What happened to one message (SPEC §2 `ingest` output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
