@@ -399,8 +399,9 @@ pub struct Incidents {
     pub window_minutes: u32,
     /// How alike two tickets' texts must be, 0–1 (shingles or shared rare terms).
     pub similarity: f64,
-    /// Who gets the one urgent mail about a new incident (none: the incident is recorded
-    /// and customers told, but nobody is paged).
+    /// Who gets the one urgent mail about a new incident. Required for grouping: without
+    /// it nothing is grouped (nobody would be paged, yet customers would be told engineers
+    /// are on it).
     pub oncall: Option<EmailAddress>,
 }
 
@@ -411,7 +412,7 @@ impl Default for Incidents {
             max_level: 2,
             min_tickets: 3,
             window_minutes: 15,
-            similarity: 0.35,
+            similarity: 0.4,
             oncall: None,
         }
     }

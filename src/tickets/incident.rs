@@ -43,7 +43,7 @@ impl Default for IncidentPolicy {
             max_level: 2,
             min_tickets: 3,
             window_minutes: 15,
-            similarity: 0.35,
+            similarity: 0.4,
             oncall: None,
         }
     }
@@ -65,9 +65,10 @@ impl IncidentPolicy {
         Duration::minutes(i64::from(self.window_minutes))
     }
 
-    /// Whether a ticket of `urgency` is grouped at all.
+    /// Whether a ticket of `urgency` is grouped at all. Without an on-call address nothing
+    /// is: nobody would be paged, yet customers would be told engineers are on it.
     pub fn applies_to(&self, urgency: u8) -> bool {
-        self.enabled && urgency <= self.max_level
+        self.enabled && self.oncall.is_some() && urgency <= self.max_level
     }
 }
 
@@ -407,6 +408,14 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    /// The default policy, with an on-call address (without one nothing is grouped).
+    fn policy() -> IncidentPolicy {
+        IncidentPolicy {
+            oncall: EmailAddress::parse("oncall@vendor.example"),
+            ..IncidentPolicy::default()
+        }
+    }
+
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap()
     }
@@ -430,7 +439,7 @@ mod tests {
 
     #[test]
     fn three_similar_within_the_window_open_an_incident() {
-        let p = IncidentPolicy::default();
+        let p = policy();
         let cands = [
             cand(1, 10, PAGES, None),
             cand(2, 4, PAGES2, None),
@@ -444,7 +453,7 @@ mod tests {
 
     #[test]
     fn the_window_is_a_sliding_one() {
-        let p = IncidentPolicy::default();
+        let p = policy();
         // 16 minutes ago is outside a 15-minute window: only two alike.
         let cands = [cand(1, 16, PAGES, None), cand(2, 4, PAGES2, None)];
         assert_eq!(group(&p, 1, PAGES3, &cands, t0()), Grouping::Alone);
@@ -460,12 +469,12 @@ mod tests {
     fn two_are_not_enough_and_the_minimum_is_configurable() {
         let cands = [cand(1, 3, PAGES, None)];
         assert_eq!(
-            group(&IncidentPolicy::default(), 1, PAGES3, &cands, t0()),
+            group(&policy(), 1, PAGES3, &cands, t0()),
             Grouping::Alone
         );
         let two = IncidentPolicy {
             min_tickets: 2,
-            ..IncidentPolicy::default()
+            ..policy()
         };
         assert!(matches!(
             group(&two, 1, PAGES3, &cands, t0()),
@@ -475,7 +484,7 @@ mod tests {
 
     #[test]
     fn later_reporters_join_the_open_incident_whatever_the_window() {
-        let p = IncidentPolicy::default();
+        let p = policy();
         let cands = [cand(1, 300, PAGES, Some(7)), cand(2, 1, LOGIN, None)];
         match group(&p, 2, PAGES2, &cands, t0()) {
             Grouping::Join { incident, like, .. } => {
@@ -490,19 +499,24 @@ mod tests {
     fn less_urgent_tickets_and_a_disabled_policy_are_never_grouped() {
         let cands = [cand(1, 3, PAGES, Some(7))];
         assert_eq!(
-            group(&IncidentPolicy::default(), 3, PAGES2, &cands, t0()),
+            group(&policy(), 3, PAGES2, &cands, t0()),
             Grouping::Alone
         );
         let off = IncidentPolicy {
             enabled: false,
-            ..IncidentPolicy::default()
+            ..policy()
         };
         assert_eq!(group(&off, 1, PAGES2, &cands, t0()), Grouping::Alone);
+        let nobody = IncidentPolicy {
+            oncall: None,
+            ..policy()
+        };
+        assert_eq!(group(&nobody, 1, PAGES2, &cands, t0()), Grouping::Alone);
     }
 
     #[test]
     fn dissimilar_tickets_in_a_burst_stay_apart() {
-        let p = IncidentPolicy::default();
+        let p = policy();
         let cands = [
             cand(1, 2, LOGIN, None),
             cand(

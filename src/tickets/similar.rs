@@ -367,9 +367,21 @@ pub fn normalised_subject(subject: &str) -> String {
 }
 
 fn fold(word: &str) -> String {
-    // Crude plural folding: "pages" and "page" are one term.
+    // Crude English plural folding: "pages" and "page", "faxes" and "fax", "pharmacies"
+    // and "pharmacy" are one term each; "access" and "status" stay.
+    if let Some(stem) = word.strip_suffix("ies").filter(|s| s.chars().count() >= 3) {
+        return format!("{stem}y");
+    }
+    if let Some(stem) = word
+        .strip_suffix("es")
+        .filter(|s| s.ends_with('x') || s.ends_with("sh") || s.ends_with("ch"))
+    {
+        return stem.to_string();
+    }
     match word.strip_suffix('s') {
-        Some(stem) if stem.chars().count() >= 4 && !stem.ends_with('s') => stem.to_string(),
+        Some(stem) if stem.chars().count() >= 4 && !stem.ends_with('s') && !stem.ends_with('u') => {
+            stem.to_string()
+        }
         _ => word.to_string(),
     }
 }
@@ -522,5 +534,8 @@ mod tests {
         assert!(rare_terms("pages pagers").contains("page"));
         assert!(rare_terms("pages pagers").contains("pager"));
         assert!(rare_terms("access").contains("access"), "no fold of -ss");
+        assert!(rare_terms("faxes").contains("fax"));
+        assert!(rare_terms("pharmacies").contains("pharmacy"));
+        assert!(rare_terms("status").contains("status"));
     }
 }
