@@ -468,10 +468,7 @@ mod tests {
     #[test]
     fn two_are_not_enough_and_the_minimum_is_configurable() {
         let cands = [cand(1, 3, PAGES, None)];
-        assert_eq!(
-            group(&policy(), 1, PAGES3, &cands, t0()),
-            Grouping::Alone
-        );
+        assert_eq!(group(&policy(), 1, PAGES3, &cands, t0()), Grouping::Alone);
         let two = IncidentPolicy {
             min_tickets: 2,
             ..policy()
@@ -498,10 +495,7 @@ mod tests {
     #[test]
     fn less_urgent_tickets_and_a_disabled_policy_are_never_grouped() {
         let cands = [cand(1, 3, PAGES, Some(7))];
-        assert_eq!(
-            group(&policy(), 3, PAGES2, &cands, t0()),
-            Grouping::Alone
-        );
+        assert_eq!(group(&policy(), 3, PAGES2, &cands, t0()), Grouping::Alone);
         let off = IncidentPolicy {
             enabled: false,
             ..policy()
