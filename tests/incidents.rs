@@ -459,3 +459,47 @@ fn an_agents_public_reply_stops_the_first_response_clock() {
         "{r:?}"
     );
 }
+
+/// The daemon checks the clocks by itself every `sla.check_seconds`, and what it sent is in
+/// the database: a second daemon (a restart) sends nothing again.
+#[test]
+fn the_daemon_sends_a_due_reminder_once_across_a_restart() {
+    let env = sla_env("check_seconds = 1\n");
+    let (from, subject, body) = REPORTS[2];
+    let n = created(&env.ingest(&mail(from, subject, "sla3@x.example", body)));
+    age(&env, n, 50);
+    let run_for = |seconds: u64| {
+        let mut child = env
+            .cmd()
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start supportd run");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while std::time::Instant::now() < deadline && of_kind(&env, "sla-reminder").is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        // Let a few more checks run before stopping it.
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let out = child.wait_with_output().expect("wait supportd run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run_for(15);
+    assert_eq!(of_kind(&env, "sla-reminder").len(), 1, "one reminder");
+    run_for(1);
+    assert_eq!(
+        of_kind(&env, "sla-reminder").len(),
+        1,
+        "none again after a restart"
+    );
+}
