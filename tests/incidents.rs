@@ -469,7 +469,7 @@ fn the_daemon_sends_a_due_reminder_once_across_a_restart() {
     let n = created(&env.ingest(&mail(from, subject, "sla3@x.example", body)));
     age(&env, n, 50);
     let run_for = |seconds: u64| {
-        let mut child = env
+        let child = env
             .cmd()
             .arg("run")
             .stdout(std::process::Stdio::null())
