@@ -115,11 +115,13 @@ pub enum Grouping {
     },
 }
 
-/// Groups a new ticket of `urgency` whose subject and text are `text`, received at `at`,
-/// against `candidates`.
+/// Groups a new ticket of `urgency` from `requester` whose subject and text are `text`,
+/// received at `at`, against `candidates`. An incident needs `min_tickets` different
+/// requesters: one person's three tickets about one problem are no outage.
 pub fn group(
     policy: &IncidentPolicy,
     urgency: u8,
+    requester: &str,
     text: &str,
     candidates: &[Candidate],
     at: DateTime<Utc>,
@@ -152,7 +154,14 @@ pub fn group(
         .into_iter()
         .filter(|(c, _)| c.incident.is_none() && c.created_at >= since && c.created_at <= at)
         .collect();
-    if recent.len() + 1 < policy.min_tickets {
+    let mut reporters: Vec<String> = recent
+        .iter()
+        .map(|(c, _)| c.requester.to_lowercase())
+        .collect();
+    reporters.push(requester.to_lowercase());
+    reporters.sort();
+    reporters.dedup();
+    if reporters.len() < policy.min_tickets {
         return Grouping::Alone;
     }
     let score = recent.iter().map(|(_, s)| *s).fold(f64::MAX, f64::min);
@@ -426,7 +435,7 @@ mod tests {
             number: 1000 + id,
             created_at: t0() - Duration::minutes(minutes_ago),
             subject: String::new(),
-            requester: String::new(),
+            requester: format!("reporter{id}@clinic.example"),
             text: text.into(),
             incident: incident.map(|n| IncidentRef { id: n, number: n }),
         }
@@ -445,10 +454,30 @@ mod tests {
             cand(2, 4, PAGES2, None),
             cand(3, 2, LOGIN, None),
         ];
-        match group(&p, 1, PAGES3, &cands, t0()) {
+        match group(&p, 1, "me@clinic.example", PAGES3, &cands, t0()) {
             Grouping::Open { tickets, .. } => assert_eq!(tickets, vec![(1, 1001), (2, 1002)]),
             g => panic!("expected an incident: {g:?}"),
         }
+    }
+
+    #[test]
+    fn one_reporter_is_no_outage() {
+        let p = policy();
+        let mut a = cand(1, 10, PAGES, None);
+        let mut b = cand(2, 4, PAGES2, None);
+        a.requester = "ME@clinic.example".into();
+        b.requester = "me@clinic.example".into();
+        assert_eq!(
+            group(&p, 1, "me@clinic.example", PAGES3, &[a.clone(), b], t0()),
+            Grouping::Alone
+        );
+        // Me again, but with two other reporters: three reporters.
+        let c = cand(3, 4, PAGES2, None);
+        let d = cand(4, 2, PAGES, None);
+        assert!(matches!(
+            group(&p, 1, "me@clinic.example", PAGES3, &[a, c, d], t0()),
+            Grouping::Open { .. }
+        ));
     }
 
     #[test]
@@ -456,11 +485,14 @@ mod tests {
         let p = policy();
         // 16 minutes ago is outside a 15-minute window: only two alike.
         let cands = [cand(1, 16, PAGES, None), cand(2, 4, PAGES2, None)];
-        assert_eq!(group(&p, 1, PAGES3, &cands, t0()), Grouping::Alone);
+        assert_eq!(
+            group(&p, 1, "me@clinic.example", PAGES3, &cands, t0()),
+            Grouping::Alone
+        );
         // Exactly at the window's edge counts.
         let cands = [cand(1, 15, PAGES, None), cand(2, 4, PAGES2, None)];
         assert!(matches!(
-            group(&p, 1, PAGES3, &cands, t0()),
+            group(&p, 1, "me@clinic.example", PAGES3, &cands, t0()),
             Grouping::Open { .. }
         ));
     }
@@ -468,13 +500,16 @@ mod tests {
     #[test]
     fn two_are_not_enough_and_the_minimum_is_configurable() {
         let cands = [cand(1, 3, PAGES, None)];
-        assert_eq!(group(&policy(), 1, PAGES3, &cands, t0()), Grouping::Alone);
+        assert_eq!(
+            group(&policy(), 1, "me@clinic.example", PAGES3, &cands, t0()),
+            Grouping::Alone
+        );
         let two = IncidentPolicy {
             min_tickets: 2,
             ..policy()
         };
         assert!(matches!(
-            group(&two, 1, PAGES3, &cands, t0()),
+            group(&two, 1, "me@clinic.example", PAGES3, &cands, t0()),
             Grouping::Open { .. }
         ));
     }
@@ -483,7 +518,7 @@ mod tests {
     fn later_reporters_join_the_open_incident_whatever_the_window() {
         let p = policy();
         let cands = [cand(1, 300, PAGES, Some(7)), cand(2, 1, LOGIN, None)];
-        match group(&p, 2, PAGES2, &cands, t0()) {
+        match group(&p, 2, "me@clinic.example", PAGES2, &cands, t0()) {
             Grouping::Join { incident, like, .. } => {
                 assert_eq!(incident.number, 7);
                 assert_eq!(like, 1001);
@@ -495,17 +530,26 @@ mod tests {
     #[test]
     fn less_urgent_tickets_and_a_disabled_policy_are_never_grouped() {
         let cands = [cand(1, 3, PAGES, Some(7))];
-        assert_eq!(group(&policy(), 3, PAGES2, &cands, t0()), Grouping::Alone);
+        assert_eq!(
+            group(&policy(), 3, "me@clinic.example", PAGES2, &cands, t0()),
+            Grouping::Alone
+        );
         let off = IncidentPolicy {
             enabled: false,
             ..policy()
         };
-        assert_eq!(group(&off, 1, PAGES2, &cands, t0()), Grouping::Alone);
+        assert_eq!(
+            group(&off, 1, "me@clinic.example", PAGES2, &cands, t0()),
+            Grouping::Alone
+        );
         let nobody = IncidentPolicy {
             oncall: None,
             ..policy()
         };
-        assert_eq!(group(&nobody, 1, PAGES2, &cands, t0()), Grouping::Alone);
+        assert_eq!(
+            group(&nobody, 1, "me@clinic.example", PAGES2, &cands, t0()),
+            Grouping::Alone
+        );
     }
 
     #[test]
@@ -520,6 +564,9 @@ mod tests {
                 None,
             ),
         ];
-        assert_eq!(group(&p, 1, PAGES, &cands, t0()), Grouping::Alone);
+        assert_eq!(
+            group(&p, 1, "me@clinic.example", PAGES, &cands, t0()),
+            Grouping::Alone
+        );
     }
 }

@@ -725,7 +725,15 @@ impl Builder<'_, '_> {
         let (f, c) = (self.f, self.c);
         let policy = &c.policy.incidents;
         let text = format!("{}\n{}", f.mail.subject, f.text);
-        match incident::group(policy, level, &text, &f.incident_candidates, f.received_at) {
+        let requester = f.mail.sender.email.key();
+        match incident::group(
+            policy,
+            level,
+            &requester,
+            &text,
+            &f.incident_candidates,
+            f.received_at,
+        ) {
             Grouping::Alone => None,
             Grouping::Join {
                 incident,
