@@ -218,6 +218,8 @@ fn similar_urgent_tickets_become_one_incident_with_one_oncall_mail() {
     }
     // Agents were told through the incident, not once per grouped ticket.
     let t = env.ticket(numbers[3]);
+    assert_eq!(t["incident"], 1);
+    assert!(env.ticket(other)["incident"].is_null());
     let kinds = event_kinds(&t);
     assert!(kinds.contains(&"incident".to_string()), "{t}");
     assert!(kinds.contains(&"notify-folded".to_string()), "{t}");

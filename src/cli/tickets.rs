@@ -83,6 +83,9 @@ fn show(t: &TicketDetail) {
     if let Some(a) = &t.assignee {
         outln!("Assignee:  {} <{}>", line(&a.name), line(&a.email));
     }
+    if let Some(n) = t.incident {
+        outln!("Incident:  #{n} (supportd incidents show {n})");
+    }
     if let Some(at) = &t.first_response_at {
         outln!("Answered:  {at}");
     }
