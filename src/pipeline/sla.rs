@@ -20,6 +20,7 @@ impl Pipeline {
             let policy = AlertPolicy {
                 remind_at_percent: self.config.sla.remind_at_percent,
                 escalate: self.config.sla.supervisor.is_some(),
+                max_late: chrono::Duration::hours(AlertPolicy::MAX_LATE_HOURS),
             };
             let due = due_alerts(&tx.running_clocks()?, &tx.sent_sla_alerts()?, policy, now);
             if due.is_empty() {

@@ -106,6 +106,15 @@ pub struct AlertPolicy {
     pub remind_at_percent: u32,
     /// Whether anyone gets escalations (a supervisor is configured).
     pub escalate: bool,
+    /// An alert whose moment passed longer ago than this is not sent (tickets from before
+    /// the alerts existed, a daemon down for days): old lateness causes no mail, like old
+    /// mail causes no ack; `tickets list --overdue` still lists it.
+    pub max_late: Duration,
+}
+
+impl AlertPolicy {
+    /// [`AlertPolicy::max_late`] of the daemon: a day.
+    pub const MAX_LATE_HOURS: i64 = 24;
 }
 
 /// When the reminder of a clock from `start` to `due` is due.
@@ -141,11 +150,11 @@ pub fn due_alerts(
                 stage,
                 due_at: due,
             };
+            let fresh = |moment: DateTime<Utc>| now - moment <= policy.max_late;
+            let remind = reminder_at(t.created_at, due, policy.remind_at_percent);
             let stage = if now >= due {
-                policy.escalate.then_some(Stage::Escalation)
-            } else if policy.remind_at_percent > 0
-                && now >= reminder_at(t.created_at, due, policy.remind_at_percent)
-            {
+                (policy.escalate && fresh(due)).then_some(Stage::Escalation)
+            } else if policy.remind_at_percent > 0 && now >= remind && fresh(remind) {
                 Some(Stage::Reminder)
             } else {
                 None
@@ -295,6 +304,7 @@ mod tests {
     const POLICY: AlertPolicy = AlertPolicy {
         remind_at_percent: 75,
         escalate: true,
+        max_late: Duration::hours(24),
     };
 
     fn stages(alerts: &[Alert]) -> Vec<(ClockKind, Stage)> {
@@ -368,9 +378,30 @@ mod tests {
         let quiet = AlertPolicy {
             remind_at_percent: 0,
             escalate: false,
+            ..POLICY
         };
         assert!(due_alerts(&[ticket()], &[], quiet, at(239)).is_empty());
         assert!(due_alerts(&[ticket()], &[], quiet, at(500)).is_empty());
+    }
+
+    #[test]
+    fn lateness_older_than_max_late_sends_nothing() {
+        // An escalation 24 h after the due time still goes; a day and a minute later, not.
+        let mut t = ticket();
+        t.first_response_at = Some(at(1));
+        assert_eq!(
+            due_alerts(&[t.clone()], &[], POLICY, at(240 + 24 * 60)).len(),
+            1
+        );
+        assert!(due_alerts(&[t], &[], POLICY, at(240 + 24 * 60 + 1)).is_empty());
+        // A week-long clock (reminder point at day 5.25) a minute before its due time: the
+        // reminder point passed 42 hours ago, so no reminder now.
+        let long = SlaTicket {
+            resolution_due: at(7 * 24 * 60),
+            first_response_at: Some(at(1)),
+            ..ticket()
+        };
+        assert!(due_alerts(&[long], &[], POLICY, at(7 * 24 * 60 - 1)).is_empty());
     }
 
     #[test]
