@@ -52,6 +52,10 @@ pub struct Config {
     pub kb: Kb,
     /// Agents provisioned at start-up (in addition to `supportd users add`).
     pub agent: Vec<Agent>,
+    /// Grouping similar urgent tickets into one incident.
+    pub incidents: Incidents,
+    /// Reminders and escalations before and after service-level due times.
+    pub sla: SlaAlerts,
     /// The text this was read from, so that later cross-checks ([`Config::problems`]) name
     /// file, line and key too.
     #[serde(skip)]
@@ -331,6 +335,9 @@ pub struct Limits {
     /// Time one message may take to be parsed, rendered and triaged; a message over it is
     /// quarantined ("processing budget exceeded") and the mailbox goes on.
     pub processing_budget_seconds: f64,
+    /// The same normalised text from the same sender within this many minutes, under
+    /// another Message-ID, becomes a reply on the first ticket without a second ack. 0 = off.
+    pub near_duplicate_minutes: u32,
 }
 
 impl Limits {
@@ -356,6 +363,7 @@ impl Default for Limits {
             notifications_per_sender_per_hour: 10,
             notification_digest_minutes: 15,
             processing_budget_seconds: 10.0,
+            near_duplicate_minutes: 10,
         }
     }
 }
@@ -377,6 +385,61 @@ impl Default for Policy {
             intake: Intake::Open,
             agents_require_auth: true,
             authserv_id: String::new(),
+        }
+    }
+}
+
+/// `[incidents]`: several similar urgent tickets within a window are one incident.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Incidents {
+    pub enabled: bool,
+    /// Tickets of this urgency level or more urgent are grouped (1–4).
+    pub max_level: u8,
+    /// Similar tickets within the window, the newest included, that open an incident (≥ 2).
+    pub min_tickets: u32,
+    pub window_minutes: u32,
+    /// How alike two tickets' texts must be, 0–1 (shingles or shared rare terms).
+    pub similarity: f64,
+    /// Who gets the one urgent mail about a new incident. Required for grouping: without
+    /// it nothing is grouped (nobody would be paged, yet customers would be told engineers
+    /// are on it).
+    pub oncall: Option<EmailAddress>,
+}
+
+impl Default for Incidents {
+    fn default() -> Self {
+        Incidents {
+            enabled: true,
+            max_level: 2,
+            min_tickets: 3,
+            window_minutes: 15,
+            similarity: 0.4,
+            oncall: None,
+        }
+    }
+}
+
+/// `[sla]`: reminders before a due time, an escalation when it passes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaAlerts {
+    /// The assignee (or the category's agents) is reminded once this share of the time to a
+    /// first-response or resolution due time has gone, in percent (1–99; 0 = no reminders).
+    pub remind_at_percent: u32,
+    /// Who gets one escalation when a due time passes (none: no escalation mail; the ticket
+    /// is still listed by `tickets list --overdue`).
+    pub supervisor: Option<EmailAddress>,
+    /// How often the daemon checks the clocks, in seconds.
+    pub check_seconds: u64,
+}
+
+impl Default for SlaAlerts {
+    fn default() -> Self {
+        SlaAlerts {
+            remind_at_percent: 75,
+            supervisor: None,
+            check_seconds: 60,
         }
     }
 }
@@ -598,6 +661,64 @@ impl Config {
                     "must be above 0 and at most {} (seconds), not {budget}",
                     Limits::MAX_PROCESSING_BUDGET_SECONDS
                 ),
+            );
+        }
+        let inc = &self.incidents;
+        if !(1..=4).contains(&inc.max_level) {
+            bad(
+                "incidents.max_level".into(),
+                format!("must be an urgency level, 1 to 4, not {}", inc.max_level),
+            );
+        }
+        if inc.min_tickets < 2 {
+            bad(
+                "incidents.min_tickets".into(),
+                "must be at least 2 (one ticket is no incident)".into(),
+            );
+        }
+        if !(1..=1440).contains(&inc.window_minutes) {
+            bad(
+                "incidents.window_minutes".into(),
+                "must be between 1 and 1440 (a day)".into(),
+            );
+        }
+        if !(inc.similarity > 0.0 && inc.similarity <= 1.0) {
+            bad(
+                "incidents.similarity".into(),
+                format!("must be above 0 and at most 1, not {}", inc.similarity),
+            );
+        }
+        for (key, address) in [
+            ("incidents.oncall", &inc.oncall),
+            ("sla.supervisor", &self.sla.supervisor),
+        ] {
+            if let Some(a) = address.as_ref().filter(|a| !deliverable(a)) {
+                bad(
+                    key.into(),
+                    format!("`{a}` cannot be written as the recipient of a mail"),
+                );
+            }
+        }
+        if self.sla.remind_at_percent > 99 {
+            bad(
+                "sla.remind_at_percent".into(),
+                format!(
+                    "must be 1 to 99 (percent of the time to the due time), or 0 for no \
+                     reminders, not {}",
+                    self.sla.remind_at_percent
+                ),
+            );
+        }
+        if !(1..=3600).contains(&self.sla.check_seconds) {
+            bad(
+                "sla.check_seconds".into(),
+                "must be between 1 and 3600".into(),
+            );
+        }
+        if self.limits.near_duplicate_minutes > 1440 {
+            bad(
+                "limits.near_duplicate_minutes".into(),
+                "must be at most 1440 (a day); 0 turns the merge off".into(),
             );
         }
         if self.policy.agents_require_auth

@@ -110,6 +110,16 @@ pub async fn run(
         }));
     }
 
+    {
+        let hb = Heartbeat::new("sla", start);
+        beats.push(hb.clone());
+        let task_shared = shared.clone();
+        let every = Duration::from_secs(config.sla.check_seconds);
+        tasks.spawn(supervise("sla".into(), shared.clone(), move || {
+            sla_checks(task_shared.clone(), hb.clone(), every)
+        }));
+    }
+
     // READY once migrations ran (done by the caller) and the first mailbox connected.
     let mut ready = config.mailbox.is_empty();
     if ready {
@@ -191,6 +201,32 @@ async fn digests(shared: Arc<Shared>, heartbeat: Heartbeat) {
         }
         tokio::select! {
             _ = heartbeat.while_waiting(tokio::time::sleep(DIGEST_SWEEP)) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// Checks the SLA clocks every `every` (`sla.check_seconds`) until shutdown: reminders
+/// before a due time, escalations after it (see `pipeline/sla.rs`). The clocks and the
+/// alerts sent are in the database, so a restart picks up where it was.
+async fn sla_checks(shared: Arc<Shared>, heartbeat: Heartbeat, every: Duration) {
+    let mut shutdown = shared.shutdown();
+    loop {
+        heartbeat.beat();
+        if *shutdown.borrow() {
+            break;
+        }
+        let pipeline = shared.pipeline().await;
+        match pipeline.send_sla_alerts(shared.store()) {
+            Ok(0) => {}
+            Ok(n) => {
+                info!(mails = n, "SLA reminders and escalations queued");
+                shared.wake_outbox();
+            }
+            Err(e) => warn!(error = %e, "cannot check the SLA clocks; will retry"),
+        }
+        tokio::select! {
+            _ = heartbeat.while_waiting(tokio::time::sleep(every)) => {}
             _ = shutdown.changed() => break,
         }
     }

@@ -114,6 +114,8 @@ pub fn policy(config: &Config, desk: &Desk) -> Policy {
         notifications_per_sender_per_hour: config.limits.notifications_per_sender_per_hour,
         notification_digest_minutes: config.limits.notification_digest_minutes,
         kb_dir: config.kb.dir.display().to_string(),
+        near_duplicate_minutes: config.limits.near_duplicate_minutes,
+        incidents: crate::tickets::incident::IncidentPolicy::from_config(&config.incidents),
     }
 }
 
@@ -221,7 +223,116 @@ fn cross_check(p: &Pipeline) -> Result<(), SetupError> {
     if !found.is_empty() {
         return Err(config.problems(found).into());
     }
-    sample_acknowledgement(p)
+    sample_acknowledgement(p)?;
+    sample_incident_and_sla_mails(p)
+}
+
+/// Renders a sample of each mail of incidents and SLA alerts (issue 14), like
+/// [`sample_acknowledgement`]: a broken `incident-*.txt` or `sla-alert.txt` fails at start-up.
+fn sample_incident_and_sla_mails(p: &Pipeline) -> Result<(), SetupError> {
+    use crate::tickets::incident::{OncallFacts, OncallTicket};
+    use crate::tickets::replies::CustomerFacts;
+    use crate::tickets::sla::{Alert, AlertFacts, ClockKind, Stage};
+    let (Some(level), Some(category)) = (
+        p.rules.levels().first().cloned(),
+        p.rules.categories().first().cloned(),
+    ) else {
+        // sample_acknowledgement said so already.
+        return Ok(());
+    };
+    let now = p.clock.now();
+    let key = AccessKey::from_random([0; ACCESS_KEY_LEN]);
+    let customer = Party {
+        name: Some("Test".into()),
+        email: EmailAddress::from_parts("test", "clinic.example"),
+    };
+    let sla = Sla::starting(now, level.first_response_hours, level.resolution_hours);
+    let contents = [
+        Content::IncidentAck {
+            ack: AckFacts {
+                number: 1001,
+                access_key: key.clone(),
+                subject: "check-config".into(),
+                requester: customer.clone(),
+                sla,
+                category: category.clone(),
+                level: level.clone(),
+                inbound_message_id: "check@clinic.example".into(),
+                inbound_references: Vec::new(),
+                language: "en".into(),
+                suggestions: Vec::new(),
+            },
+            incident: 1,
+        },
+        Content::IncidentOncall(OncallFacts {
+            number: 1,
+            to: EmailAddress::from_parts("oncall", "vendor.example"),
+            level: level.level,
+            window_minutes: 15,
+            tickets: vec![OncallTicket {
+                number: 1001,
+                subject: "check-config".into(),
+                requester: customer.email.to_string(),
+                at: now,
+            }],
+            agent_key: key.clone(),
+        }),
+        Content::IncidentResolved {
+            ticket: CustomerFacts {
+                number: 1001,
+                access_key: key.clone(),
+                subject: "check-config".into(),
+                requester: customer.clone(),
+                cc: Vec::new(),
+                in_reply_to: None,
+                references: Vec::new(),
+                reopen_days: 30,
+                language: "en".into(),
+            },
+            incident: 1,
+            text: "check-config".into(),
+        },
+        Content::SlaAlert(AlertFacts {
+            alert: Alert {
+                ticket_id: 1,
+                clock: ClockKind::FirstResponse,
+                stage: Stage::Reminder,
+                due_at: sla.first_response_due,
+            },
+            to: customer.clone(),
+            number: 1001,
+            subject: "check-config".into(),
+            requester: customer.email.to_string(),
+            status: "open".into(),
+            category: category.id.clone(),
+            urgency: level.level,
+            created_at: now,
+            assignee: None,
+            first_response_due: sla.first_response_due,
+            first_response_at: None,
+            resolution_due: sla.resolution_due,
+            agent_key: Some(key),
+            now,
+        }),
+    ];
+    for content in contents {
+        let sample = Mail {
+            kind: MailKind::IncidentAck,
+            ticket: None,
+            stamp: Stamp {
+                message_id: format!("check@{}", p.desk.domain()),
+                date: now,
+            },
+            to_agents: false,
+            history: None,
+            with_inbound_attachments: false,
+            content,
+        };
+        sample
+            .render(&p.desk, &p.templates, &[])
+            .map_err(|e| SetupError::Unusable(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Renders an acknowledgement of a sample mail, so that a broken template fails at start-up

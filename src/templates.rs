@@ -20,6 +20,8 @@ pub const LOCALIZED: &[&str] = &[
     "rejected.txt",
     "inactive.txt",
     "signin.txt",
+    "incident-ack.txt",
+    "incident-resolved.txt",
 ];
 
 /// The languages shipped for [`LOCALIZED`] besides English.
@@ -32,6 +34,14 @@ const LANGUAGES: &[(&str, &[(&str, &str)])] = &[
             ("rejected.txt", include_str!("../templates/fr/rejected.txt")),
             ("inactive.txt", include_str!("../templates/fr/inactive.txt")),
             ("signin.txt", include_str!("../templates/fr/signin.txt")),
+            (
+                "incident-ack.txt",
+                include_str!("../templates/fr/incident-ack.txt"),
+            ),
+            (
+                "incident-resolved.txt",
+                include_str!("../templates/fr/incident-resolved.txt"),
+            ),
         ],
     ),
     (
@@ -42,6 +52,14 @@ const LANGUAGES: &[(&str, &[(&str, &str)])] = &[
             ("rejected.txt", include_str!("../templates/es/rejected.txt")),
             ("inactive.txt", include_str!("../templates/es/inactive.txt")),
             ("signin.txt", include_str!("../templates/es/signin.txt")),
+            (
+                "incident-ack.txt",
+                include_str!("../templates/es/incident-ack.txt"),
+            ),
+            (
+                "incident-resolved.txt",
+                include_str!("../templates/es/incident-resolved.txt"),
+            ),
         ],
     ),
 ];
@@ -70,6 +88,19 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("inactive.txt", include_str!("../templates/en/inactive.txt")),
     ("signin.txt", include_str!("../templates/en/signin.txt")),
     ("kb-draft.txt", include_str!("../templates/kb-draft.txt")),
+    (
+        "incident-ack.txt",
+        include_str!("../templates/en/incident-ack.txt"),
+    ),
+    (
+        "incident-oncall.txt",
+        include_str!("../templates/incident-oncall.txt"),
+    ),
+    (
+        "incident-resolved.txt",
+        include_str!("../templates/en/incident-resolved.txt"),
+    ),
+    ("sla-alert.txt", include_str!("../templates/sla-alert.txt")),
 ];
 
 fn read(path: &Path) -> Result<String, TemplateError> {

@@ -79,7 +79,8 @@ fn device_log(id: &str) -> Vec<u8> {
 
 #[test]
 fn a_hundred_thousand_nested_divs_are_stripped_in_seconds_with_a_note() {
-    let env = Env::new();
+    // Identical texts from one sender on purpose: near-duplicate merge (issue 14) off.
+    let env = Env::with_config("[limits]\nnear_duplicate_minutes = 0\n");
     let raw = nested_divs(100_000, "divs-1");
     assert!(raw.len() > 1_000_000);
     let file = write(&env, "divs.eml", &raw);
@@ -118,7 +119,8 @@ fn a_hundred_thousand_nested_divs_are_stripped_in_seconds_with_a_note() {
 
 #[test]
 fn a_400000_id_references_header_threads_in_seconds_on_its_last_ids() {
-    let env = Env::new();
+    // Identical texts from one sender on purpose: near-duplicate merge (issue 14) off.
+    let env = Env::with_config("[limits]\nnear_duplicate_minutes = 0\n");
     let first = crlf(&format!(
         "{FROM}{TO}Subject: pager down\nMessage-ID: <first@harbor-clinic.test>\n\nThe pager is down.\n"
     ));
@@ -178,7 +180,8 @@ fn a_message_over_its_budget_is_quarantined_and_the_batch_goes_on() {
 
 #[test]
 fn a_second_ingest_is_not_held_up_while_the_first_prepares_slow_mail() {
-    let env = Env::new();
+    // Identical texts from one sender on purpose: near-duplicate merge (issue 14) off.
+    let env = Env::with_config("[limits]\nnear_duplicate_minutes = 0\n");
     let slow: Vec<PathBuf> = (0..5)
         .map(|i| {
             write(
@@ -356,6 +359,8 @@ async fn a_message_the_server_cannot_fetch_is_isolated_and_the_rest_go_on() {
     let dovecot = Dovecot::start(&[(USER, PASS)]);
     let sink = SmtpSink::start();
     let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    // Mails 1 and 3 are the same text from one sender: near-duplicate merge (issue 14) off.
+    d.append_config("\n[limits]\nnear_duplicate_minutes = 0\n");
     let maildir = dovecot.dir.join("mail/example.test/support/Maildir");
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(maildir.join(sub)).expect("maildir");

@@ -1311,3 +1311,51 @@ async fn the_help_center_searches_and_shows_articles() {
     // The home page offers the search.
     assert!(w.get("/").await.text().contains("action=\"/help\""));
 }
+
+/// Issue 14: a ticket linked to an incident shows the incident's number and public status on
+/// its page, then the agents' resolution text, and nothing of the other linked tickets.
+#[tokio::test]
+async fn the_page_shows_the_incident_and_nothing_of_the_other_tickets() {
+    let w = world_with(
+        "https://help.vendor.example",
+        "[incidents]\noncall = \"oncall@vendor.example\"\n",
+    )
+    .await;
+    let reports = [
+        ("ann@stbrigid-med.example", "Pages stuck in queued", "Every page on the paging console sits in Queued and no pager receives anything. Doctors are not paged. Secret: bed 12."),
+        ("bob@mercy-hosp.example", "pagers silent", "Our pagers are silent, the console shows all pages queued, nobody on call gets paged. Secret: MERCY-77."),
+        ("cleo@valley-clinic.example", "URGENT paging down", "Paging is down: pages queued on the console, pagers receive nothing. Secret: pager 4411."),
+    ];
+    let mut numbers = Vec::new();
+    for (from, subject, body) in reports {
+        numbers.push(created(&w.ingest(&mail(from, subject, body)).await));
+    }
+    assert_eq!(w.count("SELECT COUNT(*) FROM incidents"), 1);
+    let page = w.get(&format!("/t/{}", w.key(numbers[2]))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.text();
+    assert!(html.contains("Incident"), "{html}");
+    assert!(
+        html.contains("#1 · known incident, engineers are working on it"),
+        "{html}"
+    );
+    for other in [
+        "bed 12",
+        "MERCY-77",
+        "ann@stbrigid-med.example",
+        "bob@mercy-hosp.example",
+    ] {
+        assert!(!html.contains(other), "{other} on Cleo's page");
+    }
+    w.sql()
+        .execute(
+            "UPDATE incidents SET status = 'resolved', resolution = 'Gateway switched to the backup link.'",
+            [],
+        )
+        .unwrap();
+    let html = w.get(&format!("/t/{}", w.key(numbers[0]))).await.text();
+    assert!(
+        html.contains("#1 · resolved: Gateway switched to the backup link."),
+        "{html}"
+    );
+}

@@ -339,6 +339,9 @@ impl World {
             first_message: None,
             suggestions: Vec::new(),
             kb_source: None,
+            incident_candidates: Vec::new(),
+            next_incident_number: 1,
+            incident: None,
         };
         let plan = plan::plan(&facts, &self.pipeline.context());
         for m in &plan.mails {

@@ -27,6 +27,7 @@ macro_rules! outln {
 }
 
 mod check;
+mod incidents;
 mod ingest;
 mod kb;
 mod outbox;
@@ -115,6 +116,16 @@ pub enum Command {
     },
     /// The Help Center articles a mail's acknowledgement would suggest, with scores.
     Suggest(kb::SuggestArgs),
+    /// Incidents: similar urgent tickets linked together.
+    Incidents {
+        #[command(subcommand)]
+        command: incidents::IncidentsCommand,
+    },
+    /// Service-level clocks.
+    Sla {
+        #[command(subcommand)]
+        command: incidents::SlaCommand,
+    },
     /// Apply database migrations.
     Migrate,
     /// Validate the configuration, rules and templates; report every problem.
@@ -153,6 +164,8 @@ pub async fn dispatch(cli: &Cli, config: Config) -> Result<u8, Failure> {
         Command::Migrate => migrate(&config).await,
         Command::Kb { command } => kb::dispatch(&config, command).await,
         Command::Suggest(args) => kb::suggest(config, args).await,
+        Command::Incidents { command } => incidents::dispatch(&config, command).await,
+        Command::Sla { command } => incidents::sla(config, command).await,
         Command::Tickets { command } => tickets::dispatch(&config, command).await,
         Command::Outbox { command } => outbox::dispatch(&config, command).await,
         Command::Quarantine { command } => quarantine::dispatch(&config, command).await,

@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 
+use supportd::clock::{Clock, SystemClock};
 use supportd::config::Config;
 use supportd::display::{terminal_line as line, terminal_text};
 use supportd::store::{TicketDetail, TicketListItem};
@@ -11,7 +12,14 @@ use super::{open_store, Failure};
 
 #[derive(Subcommand)]
 pub enum TicketsCommand {
-    List(ListArgs),
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+        /// Only tickets past a due time: first response (no agent's public answer yet) or
+        /// resolution.
+        #[arg(long)]
+        overdue: bool,
+    },
     Show {
         number: i64,
         #[arg(long)]
@@ -22,7 +30,13 @@ pub enum TicketsCommand {
 pub async fn dispatch(config: &Config, command: &TicketsCommand) -> Result<u8, Failure> {
     let store = open_store(config).await?;
     match command {
-        TicketsCommand::List(args) => print_list(&store.list_tickets()?, *args)?,
+        TicketsCommand::List { list, overdue } => {
+            let rows = match overdue {
+                true => store.list_overdue(SystemClock.now())?,
+                false => store.list_tickets()?,
+            };
+            print_list(&rows, *list)?
+        }
         TicketsCommand::Show { number, json } => {
             let Some(t) = store.ticket_detail(*number)? else {
                 return Err(anyhow::anyhow!("no ticket #{number}").into());
@@ -68,6 +82,9 @@ fn show(t: &TicketDetail) {
     outln!("Link key:  {}", t.access_key);
     if let Some(a) = &t.assignee {
         outln!("Assignee:  {} <{}>", line(&a.name), line(&a.email));
+    }
+    if let Some(n) = t.incident {
+        outln!("Incident:  #{n} (supportd incidents show {n})");
     }
     if let Some(at) = &t.first_response_at {
         outln!("Answered:  {at}");

@@ -226,3 +226,41 @@ fn example_config_is_valid() {
     let text = include_str!("../../config/supportd.toml");
     Config::parse(text, "config/supportd.toml").unwrap();
 }
+
+#[test]
+fn incidents_and_sla_keys_are_checked() {
+    let c = Config::parse("", "t.toml").unwrap();
+    assert!(c.incidents.enabled);
+    assert_eq!(
+        (
+            c.incidents.max_level,
+            c.incidents.min_tickets,
+            c.incidents.window_minutes
+        ),
+        (2, 3, 15)
+    );
+    assert_eq!(c.sla.remind_at_percent, 75);
+    assert_eq!(c.limits.near_duplicate_minutes, 10);
+    let text = "[incidents]\nmax_level = 7\nmin_tickets = 1\nwindow_minutes = 0\nsimilarity = 1.5\noncall = \"not an address\"\n\n[sla]\nremind_at_percent = 100\nsupervisor = \"boss@example.test\"\n";
+    let err = Config::parse(text, "i.toml").unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    for k in [
+        "incidents.oncall",
+        "incidents.max_level",
+        "incidents.min_tickets",
+        "incidents.window_minutes",
+        "incidents.similarity",
+        "sla.remind_at_percent",
+    ] {
+        assert!(keys.contains(&k), "{k} not reported: {err}");
+    }
+    let ok = Config::parse(
+        "[incidents]\noncall = \"oncall@vendor.example\"\n[sla]\nsupervisor = \"boss@vendor.example\"\n",
+        "ok.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.incidents.oncall.unwrap().to_string(),
+        "oncall@vendor.example"
+    );
+}

@@ -309,6 +309,24 @@ impl<'a> Applier<'a> {
                     updated_at: now,
                 })?;
             }
+            Write::OpenIncident {
+                number,
+                title,
+                tickets,
+            } => {
+                let id = self.tx.insert_incident(*number, title, now)?;
+                for t in tickets {
+                    let t = self.ticket(*t)?;
+                    self.tx.link_incident(t, id)?;
+                }
+            }
+            Write::LinkIncident { incident, ticket } => {
+                let t = self.ticket(*ticket)?;
+                self.tx.link_incident(t, *incident)?;
+            }
+            Write::ResolveIncident { incident, by, text } => {
+                self.tx.resolve_incident(*incident, by, text, now)?;
+            }
             Write::Notice {
                 ticket,
                 event,

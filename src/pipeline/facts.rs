@@ -14,10 +14,11 @@ use crate::mail::compose::deliverable;
 use crate::mail::loops::Origin;
 use crate::store::{StoreError, Tx};
 use crate::tickets::commands::{self, Assignee, Command};
+use crate::tickets::incident::LinkedIncident;
 use crate::tickets::notify::StaffMember;
 use crate::tickets::outbound::MailKind;
 use crate::tickets::plan::{Facts, KbSource, NoticeState};
-use crate::tickets::{decide, Decision, Lookup, TicketSummary, UserRecord};
+use crate::tickets::{decide, similar, Decision, Lookup, TicketSummary, UserRecord};
 
 impl Pipeline {
     /// Everything [`crate::tickets::plan::plan`] needs to know about `ready`.
@@ -50,6 +51,9 @@ impl Pipeline {
             first_message: None,
             suggestions: Vec::new(),
             kb_source: None,
+            incident_candidates: Vec::new(),
+            next_incident_number: 0,
+            incident: None,
         };
         let (named, opens, notifies) = scope(&f.decision);
         if let Some(t) = named {
@@ -57,6 +61,12 @@ impl Pipeline {
         }
         if opens {
             f.next_number = tx.next_ticket_number()?;
+            let incidents = &self.policy.incidents;
+            if incidents.applies_to(ready.class.urgency) {
+                let since = received_at - incidents.window();
+                f.incident_candidates = tx.incident_candidates(incidents.max_level, since)?;
+                f.next_incident_number = tx.next_incident_number()?;
+            }
         }
         if acknowledges_new_ticket(&f.decision) {
             f.suggestions = self.suggestions(tx, ready)?;
@@ -103,6 +113,19 @@ impl Pipeline {
                         last_answer: tx.last_public_answer(ticket.id)?,
                         names,
                     });
+                }
+                if resolves_incident(&ready.text) {
+                    if let Some((incident, status, ids)) = tx.incident_of(ticket.id)? {
+                        let mut tickets = Vec::with_capacity(ids.len());
+                        for id in ids {
+                            tickets.push(tx.ticket_record(id)?);
+                        }
+                        f.incident = Some(LinkedIncident {
+                            incident,
+                            status,
+                            tickets,
+                        });
+                    }
                 }
             }
         }
@@ -210,6 +233,27 @@ impl Pipeline {
                 l.by_tag.push(t);
             }
         }
+        let threads = l.by_reference.is_some()
+            || l.by_access_key.is_some()
+            || l.by_agent_key.is_some()
+            || !l.by_tag.is_empty();
+        let minutes = self.policy.near_duplicate_minutes;
+        if let (false, true, Some(u)) = (threads, minutes > 0, &l.sender) {
+            if !u.role.is_staff() {
+                let since = now - Duration::minutes(i64::from(minutes));
+                let subject = similar::normalised_subject(&mail.subject);
+                let body = similar::normalised(&mail.body);
+                l.near_duplicate = tx
+                    .messages_by_author_since(u.id, since)?
+                    .into_iter()
+                    .find(|m| {
+                        m.message_id != mail.message_id
+                            && similar::normalised_subject(&m.subject) == subject
+                            && similar::normalised(&m.body) == body
+                    })
+                    .map(|m| (m.ticket, m.message_id));
+            }
+        }
         Ok(l)
     }
 }
@@ -225,6 +269,7 @@ fn scope(d: &Decision) -> (Option<&TicketSummary>, bool, bool) {
             let (_, opens, _) = scope(then);
             (Some(ticket), opens, true)
         }
+        Decision::NearDuplicate { ticket, .. } => (Some(ticket), false, false),
         Decision::NewTicket { .. } => (None, true, true),
         Decision::Duplicate
         | Decision::Ignored { .. }
@@ -257,6 +302,14 @@ fn corrects_triage(text: &str) -> bool {
         .commands
         .iter()
         .any(|c| matches!(c, Command::Category(_) | Command::Urgency(_)))
+}
+
+/// Whether an agent's reply has an `#incident` command.
+fn resolves_incident(text: &str) -> bool {
+    commands::parse(text)
+        .commands
+        .iter()
+        .any(|c| matches!(c, Command::IncidentResolve(_)))
 }
 
 /// The addresses an agent's `#assign` commands name.

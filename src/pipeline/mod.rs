@@ -37,6 +37,7 @@ mod digest;
 mod facts;
 pub mod prepare;
 mod signin;
+mod sla;
 pub use prepare::{Prepared, Ready};
 pub use signin::{SignInAsk, SignInRequest};
 

@@ -66,6 +66,8 @@ pub struct TicketDetail {
     pub collaborators: Vec<Person>,
     pub assignee: Option<Person>,
     pub follows: Option<i64>,
+    /// The number of the incident the ticket is linked to.
+    pub incident: Option<i64>,
     pub created_at: String,
     pub first_response_due: String,
     pub resolution_due: String,
@@ -487,10 +489,11 @@ impl Store {
             let Some((id, mut detail)) = query_opt(
                 c,
                 "SELECT t.*, u.email AS r_email, u.name AS r_name, a.email AS a_email, a.name AS a_name,
-                        f.number AS follows_number
+                        f.number AS follows_number, i.number AS incident_number
                    FROM tickets t JOIN users u ON u.id = t.requester_id
                    LEFT JOIN users a ON a.id = t.assignee_id
                    LEFT JOIN tickets f ON f.id = t.follows_ticket_id
+                   LEFT JOIN incidents i ON i.id = t.incident_id
                   WHERE t.number = ?1",
                 params![number],
                 |t| {
@@ -523,6 +526,7 @@ impl Store {
                         collaborators: Vec::new(),
                         assignee,
                         follows: t.get("follows_number")?,
+                        incident: t.get("incident_number")?,
                         created_at: rfc3339(t.get("created_at")?),
                         first_response_due: rfc3339(t.get("first_response_due")?),
                         resolution_due: rfc3339(t.get("resolution_due")?),

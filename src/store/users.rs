@@ -80,7 +80,7 @@ impl Tx {
         sender_key: &str,
         rate_key: &str,
         since: DateTime<Utc>,
-        answers: [&str; 4],
+        answers: [&str; 5],
     ) -> Result<(bool, Option<KnownUser>, u32), StoreError> {
         query_one(
             self.conn(),
@@ -88,7 +88,7 @@ impl Tx {
                   + (SELECT COUNT(*) FROM ignored_mail WHERE message_id = ?1) AS stored,
                     (SELECT COUNT(*) FROM outbox_recipients r JOIN outbox o ON o.id = r.outbox_id
                       WHERE r.rate_key = ?4 AND r.created_at > ?3
-                        AND o.kind IN (?5, ?6, ?7, ?8)) AS acks,
+                        AND o.kind IN (?5, ?6, ?7, ?8, ?9)) AS acks,
                     u.id, u.role, u.status, u.support_user, u.org, u.email, u.known
                FROM (SELECT 1 AS one) AS x LEFT JOIN users u ON u.email_key = ?2",
             params![
@@ -99,7 +99,8 @@ impl Tx {
                 answers[0],
                 answers[1],
                 answers[2],
-                answers[3]
+                answers[3],
+                answers[4]
             ],
             |row| {
                 let known = row.get::<_, i64>("stored")? > 0;

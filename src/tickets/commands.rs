@@ -29,6 +29,9 @@ pub enum Command {
     Cc(EmailAddress),
     /// Draft a Help Center article with this title from the ticket's last public answer.
     Kb(String),
+    /// `#incident resolve TEXT`: the ticket's incident is over; TEXT is mailed to every
+    /// linked requester once, and the linked tickets are closed.
+    IncidentResolve(String),
 }
 
 impl Command {
@@ -45,6 +48,7 @@ impl Command {
             Command::Note => "#note".into(),
             Command::Cc(e) => format!("#cc {e}"),
             Command::Kb(title) => format!("#kb {title}"),
+            Command::IncidentResolve(t) => format!("#incident resolve {t}"),
         }
     }
 }
@@ -77,7 +81,7 @@ impl Parsed {
 }
 
 const NAMES: &[&str] = &[
-    "close", "pending", "open", "urgency", "category", "assign", "note", "cc", "kb",
+    "close", "pending", "open", "urgency", "category", "assign", "note", "cc", "kb", "incident",
 ];
 
 /// Splits the command block off the top of `text` (already quote- and signature-stripped).
@@ -163,6 +167,15 @@ fn command(name: &str, args: &[&str]) -> Result<Command, String> {
                 Err("#kb: the title is longer than 120 characters".into())
             }
             t => Ok(Command::Kb(t)),
+        },
+        "incident" => match args {
+            [verb, text @ ..] if verb.eq_ignore_ascii_case("resolve") && !text.is_empty() => {
+                Ok(Command::IncidentResolve(text.join(" ")))
+            }
+            [verb] if verb.eq_ignore_ascii_case("resolve") => {
+                Err("#incident resolve needs the text to send the customers".into())
+            }
+            _ => Err("the incident command is `#incident resolve TEXT`".into()),
         },
         _ => Err(format!("unknown command #{name}")),
     }

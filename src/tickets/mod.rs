@@ -16,10 +16,13 @@ pub mod auth;
 pub mod commands;
 pub mod decide;
 pub mod desk;
+pub mod incident;
 pub mod notify;
 pub mod outbound;
 pub mod plan;
 pub mod replies;
+pub mod similar;
+pub mod sla;
 
 pub use decide::{
     access_keys_in, ack_age_permission, agent_keys_in, decide, intake_allows, referenced_ids,
@@ -275,6 +278,11 @@ pub struct Policy {
     /// The Help Center directory (`[kb] dir`), as configured: `#kb` drafts go to its
     /// `drafts/`, and the agent is told to move them into it.
     pub kb_dir: String,
+    /// The same text from the same sender within this many minutes, under another
+    /// Message-ID, is a reply on the first ticket (0: off).
+    pub near_duplicate_minutes: u32,
+    /// Grouping urgent tickets into incidents.
+    pub incidents: incident::IncidentPolicy,
 }
 
 /// Why a message may not open a ticket.

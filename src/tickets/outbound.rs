@@ -14,8 +14,10 @@ use crate::templates::{TemplateError, Templates};
 use super::ack::{self, AckFacts};
 use super::commands::NotUnderstood;
 use super::desk::Desk;
+use super::incident::{self, OncallFacts};
 use super::notify::{self, DigestFacts, NotifyFacts, StaffMember, StoredAttachment};
 use super::replies::{self, Answering, CustomerFacts};
+use super::sla::{self, AlertFacts};
 use super::{Refusal, TicketRef};
 
 /// One outbound mail's own identity: its Message-ID and Date.
@@ -49,6 +51,17 @@ pub enum MailKind {
     SignIn,
     /// To the agent whose `#kb` drafted an article: where the draft is.
     KbDraft,
+    /// The acknowledgement of a ticket linked to a known incident.
+    IncidentAck,
+    /// The one urgent mail to the on-call address about a new incident.
+    IncidentOncall,
+    /// "The incident your ticket was part of is resolved", once per linked requester.
+    IncidentResolved,
+    /// Before a first-response or resolution due time, to the assignee or the category's
+    /// agents.
+    SlaReminder,
+    /// A due time passed, to the supervisor.
+    SlaEscalation,
 }
 
 impl MailKind {
@@ -64,13 +77,19 @@ impl MailKind {
             MailKind::Inactive => "inactive",
             MailKind::SignIn => "signin",
             MailKind::KbDraft => "kb-draft",
+            MailKind::IncidentAck => "incident-ack",
+            MailKind::IncidentOncall => "incident-oncall",
+            MailKind::IncidentResolved => "incident-resolved",
+            MailKind::SlaReminder => "sla-reminder",
+            MailKind::SlaEscalation => "sla-escalation",
         }
     }
 
     /// The kinds that answer a sender automatically: they share one rate limit
     /// (`limits.acks_per_sender_per_hour`) and never go to automatic mail.
-    pub const AUTOMATIC_ANSWERS: [MailKind; 4] = [
+    pub const AUTOMATIC_ANSWERS: [MailKind; 5] = [
         MailKind::Ack,
+        MailKind::IncidentAck,
         MailKind::Rejected,
         MailKind::Inactive,
         MailKind::CommandError,
@@ -120,6 +139,18 @@ pub enum Content {
         refusal: Refusal,
         org: String,
     },
+    /// The acknowledgement of a ticket linked to incident number `incident`.
+    IncidentAck {
+        ack: AckFacts,
+        incident: i64,
+    },
+    IncidentOncall(OncallFacts),
+    IncidentResolved {
+        ticket: CustomerFacts,
+        incident: i64,
+        text: String,
+    },
+    SlaAlert(AlertFacts),
     /// The sign-in link mailed to a user who asked for it on the web.
     SignIn {
         to: Party,
@@ -229,6 +260,16 @@ impl Mail {
                 stamp,
                 templates,
             ),
+            Content::IncidentAck { ack, incident } => {
+                incident::incident_ack(desk, ack, *incident, stamp, templates)
+            }
+            Content::IncidentOncall(f) => incident::oncall_mail(desk, f, stamp, templates),
+            Content::IncidentResolved {
+                ticket,
+                incident,
+                text,
+            } => incident::resolved_mail(desk, ticket, *incident, text, stamp, templates),
+            Content::SlaAlert(f) => sla::alert_mail(desk, f, stamp, templates),
         }
     }
 }

@@ -162,6 +162,16 @@ struct TicketCtx {
     csrf: String,
     closed_hint: Option<String>,
     max_mb: u64,
+    /// The incident this ticket is linked to: its number, public status and the agents'
+    /// resolution text (never anything of the other linked tickets).
+    incident: Option<IncidentCtx>,
+}
+
+#[derive(Serialize)]
+struct IncidentCtx {
+    number: i64,
+    status: String,
+    resolution: String,
 }
 
 /// `GET /t/{key}`: the ticket as its requester sees it.
@@ -228,6 +238,14 @@ async fn render_ticket(
             }
         })
         .collect();
+    let incident = web
+        .store()
+        .public_incident(page.number)?
+        .map(|(number, status, resolution)| IncidentCtx {
+            number,
+            status,
+            resolution,
+        });
     let closed_hint = (page.status == "closed").then(|| {
         let days = i64::from(pipeline.policy.reopen_days);
         match page.closed_at {
@@ -260,6 +278,7 @@ async fn render_ticket(
             csrf: c.token(web, now),
             closed_hint,
             max_mb: web.max_message_bytes / 1_000_000,
+            incident,
         },
     )
 }

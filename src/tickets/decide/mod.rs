@@ -32,6 +32,10 @@ pub struct Lookup {
     pub bounced: Option<(i64, TicketSummary)>,
     /// Acknowledgements queued to this sender within the last hour.
     pub recent_acks: u32,
+    /// A message of this sender on another ticket, within `limits.near_duplicate_minutes`,
+    /// whose normalised text is this one's (another Message-ID): that ticket and the
+    /// message's Message-ID. Looked up only for mail that threads nowhere.
+    pub near_duplicate: Option<(TicketSummary, String)>,
 }
 
 /// Which threading rule matched (SPEC §1, rules 2–4).
@@ -104,6 +108,14 @@ pub enum Decision {
         refusal: Refusal,
         /// Whether to send the templated answer, or why not.
         reply: Result<(), String>,
+    },
+    /// The same text from the same sender as a message on `ticket` a few minutes ago, under
+    /// another Message-ID (resent from another client, or sent to two of our addresses): a
+    /// reply on that ticket, with no second acknowledgement.
+    NearDuplicate {
+        ticket: TicketSummary,
+        /// The Message-ID of the earlier copy.
+        of: String,
     },
     /// A new ticket; `ack` says whether to acknowledge or why not.
     NewTicket {
@@ -309,7 +321,13 @@ pub fn decide(
                 }
             }
         }
-        (None, None) => new_ticket(None),
+        (None, None) => match (&lookup.near_duplicate, new_ticket(None)) {
+            (Some((ticket, of)), Decision::NewTicket { .. }) => Decision::NearDuplicate {
+                ticket: ticket.clone(),
+                of: of.clone(),
+            },
+            (_, d) => d,
+        },
     }
 }
 

@@ -26,6 +26,8 @@ fn policy() -> Policy {
         notifications_per_sender_per_hour: 10,
         notification_digest_minutes: 15,
         kb_dir: "kb".into(),
+        near_duplicate_minutes: 10,
+        incidents: crate::tickets::incident::IncidentPolicy::default(),
     }
 }
 
@@ -417,4 +419,25 @@ fn intake_policies_and_inactive_users() {
         decide(&bulk, &loops::origin(&bulk), &Lookup::default(), &p, now()),
         Decision::Rejected { reply: Err(_), .. }
     ));
+}
+
+#[test]
+fn a_near_duplicate_is_a_reply_on_the_first_ticket_unless_refused_or_threaded() {
+    let m = mail("From: ann@clinic.example\r\nSubject: Printer");
+    let first = ticket(5, TicketStatus::Open, &["ann@clinic.example"]);
+    let mut l = Lookup {
+        sender: Some(user(Role::Customer, true, false)),
+        near_duplicate: Some((first.clone(), "x1@clinic.example".into())),
+        ..Lookup::default()
+    };
+    assert!(
+        matches!(run(&m, &l), Decision::NearDuplicate { ticket, of } if ticket.number == 5 && of == "x1@clinic.example")
+    );
+    // Mail that threads is a reply by its rule.
+    l.by_access_key = Some(ticket(3, TicketStatus::Open, &[]));
+    assert!(matches!(run(&m, &l), Decision::Reply { ticket, .. } if ticket.number == 3));
+    // A deactivated sender is refused as ever.
+    l.by_access_key = None;
+    l.sender = Some(user(Role::Customer, false, false));
+    assert!(matches!(run(&m, &l), Decision::Rejected { .. }));
 }

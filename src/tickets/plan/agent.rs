@@ -4,9 +4,12 @@
 
 use super::{Action, Builder, UserRef, Write};
 use crate::mail::address::EmailAddress;
+use crate::mail::compose::{deliverable, Party};
 use crate::tickets::commands::{self, Assignee, Command, NotUnderstood};
+use crate::tickets::incident::IncidentStatus;
 use crate::tickets::notify::NotifyEvent;
 use crate::tickets::outbound::{Author, Content, Mail, MailKind};
+use crate::tickets::replies::CustomerFacts;
 use crate::tickets::{Sla, TicketRecord, TicketRef, TicketStatus, TicketSummary, UserRecord};
 use crate::triage::{Category, Level, Signals, TriageInput};
 
@@ -19,6 +22,7 @@ enum Step {
     Cc(EmailAddress),
     /// A Help Center draft: its title and the answer it is made from.
     Kb(String, String),
+    ResolveIncident(String),
 }
 
 fn existing(t: &TicketSummary) -> TicketRef {
@@ -60,6 +64,19 @@ impl Builder<'_, '_> {
                         )),
                     }
                 }
+                Command::IncidentResolve(text) => match &f.incident {
+                    Some(li) if li.status == IncidentStatus::Open => {
+                        steps.push(Step::ResolveIncident(text.clone()));
+                    }
+                    Some(li) => errors.push(refuse(format!(
+                        "incident #{} is resolved already",
+                        li.incident.number
+                    ))),
+                    None => errors.push(refuse(format!(
+                        "ticket #{} is linked to no incident",
+                        f.ticket.as_ref().map_or(0, |t| t.number)
+                    ))),
+                },
                 Command::Urgency(n) => match c.rules.level(*n) {
                     Some(l) => steps.push(Step::Urgency(l.clone())),
                     None => {
@@ -157,8 +174,17 @@ impl Builder<'_, '_> {
         let mut done: Vec<String> = Vec::new();
         let mut added: Vec<EmailAddress> = Vec::new();
         let (mut final_category, mut final_urgency) = (None, None);
+        let mut closed_by_incident = false;
         for step in steps {
             match step {
+                Step::ResolveIncident(text) => {
+                    closed_by_incident = self.resolve_incident(&actor, &text);
+                    if closed_by_incident && status != TicketStatus::Closed {
+                        status = TicketStatus::Closed;
+                        closed_now = false;
+                    }
+                    done.push("#incident resolve".into());
+                }
                 Step::Status(s) if s == status => {}
                 Step::Status(s) => {
                     self.write(Write::Status {
@@ -274,7 +300,7 @@ impl Builder<'_, '_> {
                 self.event(t, &actor, "reply", recipients.clone());
                 reason.push(format!("relayed to {recipients}"));
             }
-            let close_side = match closed_now && c.policy.notify_on_close {
+            let close_side = match closed_now && !closed_by_incident && c.policy.notify_on_close {
                 true => self.customer_side(t, &before, &added, MailKind::Closed.as_str()),
                 false => None,
             };
@@ -376,6 +402,95 @@ impl Builder<'_, '_> {
                 error: None,
             },
         });
+    }
+
+    /// `#incident resolve TEXT`: the incident resolved; each linked ticket that is not closed
+    /// is closed; each linked requester mailed TEXT once (about their first linked ticket).
+    /// Returns whether this ticket was among those closed here. Each customer's mail names
+    /// only their own ticket and the incident's number.
+    fn resolve_incident(&mut self, actor: &str, text: &str) -> bool {
+        let (f, c) = (self.f, self.c);
+        let Some(li) = &f.incident else {
+            return false;
+        };
+        let here = f.ticket.as_ref().map(|t| t.id);
+        let number = li.incident.number;
+        self.write(Write::ResolveIncident {
+            incident: li.incident.id,
+            by: actor.to_string(),
+            text: text.to_string(),
+        });
+        let mut closed_here = false;
+        let mut mailed: Vec<String> = Vec::new();
+        for lt in &li.tickets {
+            let r = TicketRef::Existing {
+                id: lt.id,
+                number: lt.number,
+            };
+            self.event(
+                r,
+                actor,
+                "incident-resolved",
+                format!("incident #{number}: {text}"),
+            );
+            if lt.status != TicketStatus::Closed {
+                self.write(Write::Status {
+                    ticket: r,
+                    status: TicketStatus::Closed,
+                });
+                let detail = format!(
+                    "{} → closed (incident #{number} resolved)",
+                    lt.status.as_str()
+                );
+                self.event(r, actor, "status", detail);
+                closed_here |= Some(lt.id) == here;
+            }
+            let key = lt.requester.email.to_lowercase();
+            if mailed.contains(&key) {
+                continue;
+            }
+            let requester = EmailAddress::parse(&lt.requester.email).filter(deliverable);
+            let Some(email) = requester else {
+                let detail = format!(
+                    "incident-resolved: mail cannot be sent to {}",
+                    lt.requester.email
+                );
+                self.event(r, "system", "recipient-skipped", detail);
+                continue;
+            };
+            mailed.push(key);
+            let stamp = c.stamp(f.now);
+            self.mail(Mail {
+                kind: MailKind::IncidentResolved,
+                ticket: Some(r),
+                stamp,
+                to_agents: false,
+                history: Some(Author {
+                    email: c.desk.address.to_string(),
+                    user_id: None,
+                }),
+                with_inbound_attachments: false,
+                content: Content::IncidentResolved {
+                    ticket: CustomerFacts {
+                        number: lt.number,
+                        access_key: lt.access_key.clone(),
+                        subject: lt.subject.clone(),
+                        requester: Party {
+                            name: Some(lt.requester.name.clone()).filter(|n| !n.is_empty()),
+                            email,
+                        },
+                        cc: Vec::new(),
+                        in_reply_to: None,
+                        references: Vec::new(),
+                        reopen_days: c.policy.reopen_days,
+                        language: lt.language.clone(),
+                    },
+                    incident: number,
+                    text: text.to_string(),
+                },
+            });
+        }
+        closed_here
     }
 
     /// Triage learns from agents: an agent's `#category` / `#urgency` is recorded with what

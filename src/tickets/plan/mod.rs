@@ -20,6 +20,7 @@ use super::ack::AckFacts;
 use super::commands::{self, NotUnderstood};
 use super::decide::{ack_age_permission, reply_permission, Decision, Lookup};
 use super::desk::Desk;
+use super::incident::{self, Candidate, Grouping, LinkedIncident, OncallFacts, OncallTicket};
 use super::notify::{NotifyEvent, StaffMember};
 use super::outbound::{Content, Mail, MailKind, Stamp};
 use super::replies::Answering;
@@ -31,8 +32,10 @@ use super::{
 mod agent;
 mod notice;
 mod people;
+mod sla;
 
 pub use notice::{plan_digest, DigestInput, HeldNotice, NoticeState};
+pub use sla::plan_sla_alert;
 
 /// What happened to one message (SPEC §2 `ingest` output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -172,6 +175,24 @@ pub enum Write {
         file: String,
         markdown: String,
     },
+    /// A new incident, and the tickets linked to it (`incident::group` said so).
+    OpenIncident {
+        number: i64,
+        /// For staff only: the subject of the ticket that opened it.
+        title: String,
+        tickets: Vec<TicketRef>,
+    },
+    /// A ticket linked to an open incident.
+    LinkIncident {
+        incident: i64,
+        ticket: TicketRef,
+    },
+    /// `#incident resolve TEXT`: the incident resolved by `by`, with its public text.
+    ResolveIncident {
+        incident: i64,
+        by: String,
+        text: String,
+    },
     /// A notification caused by this sender (`held`: kept for a digest instead).
     Notice {
         ticket: TicketRef,
@@ -252,6 +273,12 @@ pub struct Facts<'a> {
     pub suggestions: Vec<crate::kb::Suggestion>,
     /// For an agent's `#kb`: the ticket's last public answer and the names it must lose.
     pub kb_source: Option<KbSource>,
+    /// For a new urgent ticket: the recent urgent tickets and the tickets of open incidents
+    /// it is compared with, and the number a new incident gets.
+    pub incident_candidates: Vec<Candidate>,
+    pub next_incident_number: i64,
+    /// For an agent's `#incident`: the ticket's incident, with its tickets.
+    pub incident: Option<LinkedIncident>,
 }
 
 /// What a `#kb` draft is made from (read by `facts` for a verified agent's `#kb`).
@@ -272,7 +299,7 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn stamp(&self, now: DateTime<Utc>) -> Stamp {
+    pub(crate) fn stamp(&self, now: DateTime<Utc>) -> Stamp {
         Stamp {
             message_id: self.ids.message_id(self.desk.domain()),
             date: now,
@@ -426,8 +453,31 @@ impl Builder<'_, '_> {
                 self.non_participant_note(ticket);
             }
             Decision::Rejected { refusal, reply } => self.reject(*refusal, reply),
+            Decision::NearDuplicate { ticket, of } => self.near_duplicate(ticket, of),
             Decision::NewTicket { ack, follows } => self.new_ticket(ack, follows.as_ref()),
         }
+    }
+
+    /// A copy of a message the sender sent minutes ago under another Message-ID: kept on
+    /// that message's ticket as a reply, said so in its history; no acknowledgement, and no
+    /// agent is told twice about the same text.
+    fn near_duplicate(&mut self, ticket: &TicketSummary, of: &str) {
+        let t = existing(ticket);
+        let author = self.sender_user(false);
+        self.inbound(t, "customer", false, Some(author), None);
+        self.write(Write::Touch { ticket: t });
+        let actor = self.sender();
+        let detail = format!(
+            "same sender and text as <{of}> within {} minutes, under another Message-ID: \
+             added as a reply, not acknowledged",
+            self.c.policy.near_duplicate_minutes
+        );
+        self.event(t, &actor, "near-duplicate", detail);
+        let reason = format!(
+            "near-duplicate of <{of}> on ticket #{}: added as a reply, no acknowledgement",
+            ticket.number
+        );
+        self.outcome(Action::Replied, Some(t), Some(reason));
     }
 
     /// Records the message on `ticket`.
@@ -635,7 +685,14 @@ impl Builder<'_, '_> {
             let detail = format!("continues closed ticket #{}", old.number);
             self.event(t, "system", "follows", detail);
         }
-        self.notify(t, &record, NotifyEvent::NewTicket, &f.mail.body, true);
+        let grouped = self.group_incident(t, &ticket, level.level);
+        match (grouped, &c.policy.incidents.oncall) {
+            (Some(n), Some(oncall)) => {
+                let detail = format!("agents told through incident #{n} (on-call {oncall})");
+                self.event(t, "system", "notify-folded", detail);
+            }
+            _ => self.notify(t, &record, NotifyEvent::NewTicket, &f.mail.body, true),
+        }
 
         let mut reason = match (&self.plan.hold, ack) {
             (Some(why), _) | (None, Err(why)) => Some(why.clone()),
@@ -643,8 +700,34 @@ impl Builder<'_, '_> {
         };
         if ack.is_ok() {
             let stamp = c.stamp(f.now);
+            let ack_facts = AckFacts {
+                number,
+                access_key: ticket.access_key.clone(),
+                subject: f.mail.subject.clone(),
+                requester: Party {
+                    name: f.mail.sender.name.clone(),
+                    email: f.mail.sender.email.clone(),
+                },
+                category: category.clone(),
+                level: level.clone(),
+                sla,
+                inbound_message_id: f.mail.message_id.clone(),
+                inbound_references: f.mail.references.clone(),
+                language: f.class.language.clone(),
+                suggestions: f.suggestions.clone(),
+            };
+            let (kind, content) = match grouped {
+                Some(incident) => (
+                    MailKind::IncidentAck,
+                    Content::IncidentAck {
+                        ack: ack_facts,
+                        incident,
+                    },
+                ),
+                None => (MailKind::Ack, Content::Ack(ack_facts)),
+            };
             self.mail(Mail {
-                kind: MailKind::Ack,
+                kind,
                 ticket: Some(t),
                 stamp,
                 to_agents: false,
@@ -653,28 +736,129 @@ impl Builder<'_, '_> {
                     user_id: None,
                 }),
                 with_inbound_attachments: false,
-                content: Content::Ack(AckFacts {
-                    number,
-                    access_key: ticket.access_key.clone(),
-                    subject: f.mail.subject.clone(),
-                    requester: Party {
-                        name: f.mail.sender.name.clone(),
-                        email: f.mail.sender.email.clone(),
-                    },
-                    category,
-                    level,
-                    sla,
-                    inbound_message_id: f.mail.message_id.clone(),
-                    inbound_references: f.mail.references.clone(),
-                    language: f.class.language.clone(),
-                    suggestions: f.suggestions.clone(),
-                }),
+                content,
             });
         }
         if let (Some(old), None) = (follows, &reason) {
             reason = Some(format!("follows closed ticket #{}", old.number));
         }
         self.outcome(Action::Created, Some(t), reason);
+    }
+
+    /// Links a new urgent ticket to an incident when `incident::group` says so: to the open
+    /// incident it is like, or to a new one with the similar tickets of the window (and then
+    /// the on-call address gets the incident's one urgent mail). Returns the incident's
+    /// number.
+    fn group_incident(&mut self, t: TicketRef, ticket: &NewTicket, level: u8) -> Option<i64> {
+        let (f, c) = (self.f, self.c);
+        let policy = &c.policy.incidents;
+        let text = format!("{}\n{}", f.mail.subject, f.text);
+        let requester = f.mail.sender.email.key();
+        match incident::group(
+            policy,
+            level,
+            &requester,
+            &text,
+            &f.incident_candidates,
+            f.received_at,
+        ) {
+            Grouping::Alone => None,
+            Grouping::Join {
+                incident,
+                like,
+                score,
+            } => {
+                self.write(Write::LinkIncident {
+                    incident: incident.id,
+                    ticket: t,
+                });
+                let detail = format!(
+                    "linked to open incident #{} (like ticket #{like}, similarity {score:.2})",
+                    incident.number
+                );
+                self.event(t, "system", "incident", detail);
+                Some(incident.number)
+            }
+            Grouping::Open { tickets, score } => {
+                let number = f.next_incident_number;
+                let mut refs: Vec<TicketRef> = tickets
+                    .iter()
+                    .map(|&(id, number)| TicketRef::Existing { id, number })
+                    .collect();
+                refs.push(t);
+                self.write(Write::OpenIncident {
+                    number,
+                    title: ticket.subject.clone(),
+                    tickets: refs.clone(),
+                });
+                let numbers: Vec<String> =
+                    refs.iter().map(|r| format!("#{}", r.number())).collect();
+                let detail = format!(
+                    "incident #{number} opened: {} similar tickets of level {} or more urgent within {} minutes ({}; similarity at least {score:.2})",
+                    refs.len(),
+                    policy.max_level,
+                    policy.window_minutes,
+                    numbers.join(", ")
+                );
+                for r in &refs {
+                    self.event(*r, "system", "incident", detail.clone());
+                }
+                match &policy.oncall {
+                    Some(oncall) => {
+                        let mut listed: Vec<OncallTicket> = tickets
+                            .iter()
+                            .filter_map(|(id, _)| {
+                                f.incident_candidates.iter().find(|c| c.id == *id)
+                            })
+                            .map(|c| OncallTicket {
+                                number: c.number,
+                                subject: c.subject.clone(),
+                                requester: c.requester.clone(),
+                                at: c.created_at,
+                            })
+                            .collect();
+                        listed.push(OncallTicket {
+                            number: ticket.number,
+                            subject: ticket.subject.clone(),
+                            requester: f.mail.sender.email.to_string(),
+                            at: f.received_at,
+                        });
+                        let stamp = c.stamp(f.now);
+                        self.mail(Mail {
+                            kind: MailKind::IncidentOncall,
+                            ticket: Some(t),
+                            stamp,
+                            to_agents: true,
+                            history: None,
+                            with_inbound_attachments: false,
+                            content: Content::IncidentOncall(OncallFacts {
+                                number,
+                                to: oncall.clone(),
+                                level,
+                                window_minutes: policy.window_minutes,
+                                tickets: listed,
+                                agent_key: ticket.agent_key.clone(),
+                            }),
+                        });
+                        self.event(
+                            t,
+                            "system",
+                            "incident-oncall",
+                            format!("incident #{number}: on-call {oncall} told"),
+                        );
+                    }
+                    None => self.event(
+                        t,
+                        "system",
+                        "incident-oncall",
+                        format!(
+                            "incident #{number}: nobody paged (no incidents.oncall configured)"
+                        ),
+                    ),
+                }
+                Some(number)
+            }
+        }
     }
 
     /// The new ticket as notifications see it.

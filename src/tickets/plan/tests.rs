@@ -50,6 +50,8 @@ impl World {
             notifications_per_sender_per_hour: 10,
             notification_digest_minutes: 15,
             kb_dir: "kb".into(),
+            near_duplicate_minutes: 10,
+            incidents: crate::tickets::incident::IncidentPolicy::default(),
         };
         let rules =
             Rules::from_toml(include_str!("../../../config/triage.toml"), "triage").unwrap();
@@ -116,6 +118,18 @@ fn plan_of(
     ticket: Option<TicketRecord>,
     received: DateTime<Utc>,
 ) -> Plan {
+    plan_with(w, raw, lookup, ticket, received, Vec::new())
+}
+
+/// [`plan_of`], with the recent urgent tickets incident grouping compares with.
+fn plan_with(
+    w: &World,
+    raw: &str,
+    lookup: Lookup,
+    ticket: Option<TicketRecord>,
+    received: DateTime<Utc>,
+    incident_candidates: Vec<crate::tickets::incident::Candidate>,
+) -> Plan {
     let mail = parse(raw.replace('\n', "\r\n").as_bytes()).unwrap();
     let origin = loops::origin(&mail);
     let text = crate::mail::quote::strip_quotes(&mail.body);
@@ -152,6 +166,9 @@ fn plan_of(
         first_message: None,
         suggestions: Vec::new(),
         kb_source: None,
+        incident_candidates,
+        next_incident_number: 7,
+        incident: None,
     };
     plan(&facts, &w.context())
 }
@@ -292,4 +309,86 @@ fn a_verified_agent_close_relays_and_sends_the_closing_notice() {
         .iter()
         .any(|w| matches!(w, Write::FirstResponse { .. })));
     assert!(p.mails[0].with_inbound_attachments && p.mails[0].history.is_some());
+}
+
+#[test]
+fn a_near_duplicate_is_a_reply_without_ack_or_notification() {
+    let w = World::new();
+    let summary = TicketSummary {
+        id: 1001,
+        number: 1001,
+        status: TicketStatus::Open,
+        closed_at: None,
+        participants: vec!["ann@clinic.example".into()],
+    };
+    let lookup = Lookup {
+        sender: Some(KnownUser {
+            id: 1,
+            role: Role::Customer,
+            active: true,
+            support_user: false,
+            known: true,
+            org: "clinic.example".into(),
+        }),
+        near_duplicate: Some((summary, "c0@clinic.example".into())),
+        ..Lookup::default()
+    };
+    let p = plan_of(
+        &w,
+        NEW,
+        lookup,
+        Some(record(1001, TicketStatus::Open)),
+        now(),
+    );
+    assert_eq!(p.action, Action::Replied);
+    assert_eq!(
+        p.ticket,
+        Some(TicketRef::Existing {
+            id: 1001,
+            number: 1001
+        })
+    );
+    assert!(p.mails.is_empty(), "{:?}", kinds(&p));
+    assert!(p
+        .writes
+        .iter()
+        .any(|w| matches!(w, Write::Event { kind, detail, .. } if kind == "near-duplicate" && detail.contains("c0@clinic.example"))));
+    assert!(!p.writes.iter().any(|w| matches!(w, Write::CreateTicket(_))));
+}
+
+#[test]
+fn the_third_alike_urgent_ticket_opens_an_incident_pages_oncall_once_and_gets_an_incident_ack() {
+    let mut w = World::new();
+    w.policy.incidents.oncall = Some(addr("oncall@vendor.example"));
+    let urgent = "From: Ann <ann@clinic.example>\nTo: support@example.test\nSubject: Pages stuck in queued\nMessage-ID: <u3@clinic.example>\n\nEvery page on the paging console sits in Queued, no pager receives anything. Doctors are not paged.\n";
+    let cand = |id: i64, text: &str| crate::tickets::incident::Candidate {
+        id,
+        number: 990 + id,
+        created_at: now() - Duration::minutes(5),
+        subject: "pages".into(),
+        requester: format!("r{id}@other.example"),
+        text: text.into(),
+        incident: None,
+    };
+    let cands = vec![
+        cand(1, "Pagers silent\nOur pagers are silent, the console shows all pages queued, nobody gets paged."),
+        cand(2, "Paging down\nPaging is down: pages queued on the console, pagers receive nothing."),
+    ];
+    let p = plan_with(&w, urgent, Lookup::default(), None, now(), cands);
+    let opened = p.writes.iter().find_map(|w| match w {
+        Write::OpenIncident {
+            number, tickets, ..
+        } => Some((*number, tickets.len())),
+        _ => None,
+    });
+    assert_eq!(opened, Some((7, 3)), "{:?}", p.writes);
+    assert_eq!(kinds(&p), vec!["incident-oncall", "incident-ack"]);
+    // Without an on-call address: nothing grouped, the usual notification and ack.
+    let w = World::new();
+    let cands = vec![
+        cand(1, "Pagers silent, pages queued on the console"),
+        cand(2, "Paging down: pages queued on the console"),
+    ];
+    let p = plan_with(&w, urgent, Lookup::default(), None, now(), cands);
+    assert_eq!(kinds(&p), vec!["notify-agent", "ack"]);
 }
