@@ -213,6 +213,36 @@ fn is_reply_header(lines: &[&str], i: usize) -> bool {
 /// Returns only the new text of a message: quoted lines, everything from a
 /// reply header on, and the signature are removed. Forwarded content is kept.
 pub fn strip_quotes(body: &str) -> String {
+    strip(body, false)
+}
+
+/// [`strip_quotes`] for a message with this subject: a forward by its subject ("FW:",
+/// "Fwd:", "TR:", "RV:", "WG:") keeps the mail it forwards under an Outlook-style
+/// "Original Message" line or header block (Gmail's and Apple's forward markers are kept
+/// whatever the subject). A forwarded mail is the customer's report: its text is new.
+pub fn strip_quotes_of(subject: &str, body: &str) -> String {
+    strip(body, is_forward_subject(subject))
+}
+
+/// Whether a subject marks a forward: a forward prefix, possibly after reply prefixes.
+pub fn is_forward_subject(subject: &str) -> bool {
+    let mut rest = subject.trim_start();
+    for _ in 0..4 {
+        let Some((prefix, after)) = rest.split_once(':') else {
+            return false;
+        };
+        let p = prefix.trim().to_ascii_lowercase();
+        let p = p.trim_end_matches(|c: char| c.is_ascii_digit() || "[]()".contains(c));
+        match p {
+            "fw" | "fwd" | "tr" | "rv" | "wg" | "enc" => return true,
+            "re" | "aw" | "ref" | "sv" | "res" => rest = after.trim_start(),
+            _ => return false,
+        }
+    }
+    false
+}
+
+fn strip(body: &str, forward: bool) -> String {
     let normalized = body.replace("\r\n", "\n").replace('\r', "\n");
     let lines: Vec<&str> = normalized.lines().collect();
     let mut out: Vec<&str> = Vec::with_capacity(lines.len());
@@ -238,14 +268,25 @@ pub fn strip_quotes(body: &str) -> String {
             i += 1;
             continue;
         }
-        if (marked && is(&ORIGINAL_MESSAGE, line))
-            || is_reply_header(&lines, i)
-            || (marked && is_header_block(&lines, i))
-        {
+        // A forward (by its subject) in Outlook's style: the "Original Message" or header
+        // block starts the forwarded mail, which is kept like any forwarded content.
+        let outlook_block =
+            marked && (is(&ORIGINAL_MESSAGE, line) || is_header_block(&lines, i));
+        if forward && outlook_block {
+            in_forward = true;
+            out.push(unquote(line));
+            i += 1;
+            continue;
+        }
+        if outlook_block || is_reply_header(&lines, i) {
             break;
         }
         if marked && is(&UNDERSCORES, line) {
             if next_non_blank(&lines, i + 1).is_some_and(|n| is_header_block(&lines, n)) {
+                if forward {
+                    i += 1;
+                    continue;
+                }
                 break;
             }
             // A lone separator carries no text.
@@ -306,6 +347,23 @@ mod tests {
         ] {
             assert!(r.is_some());
         }
+    }
+
+    #[test]
+    fn outlook_forward_keeps_the_forwarded_mail() {
+        let body = "Forwarding from our nurse manager.\n\n-----Original Message-----\nFrom: Ann <a@b.example>\nSent: Tuesday, May 6, 2025 9:48 AM\nTo: Desk <d@b.example>\nSubject: quick one\n\nPages to the fellows are 20 minutes late.";
+        let kept = strip_quotes_of("FW: quick one", body);
+        assert!(kept.contains("Pages to the fellows are 20 minutes late."), "{kept}");
+        assert!(kept.starts_with("Forwarding from our nurse manager."), "{kept}");
+        // A reply with the same block drops it.
+        assert_eq!(
+            strip_quotes_of("RE: quick one", body),
+            "Forwarding from our nurse manager."
+        );
+        assert!(is_forward_subject("Fwd: x"));
+        assert!(is_forward_subject("RE: TR: x"));
+        assert!(!is_forward_subject("Free: x"));
+        assert!(!is_forward_subject("pages"));
     }
 
     #[test]

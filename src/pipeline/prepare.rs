@@ -36,7 +36,7 @@ use super::{Pipeline, PipelineError};
 use crate::mail::address::EmailAddress;
 use crate::mail::loops::{self, Origin};
 use crate::mail::parse::{self, InboundMail};
-use crate::mail::quote::strip_quotes;
+use crate::mail::quote::strip_quotes_of;
 use crate::tickets::{self, AccessKey, TicketTag};
 use crate::triage::{Classification, Rules, Signals, TriageInput};
 
@@ -177,7 +177,7 @@ impl Preparer {
             Ok(m) => m,
             Err(e) => return Prepared::Aside(e.to_string()),
         };
-        let text = strip_quotes(&mail.body);
+        let text = strip_quotes_of(&mail.subject, &mail.body);
         // The sender's own signals (Importance, X-Priority) count too. Triage reads the top of
         // the text: what is broken and for whom is said there, and a 20 MB log pasted into a
         // mail must not cost seconds.
