@@ -17,6 +17,7 @@
 //! the reader and is kept, including its header block; `>` quoting inside it
 //! is removed but the text is kept.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -224,6 +225,32 @@ pub fn strip_quotes_of(subject: &str, body: &str) -> String {
     strip(body, is_forward_subject(subject))
 }
 
+/// The text triage reads: [`strip_quotes_of`], except for a reply whose new text is only a
+/// line or two ("Still happening, please fix"): then the quoted mail too, unquoted, since
+/// what is broken and for whom is said there. The ticket keeps the stripped text.
+/// `stripped` is [`strip_quotes_of`]`(subject, body)`, computed once by the caller.
+pub fn triage_text<'a>(subject: &str, body: &str, stripped: &'a str) -> Cow<'a, str> {
+    if stripped.chars().count() >= SHORT_REPLY_CHARS || !is_reply_subject(subject) {
+        return Cow::Borrowed(stripped);
+    }
+    let normalized = body.replace("\r\n", "\n").replace('\r', "\n");
+    let unquoted: Vec<&str> = normalized.lines().map(unquote).collect();
+    Cow::Owned(strip_signature(&unquoted.join("\n")))
+}
+
+/// A reply's new text shorter than this is read with the mail it quotes.
+const SHORT_REPLY_CHARS: usize = 160;
+
+/// Whether a subject marks a reply ("RE:", "AW:", "SV:", "Réf :").
+fn is_reply_subject(subject: &str) -> bool {
+    let Some((prefix, _)) = subject.trim_start().split_once(':') else {
+        return false;
+    };
+    let p = prefix.trim().to_ascii_lowercase();
+    let p = p.trim_end_matches(|c: char| c.is_ascii_digit() || "[]()".contains(c));
+    matches!(p, "re" | "aw" | "ref" | "sv" | "res" | "rif")
+}
+
 /// Whether a subject marks a forward: a forward prefix, possibly after reply prefixes.
 pub fn is_forward_subject(subject: &str) -> bool {
     let mut rest = subject.trim_start();
@@ -270,8 +297,7 @@ fn strip(body: &str, forward: bool) -> String {
         }
         // A forward (by its subject) in Outlook's style: the "Original Message" or header
         // block starts the forwarded mail, which is kept like any forwarded content.
-        let outlook_block =
-            marked && (is(&ORIGINAL_MESSAGE, line) || is_header_block(&lines, i));
+        let outlook_block = marked && (is(&ORIGINAL_MESSAGE, line) || is_header_block(&lines, i));
         if forward && outlook_block {
             in_forward = true;
             out.push(unquote(line));
@@ -353,8 +379,14 @@ mod tests {
     fn outlook_forward_keeps_the_forwarded_mail() {
         let body = "Forwarding from our nurse manager.\n\n-----Original Message-----\nFrom: Ann <a@b.example>\nSent: Tuesday, May 6, 2025 9:48 AM\nTo: Desk <d@b.example>\nSubject: quick one\n\nPages to the fellows are 20 minutes late.";
         let kept = strip_quotes_of("FW: quick one", body);
-        assert!(kept.contains("Pages to the fellows are 20 minutes late."), "{kept}");
-        assert!(kept.starts_with("Forwarding from our nurse manager."), "{kept}");
+        assert!(
+            kept.contains("Pages to the fellows are 20 minutes late."),
+            "{kept}"
+        );
+        assert!(
+            kept.starts_with("Forwarding from our nurse manager."),
+            "{kept}"
+        );
         // A reply with the same block drops it.
         assert_eq!(
             strip_quotes_of("RE: quick one", body),
@@ -367,9 +399,30 @@ mod tests {
     }
 
     #[test]
+    fn a_short_reply_is_triaged_with_the_mail_it_quotes() {
+        let body = "Still happening.\n\nOn Mon, Nov 23, 2026 at 9:02 AM Ann <a@b.example> wrote:\n> Pages to the ICU are not arriving.\n";
+        let text = triage_text("RE: pages", body, &strip_quotes_of("RE: pages", body));
+        assert!(
+            text.contains("Pages to the ICU are not arriving."),
+            "{text}"
+        );
+        // Not a reply, or a reply that says enough: the stripped text.
+        assert_eq!(
+            triage_text("pages", body, &strip_quotes(body)),
+            "Still happening."
+        );
+        let long = format!("{}\n\n> old", "The whole unit cannot log in. ".repeat(8));
+        assert!(!triage_text("RE: pages", &long, &strip_quotes(&long)).contains("old"));
+    }
+
+    #[test]
     fn reply_header_parts_are_bounded() {
-        assert!(reply_header("On Mon, Nov 23, 2026 at 9:02 AM Ann <a@b.example> wrote:"));
-        assert!(reply_header("Am Mo., 23. Nov. 2026 um 09:02 Uhr schrieb Ann <a@b.example>:"));
+        assert!(reply_header(
+            "On Mon, Nov 23, 2026 at 9:02 AM Ann <a@b.example> wrote:"
+        ));
+        assert!(reply_header(
+            "Am Mo., 23. Nov. 2026 um 09:02 Uhr schrieb Ann <a@b.example>:"
+        ));
         let long = format!("On Monday {} wrote:", "x".repeat(260));
         assert!(!reply_header(&long));
         let long = format!("Am Mo., 23. Nov. 2026 schrieb {}:", "x".repeat(260));
