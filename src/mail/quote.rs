@@ -401,7 +401,8 @@ mod tests {
     #[test]
     fn a_short_reply_is_triaged_with_the_mail_it_quotes() {
         let body = "Still happening.\n\nOn Mon, Nov 23, 2026 at 9:02 AM Ann <a@b.example> wrote:\n> Pages to the ICU are not arriving.\n";
-        let text = triage_text("RE: pages", body, &strip_quotes_of("RE: pages", body));
+        let stripped = strip_quotes_of("RE: pages", body);
+        let text = triage_text("RE: pages", body, &stripped);
         assert!(
             text.contains("Pages to the ICU are not arriving."),
             "{text}"
