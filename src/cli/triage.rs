@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 
 use supportd::config::Config;
 use supportd::mail::parse::subject_and_body;
-use supportd::mail::quote::strip_quotes;
+use supportd::mail::quote::{strip_quotes, strip_quotes_of, triage_text};
 use supportd::store::Store;
 use supportd::triage::tune::{self, Sample, TuneError, TuneOptions};
 use supportd::triage::{Classification, Evidence, Rules, Signals, TriageInput};
@@ -79,7 +79,8 @@ fn classify_raw(rules: &Rules, raw: &[u8]) -> Classification {
 
 fn with_input<T>(raw: &[u8], f: impl FnOnce(&TriageInput<'_>) -> T) -> T {
     let (subject, body) = subject_and_body(raw);
-    let body = strip_quotes(&body);
+    let stripped = strip_quotes_of(&subject, &body);
+    let body = triage_text(&subject, &body, &stripped);
     f(&TriageInput {
         subject: &subject,
         body: &body,

@@ -36,7 +36,7 @@ use super::{Pipeline, PipelineError};
 use crate::mail::address::EmailAddress;
 use crate::mail::loops::{self, Origin};
 use crate::mail::parse::{self, InboundMail};
-use crate::mail::quote::strip_quotes;
+use crate::mail::quote::{strip_quotes_of, triage_text};
 use crate::tickets::{self, AccessKey, TicketTag};
 use crate::triage::{Classification, Rules, Signals, TriageInput};
 
@@ -177,13 +177,14 @@ impl Preparer {
             Ok(m) => m,
             Err(e) => return Prepared::Aside(e.to_string()),
         };
-        let text = strip_quotes(&mail.body);
+        let text = strip_quotes_of(&mail.subject, &mail.body);
         // The sender's own signals (Importance, X-Priority) count too. Triage reads the top of
         // the text: what is broken and for whom is said there, and a 20 MB log pasted into a
         // mail must not cost seconds.
+        let read = triage_text(&mail.subject, &mail.body, &text);
         let class = self.rules.classify_mail(&TriageInput {
             subject: &mail.subject,
-            body: head(&text, TRIAGE_BYTES),
+            body: head(&read, TRIAGE_BYTES),
             signals: Signals::from_raw_headers(raw),
         });
         Prepared::Ready(Box::new(Ready {

@@ -89,6 +89,9 @@ impl Languages {
         if letters < MIN_LETTERS {
             return self.default.clone();
         }
+        if plainly_english(&sample) && self.codes.iter().any(|c| c.0 == "en") {
+            return "en".into();
+        }
         match self.detector.detect(&sample) {
             Some(info)
                 if info.confidence() >= MIN_CONFIDENCE
@@ -107,6 +110,39 @@ impl Languages {
     pub fn default_code(&self) -> &str {
         &self.default
     }
+}
+
+/// English function words, and the French and Spanish ones (and greetings) that rule out a
+/// plainly English sample.
+const ENGLISH: &[&str] = &[
+    "the", "and", "to", "is", "are", "we", "our", "you", "your", "not", "can", "this", "that",
+    "with", "have", "has", "for", "please", "of", "it", "was", "been", "they", "from", "any",
+];
+const NOT_ENGLISH: &[&str] = &[
+    "le", "la", "les", "des", "du", "est", "et", "nous", "vous", "pas", "une", "un", "que", "qui",
+    "el", "los", "las", "por", "para", "una", "del", "es", "y", "con", "no", "se", "de", "al",
+    "je", "ne", "il", "lo", "su", "hola", "bonjour", "gracias", "merci", "buenos", "buenas",
+];
+
+/// A fast path before whatlang (a third of a classification's time): a sample in plain ASCII
+/// with at least 5 English function words and not one French or Spanish one is English. Any
+/// accent, or any word such as "la", "que", "de", leaves the decision to whatlang.
+fn plainly_english(sample: &str) -> bool {
+    if !sample.is_ascii() {
+        return false;
+    }
+    let mut english = 0;
+    for word in sample.split(|c: char| !c.is_ascii_alphabetic()) {
+        if word.is_empty() || word.len() > 7 {
+            continue;
+        }
+        let lower = word.to_ascii_lowercase();
+        if NOT_ENGLISH.contains(&lower.as_str()) {
+            return false;
+        }
+        english += usize::from(ENGLISH.contains(&lower.as_str()));
+    }
+    english >= 5
 }
 
 fn detector(codes: &[(&'static str, Lang)]) -> Detector {
@@ -146,6 +182,13 @@ mod tests {
             "es"
         );
         assert_eq!(l.detect("", "ok"), "en");
+        // Unaccented Spanish with English words in it is not taken for English.
+        assert!(!plainly_english(
+            "the app is down, no podemos entrar y los pacientes are waiting for the doctor"
+        ));
+        assert!(plainly_english(
+            "None of the nurses on the unit can log in and we have tried everything."
+        ));
     }
 
     #[test]

@@ -130,8 +130,7 @@ impl PhraseSet {
         if let Some(x) = exact {
             self.exact.scan(&x.text, &mut occ);
         }
-        occ.sort_unstable();
-        occ.dedup();
+        let occ = group_by_part(occ, self.part_count);
         let mut spans = Vec::new();
         let mut i = 0;
         while let Some(&(part, _, _)) = occ.get(i) {
@@ -153,7 +152,11 @@ impl PhraseSet {
             }
             i += n;
         }
-        spans.sort_unstable_by_key(|(id, s)| (*id, s.start, s.end));
+        // Parts were visited in order, and a pattern's first part is numbered in pattern
+        // order: the spans are sorted already, unless one start chained to two ends.
+        if !spans.is_sorted_by_key(|(id, s)| (*id, s.start, s.end)) {
+            spans.sort_unstable_by_key(|(id, s)| (*id, s.start, s.end));
+        }
         let mut index = Vec::with_capacity(self.patterns.len() + 1);
         let mut k = 0usize;
         for id in 0..=self.patterns.len() as u32 {
@@ -164,6 +167,42 @@ impl PhraseSet {
         }
         Hits { spans, index }
     }
+}
+
+/// `occ` sorted by part, then start, then end, without duplicates. The scans emit each
+/// part's occurrences in text order (start, then end), so a stable counting sort by part
+/// (the profile's largest cost after the scan itself, as a comparison sort) does it.
+fn group_by_part(occ: Vec<(u32, u32, u32)>, parts: u32) -> Vec<(u32, u32, u32)> {
+    let in_text_order = |o: &[(u32, u32, u32)]| o.windows(2).all(|w| w[0] <= w[1]);
+    if occ.len() < 64 || parts as usize > 8 * occ.len() {
+        let mut occ = occ;
+        occ.sort_unstable();
+        occ.dedup();
+        return occ;
+    }
+    let mut first = vec![0u32; parts as usize + 1];
+    for o in &occ {
+        if let Some(c) = first.get_mut(o.0 as usize + 1) {
+            *c += 1;
+        }
+    }
+    for i in 1..first.len() {
+        first[i] += first[i - 1];
+    }
+    let mut sorted = vec![(0u32, 0u32, 0u32); occ.len()];
+    for o in &occ {
+        if let Some(slot) = first.get_mut(o.0 as usize) {
+            if let Some(s) = sorted.get_mut(*slot as usize) {
+                *s = *o;
+            }
+            *slot += 1;
+        }
+    }
+    if !in_text_order(&sorted) {
+        sorted.sort_unstable();
+    }
+    sorted.dedup();
+    sorted
 }
 
 /// The end of the rest of `pattern` from part `i` on, after a part that ended at `end`.
