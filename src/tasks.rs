@@ -45,6 +45,9 @@ pub struct MailboxHealth {
     pub idle: bool,
     /// When the task was started (the age of a mailbox that never synced).
     pub started: DateTime<Utc>,
+    /// On PostgreSQL, the replica holding the mailbox's lease (this one, or the one this
+    /// process stands by for); None on SQLite, or while nobody is known to hold it.
+    pub lease_holder: Option<String>,
 }
 
 impl Shared {
@@ -92,6 +95,12 @@ impl Shared {
         self.with_mailbox(name, |m| m.idle = idle);
     }
 
+    /// Mailbox `name`'s lease is held by `holder` (None: by nobody known).
+    pub fn mailbox_lease(&self, name: &str, holder: Option<String>) {
+        crate::metrics::mailbox_lease(name, holder.as_deref());
+        self.with_mailbox(name, |m| m.lease_holder = holder);
+    }
+
     /// The mailboxes this process runs (none for `supportd serve`).
     pub fn mailboxes(&self) -> Vec<MailboxHealth> {
         self.mailboxes
@@ -115,6 +124,7 @@ impl Shared {
                     last_sync: None,
                     idle: false,
                     started: now,
+                    lease_holder: None,
                 });
                 all.len() - 1
             }

@@ -27,6 +27,7 @@ macro_rules! outln {
 }
 
 mod check;
+mod db;
 mod ingest;
 mod outbox;
 mod print;
@@ -109,6 +110,11 @@ pub enum Command {
     },
     /// Apply database migrations.
     Migrate,
+    /// Database administration: copy a deployment's data between databases.
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
     /// Validate the configuration, rules and templates; report every problem.
     CheckConfig,
     /// The web pages alone, against the same database (`run` serves them too when
@@ -143,6 +149,7 @@ pub async fn dispatch(cli: &Cli, config: Config) -> Result<u8, Failure> {
         Command::Run => run::run(config).await,
         Command::Serve { listen } => serve::serve(config, listen.as_deref()).await,
         Command::Migrate => migrate(&config).await,
+        Command::Db { command } => db::dispatch(command).await,
         Command::Tickets { command } => tickets::dispatch(&config, command).await,
         Command::Outbox { command } => outbox::dispatch(&config, command).await,
         Command::Quarantine { command } => quarantine::dispatch(&config, command).await,
@@ -225,6 +232,9 @@ fn provision_agents(p: &Pipeline, store: &Store, when: Provision) -> Result<(), 
 
 async fn migrate(config: &Config) -> Result<u8, Failure> {
     open_store(config).await?;
-    outln!("migrations applied to {}", config.database.url);
+    outln!(
+        "migrations applied to {}",
+        run::redact(&config.database.url)
+    );
     Ok(0)
 }

@@ -96,16 +96,37 @@ pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, hb: Heartbeat) {
             if failed {
                 crate::metrics::imap_reconnect(&mailbox.name);
             }
-            match session(
-                &mailbox,
-                &shared,
-                &hb,
-                &mut shutdown,
-                &mut backoff,
-                &mut last_error,
-            )
-            .await
-            {
+            // On PostgreSQL: work the mailbox only while holding its lease.
+            let lease = match lease(&mailbox.name, &shared, &hb, &mut shutdown).await {
+                Some(lease) => lease,
+                None => return,
+            };
+            let worked = match &lease {
+                Some(held) => tokio::select! {
+                    r = session(&mailbox, &shared, &hb, &mut shutdown, &mut backoff, &mut last_error) => r,
+                    () = lost(held, &hb) => {
+                        warn!("lost the mailbox lease (its database connection broke); \
+                               stopping work on the mailbox until it is held again");
+                        Err(ImapError::Store(StoreError::Unavailable("mailbox lease lost".into())))
+                    }
+                },
+                None => {
+                    session(
+                        &mailbox,
+                        &shared,
+                        &hb,
+                        &mut shutdown,
+                        &mut backoff,
+                        &mut last_error,
+                    )
+                    .await
+                }
+            };
+            if lease.is_some() {
+                shared.mailbox_lease(&mailbox.name, None);
+            }
+            drop(lease);
+            match worked {
                 Ok(()) => return,
                 Err(e) => {
                     failed = true;
@@ -130,6 +151,72 @@ pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, hb: Heartbeat) {
     }
     .instrument(span)
     .await
+}
+
+/// How often a replica without a mailbox's lease asks for it again (a dead holder's lease
+/// ends when the server sees its connection close: a takeover within this, plus detection).
+const LEASE_RETRY: Duration = Duration::from_secs(5);
+/// How often the holder checks that its lease connection is alive.
+const LEASE_CHECK: Duration = Duration::from_secs(5);
+
+/// Waits until this process holds `mailbox`'s lease: Some(Some(lease)) on PostgreSQL,
+/// Some(None) on SQLite (no lease needed), None on shutdown.
+async fn lease(
+    mailbox: &str,
+    shared: &Shared,
+    hb: &Heartbeat,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Option<crate::store::Lease>> {
+    use crate::store::LeaseTry;
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut said = String::new();
+    loop {
+        hb.beat();
+        if *shutdown.borrow() {
+            return None;
+        }
+        let wait = match crate::store::blocking(|| shared.store().try_lease(mailbox)) {
+            Ok(LeaseTry::NotNeeded) => return Some(None),
+            Ok(LeaseTry::Held(lease)) => {
+                info!(replica = %crate::store::instance().replica, "holds the mailbox lease");
+                shared.mailbox_lease(mailbox, Some(crate::store::instance().replica.clone()));
+                return Some(Some(lease));
+            }
+            Ok(LeaseTry::HeldBy(holder)) => {
+                let holder = holder.unwrap_or_else(|| "another replica".into());
+                if holder != said {
+                    info!(holder = %holder, "another replica works this mailbox; standing by");
+                    said = holder.clone();
+                }
+                shared.mailbox_lease(mailbox, Some(holder));
+                // Standing by is this replica's work for the mailbox: ready.
+                shared.mailbox_connected();
+                LEASE_RETRY
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if text != said {
+                    warn!(error = %text, "cannot ask for the mailbox lease; retrying");
+                    said = text;
+                }
+                backoff.next_delay()
+            }
+        };
+        tokio::select! {
+            _ = hb.while_waiting(tokio::time::sleep(wait)) => {}
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+/// Resolves when the lease's connection stops answering.
+async fn lost(lease: &crate::store::Lease, hb: &Heartbeat) {
+    loop {
+        hb.while_waiting(tokio::time::sleep(LEASE_CHECK)).await;
+        if !lease.alive() {
+            return;
+        }
+    }
 }
 
 /// Server capabilities that change how a session works.
