@@ -407,3 +407,93 @@ both!(outbox_claims_never_overlap, |backend| {
         .expect("claim")
         .is_empty());
 });
+
+/// Runs `sql` on the test's database outside supportd (to stage another process's claims).
+fn raw(pg: &Option<PgDb>, dir: &tempfile::TempDir, sql: &str) {
+    match pg {
+        Some(db) => {
+            db.sql(sql);
+        }
+        None => {
+            let url = format!("sqlite://{}", dir.path().join("t.db").display());
+            let sql = sql.to_string();
+            std::thread::spawn(move || {
+                use sqlx::Connection as _;
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("rt")
+                    .block_on(async {
+                        let mut c = sqlx::SqliteConnection::connect(&url).await.expect("db");
+                        sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .execute(&mut c)
+                            .await
+                            .expect("sql");
+                    })
+            })
+            .join()
+            .expect("thread");
+        }
+    }
+}
+
+// A process takes back its own replica's claims of an earlier run at once; another
+// replica's claims, and its own current ones, keep their lease.
+both!(claims_are_taken_back_only_by_their_own_replica, |backend| {
+    let (s, pg, dir) = store(backend);
+    let now = Utc::now();
+    let to = [supportd::mail::address::EmailAddress::parse("x@clinic.example").expect("addr")];
+    {
+        let mut tx = s.begin().expect("begin");
+        for i in 0..3 {
+            tx.queue_outbox(&NewOutbox {
+                ticket_id: None,
+                kind: "ack",
+                message_id: &format!("c{i}@vendor.example"),
+                recipients: &to,
+                subject: "s",
+                raw: b"Subject: s\r\n\r\nhi\r\n",
+                created_at: now,
+            })
+            .expect("queue");
+        }
+        tx.commit().expect("commit");
+    }
+    let jobs = s.claim_outbox(now, 120, 1_000_000, 3).expect("claim");
+    assert_eq!(jobs.len(), 3);
+    let me = supportd::store::instance();
+    for j in &jobs {
+        assert_eq!(
+            s.outbox_claim(j.id).expect("claim row"),
+            Some((me.replica.clone(), me.run.clone()))
+        );
+    }
+    // Row 1: this replica, an earlier run. Row 2: another replica. Row 3: this run.
+    let replica = me.replica.replace('\'', "''");
+    raw(
+        &pg,
+        &dir,
+        &format!(
+            "UPDATE outbox_claims SET instance = 'earlier-run' WHERE outbox_id = {}",
+            jobs[0].id
+        ),
+    );
+    raw(
+        &pg,
+        &dir,
+        &format!(
+            "UPDATE outbox_claims SET replica = 'other-{replica}' WHERE outbox_id = {}",
+            jobs[1].id
+        ),
+    );
+    assert!(s
+        .claim_outbox(now, 120, 1_000_000, 3)
+        .expect("claim")
+        .is_empty());
+    assert_eq!(s.take_back_claims(now).expect("take back"), 1);
+    let again = s.claim_outbox(now, 120, 1_000_000, 3).expect("claim");
+    assert_eq!(
+        again.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![jobs[0].id]
+    );
+});

@@ -274,3 +274,87 @@ async fn two_replicas_one_killed_mid_backlog_lose_and_double_nothing() {
         took.as_secs_f64()
     );
 }
+
+/// GET `path` from 127.0.0.1:`port`: the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect web");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+fn json_of(port: u16) -> serde_json::Value {
+    serde_json::from_str(&http_get(port, "/healthz")).expect("healthz JSON")
+}
+
+/// /healthz and /metrics of each replica say which replica holds which mailbox; a graceful
+/// stop hands the mailbox over at once (within the standby's 1 s retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_show_the_lease_holder_and_a_graceful_stop_hands_over_at_once() {
+    let db = pg::PgDb::new();
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut a = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    let mut b = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    let text = std::fs::read_to_string(&a.config).expect("config");
+    let start = text.find("url = \"sqlite://").expect("database url");
+    let end = start + text[start..].find('\n').expect("line end");
+    let text = format!("{}url = \"{}\"{}", &text[..start], db.url, &text[end..]);
+    let (pa, pb) = (support::free_port(), support::free_port());
+    std::fs::write(
+        &a.config,
+        format!("{text}\n[web]\nlisten = \"127.0.0.1:{pa}\"\n"),
+    )
+    .expect("config");
+    std::fs::write(
+        &b.config,
+        format!("{text}\n[web]\nlisten = \"127.0.0.1:{pb}\"\n"),
+    )
+    .expect("config");
+    a.start_with(&[], &[("SUPPORTD_REPLICA", "a")]);
+    wait_log(&a, 0, "holds the mailbox lease", Duration::from_secs(60));
+    b.start_with(&[], &[("SUPPORTD_REPLICA", "b")]);
+    wait_log(&b, 0, "standing by", Duration::from_secs(60));
+
+    let ha = json_of(pa);
+    let hb = json_of(pb);
+    assert_eq!(ha["replica"], "a", "{ha}");
+    assert_eq!(ha["mailboxes"][0]["lease_holder"], "a", "{ha}");
+    assert_eq!(ha["mailboxes"][0]["works_here"], true, "{ha}");
+    assert_eq!(hb["replica"], "b", "{hb}");
+    assert_eq!(hb["mailboxes"][0]["lease_holder"], "a", "{hb}");
+    assert_eq!(hb["mailboxes"][0]["works_here"], false, "{hb}");
+    assert_eq!(hb["status"], "ok", "a standby is healthy: {hb}");
+    let metrics = http_get(pb, "/metrics");
+    assert!(
+        metrics.contains(r#"supportd_mailbox_lease{mailbox="support",holder="a",replica="b"} 1"#),
+        "{metrics}"
+    );
+
+    // A graceful stop: the standby holds the mailbox within about a second.
+    let b_log_at = b.log().len();
+    let (status, _) = a.terminate();
+    assert!(status.success(), "{}", a.log());
+    let stopped = Instant::now();
+    wait_log(
+        &b,
+        b_log_at,
+        "holds the mailbox lease",
+        Duration::from_secs(5),
+    );
+    let handover = stopped.elapsed();
+    assert!(
+        handover < Duration::from_secs(3),
+        "handover took {handover:?}"
+    );
+    let hb = json_of(pb);
+    assert_eq!(hb["mailboxes"][0]["lease_holder"], "b", "{hb}");
+    assert_eq!(hb["mailboxes"][0]["works_here"], true, "{hb}");
+    let (status, _) = b.terminate();
+    assert!(status.success(), "{}", b.log());
+    println!("graceful handover in {:.2} s", handover.as_secs_f64());
+}

@@ -153,9 +153,10 @@ pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, hb: Heartbeat) {
     .await
 }
 
-/// How often a replica without a mailbox's lease asks for it again (a dead holder's lease
-/// ends when the server sees its connection close: a takeover within this, plus detection).
-const LEASE_RETRY: Duration = Duration::from_secs(5);
+/// How often a replica without a mailbox's lease asks for it again, on the connection it
+/// keeps for that (a dead holder's lease ends when the server sees its connection close: a
+/// takeover within this of that moment).
+const LEASE_RETRY: Duration = Duration::from_secs(1);
 /// How often the holder checks that its lease connection is alive.
 const LEASE_CHECK: Duration = Duration::from_secs(5);
 
@@ -170,19 +171,22 @@ async fn lease(
     use crate::store::LeaseTry;
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     let mut said = String::new();
+    let mut standby = None;
     loop {
         hb.beat();
         if *shutdown.borrow() {
             return None;
         }
-        let wait = match crate::store::blocking(|| shared.store().try_lease(mailbox)) {
+        let asked = crate::store::blocking(|| shared.store().try_lease(mailbox, standby.take()));
+        let wait = match asked {
             Ok(LeaseTry::NotNeeded) => return Some(None),
             Ok(LeaseTry::Held(lease)) => {
                 info!(replica = %crate::store::instance().replica, "holds the mailbox lease");
                 shared.mailbox_lease(mailbox, Some(crate::store::instance().replica.clone()));
                 return Some(Some(lease));
             }
-            Ok(LeaseTry::HeldBy(holder)) => {
+            Ok(LeaseTry::HeldBy(holder, kept)) => {
+                standby = Some(kept);
                 let holder = holder.unwrap_or_else(|| "another replica".into());
                 if holder != said {
                     info!(holder = %holder, "another replica works this mailbox; standing by");

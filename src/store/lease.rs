@@ -36,33 +36,60 @@ fn key(mailbox: &str) -> i64 {
     i64::from_be_bytes(b) & 0x3FFF_FFFF_FFFF_FFFF
 }
 
+/// A standby's lease connection, kept to ask again without reconnecting.
+pub struct Standby {
+    conn: PgConn,
+}
+
+impl std::fmt::Debug for Standby {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Standby")
+    }
+}
+
 /// Who may work a mailbox now.
 #[derive(Debug)]
 pub enum LeaseTry {
     /// SQLite: no lease is needed.
     NotNeeded,
     Held(Lease),
-    /// Another replica holds it (its name, when the server says).
-    HeldBy(Option<String>),
+    /// Another replica holds it (its name, when the server says); ask again with the
+    /// returned connection.
+    HeldBy(Option<String>, Standby),
+}
+
+/// `supportd lease REPLICA`, cut to PostgreSQL's 63 bytes on a character boundary.
+fn application_name() -> String {
+    let mut app = format!("{LEASE_APP}{}", instance().replica);
+    let mut end = app.len().min(63);
+    while !app.is_char_boundary(end) {
+        end -= 1;
+    }
+    app.truncate(end);
+    app
 }
 
 impl Store {
-    /// Tries to take the lease of `mailbox` (never waits).
-    pub fn try_lease(&self, mailbox: &str) -> Result<LeaseTry, StoreError> {
-        let Some(conn) = self.pg_detached()? else {
-            return Ok(LeaseTry::NotNeeded);
+    /// Tries to take the lease of `mailbox` (never waits), on `standby`'s connection when
+    /// given (asking again), else on a new one.
+    pub fn try_lease(
+        &self,
+        mailbox: &str,
+        standby: Option<Standby>,
+    ) -> Result<LeaseTry, StoreError> {
+        let conn = match standby {
+            Some(Standby { conn }) => conn,
+            None => {
+                let Some(conn) = self.pg_detached()? else {
+                    return Ok(LeaseTry::NotNeeded);
+                };
+                // SET takes no parameters: the name is quoted as a literal.
+                let app = application_name().replace('\'', "''");
+                blocking(|| conn.simple(&format!("SET application_name = '{app}'")))?;
+                conn
+            }
         };
         blocking(|| {
-            let mut app = format!("{LEASE_APP}{}", instance().replica);
-            app.truncate(63);
-            while !app.is_char_boundary(app.len()) {
-                app.pop();
-            }
-            // SET takes no parameters: the name is quoted as a literal.
-            conn.simple(&format!(
-                "SET application_name = '{}'",
-                app.replace('\'', "''")
-            ))?;
             let got = query_one(
                 Db::Pg(&conn),
                 "SELECT pg_try_advisory_lock(?1) AS got",
@@ -75,8 +102,10 @@ impl Store {
                     mailbox: mailbox.to_string(),
                 }))
             } else {
-                drop(conn);
-                Ok(LeaseTry::HeldBy(self.lease_holder(mailbox)?))
+                Ok(LeaseTry::HeldBy(
+                    self.lease_holder(mailbox)?,
+                    Standby { conn },
+                ))
             }
         })
     }

@@ -38,7 +38,7 @@ mod web;
 pub use attempts::{Attempt, Folder};
 pub use copy::{CopyError, TableCopy};
 pub use corrections::Correction;
-pub use lease::{Lease, LeaseTry};
+pub use lease::{Lease, LeaseTry, Standby};
 pub use messages::{NewMessage, QuarantineItem};
 pub use notices::PendingNotice;
 pub use outbox::{NewOutbox, OutboxItem, OutboxJob};
