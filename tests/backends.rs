@@ -497,3 +497,161 @@ both!(claims_are_taken_back_only_by_their_own_replica, |backend| {
         vec![jobs[0].id]
     );
 });
+
+// The same message committed by another writer while this one was working on it (a replica
+// taking over mid-batch, the same mail in two mailboxes): a duplicate, not a crash and not
+// a quarantined copy. Another transaction holds the Message-ID uncommitted while `supportd
+// ingest` runs; it commits; ingest then sees the message as the duplicate it is.
+both!(
+    a_message_committed_meanwhile_by_another_writer_is_a_duplicate,
+    |backend| {
+        let env = Env::on(backend, "");
+        env.ok(&["migrate"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        let store = rt.block_on(async { Store::connect(&env.db_url).await.expect("connect") });
+        let raw = mail(
+            "Ray <ray@stbrigid-med.example>",
+            "Console pages queued",
+            "race-1@stbrigid-med.example",
+            "",
+            "No pages since 06:10.",
+        );
+        let path = env.dir.path().join("race.eml");
+        std::fs::write(&path, &raw).expect("write");
+        // The other writer: a ticket with the message, not committed yet.
+        let mut tx = store.begin().expect("begin");
+        let number = new_ticket(&mut tx, 1);
+        let ticket_id = tx
+            .ticket_by_number(number)
+            .expect("ticket")
+            .expect("exists")
+            .id;
+        tx.insert_message(&supportd::store::NewMessage {
+            ticket_id,
+            message_id: "race-1@stbrigid-med.example",
+            direction: "inbound",
+            kind: "customer",
+            author: "ray@stbrigid-med.example",
+            author_id: None,
+            internal: false,
+            subject: "Console pages queued",
+            body: "No pages since 06:10.",
+            raw: Some(&raw),
+            created_at: Utc::now(),
+        })
+        .expect("message");
+        let ingest = {
+            let mut cmd = env.cmd();
+            cmd.args(["ingest", path.to_str().expect("path")]);
+            std::thread::spawn(move || cmd.output().expect("run"))
+        };
+        // Let ingest reach the row this transaction holds (it waits on it), then commit.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        tx.commit().expect("commit");
+        let out = ingest.join().expect("ingest");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let line: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+        assert_eq!(line["action"], "duplicate", "{line}\n{stderr}");
+        assert_eq!(env.tickets().len(), 1, "one ticket");
+        assert!(env.quarantine().is_empty(), "nothing quarantined");
+    }
+);
+
+// `db copy`: every table, counts and checksums verified; refuses a non-empty target; a
+// second copy with --force adds nothing; the copy serves the same CLI output.
+#[test]
+fn db_copy_moves_a_deployment_from_sqlite_to_postgres() {
+    let lite = Env::on(Backend::Sqlite, "");
+    conversation(&lite);
+    let target = PgDb::new();
+    let copy = |extra: &[&str]| {
+        let mut args = vec![
+            "db",
+            "copy",
+            "--from",
+            lite.db_url.as_str(),
+            "--to",
+            target.url.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        lite.run(&args)
+    };
+    let out = copy(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("counts and checksums match"), "{stdout}");
+    for table in [
+        "tickets",
+        "messages",
+        "message_raw",
+        "attachments",
+        "outbox",
+        "users",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(table) && l.contains(" ok ")),
+            "{table} in {stdout}"
+        );
+    }
+    // A second copy is refused: the target is not empty.
+    let again = copy(&[]);
+    assert_eq!(again.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("not empty") && err.contains("--force"),
+        "{err}"
+    );
+    // With --force: nothing new, still verified.
+    let forced = copy(&["--json"]);
+    assert!(!forced.status.success());
+    let forced = copy(&["--force", "--json"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    for line in String::from_utf8_lossy(&forced.stdout).lines() {
+        let v: Value = serde_json::from_str(line).expect("JSON");
+        assert_eq!(v["copied"], 0, "{v}");
+        assert_eq!(v["verified"], true, "{v}");
+    }
+    // The copy answers like the original, and new tickets continue the numbering.
+    let pg = Env::on(Backend::Sqlite, "");
+    let on_pg = |args: &[&str]| {
+        let mut all = vec!["--database", target.url.as_str()];
+        all.extend_from_slice(args);
+        pg.ok(&all)
+    };
+    assert_eq!(
+        on_pg(&["tickets", "list", "--json"]),
+        lite.ok(&["tickets", "list", "--json"])
+    );
+    assert_eq!(
+        on_pg(&["tickets", "show", "1002", "--json"]),
+        lite.ok(&["tickets", "show", "1002", "--json"])
+    );
+    let next = mail(
+        "Zoe <zoe@clinic.example>",
+        "Printer offline",
+        "after-copy@clinic.example",
+        "",
+        "The label printer is offline.",
+    );
+    let path = pg.dir.path().join("next.eml");
+    std::fs::write(&path, next).expect("write");
+    let line: Value = serde_json::from_str(on_pg(&["ingest", path.to_str().expect("path")]).trim())
+        .expect("JSON");
+    assert_eq!(line["action"], "created");
+    assert_eq!(line["ticket"], 1004);
+}

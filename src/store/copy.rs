@@ -332,7 +332,7 @@ impl Store {
                                 quoted(&t.name)
                             ),
                             args![t.name],
-                            |r| r.get::<i64>("v"),
+                            |r| r.get::<Option<i64>>("v"),
                         )
                     })?;
                 }
