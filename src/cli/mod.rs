@@ -179,7 +179,7 @@ impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         let code = if e.is_transient() {
             EX_TEMPFAIL
-        } else if matches!(e, StoreError::BadUrl(..)) {
+        } else if matches!(e, StoreError::BadUrl(..) | StoreError::Denied(_)) {
             EX_CONFIG
         } else {
             EX_SOFTWARE

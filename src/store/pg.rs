@@ -79,20 +79,25 @@ impl PgBackend {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Unavailable(format!("cannot start a thread: {e}")))?;
-        let pool = wait(
-            rt.handle(),
+        // One connection first, outside the pool, so that the cause of a failure (refused,
+        // unknown host, password, certificate) is reported as it is, at once; the pool
+        // would retry until its timeout and report only that.
+        let first = wait(rt.handle(), async {
+            use sqlx::Connection as _;
+            let conn = sqlx::PgConnection::connect_with(&options).await?;
+            conn.close().await
+        });
+        if let Err(e) = first {
+            rt.shutdown_background();
+            return Err(connect_error(&shown, e));
+        }
+        let pool = {
+            let _entered = rt.enter();
             PgPoolOptions::new()
                 .max_connections(POOL_MAX)
                 .min_connections(0)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options),
-        );
-        let pool = match pool {
-            Ok(p) => p,
-            Err(e) => {
-                rt.shutdown_background();
-                return Err(connect_error(&shown, e));
-            }
+                .connect_lazy_with(options)
         };
         Ok(PgBackend {
             rt: Some(rt),
@@ -137,8 +142,10 @@ impl PgBackend {
     /// together take turns).
     pub(crate) fn migrate(&self) -> Result<(), StoreError> {
         let pool = self.pool()?;
-        wait(self.handle()?, PG_MIGRATIONS.run(pool))?;
-        Ok(())
+        match wait(self.handle()?, PG_MIGRATIONS.run(pool)) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(migrate_error(e)),
+        }
     }
 
     pub(crate) fn close(&self) {
@@ -290,6 +297,10 @@ fn connect_error(shown: &str, e: sqlx::Error) -> StoreError {
         sqlx::Error::Tls(t) => StoreError::Unavailable(format!(
             "TLS to PostgreSQL at {shown} failed (check sslmode and the CA file, sslrootcert): {t}"
         )),
+        // rustls' verdict on the server's certificate arrives as an I/O error.
+        other if other.to_string().contains("certificate") => StoreError::Unavailable(format!(
+            "TLS to PostgreSQL at {shown} failed (check sslmode and the CA file, sslrootcert): {other}"
+        )),
         other => StoreError::Unavailable(format!("PostgreSQL at {shown} is unreachable: {other}")),
     }
 }
@@ -317,6 +328,31 @@ fn statement_error(sql: &str, e: sqlx::Error) -> StoreError {
         };
     }
     error(e)
+}
+
+/// A migration error; a missing right is named (migrations create tables and indexes).
+fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
+    use sqlx::migrate::MigrateError as M;
+    let (inner, version) = match &e {
+        M::Execute(inner) => (inner, None),
+        M::ExecuteMigration(inner, v) => (inner, Some(*v)),
+        _ => return StoreError::Migrate(e),
+    };
+    match inner {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("42501") => {
+            StoreError::Denied(format!(
+                "the database user lacks a right migrations need (CREATE on the database's \
+                 schema, ownership of supportd's tables){}: {d}",
+                version
+                    .map(|v| format!(", applying migration {v}"))
+                    .unwrap_or_default()
+            ))
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(format!("PostgreSQL: {inner}"))
+        }
+        _ => StoreError::Migrate(e),
+    }
 }
 
 /// The right a statement needs, from its first word.
