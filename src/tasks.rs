@@ -31,6 +31,8 @@ pub struct Shared {
     envelope_from: lettre::Address,
     /// The mailboxes this process runs, as `/healthz` reports them.
     mailboxes: Mutex<Vec<MailboxHealth>>,
+    /// Mailbox leases this process holds (PostgreSQL replicas).
+    leases: std::sync::atomic::AtomicUsize,
 }
 
 /// One mailbox task's health, as `/healthz` reports it.
@@ -67,6 +69,7 @@ impl Shared {
             shutdown,
             envelope_from,
             mailboxes: Mutex::new(Vec::new()),
+            leases: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -93,6 +96,28 @@ impl Shared {
     /// Mailbox `name` entered (true) or left (false) IDLE.
     pub fn mailbox_idle(&self, name: &str, idle: bool) {
         self.with_mailbox(name, |m| m.idle = idle);
+    }
+
+    /// This process took mailbox `name`'s lease.
+    pub fn lease_taken(&self, name: &str) {
+        self.leases
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.mailbox_lease(name, Some(crate::store::instance().replica.clone()));
+    }
+
+    /// This process let mailbox `name`'s lease go.
+    pub fn lease_released(&self, name: &str) {
+        let _ = self.leases.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |n| Some(n.saturating_sub(1)),
+        );
+        self.mailbox_lease(name, None);
+    }
+
+    /// How many mailbox leases this process holds.
+    pub fn leases_held(&self) -> usize {
+        self.leases.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Mailbox `name`'s lease is held by `holder` (None: by nobody known).

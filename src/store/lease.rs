@@ -71,11 +71,13 @@ fn application_name() -> String {
 
 impl Store {
     /// Tries to take the lease of `mailbox` (never waits), on `standby`'s connection when
-    /// given (asking again), else on a new one.
+    /// given (asking again), else on a new one. With `take` false it only looks (and keeps
+    /// the connection, which tells the other replicas this one is alive).
     pub fn try_lease(
         &self,
         mailbox: &str,
         standby: Option<Standby>,
+        take: bool,
     ) -> Result<LeaseTry, StoreError> {
         let conn = match standby {
             Some(Standby { conn }) => conn,
@@ -90,12 +92,16 @@ impl Store {
             }
         };
         blocking(|| {
-            let got = query_one(
-                Db::Pg(&conn),
-                "SELECT pg_try_advisory_lock(?1) AS got",
-                args![key(mailbox)],
-                |r| r.get::<i64>("got"),
-            )?;
+            let got = if take {
+                query_one(
+                    Db::Pg(&conn),
+                    "SELECT pg_try_advisory_lock(?1) AS got",
+                    args![key(mailbox)],
+                    |r| r.get::<i64>("got"),
+                )?
+            } else {
+                0
+            };
             if got != 0 {
                 Ok(LeaseTry::Held(Lease {
                     conn,
@@ -108,6 +114,24 @@ impl Store {
                 ))
             }
         })
+    }
+
+    /// How many replicas have mailbox tasks on this database now (their lease and standby
+    /// connections are named after them); at least 1.
+    pub fn live_replicas(&self) -> Result<usize, StoreError> {
+        if !self.is_postgres() {
+            return Ok(1);
+        }
+        let n = self.with_conn(|c| {
+            query_one(
+                c,
+                "SELECT COUNT(DISTINCT application_name) AS n FROM pg_stat_activity
+                  WHERE datname = current_database() AND application_name LIKE 'supportd lease %'",
+                args![],
+                |r| r.get::<i64>("n"),
+            )
+        })?;
+        Ok(usize::try_from(n).unwrap_or(1).max(1))
     }
 
     /// The replica holding `mailbox`'s lease, if any (None on SQLite).
