@@ -655,3 +655,23 @@ fn db_copy_moves_a_deployment_from_sqlite_to_postgres() {
     assert_eq!(line["action"], "created");
     assert_eq!(line["ticket"], 1004);
 }
+
+#[test]
+#[ignore = "timing probe"]
+fn probe_round_trip() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (s, _pg, _dir) = store(backend);
+        let t = std::time::Instant::now();
+        for _ in 0..2000 {
+            s.ping().expect("ping");
+        }
+        println!("{backend:?}: ping {:?} each", t.elapsed() / 2000);
+        let tx = s.begin().expect("begin");
+        let t = std::time::Instant::now();
+        for i in 0..2000 {
+            let _ = s.setting(&format!("k{i}"));
+        }
+        drop(tx);
+        println!("{backend:?}: setting() {:?} each", t.elapsed() / 2000);
+    }
+}

@@ -97,6 +97,10 @@ impl PgBackend {
                 .max_connections(POOL_MAX)
                 .min_connections(0)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                // No ping before each use (a round trip per statement outside a
+                // transaction); a broken connection fails its statement, which is
+                // reported as unavailable and retried by the caller.
+                .test_before_acquire(false)
                 .connect_lazy_with(options)
         };
         Ok(PgBackend {
