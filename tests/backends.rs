@@ -666,12 +666,20 @@ fn probe_round_trip() {
             s.ping().expect("ping");
         }
         println!("{backend:?}: ping {:?} each", t.elapsed() / 2000);
-        let tx = s.begin().expect("begin");
         let t = std::time::Instant::now();
         for i in 0..2000 {
             let _ = s.setting(&format!("k{i}"));
         }
-        drop(tx);
         println!("{backend:?}: setting() {:?} each", t.elapsed() / 2000);
+        let mut tx = s.begin().expect("begin");
+        let t = std::time::Instant::now();
+        for i in 0..2000 {
+            let _ = tx.ticket_by_number(i);
+        }
+        drop(tx);
+        println!(
+            "{backend:?}: in a transaction, ticket_by_number() {:?} each",
+            t.elapsed() / 2000
+        );
     }
 }
