@@ -279,6 +279,10 @@ fn bind(
     for a in args {
         q = match *a {
             Arg::Int(v) => q.bind(v),
+            // PostgreSQL's text cannot hold NUL (SQLite's can): a NUL a hostile mail put in a
+            // header or body is stored as U+FFFD, the same way in lookups, so a re-sent
+            // copy still matches its Message-ID.
+            Arg::Text(Some(t)) if t.contains('\0') => q.bind(t.replace('\0', "\u{FFFD}")),
             Arg::Text(v) => q.bind(v),
             Arg::Blob(b) => q.bind(b),
             Arg::NullBlob => q.bind(None::<Vec<u8>>),
