@@ -172,7 +172,7 @@ pub fn parse_public_url(text: &str) -> Result<Url, String> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {
-    /// `sqlite://PATH` (PostgreSQL is not built yet).
+    /// `sqlite://PATH`, or `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=…]`.
     pub url: String,
 }
 
@@ -616,14 +616,16 @@ impl Config {
         }
         let url = &self.database.url;
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            bad(
-                "database.url".into(),
-                "PostgreSQL support is not built yet; use sqlite://PATH".into(),
-            );
+            if url::Url::parse(url).map_or(true, |u| u.host_str().is_none_or(str::is_empty)) {
+                bad(
+                    "database.url".into(),
+                    "is not a postgres://USER@HOST[:PORT]/DATABASE URL".into(),
+                );
+            }
         } else if !url.starts_with("sqlite:") {
             bad(
                 "database.url".into(),
-                format!("`{url}` is not a sqlite://PATH URL"),
+                "is neither a sqlite://PATH nor a postgres://USER@HOST/DATABASE URL".into(),
             );
         }
         if !self.web.listen.is_empty() && self.web.listen.parse::<std::net::SocketAddr>().is_err() {
