@@ -261,13 +261,15 @@ fn candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidate>,
     )
 }
 
-/// PostgreSQL's ranking of the suggestions, built to score like FTS5's bm25 (so one
-/// threshold serves both, see README, Help Center): each word of the query (a subject's
-/// word twice) adds its `ts_rank_cd` on the title and keywords (`suggest`, both weight 1:
-/// the number of times it occurs there) times bm25's inverse document frequency
-/// `ln(1 + (N - n + 0.5) / (n + 0.5))` (N articles, n of them matching the word). What
-/// bm25 adds and this does not: the document-length normalisation (titles and keyword
-/// lists are short).
+/// PostgreSQL's ranking of the suggestions: FTS5's bm25 computed in SQL, so that one
+/// threshold serves both backends (see README, Help Center). Each word of the query (a
+/// subject's word twice) adds `idf · tf · (k1 + 1) / (tf + k1 · (1 − b + b · dl / avgdl))`
+/// with FTS5's constants (k1 = 1.2, b = 0.75) and its `idf = ln((N − n + 0.5) / (n + 0.5))`
+/// (at least 1e-6; N articles, n of them matching the word): tf is the word's hits in the
+/// title and keywords (`ts_rank_cd` with weight 1 on both, `suggest`), dl the article's
+/// indexed words there, avgdl their mean. The matched words are, as FTS5's `highlight()`
+/// gives them, the words of the title and keywords that match. What differs from FTS5: PostgreSQL's `english`
+/// configuration drops stopwords from dl, and folds no accents.
 fn pg_candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidate>, StoreError> {
     let Some(words) = pg_terms(terms) else {
         return Ok(Vec::new());
@@ -279,20 +281,37 @@ fn pg_candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidat
                  SELECT w.term, w.ord, plainto_tsquery({PG_CONFIG}, w.term) AS q
                    FROM unnest(string_to_array(?1, ' ')) WITH ORDINALITY AS w(term, ord)
              ),
+             lens AS (
+                 SELECT a.slug,
+                        (SELECT COUNT(*) FROM unnest(a.suggest) AS u, unnest(u.positions) AS p)::float8
+                            AS dl
+                   FROM kb_articles a
+             ),
+             stats AS (
+                 SELECT COUNT(*)::float8 AS n, GREATEST(AVG(dl), 1.0)::float8 AS avgdl FROM lens
+             ),
              hits AS (
-                 SELECT q.term, a.slug,
-                        ts_rank_cd('{{0, 0, 1, 1}}', a.suggest, q.q)::float8 AS r,
+                 SELECT q.q, a.slug,
+                        ts_rank_cd('{{0, 0, 1, 1}}', a.suggest, q.q)::float8 AS tf,
                         COUNT(*) OVER (PARTITION BY q.ord)::float8 AS df
                    FROM q JOIN kb_articles a ON a.suggest @@ q.q
                   WHERE numnode(q.q) > 0
              )
              SELECT a.slug, a.title, a.languages,
-                    SUM(h.r * ln(1.0::float8 + (n.n - h.df + 0.5::float8) / (h.df + 0.5::float8)))
+                    SUM(GREATEST(ln((s.n - h.df + 0.5) / (h.df + 0.5)), 1e-6)
+                        * h.tf * 2.2 / (h.tf + 1.2 * (0.25 + 0.75 * l.dl / s.avgdl)))::float8
                         AS score,
-                    string_agg(DISTINCT h.term, ',') AS matched
+                    (SELECT string_agg(DISTINCT lower(x), ',')
+                       FROM regexp_split_to_table(a.title || ' ' || a.keywords, '[^[:alnum:]]+')
+                            AS x
+                      WHERE x <> '' AND EXISTS (
+                            SELECT 1 FROM hits h2
+                             WHERE h2.slug = a.slug AND to_tsvector({PG_CONFIG}, x) @@ h2.q))
+                        AS matched
                FROM hits h JOIN kb_articles a ON a.slug = h.slug
-              CROSS JOIN (SELECT COUNT(*)::float8 AS n FROM kb_articles) n
-              GROUP BY a.slug, a.title, a.languages
+               JOIN lens l ON l.slug = h.slug
+              CROSS JOIN stats s
+              GROUP BY a.slug, a.title, a.keywords, a.languages
               ORDER BY score DESC, a.slug LIMIT ?2"
         ),
         args![words, i64::from(limit)],
@@ -302,7 +321,7 @@ fn pg_candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidat
                 title: r.get("title")?,
                 score: r.get("score")?,
                 languages: list(&r.get::<String>("languages")?),
-                matched: list(&r.get::<String>("matched")?),
+                matched: list(&r.get::<Option<String>>("matched")?.unwrap_or_default()),
             })
         },
     )
