@@ -683,3 +683,60 @@ fn probe_round_trip() {
         );
     }
 }
+
+// The Help Center's index: FTS5 tables on SQLite, generated tsvector columns on PostgreSQL.
+// The same words find the same articles, hostile query text is only words, and a reindex
+// replaces the whole set.
+both!(kb_index_searches_alike, |backend| {
+    use supportd::kb::suggest::{mail_terms, terms};
+    let (s, _pg, _dir) = store(backend);
+    let loaded =
+        supportd::kb::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb"));
+    assert!(loaded.problems.is_empty(), "{}", loaded.report());
+    assert!(loaded.articles.len() >= 5);
+    s.kb_replace(&loaded.articles, Utc::now()).expect("index");
+    assert_eq!(s.kb_all().expect("all").len(), loaded.articles.len());
+
+    let hits = s
+        .kb_search(&terms("reactivate a deactivated account", ""), 20)
+        .expect("search");
+    assert_eq!(hits[0].slug, "reactivate-user", "{hits:?}");
+    assert!(!hits[0].snippet.trim().is_empty() && !hits[0].snippet.contains('<'));
+    assert!(s
+        .kb_search(&terms("quokka", ""), 20)
+        .expect("search")
+        .is_empty());
+    // FTS5 and tsquery syntax in a visitor's query: words, never an error.
+    for hostile in [
+        "\"NEAR(a b)\" OR * <script>",
+        "admin:* & !site | (open",
+        "don't'' \\ reactivate -user",
+    ] {
+        s.kb_search(&terms(hostile, ""), 20)
+            .unwrap_or_else(|e| panic!("{hostile}: {e}"));
+        s.kb_candidates(&mail_terms(hostile, hostile), 10)
+            .unwrap_or_else(|e| panic!("{hostile}: {e}"));
+    }
+
+    let c = s
+        .kb_candidates(
+            &mail_terms(
+                "Please reactivate Dr. Jones",
+                "Dr Jones was deactivated last year; please reactivate her account.",
+            ),
+            10,
+        )
+        .expect("candidates");
+    assert_eq!(c[0].slug, "reactivate-user", "{c:?}");
+    assert!(c[0].score > 3.0, "{c:?}");
+    assert!(
+        c[0].matched.iter().any(|w| w.starts_with("reactivat")),
+        "{c:?}"
+    );
+    assert!(c.windows(2).all(|w| w[0].score >= w[1].score), "{c:?}");
+
+    // A reindex replaces the whole set.
+    s.kb_replace(&loaded.articles[..1], Utc::now())
+        .expect("reindex");
+    assert_eq!(s.kb_all().expect("all").len(), 1);
+});

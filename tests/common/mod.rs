@@ -108,6 +108,22 @@ impl Env {
         c
     }
 
+    /// Runs one statement (no parameters) on this test's database, whichever the backend:
+    /// tests that move clocks back or unlink rows.
+    pub fn exec_sql(&self, statement: &str) {
+        match &self.pg {
+            Some(pg) => {
+                pg.sql(statement);
+            }
+            None => {
+                let db = rusqlite::Connection::open(self.db_url.trim_start_matches("sqlite://"))
+                    .expect("open the test database");
+                db.execute_batch(statement)
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+        }
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().expect("run supportd")
     }
