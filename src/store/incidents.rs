@@ -143,7 +143,7 @@ impl Tx {
             self.conn(),
             "SELECT COALESCE(MAX(number), 0) + 1 AS n FROM incidents",
             args![],
-            |r| Ok(r.get("n")?),
+            |r| r.get("n"),
         )
     }
 
@@ -157,7 +157,7 @@ impl Tx {
             self.conn(),
             "INSERT INTO incidents (number, title, opened_at) VALUES (?1, ?2, ?3) RETURNING id",
             args![number, title, ts(at)],
-            |r| Ok(r.get("id")?),
+            |r| r.get("id"),
         )
     }
 
@@ -206,7 +206,7 @@ impl Tx {
             self.conn(),
             "SELECT id FROM tickets WHERE incident_id = ?1 ORDER BY id LIMIT ?2",
             args![state.id, MAX_LINKED],
-            |r| Ok(r.get("id")?),
+            |r| r.get("id"),
         )?;
         Ok(Some((
             IncidentRef {
