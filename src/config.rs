@@ -464,8 +464,9 @@ pub struct Kb {
     /// The articles (`*.md` with front matter); `#kb` drafts go to its `drafts/`. A missing
     /// directory is an empty Help Center.
     pub dir: PathBuf,
-    /// The score (FTS5 bm25 with the title, keyword and body weights, sign flipped) an
-    /// article must reach to be suggested in an acknowledgement. Set for precision: a wrong
+    /// The score (bm25 over the title and keywords, sign flipped: FTS5's on SQLite, the same
+    /// formula in SQL on PostgreSQL, so one value serves both) an article must reach to be
+    /// suggested in an acknowledgement. Set for precision: a wrong
     /// suggestion is worse than none (see README, Help Center, for the measured figures).
     pub suggest_threshold: f64,
     /// The different words of an article's title and keywords a mail must match for it to
