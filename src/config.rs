@@ -172,7 +172,7 @@ pub fn parse_public_url(text: &str) -> Result<Url, String> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Database {
-    /// `sqlite://PATH` (PostgreSQL is not built yet).
+    /// `sqlite://PATH`, or `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=…]`.
     pub url: String,
 }
 
@@ -464,8 +464,9 @@ pub struct Kb {
     /// The articles (`*.md` with front matter); `#kb` drafts go to its `drafts/`. A missing
     /// directory is an empty Help Center.
     pub dir: PathBuf,
-    /// The score (FTS5 bm25 with the title, keyword and body weights, sign flipped) an
-    /// article must reach to be suggested in an acknowledgement. Set for precision: a wrong
+    /// The score (bm25 over the title and keywords, sign flipped: FTS5's on SQLite, the same
+    /// formula in SQL on PostgreSQL, so one value serves both) an article must reach to be
+    /// suggested in an acknowledgement. Set for precision: a wrong
     /// suggestion is worse than none (see README, Help Center, for the measured figures).
     pub suggest_threshold: f64,
     /// The different words of an article's title and keywords a mail must match for it to
@@ -616,14 +617,16 @@ impl Config {
         }
         let url = &self.database.url;
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            bad(
-                "database.url".into(),
-                "PostgreSQL support is not built yet; use sqlite://PATH".into(),
-            );
+            if url::Url::parse(url).map_or(true, |u| u.host_str().is_none_or(str::is_empty)) {
+                bad(
+                    "database.url".into(),
+                    "is not a postgres://USER@HOST[:PORT]/DATABASE URL".into(),
+                );
+            }
         } else if !url.starts_with("sqlite:") {
             bad(
                 "database.url".into(),
-                format!("`{url}` is not a sqlite://PATH URL"),
+                "is neither a sqlite://PATH nor a postgres://USER@HOST/DATABASE URL".into(),
             );
         }
         if !self.web.listen.is_empty() && self.web.listen.parse::<std::net::SocketAddr>().is_err() {

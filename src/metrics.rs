@@ -26,6 +26,15 @@ struct MailboxLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaseLabels {
+    mailbox: String,
+    /// The replica holding the mailbox's lease.
+    holder: String,
+    /// This process's replica.
+    replica: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     /// The route's pattern (`/t/{key}`), never the path: keys stay out of metrics.
     route: String,
@@ -64,6 +73,9 @@ struct Metrics {
     ack_delivery_seconds: Histogram,
     tickets: Family<TicketLabels, Gauge>,
     outbox: Family<OutboxLabels, Gauge>,
+    mailbox_lease: Family<LeaseLabels, Gauge>,
+    /// The holder last reported per mailbox, to remove its series when it changes.
+    lease_holders: Mutex<Vec<LeaseLabels>>,
     /// One scrape at a time: the database gauges are cleared and set anew by each.
     scrape: Mutex<()>,
 }
@@ -82,6 +94,8 @@ fn metrics() -> &'static Metrics {
             ack_delivery_seconds: delivery_histogram(),
             tickets: Family::default(),
             outbox: Family::default(),
+            mailbox_lease: Family::default(),
+            lease_holders: Mutex::new(Vec::new()),
             scrape: Mutex::new(()),
         };
         registry.register(
@@ -123,6 +137,11 @@ fn metrics() -> &'static Metrics {
             "outbox",
             "Outbox mails by state: queued, sent, failed (read from the database at each scrape)",
             m.outbox.clone(),
+        );
+        registry.register(
+            "mailbox_lease",
+            "PostgreSQL replicas: 1 for the replica (holder) holding each mailbox's lease, as this replica sees it",
+            m.mailbox_lease.clone(),
         );
         Metrics { registry, ..m }
     })
@@ -175,6 +194,28 @@ pub fn web_request(route: &str, status: u16) {
 pub fn mail_delivered(kind: &str, seconds: f64) {
     if kind == "ack" {
         metrics().ack_delivery_seconds.observe(seconds);
+    }
+}
+
+/// Mailbox `mailbox`'s lease is held by `holder` (None: nobody known).
+pub fn mailbox_lease(mailbox: &str, holder: Option<&str>) {
+    let m = metrics();
+    let mut last = m
+        .lease_holders
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(i) = last.iter().position(|l| l.mailbox == mailbox) {
+        let old = last.swap_remove(i);
+        m.mailbox_lease.remove(&old);
+    }
+    if let Some(holder) = holder {
+        let labels = LeaseLabels {
+            mailbox: mailbox.to_string(),
+            holder: holder.to_string(),
+            replica: crate::store::instance().replica.clone(),
+        };
+        m.mailbox_lease.get_or_create(&labels).set(1);
+        last.push(labels);
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Shared {
     envelope_from: lettre::Address,
     /// The mailboxes this process runs, as `/healthz` reports them.
     mailboxes: Mutex<Vec<MailboxHealth>>,
+    /// Mailbox leases this process holds (PostgreSQL replicas).
+    leases: std::sync::atomic::AtomicUsize,
 }
 
 /// One mailbox task's health, as `/healthz` reports it.
@@ -45,6 +47,9 @@ pub struct MailboxHealth {
     pub idle: bool,
     /// When the task was started (the age of a mailbox that never synced).
     pub started: DateTime<Utc>,
+    /// On PostgreSQL, the replica holding the mailbox's lease (this one, or the one this
+    /// process stands by for); None on SQLite, or while nobody is known to hold it.
+    pub lease_holder: Option<String>,
 }
 
 impl Shared {
@@ -64,6 +69,7 @@ impl Shared {
             shutdown,
             envelope_from,
             mailboxes: Mutex::new(Vec::new()),
+            leases: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -92,6 +98,34 @@ impl Shared {
         self.with_mailbox(name, |m| m.idle = idle);
     }
 
+    /// This process took mailbox `name`'s lease.
+    pub fn lease_taken(&self, name: &str) {
+        self.leases
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.mailbox_lease(name, Some(crate::store::instance().replica.clone()));
+    }
+
+    /// This process let mailbox `name`'s lease go.
+    pub fn lease_released(&self, name: &str) {
+        let _ = self.leases.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |n| Some(n.saturating_sub(1)),
+        );
+        self.mailbox_lease(name, None);
+    }
+
+    /// How many mailbox leases this process holds.
+    pub fn leases_held(&self) -> usize {
+        self.leases.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Mailbox `name`'s lease is held by `holder` (None: by nobody known).
+    pub fn mailbox_lease(&self, name: &str, holder: Option<String>) {
+        crate::metrics::mailbox_lease(name, holder.as_deref());
+        self.with_mailbox(name, |m| m.lease_holder = holder);
+    }
+
     /// The mailboxes this process runs (none for `supportd serve`).
     pub fn mailboxes(&self) -> Vec<MailboxHealth> {
         self.mailboxes
@@ -115,6 +149,7 @@ impl Shared {
                     last_sync: None,
                     idle: false,
                     started: now,
+                    lease_holder: None,
                 });
                 all.len() - 1
             }

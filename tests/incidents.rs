@@ -233,9 +233,7 @@ fn less_urgent_or_too_few_or_too_late_tickets_make_no_incident() {
     }
     assert!(array(env.json(&["incidents", "list", "--json"])).is_empty());
     // The window passes (the tickets' times moved back 16 minutes).
-    let db = rusqlite::Connection::open(env.db_url.trim_start_matches("sqlite://")).unwrap();
-    db.execute("UPDATE tickets SET created_at = created_at - 16 * 60", [])
-        .unwrap();
+    env.exec_sql("UPDATE tickets SET created_at = created_at - 16 * 60");
     let (from, subject, body) = REPORTS[2];
     created(&env.ingest(&mail(from, subject, "s2@x.example", body)));
     assert!(array(env.json(&["incidents", "list", "--json"])).is_empty());
@@ -352,9 +350,7 @@ fn incident_command_on_a_ticket_without_incident_is_refused() {
         created(&env.ingest(&mail(from, subject, &format!("w{i}@x.example"), body)));
     }
     // Unlink them all: the command now names no incident.
-    let db = rusqlite::Connection::open(env.db_url.trim_start_matches("sqlite://")).unwrap();
-    db.execute("UPDATE tickets SET incident_id = NULL", [])
-        .unwrap();
+    env.exec_sql("UPDATE tickets SET incident_id = NULL");
     let out = agent_reply(&env, "x1@vendor.example", "#incident resolve done");
     assert!(
         out["reason"].as_str().unwrap().contains("not understood"),
@@ -374,13 +370,11 @@ fn sla_env(extra: &str) -> Env {
 
 /// Moves a ticket's clocks back by `minutes` (as if it had been created that long ago).
 fn age(env: &Env, number: i64, minutes: i64) {
-    let db = rusqlite::Connection::open(env.db_url.trim_start_matches("sqlite://")).unwrap();
-    db.execute(
-        "UPDATE tickets SET created_at = created_at - ?1, first_response_due = first_response_due - ?1,
-                resolution_due = resolution_due - ?1 WHERE number = ?2",
-        rusqlite::params![minutes * 60, number],
-    )
-    .unwrap();
+    let s = minutes * 60;
+    env.exec_sql(&format!(
+        "UPDATE tickets SET created_at = created_at - {s}, first_response_due = first_response_due - {s},
+                resolution_due = resolution_due - {s} WHERE number = {number}"
+    ));
 }
 
 fn sla_check(env: &Env) -> String {

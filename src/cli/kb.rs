@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use supportd::config::Config;
-use supportd::kb::suggest::{mail_query, select, terms, Tuning};
+use supportd::kb::suggest::{mail_terms, select, terms, Tuning};
 use supportd::mail::parse::subject_and_body;
 use supportd::mail::quote::strip_quotes;
 use supportd::triage::{Signals, TriageInput};
@@ -88,10 +88,7 @@ pub async fn suggest(config: Config, args: &SuggestArgs) -> Result<u8, Failure> 
                 signals: Signals::default(),
             })
             .language;
-        let candidates = match mail_query(&subject, &text) {
-            Some(q) => store.kb_candidates(&q, CANDIDATES)?,
-            None => Vec::new(),
-        };
+        let candidates = store.kb_candidates(&mail_terms(&subject, &text), CANDIDATES)?;
         let (pass, below) = select(candidates, tuning, &language);
         let name = file.display();
         if pass.is_empty() {

@@ -27,6 +27,7 @@ macro_rules! outln {
 }
 
 mod check;
+mod db;
 mod incidents;
 mod ingest;
 mod kb;
@@ -128,6 +129,11 @@ pub enum Command {
     },
     /// Apply database migrations.
     Migrate,
+    /// Database administration: copy a deployment's data between databases.
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
     /// Validate the configuration, rules and templates; report every problem.
     CheckConfig,
     /// The web pages alone, against the same database (`run` serves them too when
@@ -166,6 +172,7 @@ pub async fn dispatch(cli: &Cli, config: Config) -> Result<u8, Failure> {
         Command::Suggest(args) => kb::suggest(config, args).await,
         Command::Incidents { command } => incidents::dispatch(&config, command).await,
         Command::Sla { command } => incidents::sla(config, command).await,
+        Command::Db { command } => db::dispatch(command).await,
         Command::Tickets { command } => tickets::dispatch(&config, command).await,
         Command::Outbox { command } => outbox::dispatch(&config, command).await,
         Command::Quarantine { command } => quarantine::dispatch(&config, command).await,
@@ -195,7 +202,7 @@ impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         let code = if e.is_transient() {
             EX_TEMPFAIL
-        } else if matches!(e, StoreError::BadUrl(..)) {
+        } else if matches!(e, StoreError::BadUrl(..) | StoreError::Denied(_)) {
             EX_CONFIG
         } else {
             EX_SOFTWARE
@@ -248,6 +255,9 @@ fn provision_agents(p: &Pipeline, store: &Store, when: Provision) -> Result<(), 
 
 async fn migrate(config: &Config) -> Result<u8, Failure> {
     open_store(config).await?;
-    outln!("migrations applied to {}", config.database.url);
+    outln!(
+        "migrations applied to {}",
+        run::redact(&config.database.url)
+    );
     Ok(0)
 }

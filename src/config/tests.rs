@@ -264,3 +264,20 @@ fn incidents_and_sla_keys_are_checked() {
         "oncall@vendor.example"
     );
 }
+
+#[test]
+fn database_urls_sqlite_or_postgres() {
+    for good in [
+        "sqlite:///var/lib/supportd/supportd.db",
+        "postgres://supportd@db.example.test/supportd",
+        "postgresql://supportd:pw@10.0.0.5:5433/support?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+    ] {
+        let c = Config::parse(&format!("[database]\nurl = \"{good}\"\n"), "d.toml").unwrap();
+        assert_eq!(c.database.url, good);
+    }
+    for bad in ["postgres:///supportd", "mysql://db/x", "supportd.db"] {
+        let err = Config::parse(&format!("[database]\nurl = \"{bad}\"\n"), "d.toml").unwrap_err();
+        assert_eq!(err.problems[0].key, "database.url", "{bad}");
+        assert_eq!(err.problems[0].line, Some(2), "{bad}");
+    }
+}

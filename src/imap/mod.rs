@@ -96,16 +96,37 @@ pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, hb: Heartbeat) {
             if failed {
                 crate::metrics::imap_reconnect(&mailbox.name);
             }
-            match session(
-                &mailbox,
-                &shared,
-                &hb,
-                &mut shutdown,
-                &mut backoff,
-                &mut last_error,
-            )
-            .await
-            {
+            // On PostgreSQL: work the mailbox only while holding its lease.
+            let lease = match lease(&mailbox.name, &shared, &hb, &mut shutdown).await {
+                Some(lease) => lease,
+                None => return,
+            };
+            let worked = match &lease {
+                Some(held) => tokio::select! {
+                    r = session(&mailbox, &shared, &hb, &mut shutdown, &mut backoff, &mut last_error) => r,
+                    () = lost(held, &hb) => {
+                        warn!("lost the mailbox lease (its database connection broke); \
+                               stopping work on the mailbox until it is held again");
+                        Err(ImapError::Store(StoreError::Unavailable("mailbox lease lost".into())))
+                    }
+                },
+                None => {
+                    session(
+                        &mailbox,
+                        &shared,
+                        &hb,
+                        &mut shutdown,
+                        &mut backoff,
+                        &mut last_error,
+                    )
+                    .await
+                }
+            };
+            if lease.is_some() {
+                shared.lease_released(&mailbox.name);
+            }
+            drop(lease);
+            match worked {
                 Ok(()) => return,
                 Err(e) => {
                     failed = true;
@@ -130,6 +151,103 @@ pub async fn run(mailbox: Mailbox, shared: Arc<Shared>, hb: Heartbeat) {
     }
     .instrument(span)
     .await
+}
+
+/// How often a replica without a mailbox's lease asks for it again, on the connection it
+/// keeps for that (a dead holder's lease ends when the server sees its connection close: a
+/// takeover within this of that moment).
+const LEASE_RETRY: Duration = Duration::from_secs(1);
+/// How often the holder checks that its lease connection is alive.
+const LEASE_CHECK: Duration = Duration::from_secs(5);
+
+/// Rounds a mailbox may be seen without any holder before a replica over its fair share
+/// takes it all the same (the replicas under their share did not, in that time).
+const ORPHAN_ROUNDS: u32 = 5;
+
+/// Waits until this process holds `mailbox`'s lease: Some(Some(lease)) on PostgreSQL,
+/// Some(None) on SQLite (no lease needed), None on shutdown.
+///
+/// Replicas share the mailboxes: one takes a free mailbox only while it holds fewer than its
+/// fair share (the mailboxes divided by the live replicas, rounded up), or when nobody took
+/// it for [`ORPHAN_ROUNDS`] rounds. The first round only announces this replica (its standby
+/// connection), so replicas started together see each other before taking any. Leases are
+/// not moved while held: a replica that starts later stands by until a mailbox is free.
+async fn lease(
+    mailbox: &str,
+    shared: &Shared,
+    hb: &Heartbeat,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Option<crate::store::Lease>> {
+    use crate::store::LeaseTry;
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut said = String::new();
+    let mut standby = None;
+    let mut first = true;
+    let mut unheld = 0u32;
+    loop {
+        hb.beat();
+        if *shutdown.borrow() {
+            return None;
+        }
+        let take = !first && (unheld >= ORPHAN_ROUNDS || under_share(shared));
+        let asked =
+            crate::store::blocking(|| shared.store().try_lease(mailbox, standby.take(), take));
+        first = false;
+        let wait = match asked {
+            Ok(LeaseTry::NotNeeded) => return Some(None),
+            Ok(LeaseTry::Held(lease)) => {
+                info!(replica = %crate::store::instance().replica, "holds the mailbox lease");
+                shared.lease_taken(mailbox);
+                return Some(Some(lease));
+            }
+            Ok(LeaseTry::HeldBy(holder, kept)) => {
+                standby = Some(kept);
+                match &holder {
+                    Some(h) => {
+                        unheld = 0;
+                        if *h != said {
+                            info!(holder = %h, "another replica works this mailbox; standing by");
+                            said = h.clone();
+                        }
+                    }
+                    None => unheld += 1,
+                }
+                shared.mailbox_lease(mailbox, holder);
+                // Standing by is this replica's work for the mailbox: ready.
+                shared.mailbox_connected();
+                LEASE_RETRY
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if text != said {
+                    warn!(error = %text, "cannot ask for the mailbox lease; retrying");
+                    said = text;
+                }
+                backoff.next_delay()
+            }
+        };
+        tokio::select! {
+            _ = hb.while_waiting(tokio::time::sleep(wait)) => {}
+            _ = shutdown.changed() => return None,
+        }
+    }
+}
+
+/// Whether this replica holds fewer leases than its fair share.
+fn under_share(shared: &Shared) -> bool {
+    let replicas = crate::store::blocking(|| shared.store().live_replicas()).unwrap_or(1);
+    let mailboxes = shared.mailboxes().len().max(1);
+    shared.leases_held() < mailboxes.div_ceil(replicas)
+}
+
+/// Resolves when the lease's connection stops answering.
+async fn lost(lease: &crate::store::Lease, hb: &Heartbeat) {
+    loop {
+        hb.while_waiting(tokio::time::sleep(LEASE_CHECK)).await;
+        if !lease.alive() {
+            return;
+        }
+    }
 }
 
 /// Server capabilities that change how a session works.

@@ -1,5 +1,6 @@
 //! Which articles a new ticket's acknowledgement suggests. Pure: the mail's words become a
-//! full-text query ([`query`]); the store ranks the articles with FTS5's bm25; [`select`]
+//! full-text query ([`mail_terms`]); the store ranks the articles (FTS5's bm25 on SQLite,
+//! a bm25-like sum of `ts_rank_cd` on PostgreSQL); [`select`]
 //! keeps those whose score passes the threshold, at most a few. A wrong suggestion is worse
 //! than none, so the threshold is set for precision (see README, Help Center).
 
@@ -311,13 +312,45 @@ pub fn fts_query(terms: &[String]) -> Option<String> {
     (!quoted.is_empty()).then(|| quoted.join(" OR "))
 }
 
-/// The query a mail's suggestions rank on: its content words, those of the subject twice.
-/// bm25 adds up every phrase of the query, so a subject word (the customer's own summary)
-/// counts double.
-pub fn mail_query(subject: &str, text: &str) -> Option<String> {
+/// The words a mail's suggestions rank on: its content words, those of the subject twice.
+/// The ranking adds up every word of the query, so a subject word (the customer's own
+/// summary) counts double.
+pub fn mail_terms(subject: &str, text: &str) -> Vec<String> {
     let mut all = terms(subject, text);
     all.extend(terms(subject, ""));
-    fts_query(&all)
+    all
+}
+
+/// A term as PostgreSQL gets it: nothing but its letters, digits and apostrophes (what
+/// [`terms`] keeps), so it is one word to the parser and never an operator.
+fn pg_word(t: &str) -> String {
+    t.chars()
+        .filter(|c| c.is_alphanumeric() || *c == '\'')
+        .collect()
+}
+
+/// The terms, space-separated, for PostgreSQL's per-word ranking (each one goes through
+/// `plainto_tsquery`, which takes no operators). None when no term is left.
+pub fn pg_terms(terms: &[String]) -> Option<String> {
+    let words: Vec<String> = terms
+        .iter()
+        .map(|t| pg_word(t))
+        .filter(|w| !w.is_empty())
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// A `websearch_to_tsquery` text: any of the terms, each quoted (PostgreSQL applies the
+/// configuration's stemmer to it; `websearch_to_tsquery` never fails on its input). None
+/// when no term is left.
+pub fn websearch_query(terms: &[String]) -> Option<String> {
+    let quoted: Vec<String> = terms
+        .iter()
+        .map(|t| pg_word(t))
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    (!quoted.is_empty()).then(|| quoted.join(" or "))
 }
 
 /// An article the index ranked for a mail.
@@ -409,6 +442,21 @@ mod tests {
             "\"reactivate\" OR \"jones\" OR \"deactivated\" OR \"account\""
         );
         assert_eq!(fts_query(&[]), None);
+        let hostile = vec![
+            "a\" OR -b".to_string(),
+            "c&d|!e:*".to_string(),
+            "ok".to_string(),
+        ];
+        assert_eq!(
+            websearch_query(&hostile).unwrap(),
+            "\"aORb\" or \"cde\" or \"ok\""
+        );
+        assert_eq!(pg_terms(&hostile).unwrap(), "aORb cde ok");
+        assert_eq!(pg_terms(&["-".to_string()]), None);
+        assert_eq!(
+            mail_terms("Reactivate account", "please reactivate"),
+            vec!["reactivate", "account", "reactivate", "account"]
+        );
         let many = "word ".repeat(10) + &(0..100).map(|i| format!("w{i}x ")).collect::<String>();
         assert_eq!(terms("", &many).len(), MAX_TERMS);
     }

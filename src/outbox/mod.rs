@@ -130,6 +130,12 @@ pub async fn run(smtp: Smtp, shared: Arc<Shared>, heartbeat: Heartbeat) {
         // (and failing to log in) once per queued mail.
         let mut relay_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         let from = shared.envelope_from();
+        // The mail this replica had in flight when its previous run died goes out now.
+        match crate::store::blocking(|| shared.store().take_back_claims(shared.now())) {
+            Ok(0) => {}
+            Ok(n) => info!(rows = n, "took back this replica's claims of an earlier run"),
+            Err(e) => warn!(error = %e, "cannot take back earlier claims; they wait out their lease"),
+        }
         loop {
             heartbeat.beat();
             if *shutdown.borrow() {

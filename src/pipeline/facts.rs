@@ -142,10 +142,11 @@ impl Pipeline {
         if kb.max_suggestions == 0 {
             return Ok(Vec::new());
         }
-        let Some(query) = suggest::mail_query(&ready.mail.subject, &ready.text) else {
+        let words = suggest::mail_terms(&ready.mail.subject, &ready.text);
+        if words.is_empty() {
             return Ok(Vec::new());
-        };
-        let candidates = tx.kb_candidates(&query, 10)?;
+        }
+        let candidates = tx.kb_candidates(&words, 10)?;
         let tuning = suggest::Tuning {
             threshold: kb.suggest_threshold,
             min_words: usize::try_from(kb.suggest_min_words).unwrap_or(usize::MAX),

@@ -237,33 +237,45 @@ impl Pipeline {
             Prepared::Ready(ready) => ready,
             Prepared::Aside(reason) => return Ok(self.quarantine(tx, raw, reason, source, now)?),
         };
-        tx.savepoint()?;
         let received_at = source.received_at.unwrap_or(now);
-        let applied = self
-            .gather(tx, ready, received_at, now)
-            .map_err(PipelineError::from)
-            .and_then(|facts| {
-                let plan = plan::plan(&facts, &self.context());
-                apply::Applier::new(self, tx, now, Some((ready, raw))).apply(&plan)
-            });
-        match applied {
-            Ok(outcome) => {
-                tx.release_savepoint()?;
-                Ok(outcome)
-            }
-            // A unique constraint violated inside our own write lock is in the data itself
-            // (no other writer ran meanwhile): retrying later would stall the mailbox on this
-            // message, so keep it aside.
-            Err(PipelineError::Store(StoreError::Conflict)) => {
-                tx.rollback_to_savepoint()?;
-                let reason = "it conflicts with a stored row (unique constraint)";
-                Ok(self.quarantine(tx, raw, reason, source, now)?)
-            }
-            Err(e) => {
-                tx.rollback_to_savepoint()?;
-                Err(e)
+        // On PostgreSQL another replica may have committed the same message (a takeover
+        // mid-batch, the same mail in two mailboxes) while this transaction ran: its unique
+        // Message-ID then conflicts. The message is looked at once more, after the other
+        // commit, and is seen as the duplicate it is. A conflict on the second look is in
+        // the data itself.
+        let looks = if tx.is_postgres() { 2 } else { 1 };
+        for look in 1..=looks {
+            tx.savepoint()?;
+            let applied = self
+                .gather(tx, ready, received_at, now)
+                .map_err(PipelineError::from)
+                .and_then(|facts| {
+                    let plan = plan::plan(&facts, &self.context());
+                    apply::Applier::new(self, tx, now, Some((ready, raw))).apply(&plan)
+                });
+            match applied {
+                Ok(outcome) => {
+                    tx.release_savepoint()?;
+                    return Ok(outcome);
+                }
+                Err(PipelineError::Store(StoreError::Conflict)) if look < looks => {
+                    tx.rollback_to_savepoint()?;
+                }
+                // A unique constraint violated inside our own write lock is in the data itself
+                // (no other writer ran meanwhile): retrying later would stall the mailbox on
+                // this message, so keep it aside.
+                Err(PipelineError::Store(StoreError::Conflict)) => {
+                    tx.rollback_to_savepoint()?;
+                    let reason = "it conflicts with a stored row (unique constraint)";
+                    return Ok(self.quarantine(tx, raw, reason, source, now)?);
+                }
+                Err(e) => {
+                    tx.rollback_to_savepoint()?;
+                    return Err(e);
+                }
             }
         }
+        Err(StoreError::Corrupt("no look at the message was made".into()).into())
     }
 
     /// What [`plan::plan`] needs besides the facts.

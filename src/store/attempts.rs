@@ -6,9 +6,8 @@
 //! at most one more attempt).
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 
-use super::{blocking, exec, query_all, ts, Store, StoreError};
+use super::{args, blocking, exec, query_all, ts, Store, StoreError};
 
 /// A mailbox folder at one UIDVALIDITY: where a UID means one message.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +36,7 @@ impl Store {
                 c,
                 "SELECT uidvalidity, uid, attempts, last_error FROM intake_attempts
                   WHERE mailbox = ?1 AND folder = ?2 ORDER BY uid",
-                params![f.mailbox, f.folder],
+                args![f.mailbox, f.folder],
                 |r| {
                     let v: i64 = r.get("uidvalidity")?;
                     let uid: i64 = r.get("uid")?;
@@ -59,7 +58,7 @@ impl Store {
                     c,
                     "DELETE FROM intake_attempts WHERE mailbox = ?1 AND folder = ?2
                         AND (uidvalidity <> ?3 OR uid <= ?4)",
-                    params![f.mailbox, f.folder, current, i64::from(cursor)],
+                    args![f.mailbox, f.folder, current, i64::from(cursor)],
                 )?;
             }
             Ok(rows.into_iter().filter(live).map(|(_, a)| a).collect())
@@ -83,8 +82,9 @@ impl Store {
                 "INSERT INTO intake_attempts (mailbox, folder, uidvalidity, uid, attempts, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (mailbox, folder, uidvalidity, uid) DO UPDATE
-                    SET attempts = attempts + excluded.attempts, updated_at = excluded.updated_at",
-                params![
+                    SET attempts = intake_attempts.attempts + excluded.attempts,
+                        updated_at = excluded.updated_at",
+                args![
                     f.mailbox,
                     f.folder,
                     i64::from(f.uidvalidity),
@@ -112,7 +112,7 @@ impl Store {
                     tx.conn(),
                     "UPDATE intake_attempts SET last_error = ?5
                   WHERE mailbox = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ?4",
-                    params![
+                    args![
                         f.mailbox,
                         f.folder,
                         i64::from(f.uidvalidity),
@@ -130,7 +130,7 @@ impl Store {
     /// deleted, a lone attempt is counted one less.
     pub fn undo_attempt(&self, f: Folder<'_>, uids: &[u32], alone: bool) -> Result<(), StoreError> {
         let sql = if alone {
-            "UPDATE intake_attempts SET attempts = MAX(attempts - 1, 0)
+            "UPDATE intake_attempts SET attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
               WHERE mailbox = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ?4"
         } else {
             "DELETE FROM intake_attempts
@@ -142,7 +142,7 @@ impl Store {
                 exec(
                     tx.conn(),
                     sql,
-                    params![
+                    args![
                         f.mailbox,
                         f.folder,
                         i64::from(f.uidvalidity),
@@ -163,7 +163,7 @@ impl Store {
                     tx.conn(),
                     "DELETE FROM intake_attempts
                   WHERE mailbox = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ?4",
-                    params![
+                    args![
                         f.mailbox,
                         f.folder,
                         i64::from(f.uidvalidity),
@@ -234,10 +234,13 @@ mod tests {
         assert_eq!(counts(&s.attempts(other, 0).expect("rows")), vec![(9, 1)]);
         // ... and the old UIDVALIDITY's rows are pruned once the folder moved on.
         assert_eq!(
-            s.with_conn(|c| Ok(c
-                .query_row("SELECT COUNT(*) FROM intake_attempts", [], |r| r
-                    .get::<_, i64>(0))?))
-                .expect("count"),
+            s.with_conn(|c| crate::store::query_one(
+                c,
+                "SELECT COUNT(*) AS n FROM intake_attempts",
+                args![],
+                |r| r.get::<i64>("n")
+            ))
+            .expect("count"),
             1
         );
         // Rows at or below the cursor are pruned too.

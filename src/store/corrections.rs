@@ -4,9 +4,8 @@
 //! and `supportd triage tune` read them all.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 
-use super::{exec, from_ts, query_all, ts, Store, StoreError, Tx};
+use super::{args, exec, from_ts, query_all, ts, Store, StoreError, Tx};
 
 /// One corrected ticket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +35,7 @@ impl Tx {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (ticket_id) DO UPDATE SET final_category = excluded.final_category,
                  final_urgency = excluded.final_urgency, updated_at = excluded.updated_at",
-            params![
+            args![
                 c.ticket_id,
                 c.features,
                 c.language,
@@ -61,7 +60,7 @@ impl Store {
                 "SELECT ticket_id, features, language, rules_category, rules_urgency,
                         final_category, final_urgency, created_at, updated_at
                    FROM corrections ORDER BY created_at, id",
-                [],
+                args![],
                 |r| {
                     let level = |col: &str| -> Result<u8, StoreError> {
                         let v: i64 = r.get(col)?;

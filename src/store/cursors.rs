@@ -1,9 +1,8 @@
 //! IMAP intake checkpoints and the durability barrier before mail leaves the inbox.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 
-use super::{exec, query_opt, ts, Store, StoreError};
+use super::{args, exec, query_opt, ts, Store, StoreError};
 
 impl Store {
     /// (UIDVALIDITY, last committed UID) of a mailbox folder.
@@ -12,7 +11,7 @@ impl Store {
             query_opt(
                 c,
                 "SELECT uidvalidity, last_uid FROM mailbox_cursors WHERE mailbox = ?1 AND folder = ?2",
-                params![mailbox, folder],
+                args![mailbox, folder],
                 |r| {
                     let v: i64 = r.get("uidvalidity")?;
                     let u: i64 = r.get("last_uid")?;
@@ -27,13 +26,17 @@ impl Store {
     /// committed with NORMAL: safe from crashes, not from power loss). Call it before mail
     /// leaves the IMAP inbox or the MTA is told the mail was taken: one sync per batch.
     pub fn make_durable(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.with_conn(|c| {
+        self.with_conn(|db| {
+            // PostgreSQL's commits are durable already (synchronous_commit).
+            let super::Db::Lite(c) = db else {
+                return Ok(());
+            };
             c.execute_batch("PRAGMA synchronous = FULL")?;
             let written = exec(
-                c,
+                db,
                 "INSERT INTO durability_marks (id, synced_at) VALUES (1, ?1)
                  ON CONFLICT (id) DO UPDATE SET synced_at = excluded.synced_at",
-                params![ts(now)],
+                args![ts(now)],
             );
             // The pooled connection goes back to NORMAL whatever happened.
             let reset = c.execute_batch("PRAGMA synchronous = NORMAL");
@@ -59,7 +62,7 @@ impl Store {
                  ON CONFLICT (mailbox, folder) DO UPDATE
                     SET uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid,
                         updated_at = excluded.updated_at",
-                params![
+                args![
                     mailbox,
                     folder,
                     i64::from(uidvalidity),

@@ -2,12 +2,12 @@
 //! near-duplicate lookup (0019). Plain SQL with `?N` placeholders, nothing SQLite-only.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use serde::Serialize;
 
+use super::sql::Row;
 use super::{
-    exec, from_ts, query_all, query_one, query_opt, rfc3339, ticket_summary, ts, Store, StoreError,
-    TicketListItem, Tx,
+    args, exec, from_ts, query_all, query_one, query_opt, rfc3339, ticket_summary, ts, Store,
+    StoreError, TicketListItem, Tx,
 };
 use crate::tickets::incident::{Candidate, IncidentRef, IncidentStatus};
 use crate::tickets::sla::{Alert, ClockKind, SlaTicket, Stage};
@@ -74,7 +74,7 @@ impl Tx {
               WHERE m.author_id = ?1 AND m.created_at >= ?2 AND m.direction = 'inbound'
                 AND m.internal = 0 AND m.kind = 'customer'
               ORDER BY m.id LIMIT 50",
-            params![author_id, ts(since)],
+            args![author_id, ts(since)],
             |r| {
                 Ok(SentEarlier {
                     ticket: ticket_summary(r)?,
@@ -115,7 +115,7 @@ impl Tx {
                         SELECT t2.id FROM tickets t2 JOIN incidents i2 ON i2.id = t2.incident_id
                          WHERE i2.status = 'open')
               ORDER BY t.id DESC LIMIT ?3",
-            params![i64::from(max_level), ts(since), MAX_CANDIDATES],
+            args![i64::from(max_level), ts(since), MAX_CANDIDATES],
             |r| {
                 let subject: String = r.get("subject")?;
                 let body: Option<String> = r.get("body")?;
@@ -126,7 +126,7 @@ impl Tx {
                     text: format!("{subject}\n{}", body.unwrap_or_default()),
                     subject,
                     requester: r.get("email")?,
-                    incident: match r.get::<_, Option<i64>>("i_id")? {
+                    incident: match r.get::<Option<i64>>("i_id")? {
                         Some(id) => Some(IncidentRef {
                             id,
                             number: r.get("i_number")?,
@@ -142,8 +142,8 @@ impl Tx {
         query_one(
             self.conn(),
             "SELECT COALESCE(MAX(number), 0) + 1 AS n FROM incidents",
-            [],
-            |r| Ok(r.get("n")?),
+            args![],
+            |r| r.get("n"),
         )
     }
 
@@ -156,8 +156,8 @@ impl Tx {
         query_one(
             self.conn(),
             "INSERT INTO incidents (number, title, opened_at) VALUES (?1, ?2, ?3) RETURNING id",
-            params![number, title, ts(at)],
-            |r| Ok(r.get("id")?),
+            args![number, title, ts(at)],
+            |r| r.get("id"),
         )
     }
 
@@ -165,7 +165,7 @@ impl Tx {
         exec(
             self.conn(),
             "UPDATE tickets SET incident_id = ?2 WHERE id = ?1",
-            params![ticket_id, incident_id],
+            args![ticket_id, incident_id],
         )?;
         Ok(())
     }
@@ -181,7 +181,7 @@ impl Tx {
             self.conn(),
             "UPDATE incidents SET status = 'resolved', resolved_at = ?2, resolved_by = ?3,
                     resolution = ?4 WHERE id = ?1",
-            params![incident_id, ts(at), by, text],
+            args![incident_id, ts(at), by, text],
         )?;
         Ok(())
     }
@@ -196,7 +196,7 @@ impl Tx {
             self.conn(),
             "SELECT i.id, i.number, i.status FROM tickets t JOIN incidents i ON i.id = t.incident_id
               WHERE t.id = ?1",
-            params![ticket_id],
+            args![ticket_id],
             incident_state,
         )?
         else {
@@ -205,8 +205,8 @@ impl Tx {
         let ids = query_all(
             self.conn(),
             "SELECT id FROM tickets WHERE incident_id = ?1 ORDER BY id LIMIT ?2",
-            params![state.id, MAX_LINKED],
-            |r| Ok(r.get("id")?),
+            args![state.id, MAX_LINKED],
+            |r| r.get("id"),
         )?;
         Ok(Some((
             IncidentRef {
@@ -224,7 +224,7 @@ impl Tx {
             self.conn(),
             "SELECT id, number, created_at, first_response_due, resolution_due, first_response_at
                FROM tickets WHERE status <> 'closed' ORDER BY id",
-            [],
+            args![],
             |r| {
                 Ok(SlaTicket {
                     id: r.get("id")?,
@@ -232,7 +232,7 @@ impl Tx {
                     created_at: from_ts(r.get("created_at")?),
                     first_response_due: from_ts(r.get("first_response_due")?),
                     resolution_due: from_ts(r.get("resolution_due")?),
-                    first_response_at: r.get::<_, Option<i64>>("first_response_at")?.map(from_ts),
+                    first_response_at: r.get::<Option<i64>>("first_response_at")?.map(from_ts),
                 })
             },
         )
@@ -244,7 +244,7 @@ impl Tx {
             self.conn(),
             "SELECT a.ticket_id, a.clock, a.stage, a.due_at FROM sla_alerts a
                JOIN tickets t ON t.id = a.ticket_id WHERE t.status <> 'closed'",
-            [],
+            args![],
             |r| {
                 let clock: String = r.get("clock")?;
                 let stage: String = r.get("stage")?;
@@ -265,7 +265,7 @@ impl Tx {
             self.conn(),
             "INSERT INTO sla_alerts (ticket_id, clock, stage, due_at, sent_at)
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-            params![
+            args![
                 a.ticket_id,
                 a.clock.as_str(),
                 a.stage.as_str(),
@@ -277,7 +277,7 @@ impl Tx {
     }
 }
 
-fn incident_state(r: &rusqlite::Row<'_>) -> Result<IncidentState, StoreError> {
+fn incident_state(r: &Row<'_>) -> Result<IncidentState, StoreError> {
     let status: String = r.get("status")?;
     Ok(IncidentState {
         id: r.get("id")?,
@@ -290,7 +290,7 @@ fn incident_state(r: &rusqlite::Row<'_>) -> Result<IncidentState, StoreError> {
 const LIST_COLUMNS: &str = "t.number, t.subject, t.status, t.category, t.urgency, t.created_at,
                             u.email, u.name";
 
-fn list_item(r: &rusqlite::Row<'_>) -> Result<TicketListItem, StoreError> {
+fn list_item(r: &Row<'_>) -> Result<TicketListItem, StoreError> {
     Ok(TicketListItem {
         number: r.get("number")?,
         subject: r.get("subject")?,
@@ -314,14 +314,14 @@ impl Store {
                 "SELECT i.number, i.status, i.title, i.opened_at, i.resolved_at,
                         (SELECT COUNT(*) FROM tickets t WHERE t.incident_id = i.id) AS n
                    FROM incidents i ORDER BY i.number DESC",
-                [],
+                args![],
                 |r| {
                     Ok(IncidentItem {
                         number: r.get("number")?,
                         status: r.get("status")?,
                         title: r.get("title")?,
                         opened_at: rfc3339(r.get("opened_at")?),
-                        resolved_at: r.get::<_, Option<i64>>("resolved_at")?.map(rfc3339),
+                        resolved_at: r.get::<Option<i64>>("resolved_at")?.map(rfc3339),
                         tickets: r.get("n")?,
                     })
                 },
@@ -335,16 +335,16 @@ impl Store {
             let Some((id, mut d)) = query_opt(
                 c,
                 "SELECT * FROM incidents WHERE number = ?1",
-                params![number],
+                args![number],
                 |r| {
                     Ok((
-                        r.get::<_, i64>("id")?,
+                        r.get::<i64>("id")?,
                         IncidentDetail {
                             number: r.get("number")?,
                             status: r.get("status")?,
                             title: r.get("title")?,
                             opened_at: rfc3339(r.get("opened_at")?),
-                            resolved_at: r.get::<_, Option<i64>>("resolved_at")?.map(rfc3339),
+                            resolved_at: r.get::<Option<i64>>("resolved_at")?.map(rfc3339),
                             resolved_by: r.get("resolved_by")?,
                             resolution: r.get("resolution")?,
                             tickets: Vec::new(),
@@ -361,7 +361,7 @@ impl Store {
                     "SELECT {LIST_COLUMNS} FROM tickets t JOIN users u ON u.id = t.requester_id
                       WHERE t.incident_id = ?1 ORDER BY t.number"
                 ),
-                params![id],
+                args![id],
                 list_item,
             )?;
             Ok(Some(d))
@@ -381,7 +381,7 @@ impl Store {
                              OR t.resolution_due < ?1)
                       ORDER BY t.number"
                 ),
-                params![ts(now)],
+                args![ts(now)],
                 list_item,
             )
         })
@@ -398,7 +398,7 @@ impl Store {
                 c,
                 "SELECT i.number, i.status, i.resolution FROM tickets t
                    JOIN incidents i ON i.id = t.incident_id WHERE t.number = ?1",
-                params![ticket_number],
+                args![ticket_number],
                 |r| Ok((r.get("number")?, r.get("status")?, r.get("resolution")?)),
             )
         })

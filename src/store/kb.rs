@@ -1,11 +1,18 @@
-//! The Help Center's index (migration 0016): `kb_articles` and the FTS5 table `kb_fts`,
-//! rebuilt whole from the `kb/` files; searched by the pages (`/help?q=`) and by the
-//! suggestions of a new ticket's acknowledgement.
+//! The Help Center's index (migration 0016): `kb_articles`, rebuilt whole from the `kb/`
+//! files, searched by the pages (`/help?q=`) and by the suggestions of a new ticket's
+//! acknowledgement. On SQLite the full-text index is the FTS5 tables `kb_fts` and
+//! `kb_suggest_fts`, ranked with bm25; on PostgreSQL it is two generated `tsvector` columns
+//! of `kb_articles` (`search`, `suggest`) with GIN indexes, ranked with `ts_rank_cd`.
+//!
+//! Callers give the mail's or the visitor's words ([`crate::kb::suggest::terms`]), never a
+//! query expression: each backend quotes them (words are searched as words, never as
+//! operators).
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
 
-use super::{exec, query_all, query_opt, ts, Store, StoreError, Tx};
+use super::sql::{Db, Row};
+use super::{args, exec, query_all, query_one, ts, Store, StoreError, Tx};
+use crate::kb::suggest::{fts_query, pg_terms, websearch_query};
 use crate::kb::{Article, Candidate};
 
 /// bm25 column weights: title, keywords, body. A keyword is what the article's author said
@@ -13,6 +20,12 @@ use crate::kb::{Article, Candidate};
 const RANK: &str = "bm25(kb_fts, 4.0, 6.0, 1.0)";
 /// Suggestions rank on the title and keywords only (`kb_suggest_fts`).
 const SUGGEST_RANK: &str = "bm25(kb_suggest_fts, 1.0, 1.0)";
+/// PostgreSQL's weights for `search` (`{D, C, B, A}`: body C, title B, keywords A): bm25's
+/// 1 : 4 : 6, scaled to `ts_rank_cd`'s 0..1.
+const PG_RANK_WEIGHTS: &str = "'{0.0, 0.1667, 0.6667, 1.0}'";
+/// PostgreSQL's text search configuration: Snowball's English stemmer, like FTS5's Porter
+/// tokenizer (no accent folding: the `unaccent` extension is not assumed).
+const PG_CONFIG: &str = "'english'";
 
 /// One article as the pages show it.
 #[derive(Debug, Clone)]
@@ -30,7 +43,8 @@ pub struct KbHit {
     pub slug: String,
     pub title: String,
     pub category: String,
-    /// A plain-text excerpt around the matched words (FTS5 `snippet`, no markup).
+    /// A plain-text excerpt around the matched words (FTS5 `snippet`, PostgreSQL
+    /// `ts_headline`; no markup).
     pub snippet: String,
 }
 
@@ -42,6 +56,20 @@ fn list(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// The PostgreSQL advisory lock key that serialises `kb_replace` across replicas
+/// ("supportd" + 16): two replicas reindexing at start-up at once would otherwise insert the
+/// same slugs side by side.
+const KB_REPLACE_LOCK: i64 = 0x7375_7070_6f72_0016;
+
+fn hit(r: &Row<'_>) -> Result<KbHit, StoreError> {
+    Ok(KbHit {
+        slug: r.get("slug")?,
+        title: r.get("title")?,
+        category: r.get("category")?,
+        snippet: r.get("snippet")?,
+    })
+}
+
 impl Store {
     /// Replaces the whole index with `articles`, in one transaction (a search sees the old
     /// set or the new one, never half).
@@ -49,37 +77,58 @@ impl Store {
         super::blocking(|| {
             let tx = self.begin()?;
             let c = tx.conn();
-            exec(c, "DELETE FROM kb_fts", [])?;
-            exec(c, "DELETE FROM kb_suggest_fts", [])?;
-            exec(c, "DELETE FROM kb_articles", [])?;
-            for a in articles {
-                exec(
+            let pg = c.is_pg();
+            if pg {
+                query_one(
                     c,
-                    "INSERT INTO kb_articles (slug, title, category, keywords, languages,
-                         body_text, body_html, path, indexed_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
+                    "SELECT pg_advisory_xact_lock(?1) IS NULL AS locked",
+                    args![KB_REPLACE_LOCK],
+                    |row| row.get::<i64>("locked"),
+                )?;
+            } else {
+                exec(c, "DELETE FROM kb_fts", args![])?;
+                exec(c, "DELETE FROM kb_suggest_fts", args![])?;
+            }
+            exec(c, "DELETE FROM kb_articles", args![])?;
+            for a in articles {
+                let keywords = a.keywords.join(", ");
+                let languages = a.languages.join(",");
+                // PostgreSQL computes the tsvector columns itself (generated columns).
+                let rowid: Option<i64> = query_one(
+                    c,
+                    if pg {
+                        "INSERT INTO kb_articles (slug, title, category, keywords, languages,
+                             body_text, body_html, path, indexed_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING NULL AS rowid"
+                    } else {
+                        "INSERT INTO kb_articles (slug, title, category, keywords, languages,
+                             body_text, body_html, path, indexed_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING rowid"
+                    },
+                    args![
                         a.slug,
                         a.title,
                         a.category,
-                        a.keywords.join(", "),
-                        a.languages.join(","),
+                        keywords,
+                        languages,
                         a.text,
                         a.html,
                         a.path,
                         ts(now)
                     ],
+                    |row| row.get("rowid"),
                 )?;
-                let rowid = c.last_insert_rowid();
+                let Some(rowid) = rowid else { continue };
+                let joined = a.keywords.join(" \u{2022} ");
                 exec(
                     c,
                     "INSERT INTO kb_fts (rowid, title, keywords, body) VALUES (?1, ?2, ?3, ?4)",
-                    params![rowid, a.title, a.keywords.join(" \u{2022} "), a.text],
+                    args![rowid, a.title, joined, a.text],
                 )?;
                 exec(
                     c,
                     "INSERT INTO kb_suggest_fts (rowid, title, keywords) VALUES (?1, ?2, ?3)",
-                    params![rowid, a.title, a.keywords.join(" \u{2022} ")],
+                    args![rowid, a.title, joined],
                 )?;
             }
             tx.commit()
@@ -89,16 +138,16 @@ impl Store {
     /// The article `slug`, if indexed.
     pub fn kb_article(&self, slug: &str) -> Result<Option<KbArticle>, StoreError> {
         self.with_conn(|c| {
-            query_opt(
+            super::query_opt(
                 c,
                 "SELECT slug, title, category, keywords, body_html FROM kb_articles WHERE slug = ?1",
-                params![slug],
+                args![slug],
                 |r| {
                     Ok(KbArticle {
                         slug: r.get("slug")?,
                         title: r.get("title")?,
                         category: r.get("category")?,
-                        keywords: list(&r.get::<_, String>("keywords")?),
+                        keywords: list(&r.get::<String>("keywords")?),
                         body_html: r.get("body_html")?,
                     })
                 },
@@ -113,23 +162,40 @@ impl Store {
                 c,
                 "SELECT slug, title, category, substr(body_text, 1, 160) AS snippet
                  FROM kb_articles ORDER BY category, title",
-                [],
-                |r| {
-                    Ok(KbHit {
-                        slug: r.get("slug")?,
-                        title: r.get("title")?,
-                        category: r.get("category")?,
-                        snippet: r.get("snippet")?,
-                    })
-                },
+                args![],
+                hit,
             )
         })
     }
 
-    /// The articles matching `fts_query` (an FTS5 MATCH expression, see
-    /// `kb::suggest::fts_query`), best first, at most `limit`.
-    pub fn kb_search(&self, fts_query: &str, limit: u32) -> Result<Vec<KbHit>, StoreError> {
+    /// The articles matching any of `terms` (see [`crate::kb::suggest::terms`]), best
+    /// first, at most `limit`.
+    pub fn kb_search(&self, terms: &[String], limit: u32) -> Result<Vec<KbHit>, StoreError> {
         self.with_conn(|c| {
+            if c.is_pg() {
+                let Some(q) = websearch_query(terms) else {
+                    return Ok(Vec::new());
+                };
+                return query_all(
+                    c,
+                    &format!(
+                        "SELECT a.slug, a.title, a.category,
+                                ts_headline({PG_CONFIG}, a.body_text, q.q,
+                                    'StartSel=\"\", StopSel=\"\", MinWords=12, MaxWords=24')
+                                    AS snippet
+                           FROM kb_articles a,
+                                (SELECT websearch_to_tsquery({PG_CONFIG}, ?1) AS q) q
+                          WHERE a.search @@ q.q
+                          ORDER BY ts_rank_cd({PG_RANK_WEIGHTS}, a.search, q.q) DESC, a.slug
+                          LIMIT ?2"
+                    ),
+                    args![q, i64::from(limit)],
+                    hit,
+                );
+            }
+            let Some(q) = fts_query(terms) else {
+                return Ok(Vec::new());
+            };
             query_all(
                 c,
                 &format!(
@@ -138,33 +204,41 @@ impl Store {
                      FROM kb_fts JOIN kb_articles a ON a.rowid = kb_fts.rowid
                      WHERE kb_fts MATCH ?1 ORDER BY {RANK} LIMIT ?2"
                 ),
-                params![fts_query, limit],
-                |r| {
-                    Ok(KbHit {
-                        slug: r.get("slug")?,
-                        title: r.get("title")?,
-                        category: r.get("category")?,
-                        snippet: r.get("snippet")?,
-                    })
-                },
+                args![q, i64::from(limit)],
+                hit,
             )
         })
     }
 
     /// [`Tx::kb_candidates`] outside a transaction (`supportd suggest`).
-    pub fn kb_candidates(&self, fts_query: &str, limit: u32) -> Result<Vec<Candidate>, StoreError> {
-        self.with_conn(|c| candidates(c, fts_query, limit))
+    pub fn kb_candidates(
+        &self,
+        terms: &[String],
+        limit: u32,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        self.with_conn(|c| candidates(c, terms, limit))
     }
 }
 
 impl Tx {
-    /// The articles ranked for a mail's words, best first, at most `limit`.
-    pub fn kb_candidates(&self, fts_query: &str, limit: u32) -> Result<Vec<Candidate>, StoreError> {
-        candidates(self.conn(), fts_query, limit)
+    /// The articles ranked for a mail's words ([`crate::kb::suggest::mail_terms`]), best
+    /// first, at most `limit`.
+    pub fn kb_candidates(
+        &self,
+        terms: &[String],
+        limit: u32,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        candidates(self.conn(), terms, limit)
     }
 }
 
-fn candidates(c: &Connection, fts_query: &str, limit: u32) -> Result<Vec<Candidate>, StoreError> {
+fn candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidate>, StoreError> {
+    if c.is_pg() {
+        return pg_candidates(c, terms, limit);
+    }
+    let Some(q) = fts_query(terms) else {
+        return Ok(Vec::new());
+    };
     query_all(
         c,
         &format!(
@@ -174,14 +248,80 @@ fn candidates(c: &Connection, fts_query: &str, limit: u32) -> Result<Vec<Candida
              FROM kb_suggest_fts JOIN kb_articles a ON a.rowid = kb_suggest_fts.rowid
              WHERE kb_suggest_fts MATCH ?1 ORDER BY {SUGGEST_RANK} LIMIT ?2"
         ),
-        params![fts_query, limit],
+        args![q, i64::from(limit)],
         |r| {
             Ok(Candidate {
                 slug: r.get("slug")?,
                 title: r.get("title")?,
                 score: r.get("score")?,
-                languages: list(&r.get::<_, String>("languages")?),
-                matched: marked(&[r.get::<_, String>("t")?, r.get::<_, String>("k")?]),
+                languages: list(&r.get::<String>("languages")?),
+                matched: marked(&[r.get::<String>("t")?, r.get::<String>("k")?]),
+            })
+        },
+    )
+}
+
+/// PostgreSQL's ranking of the suggestions: FTS5's bm25 computed in SQL, so that one
+/// threshold serves both backends (see README, Help Center). Each word of the query (a
+/// subject's word twice) adds `idf · tf · (k1 + 1) / (tf + k1 · (1 − b + b · dl / avgdl))`
+/// with FTS5's constants (k1 = 1.2, b = 0.75) and its `idf = ln((N − n + 0.5) / (n + 0.5))`
+/// (at least 1e-6; N articles, n of them matching the word): tf is the word's hits in the
+/// title and keywords (`ts_rank_cd` with weight 1 on both, `suggest`), dl the article's
+/// indexed words there, avgdl their mean. The matched words are, as FTS5's `highlight()`
+/// gives them, the words of the title and keywords that match. What differs from FTS5: PostgreSQL's `english`
+/// configuration drops stopwords from dl, and folds no accents.
+fn pg_candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidate>, StoreError> {
+    let Some(words) = pg_terms(terms) else {
+        return Ok(Vec::new());
+    };
+    query_all(
+        c,
+        &format!(
+            "WITH q AS (
+                 SELECT w.term, w.ord, plainto_tsquery({PG_CONFIG}, w.term) AS q
+                   FROM unnest(string_to_array(?1, ' ')) WITH ORDINALITY AS w(term, ord)
+             ),
+             lens AS (
+                 SELECT a.slug,
+                        (SELECT COUNT(*) FROM unnest(a.suggest) AS u, unnest(u.positions) AS p)::float8
+                            AS dl
+                   FROM kb_articles a
+             ),
+             stats AS (
+                 SELECT COUNT(*)::float8 AS n, GREATEST(AVG(dl), 1.0)::float8 AS avgdl FROM lens
+             ),
+             hits AS (
+                 SELECT q.q, a.slug,
+                        ts_rank_cd('{{0, 0, 1, 1}}', a.suggest, q.q)::float8 AS tf,
+                        COUNT(*) OVER (PARTITION BY q.ord)::float8 AS df
+                   FROM q JOIN kb_articles a ON a.suggest @@ q.q
+                  WHERE numnode(q.q) > 0
+             )
+             SELECT a.slug, a.title, a.languages,
+                    SUM(GREATEST(ln((s.n - h.df + 0.5) / (h.df + 0.5)), 1e-6)
+                        * h.tf * 2.2 / (h.tf + 1.2 * (0.25 + 0.75 * l.dl / s.avgdl)))::float8
+                        AS score,
+                    (SELECT string_agg(DISTINCT lower(x), ',')
+                       FROM regexp_split_to_table(a.title || ' ' || a.keywords, '[^[:alnum:]]+')
+                            AS x
+                      WHERE x <> '' AND EXISTS (
+                            SELECT 1 FROM hits h2
+                             WHERE h2.slug = a.slug AND to_tsvector({PG_CONFIG}, x) @@ h2.q))
+                        AS matched
+               FROM hits h JOIN kb_articles a ON a.slug = h.slug
+               JOIN lens l ON l.slug = h.slug
+              CROSS JOIN stats s
+              GROUP BY a.slug, a.title, a.keywords, a.languages
+              ORDER BY score DESC, a.slug LIMIT ?2"
+        ),
+        args![words, i64::from(limit)],
+        |r| {
+            Ok(Candidate {
+                slug: r.get("slug")?,
+                title: r.get("title")?,
+                score: r.get("score")?,
+                languages: list(&r.get::<String>("languages")?),
+                matched: list(&r.get::<Option<String>>("matched")?.unwrap_or_default()),
             })
         },
     )

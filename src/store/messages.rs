@@ -2,11 +2,11 @@
 //! (ignored, quarantined).
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use serde::Serialize;
 
 use super::{
-    blob_param, exec, fill_blob, query_all, query_one, rfc3339, ts, Store, StoreError, Tx,
+    args, blob_param, exec, fill_blob, query_all, query_one, query_opt, rfc3339, ts, Store,
+    StoreError, Tx,
 };
 
 /// A message to record on a ticket.
@@ -44,7 +44,7 @@ impl Tx {
             "INSERT INTO messages (ticket_id, message_id, direction, kind, author, author_id, internal,
                                    subject, body, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
-            params![
+            args![
                 m.ticket_id,
                 m.message_id,
                 m.direction,
@@ -56,7 +56,7 @@ impl Tx {
                 m.body,
                 ts(m.created_at),
             ],
-            |row| Ok(row.get("id")?),
+            |row| row.get("id"),
         )?;
         if let Some(raw) = m.raw {
             // The blob is the table's last column, so a large one stays a compact zeroblob
@@ -64,7 +64,7 @@ impl Tx {
             exec(
                 conn,
                 "INSERT INTO message_raw (message_row, raw) VALUES (?1, ?2)",
-                params![id, blob_param(raw)?],
+                args![id, blob_param(raw)?],
             )?;
             fill_blob(conn, "message_raw", "raw", id, raw)?;
         }
@@ -77,11 +77,11 @@ impl Tx {
         a: &crate::mail::parse::Attachment,
     ) -> Result<i64, StoreError> {
         let conn = self.conn();
-        exec(
+        let id = query_one(
             conn,
             "INSERT INTO attachments (message_row, filename, content_type, size, content_id, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            args![
                 message_row,
                 a.filename.as_str(),
                 a.content_type.as_str(),
@@ -91,8 +91,8 @@ impl Tx {
                 // bound as a zero-filled placeholder and written in place just below.
                 blob_param(a.data.as_slice())?,
             ],
+            |row| row.get("id"),
         )?;
-        let id = conn.last_insert_rowid();
         fill_blob(conn, "attachments", "data", id, a.data.as_slice())?;
         Ok(id)
     }
@@ -109,11 +109,11 @@ impl Tx {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let c = self.conn();
-        let inserted = exec(
+        let inserted = query_opt(
             c,
             "INSERT INTO quarantine (digest, reason, source, size, raw, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (digest) DO NOTHING",
-            params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (digest) DO NOTHING RETURNING id",
+            args![
                 digest,
                 reason,
                 source,
@@ -121,10 +121,11 @@ impl Tx {
                 blob_param(raw)?,
                 ts(at),
             ],
+            |row| row.get::<i64>("id"),
         )?;
-        // A duplicate inserts nothing (and last_insert_rowid() is then some earlier row's).
-        if inserted > 0 {
-            fill_blob(c, "quarantine", "raw", c.last_insert_rowid(), raw)?;
+        // A duplicate inserts nothing.
+        if let Some(id) = inserted {
+            fill_blob(c, "quarantine", "raw", id, raw)?;
         }
         Ok(())
     }
@@ -139,11 +140,11 @@ impl Tx {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let conn = self.conn();
-        let inserted = exec(
+        let inserted = query_opt(
             conn,
             "INSERT INTO ignored_mail (message_id, sender, subject, reason, raw, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING",
-            params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING RETURNING id",
+            args![
                 message_id,
                 sender,
                 subject,
@@ -151,10 +152,11 @@ impl Tx {
                 blob_param(raw)?,
                 ts(at)
             ],
+            |row| row.get::<i64>("id"),
         )?;
-        // Skipped as a duplicate: no new row, and last_insert_rowid() is some earlier row's.
-        if inserted > 0 {
-            fill_blob(conn, "ignored_mail", "raw", conn.last_insert_rowid(), raw)?;
+        // Skipped as a duplicate: no new row.
+        if let Some(id) = inserted {
+            fill_blob(conn, "ignored_mail", "raw", id, raw)?;
         }
         Ok(())
     }
@@ -170,7 +172,7 @@ impl Tx {
         exec(
             self.conn(),
             "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![ticket_id, ts(at), actor, kind, detail],
+            args![ticket_id, ts(at), actor, kind, detail],
         )?;
         Ok(())
     }
@@ -182,7 +184,7 @@ impl Store {
             query_all(
                 c,
                 "SELECT id, reason, source, size, digest, received_at FROM quarantine ORDER BY id",
-                [],
+                args![],
                 |r| {
                     Ok(QuarantineItem {
                         id: r.get("id")?,

@@ -1,4 +1,6 @@
-//! Persistence: SQLite, the embedded default, behind one synchronous interface.
+//! Persistence: SQLite, the embedded default, or PostgreSQL (several replicas on one
+//! database), behind one synchronous interface. Each statement is written once ([`sql`]):
+//! the SQL both accept, `?N` placeholders; [`pg`] runs it through sqlx's PostgreSQL driver.
 //!
 //! Every inbound message is ONE unit of work ([`Tx`], `BEGIN IMMEDIATE` … `COMMIT`): it commits
 //! whole or not at all. The statements run on the calling thread through rusqlite (cached,
@@ -7,8 +9,8 @@
 //! statements (see README, Performance). Callers inside the tokio runtime call in through
 //! [`blocking`], which moves the thread's other tasks away for the duration.
 //!
-//! Migrations stay with sqlx (`migrations/sqlite`, the `_sqlx_migrations` table, `sqlx migrate`
-//! for admins). SQL is written with `?N` placeholders.
+//! Migrations stay with sqlx (`migrations/sqlite` and its mirror `migrations/postgres`, the
+//! `_sqlx_migrations` table, `sqlx migrate` for admins). SQL is written with `?N` placeholders.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,29 +18,37 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags, Params, Row};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::tickets::{KnownUser, Role, TicketStatus, TicketSummary, UserRecord};
 
 mod attempts;
+mod copy;
 mod corrections;
 mod cursors;
 mod incidents;
 mod kb;
+mod lease;
 mod messages;
 mod notices;
 mod outbox;
+pub(crate) mod pg;
 mod settings;
+pub(crate) mod sql;
 mod tickets;
 mod users;
 mod web;
 pub use attempts::{Attempt, Folder};
+pub use copy::{CopyError, TableCopy};
 pub use corrections::Correction;
 pub use incidents::{IncidentDetail, IncidentItem, IncidentState, SentEarlier, MAX_LINKED};
 pub use kb::{KbArticle, KbHit};
+pub use lease::{Lease, LeaseTry, Standby};
 pub use messages::{NewMessage, QuarantineItem};
 pub use notices::PendingNotice;
 pub use outbox::{NewOutbox, OutboxItem, OutboxJob};
+pub(crate) use sql::{args, exec, query_all, query_one, query_opt};
+use sql::{Arg, Db, Row};
 pub use tickets::{
     AttachmentView, EventView, MessageView, NewTicket, Person, TicketDetail, TicketListItem,
 };
@@ -70,6 +80,11 @@ pub enum StoreError {
     Conflict,
     #[error("database error: {0}")]
     Query(#[source] rusqlite::Error),
+    #[error("database error: {0}")]
+    Sql(String),
+    /// The database user lacks a right (PostgreSQL's insufficient_privilege), named.
+    #[error("{0}")]
+    Denied(String),
     #[error("unsupported database URL `{0}`: {1}")]
     BadUrl(String, &'static str),
     #[error("stored data is inconsistent: {0}")]
@@ -109,6 +124,45 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Who this process is, for the claims it makes (outbox rows) and the leases it holds
+/// (mailboxes): its replica's name and this run of it.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    /// `SUPPORTD_REPLICA`, else the host name: stable across restarts, distinct per replica.
+    pub replica: String,
+    /// Random per process start.
+    pub run: String,
+}
+
+/// This process's [`Instance`], made on first use.
+pub fn instance() -> &'static Instance {
+    static ME: std::sync::OnceLock<Instance> = std::sync::OnceLock::new();
+    ME.get_or_init(|| {
+        let replica = std::env::var("SUPPORTD_REPLICA")
+            .ok()
+            .filter(|r| !r.trim().is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "supportd".to_string());
+        let mut bytes = [0u8; 6];
+        // Without OS randomness the pid and start time still tell runs apart.
+        let _ = getrandom::fill(&mut bytes);
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let random: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Instance {
+            replica,
+            run: format!("{}-{started}-{random}", std::process::id()),
+        }
+    })
+}
+
 /// Runs blocking database work from anywhere: inside the multi-threaded runtime (the daemon)
 /// through `block_in_place`, so the worker's other tasks move to another thread; on a
 /// current-thread runtime (one-shot commands, tests) or outside any runtime, inline.
@@ -124,7 +178,13 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// The database, shared by every task of the process.
 #[derive(Clone, Debug)]
 pub struct Store {
-    inner: Arc<Inner>,
+    inner: Arc<Backend>,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Lite(Inner),
+    Pg(pg::PgBackend),
 }
 
 #[derive(Debug)]
@@ -132,6 +192,12 @@ struct Inner {
     path: PathBuf,
     flags: OpenFlags,
     idle: Mutex<Vec<Connection>>,
+}
+
+/// What a database URL names.
+enum Url {
+    Lite(PathBuf, OpenFlags),
+    Pg(String),
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -158,21 +224,25 @@ fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
     }
 }
 
-/// `sqlite://PATH`, `sqlite:PATH`, with an optional `?mode=ro|rw|rwc` (default rwc).
-fn parse_url(url: &str) -> Result<(PathBuf, OpenFlags), StoreError> {
+/// `postgres://…` / `postgresql://…` (sqlx's options: `sslmode`, `sslrootcert`, ...), or
+/// SQLite: see [`parse_sqlite_url`].
+fn parse_url(url: &str) -> Result<Url, StoreError> {
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        return Err(StoreError::BadUrl(
-            url.to_string(),
-            "PostgreSQL support is not built yet; use sqlite://PATH",
-        ));
+        return Ok(Url::Pg(url.to_string()));
     }
+    let (path, flags) = parse_sqlite_url(url)?;
+    Ok(Url::Lite(path, flags))
+}
+
+/// `sqlite://PATH`, `sqlite:PATH`, with an optional `?mode=ro|rw|rwc` (default rwc).
+fn parse_sqlite_url(url: &str) -> Result<(PathBuf, OpenFlags), StoreError> {
     let Some(rest) = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
     else {
         return Err(StoreError::BadUrl(
             url.to_string(),
-            "expected sqlite://PATH",
+            "expected sqlite://PATH or postgres://USER@HOST/DATABASE",
         ));
     };
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -203,16 +273,24 @@ fn parse_url(url: &str) -> Result<(PathBuf, OpenFlags), StoreError> {
 impl Store {
     /// Opens the database (creating the file when missing). Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let (path, flags) = parse_url(url)?;
+        let (path, flags) = match parse_url(url)? {
+            Url::Lite(path, flags) => (path, flags),
+            Url::Pg(url) => {
+                let backend = blocking(|| pg::PgBackend::connect(&url))?;
+                return Ok(Store {
+                    inner: Arc::new(Backend::Pg(backend)),
+                });
+            }
+        };
         if flags.contains(OpenFlags::SQLITE_OPEN_CREATE) {
             create_private(&path)?;
         }
         let store = Store {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Backend::Lite(Inner {
                 path,
                 flags,
                 idle: Mutex::new(Vec::new()),
-            }),
+            })),
         };
         // Open one connection now so a bad path fails here, with its cause.
         blocking(|| store.get().map(drop))?;
@@ -228,11 +306,20 @@ impl Store {
     /// read and no lock (every MTA `ingest` asks).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         use sqlx::Connection as _;
-        if blocking(|| self.up_to_date()) {
+        let inner = match &*self.inner {
+            Backend::Lite(inner) => inner,
+            Backend::Pg(pg) => {
+                if blocking(|| self.up_to_date(&pg::PG_MIGRATIONS)) {
+                    return Ok(());
+                }
+                return blocking(|| pg.migrate());
+            }
+        };
+        if blocking(|| self.up_to_date(&SQLITE_MIGRATIONS)) {
             return Ok(());
         }
         let lock_path = {
-            let mut p = self.inner.path.clone().into_os_string();
+            let mut p = inner.path.clone().into_os_string();
             p.push(".migrate-lock");
             PathBuf::from(p)
         };
@@ -245,7 +332,7 @@ impl Store {
         blocking(|| lock.lock())
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", lock_path.display())))?;
         let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&self.inner.path)
+            .filename(&inner.path)
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .busy_timeout(BUSY_TIMEOUT);
@@ -261,28 +348,44 @@ impl Store {
     }
 
     /// Whether every embedded migration is applied already (false on any doubt).
-    fn up_to_date(&self) -> bool {
-        let Some(latest) = SQLITE_MIGRATIONS.iter().map(|m| m.version).max() else {
+    fn up_to_date(&self, migrations: &sqlx::migrate::Migrator) -> bool {
+        let Some(latest) = migrations.iter().map(|m| m.version).max() else {
             return true;
         };
-        let Ok(conn) = self.get() else {
-            return false;
-        };
-        query_opt(
-            conn.conn(),
-            "SELECT MAX(version) AS v FROM _sqlx_migrations WHERE success",
-            [],
-            |r| Ok(r.get::<_, Option<i64>>("v")?),
-        )
+        // A missing ledger is an error on PostgreSQL (which would abort a transaction):
+        // asked outside one, each statement on its own.
+        self.with_conn(|c| {
+            query_opt(
+                c,
+                "SELECT MAX(version) AS v FROM _sqlx_migrations WHERE success",
+                args![],
+                |r| r.get::<Option<i64>>("v"),
+            )
+        })
         .ok()
         .flatten()
         .flatten()
         .is_some_and(|v| v >= latest)
     }
 
+    /// Whether this is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        matches!(&*self.inner, Backend::Pg(_))
+    }
+
+    fn lite(&self) -> Result<&Inner, StoreError> {
+        match &*self.inner {
+            Backend::Lite(inner) => Ok(inner),
+            Backend::Pg(_) => Err(StoreError::Corrupt(
+                "a SQLite connection asked of a PostgreSQL store".into(),
+            )),
+        }
+    }
+
     fn open(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(&self.inner.path, self.inner.flags)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.inner.path.display())))?;
+        let inner = self.lite()?;
+        let conn = Connection::open_with_flags(&inner.path, inner.flags)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", inner.path.display())))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL: readers never block the writer; NORMAL is durable across crashes with WAL
         // (a power loss may undo the last commits, never corrupt; see make_durable).
@@ -306,7 +409,7 @@ impl Store {
     /// A connection from the idle list, or a new one.
     fn get(&self) -> Result<Pooled, StoreError> {
         let idle = self
-            .inner
+            .lite()?
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -324,48 +427,78 @@ impl Store {
     /// Runs `f` on a connection outside any explicit transaction (reads, single statements).
     pub(crate) fn with_conn<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(Db<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        blocking(|| {
-            let conn = self.get()?;
-            f(conn.conn())
+        blocking(|| match &*self.inner {
+            Backend::Lite(_) => {
+                let conn = self.get()?;
+                f(Db::Lite(conn.conn()))
+            }
+            Backend::Pg(pg) => {
+                let conn = pg.acquire()?;
+                f(Db::Pg(&conn))
+            }
         })
+    }
+
+    /// A PostgreSQL connection of its own, outside the pool (mailbox leases).
+    pub(crate) fn pg_detached(&self) -> Result<Option<pg::PgConn>, StoreError> {
+        match &*self.inner {
+            Backend::Lite(_) => Ok(None),
+            Backend::Pg(pg) => blocking(|| pg.detached()).map(Some),
+        }
     }
 
     /// Starts one unit of work. It takes the write lock up front (`BEGIN IMMEDIATE`), so two
     /// writers queue on the busy timeout instead of failing when a read would upgrade to a
     /// write. Blocking: call it inside [`blocking`] when on the runtime.
+    ///
+    /// On PostgreSQL it is a plain `BEGIN` (READ COMMITTED): replicas write side by side;
+    /// what must be serialised is (ticket numbers: an advisory transaction lock; unique
+    /// Message-IDs: a unique violation is a [`StoreError::Conflict`], see the pipeline).
     pub fn begin(&self) -> Result<Tx, StoreError> {
-        let conn = self.get()?;
-        conn.conn().execute_batch("BEGIN IMMEDIATE")?;
-        Ok(Tx { conn, open: true })
+        self.start("BEGIN IMMEDIATE", "BEGIN")
     }
 
     /// A read-only look (`BEGIN DEFERRED`, rolled back when dropped): `ingest --dry-run`.
     /// Blocking, like [`Store::begin`].
     pub fn read(&self) -> Result<Tx, StoreError> {
-        let conn = self.get()?;
-        conn.conn().execute_batch("BEGIN DEFERRED")?;
+        self.start("BEGIN DEFERRED", "BEGIN")
+    }
+
+    fn start(&self, lite: &str, postgres: &str) -> Result<Tx, StoreError> {
+        let conn = match &*self.inner {
+            Backend::Lite(_) => {
+                let conn = self.get()?;
+                conn.conn().execute_batch(lite)?;
+                TxConn::Lite(conn)
+            }
+            Backend::Pg(pg) => {
+                let conn = pg.acquire()?;
+                conn.simple(postgres)?;
+                TxConn::Pg(conn)
+            }
+        };
         Ok(Tx { conn, open: true })
     }
 
-    /// Drops the idle connections (a WAL checkpoint happens when the last one closes).
+    /// Drops the idle connections (no checkpoint on close: see `open`).
     pub async fn close(&self) {
-        let idle = std::mem::take(
-            &mut *self
-                .inner
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        blocking(|| drop(idle));
+        match &*self.inner {
+            Backend::Lite(inner) => {
+                let idle =
+                    std::mem::take(&mut *inner.idle.lock().unwrap_or_else(PoisonError::into_inner));
+                blocking(|| drop(idle));
+            }
+            Backend::Pg(pg) => blocking(|| pg.close()),
+        }
     }
 }
 
 /// A connection that goes back to the idle list when dropped.
 struct Pooled {
     conn: Option<Connection>,
-    inner: Arc<Inner>,
+    inner: Arc<Backend>,
 }
 
 impl Pooled {
@@ -380,12 +513,8 @@ impl Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let mut idle = self
-                .inner
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+        if let (Some(conn), Backend::Lite(inner)) = (self.conn.take(), &*self.inner) {
+            let mut idle = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
             if idle.len() < POOL_IDLE && conn.is_autocommit() {
                 idle.push(conn);
             }
@@ -395,120 +524,93 @@ impl Drop for Pooled {
 
 /// One open transaction; rolled back when dropped without [`Tx::commit`].
 pub struct Tx {
-    conn: Pooled,
+    conn: TxConn,
     open: bool,
+}
+
+enum TxConn {
+    Lite(Pooled),
+    Pg(pg::PgConn),
 }
 
 impl Tx {
     /// Starts one message's part of a batch transaction: undone alone by
     /// [`Tx::rollback_to_savepoint`], kept by [`Tx::release_savepoint`].
     pub fn savepoint(&mut self) -> Result<(), StoreError> {
-        self.conn.conn().execute_batch("SAVEPOINT message")?;
-        Ok(())
+        sql::batch(self.conn(), "SAVEPOINT message")
     }
 
     pub fn release_savepoint(&mut self) -> Result<(), StoreError> {
-        self.conn.conn().execute_batch("RELEASE message")?;
-        Ok(())
+        sql::batch(self.conn(), "RELEASE SAVEPOINT message")
     }
 
     /// Undoes everything since [`Tx::savepoint`]; the rest of the transaction stays.
     pub fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .conn()
-            .execute_batch("ROLLBACK TO message; RELEASE message")?;
-        Ok(())
+        sql::batch(
+            self.conn(),
+            "ROLLBACK TO SAVEPOINT message; RELEASE SAVEPOINT message",
+        )
     }
 
     pub fn commit(mut self) -> Result<(), StoreError> {
-        self.conn.conn().execute_batch("COMMIT")?;
+        sql::batch(self.conn(), "COMMIT")?;
         self.open = false;
         Ok(())
     }
 
-    pub(crate) fn conn(&self) -> &Connection {
-        self.conn.conn()
+    pub(crate) fn conn(&self) -> Db<'_> {
+        match &self.conn {
+            TxConn::Lite(c) => Db::Lite(c.conn()),
+            TxConn::Pg(c) => Db::Pg(c),
+        }
+    }
+
+    /// Whether this transaction is on PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.conn, TxConn::Pg(_))
     }
 }
 
 impl Drop for Tx {
     fn drop(&mut self) {
         if self.open {
-            // A failed rollback leaves the connection inside a transaction; Pooled's drop
-            // then closes it instead of reusing it.
-            let _ = self.conn.conn().execute_batch("ROLLBACK");
+            // A failed rollback leaves the connection inside a transaction; it is then
+            // closed instead of reused (Pooled's drop; a detached PostgreSQL connection).
+            if sql::batch(self.conn(), "ROLLBACK").is_err() {
+                if let TxConn::Pg(c) = &self.conn {
+                    c.detach();
+                }
+            }
         }
     }
 }
 
-/// Executes one statement; returns the number of rows changed.
-pub(crate) fn exec(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, StoreError> {
-    Ok(conn.prepare_cached(sql)?.execute(params)?)
-}
-
-/// The first row of a query, mapped, if there is one.
-pub(crate) fn query_opt<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl Params,
-    f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
-) -> Result<Option<T>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params)?;
-    match rows.next()? {
-        Some(row) => f(row).map(Some),
-        None => Ok(None),
+/// A blob parameter. On SQLite a large one is bound as a zero-filled placeholder that
+/// [`fill_blob`] then writes in place, so a 25 MB attachment is not copied once more into
+/// SQLite's bind buffer. The placeholder stays compact only in the LAST column of a table
+/// (SQLite expands it otherwise): keep large blobs there.
+pub(crate) fn blob_param(data: &[u8]) -> Result<Arg<'_>, StoreError> {
+    if i32::try_from(data.len()).is_err() {
+        return Err(StoreError::Corrupt(format!(
+            "blob of {} bytes is too large",
+            data.len()
+        )));
     }
+    Ok(Arg::Blob(data))
 }
 
-/// The one row a query must return (aggregates, `INSERT … RETURNING`).
-pub(crate) fn query_one<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl Params,
-    f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    query_opt(conn, sql, params, f)?.ok_or(StoreError::Query(rusqlite::Error::QueryReturnedNoRows))
-}
-
-/// Every row of a query, mapped.
-pub(crate) fn query_all<T>(
-    conn: &Connection,
-    sql: &str,
-    params: impl Params,
-    mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(f(row)?);
-    }
-    Ok(out)
-}
-
-/// A blob parameter: the bytes themselves when small; when large, a zero-filled placeholder
-/// of the right size that [`fill_blob`] then writes in place, so a 25 MB attachment is not
-/// copied once more into SQLite's bind buffer. The placeholder stays compact only in the LAST
-/// column of a table (SQLite expands it otherwise): keep large blobs there.
-pub(crate) fn blob_param(data: &[u8]) -> Result<rusqlite::types::ToSqlOutput<'_>, StoreError> {
-    use rusqlite::types::{ToSqlOutput, ValueRef};
-    if data.len() <= STREAM_BLOB_BYTES {
-        return Ok(ToSqlOutput::Borrowed(ValueRef::Blob(data)));
-    }
-    let len = i32::try_from(data.len())
-        .map_err(|_| StoreError::Corrupt(format!("blob of {} bytes is too large", data.len())))?;
-    Ok(ToSqlOutput::ZeroBlob(len))
-}
-
-/// Writes a large blob announced by [`blob_param`] into row `rowid` (no-op for small ones).
+/// Writes a large blob announced by [`blob_param`] into row `rowid` (no-op for small ones,
+/// and on PostgreSQL, where the bytes were bound).
 pub(crate) fn fill_blob(
-    conn: &Connection,
+    db: Db<'_>,
     table: &str,
     column: &str,
     rowid: i64,
     data: &[u8],
 ) -> Result<(), StoreError> {
+    let Db::Lite(conn) = db else {
+        return Ok(());
+    };
     if data.len() <= STREAM_BLOB_BYTES {
         return Ok(());
     }
@@ -538,7 +640,7 @@ pub(crate) fn ticket_summary(row: &Row<'_>) -> Result<TicketSummary, StoreError>
         number: row.get("number")?,
         status: TicketStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("ticket status `{status}`")))?,
-        closed_at: row.get::<_, Option<i64>>("closed_at")?.map(from_ts),
+        closed_at: row.get::<Option<i64>>("closed_at")?.map(from_ts),
         participants: Vec::new(),
     })
 }
@@ -553,7 +655,7 @@ pub(crate) fn user_row(row: &Row<'_>, prefix: &str) -> Result<UserRecord, StoreE
         name: row.get(col("name").as_str())?,
         role: Role::parse(&role)
             .ok_or_else(|| StoreError::Corrupt(format!("user role `{role}`")))?,
-        active: row.get::<_, String>(col("status").as_str())? == "active",
+        active: row.get::<String>(col("status").as_str())? == "active",
     })
 }
 
@@ -565,11 +667,11 @@ pub(crate) fn known_user(row: &Row<'_>) -> Result<KnownUser, StoreError> {
         role: Role::parse(&role)
             .ok_or_else(|| StoreError::Corrupt(format!("user role `{role}`")))?,
         active: status == "active",
-        support_user: row.get::<_, i64>("support_user")? != 0,
-        known: row.get::<_, i64>("known")? != 0,
+        support_user: row.get::<i64>("support_user")? != 0,
+        known: row.get::<i64>("known")? != 0,
         org: crate::tickets::effective_org(
-            &row.get::<_, String>("org")?,
-            &row.get::<_, String>("email")?,
+            &row.get::<String>("org")?,
+            &row.get::<String>("email")?,
         ),
     })
 }
@@ -580,15 +682,19 @@ mod tests {
 
     #[test]
     fn database_urls() {
-        let (path, flags) = parse_url("sqlite:///var/lib/supportd/supportd.db").expect("url");
+        let (path, flags) =
+            parse_sqlite_url("sqlite:///var/lib/supportd/supportd.db").expect("url");
         assert_eq!(path, PathBuf::from("/var/lib/supportd/supportd.db"));
         assert!(flags.contains(OpenFlags::SQLITE_OPEN_CREATE));
-        let (path, flags) = parse_url("sqlite:relative.db?mode=ro").expect("url");
+        let (path, flags) = parse_sqlite_url("sqlite:relative.db?mode=ro").expect("url");
         assert_eq!(path, PathBuf::from("relative.db"));
         assert!(flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY));
         assert!(!flags.contains(OpenFlags::SQLITE_OPEN_CREATE));
+        assert!(matches!(
+            parse_url("postgres://u@h/db?sslmode=verify-full"),
+            Ok(Url::Pg(_))
+        ));
         for bad in [
-            "postgres://u@h/db",
             "sqlite::memory:",
             "sqlite://x.db?cache=shared",
             "mysql://h/db",

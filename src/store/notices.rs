@@ -3,9 +3,8 @@
 //! (`agent_notices`, migration 0008). SQLite, like `queries.rs`.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 
-use super::{exec, from_ts, query_all, query_one, ts, StoreError, Tx};
+use super::{args, exec, from_ts, query_all, query_one, ts, StoreError, Tx};
 use crate::tickets::notify::StoredAttachment;
 
 /// A notification held back for a digest, not yet listed in one.
@@ -28,13 +27,13 @@ impl Tx {
             self.conn(),
             "SELECT a.id, a.filename, a.content_type, a.size FROM attachments a
                JOIN messages m ON m.id = a.message_row WHERE m.message_id = ?1 ORDER BY a.id",
-            params![message_id],
+            args![message_id],
             |r| {
                 Ok(StoredAttachment {
                     id: r.get("id")?,
                     filename: r.get("filename")?,
                     content_type: r.get("content_type")?,
-                    size: u64::try_from(r.get::<_, i64>("size")?).unwrap_or(0),
+                    size: u64::try_from(r.get::<i64>("size")?).unwrap_or(0),
                 })
             },
         )
@@ -45,8 +44,8 @@ impl Tx {
         query_one(
             self.conn(),
             "SELECT COUNT(*) AS n FROM participants WHERE ticket_id = ?1",
-            params![ticket_id],
-            |r| Ok(u32::try_from(r.get::<_, i64>("n")?).unwrap_or(u32::MAX)),
+            args![ticket_id],
+            |r| Ok(u32::try_from(r.get::<i64>("n")?).unwrap_or(u32::MAX)),
         )
     }
 
@@ -66,11 +65,11 @@ impl Tx {
                     (SELECT at FROM agent_notices
                       WHERE sender_key = ?1 AND held = 1 AND digested_at IS NULL
                       ORDER BY id LIMIT 1) AS oldest",
-            params![sender_key, ts(since)],
+            args![sender_key, ts(since)],
             |r| {
                 Ok((
-                    u32::try_from(r.get::<_, i64>("sent")?).unwrap_or(u32::MAX),
-                    r.get::<_, Option<i64>>("oldest")?.map(from_ts),
+                    u32::try_from(r.get::<i64>("sent")?).unwrap_or(u32::MAX),
+                    r.get::<Option<i64>>("oldest")?.map(from_ts),
                 ))
             },
         )
@@ -90,7 +89,7 @@ impl Tx {
             self.conn(),
             "INSERT INTO agent_notices (sender_key, ticket_id, event, at, held)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![sender_key, ticket_id, event, ts(at), i64::from(held)],
+            args![sender_key, ticket_id, event, ts(at), i64::from(held)],
         )?;
         Ok(())
     }
@@ -101,7 +100,7 @@ impl Tx {
             self.conn(),
             "SELECT id, ticket_id, event, at FROM agent_notices
               WHERE sender_key = ?1 AND held = 1 AND digested_at IS NULL ORDER BY id",
-            params![sender_key],
+            args![sender_key],
             |r| {
                 Ok(PendingNotice {
                     id: r.get("id")?,
@@ -122,8 +121,8 @@ impl Tx {
             self.conn(),
             "SELECT sender_key FROM agent_notices WHERE held = 1 AND digested_at IS NULL
               GROUP BY sender_key HAVING MIN(at) <= ?1 ORDER BY MIN(id)",
-            params![ts(cutoff)],
-            |r| Ok(r.get::<_, String>("sender_key")?),
+            args![ts(cutoff)],
+            |r| r.get::<String>("sender_key"),
         )
     }
 
@@ -133,7 +132,7 @@ impl Tx {
             exec(
                 self.conn(),
                 "UPDATE agent_notices SET digested_at = ?1 WHERE id = ?2",
-                params![ts(at), id],
+                args![ts(at), id],
             )?;
         }
         Ok(())

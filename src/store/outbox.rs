@@ -2,12 +2,11 @@
 //! settles them; bounces find their row; agents' mail is remembered for the agent channel.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use serde::Serialize;
 
 use super::{
-    blob_param, exec, fill_blob, from_ts, query_all, query_one, query_opt, rfc3339, ticket_summary,
-    ts, Store, StoreError, Tx,
+    args, blob_param, exec, fill_blob, from_ts, query_all, query_one, query_opt, rfc3339,
+    ticket_summary, ts, Store, StoreError, Tx,
 };
 use crate::mail::address::EmailAddress;
 use crate::tickets::TicketSummary;
@@ -63,8 +62,8 @@ impl Tx {
                 self.conn(),
                 "SELECT o.id AS outbox_id, t.id, t.number, t.status, t.closed_at FROM outbox o
                    JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = ?1",
-                params![id.as_str()],
-                |row| Ok((row.get::<_, i64>("outbox_id")?, ticket_summary(row)?)),
+                args![id.as_str()],
+                |row| Ok((row.get::<i64>("outbox_id")?, ticket_summary(row)?)),
             )?;
             if let Some((outbox_id, t)) = found {
                 let t = self.with_participants(t)?;
@@ -83,7 +82,7 @@ impl Tx {
         exec(
             self.conn(),
             "INSERT INTO agent_mail (message_id, ticket_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![message_id, ticket_id],
+            args![message_id, ticket_id],
         )?;
         Ok(())
     }
@@ -95,7 +94,7 @@ impl Tx {
             conn,
             "INSERT INTO outbox (ticket_id, kind, message_id, recipients, subject, raw, next_attempt_at, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id",
-            params![
+            args![
                 o.ticket_id,
                 o.kind,
                 o.message_id,
@@ -104,7 +103,7 @@ impl Tx {
                 blob_param(o.raw)?,
                 ts(o.created_at),
             ],
-            |row| Ok(row.get("id")?),
+            |row| row.get("id"),
         )?;
         fill_blob(conn, "outbox", "raw", id, o.raw)?;
         for (position, (address, r)) in shown.iter().zip(o.recipients).enumerate() {
@@ -112,7 +111,7 @@ impl Tx {
                 conn,
                 "INSERT INTO outbox_recipients (outbox_id, position, address, rate_key, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
+                args![
                     id,
                     i64::try_from(position).unwrap_or(i64::MAX),
                     address,
@@ -128,7 +127,7 @@ impl Tx {
         exec(
             self.conn(),
             "UPDATE outbox SET status = 'failed', last_error = ?1 WHERE id = ?2",
-            params![error, id],
+            args![error, id],
         )?;
         Ok(())
     }
@@ -141,7 +140,7 @@ impl Store {
                 c,
                 "SELECT o.id, t.number, o.kind, o.recipients, o.subject, o.status, o.attempts, o.last_error, o.created_at
                    FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id ORDER BY o.id",
-                [],
+                args![],
                 |r| {
                     Ok(OutboxItem {
                         id: r.get("id")?,
@@ -162,12 +161,9 @@ impl Store {
     /// The exact bytes of an outbox mail.
     pub fn outbox_raw(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
         self.with_conn(|c| {
-            query_opt(
-                c,
-                "SELECT raw FROM outbox WHERE id = ?1",
-                params![id],
-                |r| Ok(r.get::<_, Vec<u8>>("raw")?),
-            )
+            query_opt(c, "SELECT raw FROM outbox WHERE id = ?1", args![id], |r| {
+                r.get::<Vec<u8>>("raw")
+            })
         })
     }
 
@@ -185,15 +181,30 @@ impl Store {
         let per_second = i64::try_from(slow_link_bytes_per_second.max(1)).unwrap_or(i64::MAX);
         // One statement: SQLite runs it under the write lock, so the rows it picks are
         // claimed by no one else in between (and a sender costs one write per claim).
-        self.with_conn(|c| {
-            let mut jobs = query_all(
-                c,
+        // On PostgreSQL, replicas claim side by side: the rows one is claiming are skipped
+        // by the others (FOR UPDATE SKIP LOCKED) instead of waited for. The claim records
+        // which process made it (`outbox_claims`, see [`Store::take_back_claims`]).
+        let me = super::instance();
+        super::blocking(|| {
+            let tx = self.begin()?;
+            let c = tx.conn();
+            let sql = if c.is_pg() {
+                "UPDATE outbox SET next_attempt_at = ?1 + length(raw) / ?2
+                  WHERE id IN (SELECT id FROM outbox
+                                WHERE status = 'queued' AND next_attempt_at <= ?3
+                                ORDER BY next_attempt_at, id LIMIT ?4 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, kind, raw, attempts, created_at"
+            } else {
                 "UPDATE outbox SET next_attempt_at = ?1 + length(raw) / ?2
                   WHERE id IN (SELECT id FROM outbox
                                 WHERE status = 'queued' AND next_attempt_at <= ?3
                                 ORDER BY next_attempt_at, id LIMIT ?4)
-                 RETURNING id, kind, raw, attempts, created_at",
-                params![ts(now) + lease_seconds, per_second, ts(now), limit],
+                 RETURNING id, kind, raw, attempts, created_at"
+            };
+            let mut jobs = query_all(
+                c,
+                sql,
+                args![ts(now) + lease_seconds, per_second, ts(now), limit],
                 |r| {
                     Ok(OutboxJob {
                         id: r.get("id")?,
@@ -211,11 +222,49 @@ impl Store {
                 job.recipients = query_all(
                     c,
                     "SELECT address FROM outbox_recipients WHERE outbox_id = ?1 ORDER BY position",
-                    params![job.id],
-                    |r| Ok(r.get::<_, String>("address")?),
+                    args![job.id],
+                    |r| r.get::<String>("address"),
+                )?;
+                exec(
+                    c,
+                    "INSERT INTO outbox_claims (outbox_id, replica, instance, claimed_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (outbox_id) DO UPDATE SET replica = excluded.replica,
+                         instance = excluded.instance, claimed_at = excluded.claimed_at",
+                    args![job.id, me.replica, me.run, ts(now)],
                 )?;
             }
+            tx.commit()?;
             Ok(jobs)
+        })
+    }
+
+    /// Makes the rows this replica claimed in an earlier run of its process (killed, or
+    /// crashed, with their mail in flight) due at once; returns how many. Another replica's
+    /// claims keep their lease. Call it when the sender starts.
+    pub fn take_back_claims(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let me = super::instance();
+        self.with_conn(|c| {
+            exec(
+                c,
+                "UPDATE outbox SET next_attempt_at = ?1
+                  WHERE status = 'queued' AND next_attempt_at > ?1
+                    AND id IN (SELECT outbox_id FROM outbox_claims
+                                WHERE replica = ?2 AND instance <> ?3)",
+                args![ts(now), me.replica, me.run],
+            )
+        })
+    }
+
+    /// Who claimed outbox row `id` last: (replica, run).
+    pub fn outbox_claim(&self, id: i64) -> Result<Option<(String, String)>, StoreError> {
+        self.with_conn(|c| {
+            query_opt(
+                c,
+                "SELECT replica, instance FROM outbox_claims WHERE outbox_id = ?1",
+                args![id],
+                |r| Ok((r.get("replica")?, r.get("instance")?)),
+            )
         })
     }
 
@@ -225,8 +274,8 @@ impl Store {
             query_one(
                 c,
                 "SELECT MIN(next_attempt_at) AS t FROM outbox WHERE status = 'queued'",
-                params![],
-                |r| Ok(r.get::<_, Option<i64>>("t")?.map(from_ts)),
+                args![],
+                |r| Ok(r.get::<Option<i64>>("t")?.map(from_ts)),
             )
         })
     }
@@ -237,7 +286,13 @@ impl Store {
                 c,
                 "UPDATE outbox SET status = 'sent', sent_at = ?1, attempts = attempts + 1, last_error = ''
                   WHERE id = ?2",
-                params![ts(now), id],
+                args![ts(now), id],
+            )?;
+            // Settled: no longer anyone's claim (a retry's backoff is not taken back).
+            exec(
+                c,
+                "DELETE FROM outbox_claims WHERE outbox_id = ?1",
+                args![id],
             )?;
             Ok(())
         })
@@ -253,7 +308,13 @@ impl Store {
             exec(
                 c,
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?1, last_error = ?2 WHERE id = ?3",
-                params![ts(next_attempt_at), error, id],
+                args![ts(next_attempt_at), error, id],
+            )?;
+            // Settled: no longer anyone's claim (a retry's backoff is not taken back).
+            exec(
+                c,
+                "DELETE FROM outbox_claims WHERE outbox_id = ?1",
+                args![id],
             )?;
             Ok(())
         })
@@ -264,7 +325,13 @@ impl Store {
             exec(
                 c,
                 "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?1 WHERE id = ?2",
-                params![error, id],
+                args![error, id],
+            )?;
+            // Settled: no longer anyone's claim (a retry's backoff is not taken back).
+            exec(
+                c,
+                "DELETE FROM outbox_claims WHERE outbox_id = ?1",
+                args![id],
             )?;
             Ok(())
         })
@@ -276,7 +343,7 @@ impl Store {
             let n = exec(
                 c,
                 "UPDATE outbox SET status = 'queued', next_attempt_at = ?1, attempts = 0 WHERE id = ?2 AND status = 'failed'",
-                params![ts(now), id],
+                args![ts(now), id],
             )?;
             Ok(n == 1)
         })

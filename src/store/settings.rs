@@ -1,9 +1,8 @@
 //! Small facts supportd keeps about itself (the `settings` table), by key.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 
-use super::{exec, query_opt, ts, Store, StoreError};
+use super::{args, exec, query_opt, ts, Store, StoreError};
 
 impl Store {
     /// The value stored under `key`, if any.
@@ -12,8 +11,8 @@ impl Store {
             query_opt(
                 c,
                 "SELECT value FROM settings WHERE key = ?1",
-                params![key],
-                |r| Ok(r.get("value")?),
+                args![key],
+                |r| r.get("value"),
             )
         })
     }
@@ -26,7 +25,7 @@ impl Store {
                 "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value,
                      updated_at = excluded.updated_at",
-                params![key, value, ts(at)],
+                args![key, value, ts(at)],
             )?;
             Ok(())
         })

@@ -2,14 +2,16 @@
 //! read views of `tickets list|show`.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use serde::Serialize;
 
 use super::{
-    exec, from_ts, query_all, query_one, query_opt, rfc3339, ticket_summary, ts, user_row, Store,
-    StoreError, Tx,
+    args, exec, from_ts, query_all, query_one, query_opt, rfc3339, ticket_summary, ts, user_row,
+    Store, StoreError, Tx,
 };
 use crate::tickets::{AccessKey, TicketRecord, TicketStatus, TicketSummary, UserRecord};
+
+/// The PostgreSQL advisory lock key that serialises ticket numbering ("supportd" + 13).
+const TICKET_NUMBER_LOCK: i64 = 0x7375_7070_6f72_0013;
 
 /// A ticket to create.
 #[derive(Debug, Clone)]
@@ -123,7 +125,7 @@ impl Tx {
                      SELECT 1 AS pref, t.id, t.number, t.status, t.closed_at FROM outbox o
                        JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = ?1
                  ) AS found ORDER BY pref LIMIT 1",
-                params![id.as_str()],
+                args![id.as_str()],
                 ticket_summary,
             )?;
             if found.is_some() {
@@ -137,7 +139,7 @@ impl Tx {
         let found = query_opt(
             self.conn(),
             "SELECT id, number, status, closed_at FROM tickets WHERE access_key = ?1",
-            params![key],
+            args![key],
             ticket_summary,
         )?;
         self.summary_of(found)
@@ -147,7 +149,7 @@ impl Tx {
         let found = query_opt(
             self.conn(),
             "SELECT id, number, status, closed_at FROM tickets WHERE number = ?1",
-            params![number],
+            args![number],
             ticket_summary,
         )?;
         self.summary_of(found)
@@ -174,8 +176,8 @@ impl Tx {
             "SELECT u.email_key FROM tickets t JOIN users u ON u.id = t.requester_id WHERE t.id = ?1
              UNION
              SELECT u.email_key FROM participants p JOIN users u ON u.id = p.user_id WHERE p.ticket_id = ?1",
-            params![t.id],
-            |r| Ok(r.get::<_, String>("email_key")?),
+            args![t.id],
+            |r| r.get::<String>("email_key"),
         )?;
         Ok(t)
     }
@@ -191,7 +193,7 @@ impl Tx {
                 self.conn(),
                 "SELECT t.id, t.number, t.status, t.closed_at FROM agent_mail a
                    JOIN tickets t ON t.id = a.ticket_id WHERE a.message_id = ?1",
-                params![id.as_str()],
+                args![id.as_str()],
                 ticket_summary,
             )?;
             if found.is_some() {
@@ -203,12 +205,24 @@ impl Tx {
 
     /// The number the next ticket gets (1001 for the first). Read inside the writing
     /// transaction, whose write lock keeps it free until the ticket is inserted.
+    ///
+    /// On PostgreSQL, replicas write side by side: a transaction-scoped advisory lock taken
+    /// first serialises ticket creation across them until the commit, so numbers stay
+    /// sequential and unique (the unique index would otherwise refuse one replica's ticket).
     pub fn next_ticket_number(&mut self) -> Result<i64, StoreError> {
+        if self.conn().is_pg() {
+            query_one(
+                self.conn(),
+                "SELECT pg_advisory_xact_lock(?1) IS NULL AS locked",
+                args![TICKET_NUMBER_LOCK],
+                |row| row.get::<i64>("locked"),
+            )?;
+        }
         query_one(
             self.conn(),
             "SELECT COALESCE(MAX(number), 1000) + 1 AS next FROM tickets",
-            params![],
-            |row| Ok(row.get("next")?),
+            args![],
+            |row| row.get("next"),
         )
     }
 
@@ -222,7 +236,7 @@ impl Tx {
                                   triage_category, triage_urgency)
              VALUES (?12, ?1, ?2, 'open', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?13, ?3, ?4)
              RETURNING id",
-            params![
+            args![
                 t.access_key,
                 t.subject,
                 t.category,
@@ -237,7 +251,7 @@ impl Tx {
                 t.number,
                 t.language,
             ],
-            |row| Ok(row.get("id")?),
+            |row| row.get("id"),
         )
     }
 
@@ -245,7 +259,7 @@ impl Tx {
         exec(
             self.conn(),
             "INSERT INTO participants (ticket_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![ticket_id, user_id],
+            args![ticket_id, user_id],
         )?;
         Ok(())
     }
@@ -260,7 +274,7 @@ impl Tx {
         exec(
             self.conn(),
             "UPDATE tickets SET status = ?1, closed_at = ?2, updated_at = ?3 WHERE id = ?4",
-            params![status.as_str(), closed_at, ts(at), ticket_id],
+            args![status.as_str(), closed_at, ts(at), ticket_id],
         )?;
         Ok(())
     }
@@ -269,7 +283,7 @@ impl Tx {
         exec(
             self.conn(),
             "UPDATE tickets SET updated_at = ?1 WHERE id = ?2",
-            params![ts(at), ticket_id],
+            args![ts(at), ticket_id],
         )?;
         Ok(())
     }
@@ -287,11 +301,11 @@ impl Tx {
                FROM tickets t JOIN users r ON r.id = t.requester_id
                LEFT JOIN users a ON a.id = t.assignee_id
               WHERE t.id = ?1",
-            params![ticket_id],
+            args![ticket_id],
             |t| {
                 let status: String = t.get("status")?;
                 let access_key: String = t.get("access_key")?;
-                let assignee = match t.get::<_, Option<i64>>("a_id")? {
+                let assignee = match t.get::<Option<i64>>("a_id")? {
                     Some(_) => Some(user_row(t, "a_")?),
                     None => None,
                 };
@@ -301,20 +315,18 @@ impl Tx {
                     subject: t.get("subject")?,
                     status: TicketStatus::parse(&status)
                         .ok_or_else(|| StoreError::Corrupt(format!("ticket status `{status}`")))?,
-                    closed_at: t.get::<_, Option<i64>>("closed_at")?.map(from_ts),
+                    closed_at: t.get::<Option<i64>>("closed_at")?.map(from_ts),
                     category: t.get("category")?,
-                    urgency: u8::try_from(t.get::<_, i64>("urgency")?).unwrap_or(u8::MAX),
+                    urgency: u8::try_from(t.get::<i64>("urgency")?).unwrap_or(u8::MAX),
                     access_key: AccessKey::stored(access_key),
-                    agent_key: t
-                        .get::<_, Option<String>>("agent_key")?
-                        .map(AccessKey::stored),
+                    agent_key: t.get::<Option<String>>("agent_key")?.map(AccessKey::stored),
                     created_at: from_ts(t.get("created_at")?),
                     first_response_due: from_ts(t.get("first_response_due")?),
                     resolution_due: from_ts(t.get("resolution_due")?),
-                    first_response_at: t.get::<_, Option<i64>>("first_response_at")?.map(from_ts),
+                    first_response_at: t.get::<Option<i64>>("first_response_at")?.map(from_ts),
                     language: t.get("language")?,
                     triage_category: t.get("triage_category")?,
-                    triage_urgency: u8::try_from(t.get::<_, i64>("triage_urgency")?).unwrap_or(0),
+                    triage_urgency: u8::try_from(t.get::<i64>("triage_urgency")?).unwrap_or(0),
                     requester: user_row(t, "r_")?,
                     assignee,
                 })
@@ -326,7 +338,7 @@ impl Tx {
         exec(
             self.conn(),
             "UPDATE tickets SET agent_key = ?1 WHERE id = ?2",
-            params![key, ticket_id],
+            args![key, ticket_id],
         )?;
         Ok(())
     }
@@ -335,7 +347,7 @@ impl Tx {
         let summary = query_opt(
             self.conn(),
             "SELECT id, number, status, closed_at FROM tickets WHERE agent_key = ?1",
-            params![key],
+            args![key],
             ticket_summary,
         )?;
         self.summary_of(summary)
@@ -347,7 +359,7 @@ impl Tx {
             self.conn(),
             "SELECT u.id, u.email, u.name, u.role, u.status FROM participants p
                JOIN users u ON u.id = p.user_id WHERE p.ticket_id = ?1 ORDER BY u.id",
-            params![ticket_id],
+            args![ticket_id],
             |r| user_row(r, ""),
         )
     }
@@ -362,7 +374,7 @@ impl Tx {
             "SELECT subject, body FROM messages
               WHERE ticket_id = ?1 AND direction = 'inbound' AND kind = 'customer'
               ORDER BY id LIMIT 1",
-            params![ticket_id],
+            args![ticket_id],
             |r| Ok((r.get("subject")?, r.get("body")?)),
         )
     }
@@ -376,8 +388,8 @@ impl Tx {
               WHERE ticket_id = ?1 AND direction = 'inbound' AND kind = 'agent'
                 AND trim(body) != ''
               ORDER BY id DESC LIMIT 1",
-            params![ticket_id],
-            |r| Ok(r.get::<_, String>("body")?),
+            args![ticket_id],
+            |r| r.get::<String>("body"),
         )
     }
 
@@ -387,8 +399,8 @@ impl Tx {
             self.conn(),
             "SELECT message_id FROM messages
               WHERE ticket_id = ?1 AND direction = 'inbound' AND kind = 'customer' ORDER BY id",
-            params![ticket_id],
-            |r| Ok(r.get::<_, String>("message_id")?),
+            args![ticket_id],
+            |r| r.get::<String>("message_id"),
         )
     }
 
@@ -401,7 +413,7 @@ impl Tx {
         let done = exec(
             self.conn(),
             "UPDATE tickets SET first_response_at = ?1 WHERE id = ?2 AND first_response_at IS NULL",
-            params![ts(at), ticket_id],
+            args![ts(at), ticket_id],
         )?;
         Ok(done > 0)
     }
@@ -418,7 +430,7 @@ impl Tx {
             self.conn(),
             "UPDATE tickets SET urgency = ?1, first_response_due = ?2, resolution_due = ?3,
                                 updated_at = ?4 WHERE id = ?5",
-            params![
+            args![
                 i64::from(urgency),
                 ts(first_response_due),
                 ts(resolution_due),
@@ -438,7 +450,7 @@ impl Tx {
         exec(
             self.conn(),
             "UPDATE tickets SET category = ?1, updated_at = ?2 WHERE id = ?3",
-            params![category, ts(at), ticket_id],
+            args![category, ts(at), ticket_id],
         )?;
         Ok(())
     }
@@ -452,7 +464,7 @@ impl Tx {
         exec(
             self.conn(),
             "UPDATE tickets SET assignee_id = ?1, updated_at = ?2 WHERE id = ?3",
-            params![user_id, ts(at), ticket_id],
+            args![user_id, ts(at), ticket_id],
         )?;
         Ok(())
     }
@@ -465,7 +477,7 @@ impl Store {
                 c,
                 "SELECT t.number, t.subject, t.status, t.category, t.urgency, t.created_at, u.email, u.name
                    FROM tickets t JOIN users u ON u.id = t.requester_id ORDER BY t.number",
-                [],
+                args![],
                 |r| {
                     Ok(TicketListItem {
                         number: r.get("number")?,
@@ -495,14 +507,14 @@ impl Store {
                    LEFT JOIN tickets f ON f.id = t.follows_ticket_id
                    LEFT JOIN incidents i ON i.id = t.incident_id
                   WHERE t.number = ?1",
-                params![number],
+                args![number],
                 |t| {
                     let id: i64 = t.get("id")?;
                     let reasons: String = t.get("triage_reasons")?;
-                    let assignee = match t.get::<_, Option<String>>("a_email")? {
+                    let assignee = match t.get::<Option<String>>("a_email")? {
                         Some(email) => Some(Person {
                             email,
-                            name: t.get::<_, Option<String>>("a_name")?.unwrap_or_default(),
+                            name: t.get::<Option<String>>("a_name")?.unwrap_or_default(),
                         }),
                         None => None,
                     };
@@ -531,9 +543,9 @@ impl Store {
                         first_response_due: rfc3339(t.get("first_response_due")?),
                         resolution_due: rfc3339(t.get("resolution_due")?),
                         first_response_at: t
-                            .get::<_, Option<i64>>("first_response_at")?
+                            .get::<Option<i64>>("first_response_at")?
                             .map(rfc3339),
-                        closed_at: t.get::<_, Option<i64>>("closed_at")?.map(rfc3339),
+                        closed_at: t.get::<Option<i64>>("closed_at")?.map(rfc3339),
                         messages: Vec::new(),
                         events: Vec::new(),
                     };
@@ -547,7 +559,7 @@ impl Store {
                 c,
                 "SELECT u.email, u.name FROM participants p JOIN users u ON u.id = p.user_id
                   WHERE p.ticket_id = ?1 ORDER BY u.id",
-                params![id],
+                args![id],
                 |r| {
                     Ok(Person {
                         email: r.get("email")?,
@@ -559,16 +571,16 @@ impl Store {
                 c,
                 "SELECT id, message_id, direction, kind, author, internal, subject, body, created_at
                    FROM messages WHERE ticket_id = ?1 ORDER BY id",
-                params![id],
+                args![id],
                 |m| {
                     Ok((
-                        m.get::<_, i64>("id")?,
+                        m.get::<i64>("id")?,
                         MessageView {
                             message_id: m.get("message_id")?,
                             direction: m.get("direction")?,
                             kind: m.get("kind")?,
                             author: m.get("author")?,
-                            internal: m.get::<_, i64>("internal")? != 0,
+                            internal: m.get::<i64>("internal")? != 0,
                             subject: m.get("subject")?,
                             body: m.get("body")?,
                             created_at: rfc3339(m.get("created_at")?),
@@ -581,7 +593,7 @@ impl Store {
                 m.attachments = query_all(
                     c,
                     "SELECT filename, content_type, size FROM attachments WHERE message_row = ?1 ORDER BY id",
-                    params![message_row],
+                    args![message_row],
                     |a| {
                         Ok(AttachmentView {
                             filename: a.get("filename")?,
@@ -595,7 +607,7 @@ impl Store {
             detail.events = query_all(
                 c,
                 "SELECT at, actor, kind, detail FROM events WHERE ticket_id = ?1 ORDER BY id",
-                params![id],
+                args![id],
                 |e| {
                     Ok(EventView {
                         at: rfc3339(e.get("at")?),

@@ -1,11 +1,10 @@
 //! Users: who a sender is, provisioning, staff, and the `users` administration commands.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use serde::Serialize;
 
 use super::{
-    exec, known_user, query_all, query_one, query_opt, ts, user_row, Store, StoreError, Tx,
+    args, exec, known_user, query_all, query_one, query_opt, ts, user_row, Store, StoreError, Tx,
 };
 use crate::tickets::{KnownUser, UserRecord};
 
@@ -54,7 +53,7 @@ impl Tx {
         exec(
             self.conn(),
             "UPDATE users SET known = 1 WHERE id = ?1 AND known = 0",
-            params![user_id],
+            args![user_id],
         )?;
         Ok(())
     }
@@ -63,7 +62,7 @@ impl Tx {
         query_opt(
             self.conn(),
             "SELECT id, role, status, support_user, org, email, known FROM users WHERE email_key = ?1",
-            params![email_key],
+            args![email_key],
             known_user,
         )
     }
@@ -91,7 +90,7 @@ impl Tx {
                         AND o.kind IN (?5, ?6, ?7, ?8, ?9)) AS acks,
                     u.id, u.role, u.status, u.support_user, u.org, u.email, u.known
                FROM (SELECT 1 AS one) AS x LEFT JOIN users u ON u.email_key = ?2",
-            params![
+            args![
                 message_id,
                 sender_key,
                 ts(since),
@@ -103,9 +102,9 @@ impl Tx {
                 answers[4]
             ],
             |row| {
-                let known = row.get::<_, i64>("stored")? > 0;
-                let acks = u32::try_from(row.get::<_, i64>("acks")?).unwrap_or(u32::MAX);
-                let sender = match row.get::<_, Option<i64>>("id")? {
+                let known = row.get::<i64>("stored")? > 0;
+                let acks = u32::try_from(row.get::<i64>("acks")?).unwrap_or(u32::MAX);
+                let sender = match row.get::<Option<i64>>("id")? {
                     Some(_) => Some(known_user(row)?),
                     None => None,
                 };
@@ -119,8 +118,8 @@ impl Tx {
             self.conn(),
             "INSERT INTO users (email, email_key, name, role, known, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-            params![u.email, u.email_key, u.name, u.role, u.known, ts(at)],
-            |row| Ok(row.get("id")?),
+            args![u.email, u.email_key, u.name, u.role, u.known, ts(at)],
+            |row| row.get("id"),
         )
     }
 
@@ -138,7 +137,7 @@ impl Tx {
             self.conn(),
             "SELECT id, email, name, role, status FROM users
               WHERE role IN ('agent', 'admin') AND status = 'active' ORDER BY id",
-            params![],
+            args![],
             |r| user_row(r, ""),
         )
     }
@@ -147,7 +146,7 @@ impl Tx {
         query_opt(
             self.conn(),
             "SELECT id, email, name, role, status FROM users WHERE email_key = ?1",
-            params![email_key],
+            args![email_key],
             |r| user_row(r, ""),
         )
     }
@@ -159,7 +158,7 @@ impl Store {
             query_all(
                 c,
                 "SELECT email, name, role, status, org, support_user, site_admin FROM users ORDER BY id",
-                [],
+                args![],
                 |r| {
                     Ok(UserItem {
                         email: r.get("email")?,
@@ -167,11 +166,11 @@ impl Store {
                         role: r.get("role")?,
                         status: r.get("status")?,
                         org: crate::tickets::effective_org(
-                            &r.get::<_, String>("org")?,
-                            &r.get::<_, String>("email")?,
+                            &r.get::<String>("org")?,
+                            &r.get::<String>("email")?,
                         ),
-                        support_user: r.get::<_, i64>("support_user")? != 0,
-                        site_admin: r.get::<_, i64>("site_admin")? != 0,
+                        support_user: r.get::<i64>("support_user")? != 0,
+                        site_admin: r.get::<i64>("site_admin")? != 0,
                     })
                 },
             )
@@ -194,7 +193,7 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, 1, ?5)
                  ON CONFLICT (email_key) DO UPDATE SET role = excluded.role, known = 1,
                      name = CASE WHEN excluded.name = '' THEN users.name ELSE excluded.name END",
-                params![email, email_key, name, role, ts(at)],
+                args![email, email_key, name, role, ts(at)],
             )?;
             Ok(())
         })
@@ -215,7 +214,7 @@ impl Store {
                                          ELSE excluded.support_user END,
                      site_admin = CASE WHEN ?8 IS NULL THEN users.site_admin
                                        ELSE excluded.site_admin END",
-                params![
+                args![
                     u.email,
                     u.email_key,
                     u.name,
@@ -236,7 +235,7 @@ impl Store {
             let done = exec(
                 c,
                 "UPDATE users SET status = ?1 WHERE email_key = ?2",
-                params![if active { "active" } else { "inactive" }, email_key],
+                args![if active { "active" } else { "inactive" }, email_key],
             )?;
             Ok(done > 0)
         })

@@ -4,9 +4,8 @@
 //! go through the pipeline like mail.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 
-use super::{exec, from_ts, query_all, query_one, query_opt, ts, Store, StoreError, Tx};
+use super::{args, exec, from_ts, query_all, query_one, query_opt, ts, Store, StoreError, Tx};
 
 /// Messages a customer sees: the public ones, and the agents' relayed replies, whose
 /// attachments went to the customer with the relay (the text went as the public outbound copy).
@@ -141,10 +140,10 @@ impl Store {
                    LEFT JOIN tickets f ON f.id = t.follows_ticket_id
                   WHERE t.access_key = ?1"
             );
-            let Some(mut page) = query_opt(c, &sql, params![key], |t| {
+            let Some(mut page) = query_opt(c, &sql, args![key], |t| {
                 // An agent's address is not the customer's business: a name, or a role.
-                let assignee = t.get::<_, Option<i64>>("a_id")?.map(|_| {
-                    t.get::<_, Option<String>>("a_name")
+                let assignee = t.get::<Option<i64>>("a_id")?.map(|_| {
+                    t.get::<Option<String>>("a_name")
                         .ok()
                         .flatten()
                         .filter(|n| !n.trim().is_empty())
@@ -157,12 +156,12 @@ impl Store {
                     subject: t.get("subject")?,
                     status: t.get("status")?,
                     category: t.get("category")?,
-                    urgency: u8::try_from(t.get::<_, i64>("urgency")?).unwrap_or(u8::MAX),
+                    urgency: u8::try_from(t.get::<i64>("urgency")?).unwrap_or(u8::MAX),
                     created_at: from_ts(t.get("created_at")?),
                     first_response_due: from_ts(t.get("first_response_due")?),
                     resolution_due: from_ts(t.get("resolution_due")?),
-                    first_response_at: t.get::<_, Option<i64>>("first_response_at")?.map(from_ts),
-                    closed_at: t.get::<_, Option<i64>>("closed_at")?.map(from_ts),
+                    first_response_at: t.get::<Option<i64>>("first_response_at")?.map(from_ts),
+                    closed_at: t.get::<Option<i64>>("closed_at")?.map(from_ts),
                     requester_id: t.get("r_id")?,
                     requester_email: t.get("r_email")?,
                     requester_name: t.get("r_name")?,
@@ -179,8 +178,8 @@ impl Store {
             page.participants = query_all(
                 c,
                 "SELECT user_id FROM participants WHERE ticket_id = ?1",
-                params![page.id],
-                |r| Ok(r.get::<_, i64>("user_id")?),
+                args![page.id],
+                |r| r.get::<i64>("user_id"),
             )?;
             page.participants.push(page.requester_id);
             let sql = format!(
@@ -189,9 +188,9 @@ impl Store {
                    FROM messages m LEFT JOIN users u ON u.id = m.author_id
                   WHERE m.ticket_id = ?1 AND {PUBLIC} ORDER BY m.id"
             );
-            let rows = query_all(c, &sql, params![page.id], |m| {
+            let rows = query_all(c, &sql, args![page.id], |m| {
                 Ok((
-                    m.get::<_, i64>("internal")? != 0,
+                    m.get::<i64>("internal")? != 0,
                     PublicMessage {
                         id: m.get("id")?,
                         direction: m.get("direction")?,
@@ -209,9 +208,9 @@ impl Store {
                    FROM attachments a JOIN messages m ON m.id = a.message_row
                   WHERE m.ticket_id = ?1 AND {PUBLIC} ORDER BY a.id"
             );
-            let mut files = query_all(c, &sql, params![page.id], |a| {
+            let mut files = query_all(c, &sql, args![page.id], |a| {
                 Ok((
-                    a.get::<_, i64>("message_row")?,
+                    a.get::<i64>("message_row")?,
                     PublicAttachment {
                         id: a.get("id")?,
                         filename: a.get("filename")?,
@@ -256,7 +255,7 @@ impl Store {
                    JOIN tickets t ON t.id = m.ticket_id
                   WHERE a.id = ?2 AND t.access_key = ?1 AND {PUBLIC}"
             );
-            query_opt(c, &sql, params![key, id], |r| {
+            query_opt(c, &sql, args![key, id], |r| {
                 Ok(AttachmentFile {
                     ticket_number: r.get("number")?,
                     filename: r.get("filename")?,
@@ -273,8 +272,8 @@ impl Store {
             query_opt(
                 c,
                 "SELECT access_key FROM tickets WHERE number = ?1",
-                params![number],
-                |r| Ok(r.get("access_key")?),
+                args![number],
+                |r| r.get("access_key"),
             )
         })
     }
@@ -295,21 +294,21 @@ impl Store {
             exec(
                 c,
                 "DELETE FROM web_sessions WHERE expires_at < ?1",
-                params![ts(now)],
+                args![ts(now)],
             )?;
             let found = query_opt(
                 c,
                 "SELECT s.id, s.user_id, s.expires_at, s.used_at, u.status
                    FROM web_signins s LEFT JOIN users u ON u.id = s.user_id
                   WHERE s.token_hash = ?1",
-                params![token_hash],
+                args![token_hash],
                 |r| {
                     Ok((
-                        r.get::<_, i64>("id")?,
-                        r.get::<_, Option<i64>>("user_id")?,
-                        r.get::<_, i64>("expires_at")?,
-                        r.get::<_, Option<i64>>("used_at")?,
-                        r.get::<_, Option<String>>("status")?,
+                        r.get::<i64>("id")?,
+                        r.get::<Option<i64>>("user_id")?,
+                        r.get::<i64>("expires_at")?,
+                        r.get::<Option<i64>>("used_at")?,
+                        r.get::<Option<String>>("status")?,
                     ))
                 },
             )?;
@@ -324,13 +323,13 @@ impl Store {
                     exec(
                         c,
                         "UPDATE web_signins SET used_at = ?1 WHERE id = ?2",
-                        params![ts(now), id],
+                        args![ts(now), id],
                     )?;
                     exec(
                         c,
                         "INSERT INTO web_sessions (token_hash, user_id, created_at, expires_at)
                          VALUES (?1, ?2, ?3, ?4)",
-                        params![session_hash, user_id, ts(now), ts(session_expires)],
+                        args![session_hash, user_id, ts(now), ts(session_expires)],
                     )?;
                     SignIn::Done { user_id }
                 }
@@ -352,12 +351,12 @@ impl Store {
                    FROM web_sessions s JOIN users r ON r.id = s.user_id
                   WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND r.status = 'active'"
             );
-            query_opt(c, &sql, params![session_hash, ts(now)], |r| {
+            query_opt(c, &sql, args![session_hash, ts(now)], |r| {
                 Ok(WebUser {
                     id: r.get("id")?,
                     email: r.get("email")?,
                     name: r.get("name")?,
-                    site_admin: r.get::<_, i64>("site_admin")? != 0,
+                    site_admin: r.get::<i64>("site_admin")? != 0,
                     org: r.get("org")?,
                 })
             })
@@ -369,7 +368,7 @@ impl Store {
             exec(
                 c,
                 "DELETE FROM web_sessions WHERE token_hash = ?1",
-                params![session_hash],
+                args![session_hash],
             )?;
             Ok(())
         })
@@ -385,7 +384,7 @@ impl Store {
         limit: i64,
     ) -> Result<(Vec<TicketLine>, Vec<TicketLine>, Vec<TicketLine>), StoreError> {
         self.with_conn(|c| {
-            let line = |r: &rusqlite::Row<'_>| {
+            let line = |r: &super::Row<'_>| {
                 Ok(TicketLine {
                     number: r.get("number")?,
                     access_key: r.get("access_key")?,
@@ -403,7 +402,7 @@ impl Store {
                     "SELECT {COLS} FROM tickets t WHERE t.requester_id = ?1
                       ORDER BY t.updated_at DESC, t.id DESC LIMIT ?2"
                 ),
-                params![user.id, limit],
+                args![user.id, limit],
                 line,
             )?;
             let cced = query_all(
@@ -413,7 +412,7 @@ impl Store {
                       WHERE p.user_id = ?1 AND t.requester_id <> ?1
                       ORDER BY t.updated_at DESC, t.id DESC LIMIT ?2"
                 ),
-                params![user.id, limit],
+                args![user.id, limit],
                 line,
             )?;
             let team = if user.site_admin {
@@ -424,7 +423,7 @@ impl Store {
                           WHERE {ORG_OF_R} = ?1
                           ORDER BY t.updated_at DESC, t.id DESC LIMIT ?2"
                     ),
-                    params![user.org, limit],
+                    args![user.org, limit],
                     line,
                 )?
             } else {
@@ -438,12 +437,12 @@ impl Store {
     /// stored yet) and shared by every process serving the pages of this database.
     pub fn web_secret(&self, candidate: &str, now: DateTime<Utc>) -> Result<String, StoreError> {
         self.with_conn(|c| {
-            let read = |c: &rusqlite::Connection| {
+            let read = |c: super::Db<'_>| {
                 query_opt(
                     c,
                     "SELECT value FROM settings WHERE key = 'web_secret'",
-                    params![],
-                    |r| Ok(r.get::<_, String>("value")?),
+                    args![],
+                    |r| r.get::<String>("value"),
                 )
             };
             if let Some(secret) = read(c)? {
@@ -453,7 +452,7 @@ impl Store {
                 c,
                 "INSERT INTO settings (key, value, updated_at) VALUES ('web_secret', ?1, ?2)
                  ON CONFLICT (key) DO NOTHING",
-                params![candidate, ts(now)],
+                args![candidate, ts(now)],
             )?;
             // Another process may have made it first: theirs is the one.
             read(c)?.ok_or_else(|| StoreError::Corrupt("the web secret was not stored".into()))
@@ -462,12 +461,8 @@ impl Store {
 
     /// The database answers (a read of one row).
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.with_conn(|c| {
-            query_one(c, "SELECT 1 AS one", params![], |r| {
-                Ok(r.get::<_, i64>("one")?)
-            })
-        })
-        .map(drop)
+        self.with_conn(|c| query_one(c, "SELECT 1 AS one", args![], |r| r.get::<i64>("one")))
+            .map(drop)
     }
 
     pub fn outbox_backlog(&self) -> Result<OutboxBacklog, StoreError> {
@@ -475,11 +470,11 @@ impl Store {
             query_one(
                 c,
                 "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE status = 'queued'",
-                params![],
+                args![],
                 |r| {
                     Ok(OutboxBacklog {
                         queued: r.get("n")?,
-                        oldest_queued_at: r.get::<_, Option<i64>>("oldest")?.map(from_ts),
+                        oldest_queued_at: r.get::<Option<i64>>("oldest")?.map(from_ts),
                     })
                 },
             )
@@ -493,13 +488,13 @@ impl Store {
             let tickets = query_all(
                 c,
                 "SELECT status, urgency, COUNT(*) AS n FROM tickets GROUP BY status, urgency",
-                params![],
+                args![],
                 |r| Ok((r.get("status")?, r.get("urgency")?, r.get("n")?)),
             )?;
             let outbox = query_all(
                 c,
                 "SELECT status, COUNT(*) AS n FROM outbox GROUP BY status",
-                params![],
+                args![],
                 |r| Ok((r.get("status")?, r.get("n")?)),
             )?;
             Ok((tickets, outbox))
@@ -517,8 +512,8 @@ impl Tx {
         query_one(
             self.conn(),
             "SELECT COUNT(*) AS n FROM web_signins WHERE address_hash = ?1 AND created_at > ?2",
-            params![address_hash, ts(since)],
-            |r| Ok(u32::try_from(r.get::<_, i64>("n")?).unwrap_or(u32::MAX)),
+            args![address_hash, ts(since)],
+            |r| Ok(u32::try_from(r.get::<i64>("n")?).unwrap_or(u32::MAX)),
         )
     }
 
@@ -528,8 +523,8 @@ impl Tx {
         Ok(query_opt(
             self.conn(),
             "SELECT language FROM tickets WHERE requester_id = ?1 ORDER BY id DESC LIMIT 1",
-            params![user_id],
-            |r| Ok(r.get::<_, String>("language")?),
+            args![user_id],
+            |r| r.get::<String>("language"),
         )?
         .unwrap_or_default())
     }
@@ -539,7 +534,7 @@ impl Tx {
         query_opt(
             self.conn(),
             "SELECT id, email, name FROM users WHERE email_key = ?1 AND status = 'active'",
-            params![email_key],
+            args![email_key],
             |r| {
                 Ok(SignInUser {
                     id: r.get("id")?,
@@ -563,13 +558,13 @@ impl Tx {
         exec(
             c,
             "DELETE FROM web_signins WHERE created_at < ?1",
-            params![ts(now) - 86_400],
+            args![ts(now) - 86_400],
         )?;
         exec(
             c,
             "INSERT INTO web_signins (token_hash, address_hash, user_id, created_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![token_hash, address_hash, user_id, ts(now), ts(expires)],
+            args![token_hash, address_hash, user_id, ts(now), ts(expires)],
         )?;
         Ok(())
     }

@@ -30,6 +30,11 @@ struct Mailbox {
     age_seconds: i64,
     idle: bool,
     healthy: bool,
+    /// PostgreSQL replicas: the replica holding this mailbox's lease (null on SQLite).
+    lease_holder: Option<String>,
+    /// Whether this process works the mailbox now (false: another replica holds its lease
+    /// and this one stands by, which is healthy).
+    works_here: bool,
 }
 
 #[derive(Serialize)]
@@ -42,6 +47,8 @@ struct Outbox {
 #[derive(Serialize)]
 struct Health {
     status: &'static str,
+    /// This process's replica name (`SUPPORTD_REPLICA`, else the host name).
+    replica: String,
     database: Database,
     mailboxes: Vec<Mailbox>,
     /// False for `supportd serve`: the mailboxes run in another process.
@@ -80,6 +87,8 @@ pub async fn healthz(State(web): State<Arc<Web>>) -> Response {
     let mailboxes: Vec<Mailbox> = watched
         .iter()
         .map(|m| {
+            let me = &supportd_replica();
+            let works_here = m.lease_holder.as_ref().is_none_or(|h| h == me);
             let since = m.last_sync.unwrap_or(m.started);
             let age = (now - since).num_seconds();
             let limit =
@@ -89,13 +98,16 @@ pub async fn healthz(State(web): State<Arc<Web>>) -> Response {
                 last_sync: m.last_sync,
                 age_seconds: age,
                 idle: m.idle,
-                healthy: m.idle || age <= limit,
+                healthy: !works_here || m.idle || age <= limit,
+                lease_holder: m.lease_holder.clone(),
+                works_here,
             }
         })
         .collect();
     let healthy = database.reachable && mailboxes.iter().all(|m| m.healthy);
     let body = Health {
         status: if healthy { "ok" } else { "unhealthy" },
+        replica: supportd_replica(),
         database,
         runs_mailboxes: !watched.is_empty(),
         mailboxes,
@@ -107,4 +119,8 @@ pub async fn healthz(State(web): State<Arc<Web>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+fn supportd_replica() -> String {
+    crate::store::instance().replica.clone()
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pages::Frame;
 use super::{Web, WebError};
-use crate::kb::suggest::{fts_query, terms};
+use crate::kb::suggest::terms;
 
 /// Results one search page shows.
 const RESULTS: u32 = 20;
@@ -49,10 +49,13 @@ pub async fn search(
 ) -> Result<Response, WebError> {
     let q: String = query.q.trim().chars().take(MAX_QUERY_CHARS).collect();
     let searched = !q.is_empty();
-    let found = match fts_query(&terms(&q, "")) {
-        Some(expr) => web.store().kb_search(&expr, RESULTS),
-        None if searched => Ok(Vec::new()),
-        None => web.store().kb_all(),
+    let words = terms(&q, "");
+    let found = if !words.is_empty() {
+        web.store().kb_search(&words, RESULTS)
+    } else if searched {
+        Ok(Vec::new())
+    } else {
+        web.store().kb_all()
     }?;
     let hits = found
         .into_iter()

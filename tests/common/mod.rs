@@ -11,6 +11,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod pg;
+pub use pg::PgDb;
+
+/// Which database a test's [`Env`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// `SUPPORTD_TEST_BACKEND=postgres` runs a whole test file against PostgreSQL.
+    pub fn from_env() -> Backend {
+        match std::env::var("SUPPORTD_TEST_BACKEND").as_deref() {
+            Ok("postgres") => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+}
+
 pub const SUPPORT: &str = "support@vendor.example";
 pub const SUPPORT_NAME: &str = "Vendor Support";
 pub const PHONE: &str = "+1 555 0142";
@@ -33,6 +53,8 @@ pub struct Env {
     pub config: PathBuf,
     pub db_url: String,
     inputs: AtomicUsize,
+    /// The test's PostgreSQL database, dropped with the Env.
+    pub pg: Option<PgDb>,
 }
 
 impl Env {
@@ -42,8 +64,17 @@ impl Env {
 
     /// The base config plus `extra` TOML (whole tables, e.g. `[limits]\n...`).
     pub fn with_config(extra: &str) -> Env {
+        Env::on(Backend::from_env(), extra)
+    }
+
+    /// The base config plus `extra`, on `backend`.
+    pub fn on(backend: Backend, extra: &str) -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db_url = format!("sqlite://{}", dir.path().join("supportd.db").display());
+        let pg = (backend == Backend::Postgres).then(PgDb::new);
+        let db_url = match &pg {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}", dir.path().join("supportd.db").display()),
+        };
         let config = dir.path().join("supportd.toml");
         let text = format!(
             "[support]\nname = \"{SUPPORT_NAME}\"\naddress = \"{SUPPORT}\"\n\
@@ -56,6 +87,7 @@ impl Env {
             config,
             db_url,
             inputs: AtomicUsize::new(0),
+            pg,
         }
     }
 
@@ -74,6 +106,22 @@ impl Env {
             .env_remove("SUPPORTD_LOG")
             .current_dir(self.dir.path());
         c
+    }
+
+    /// Runs one statement (no parameters) on this test's database, whichever the backend:
+    /// tests that move clocks back or unlink rows.
+    pub fn exec_sql(&self, statement: &str) {
+        match &self.pg {
+            Some(pg) => {
+                pg.sql(statement);
+            }
+            None => {
+                let db = rusqlite::Connection::open(self.db_url.trim_start_matches("sqlite://"))
+                    .expect("open the test database");
+                db.execute_batch(statement)
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+        }
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
