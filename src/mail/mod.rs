@@ -7,3 +7,4 @@ pub mod html;
 pub mod loops;
 pub mod parse;
 pub mod quote;
+pub mod words;

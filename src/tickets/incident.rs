@@ -332,12 +332,7 @@ pub fn incident_ack(
     let mut out = acknowledgement(desk, f, stamp, templates)?;
     let ctx = IncidentAckContext {
         support_name: &desk.name,
-        requester_name: f
-            .requester
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| f.requester.email.to_string()),
+        requester_name: super::replies::greeting(&f.requester),
         number: f.number,
         tag: desk.tag.render(f.number),
         subject: if f.subject.is_empty() {
@@ -378,12 +373,7 @@ pub fn resolved_mail(
 ) -> Result<Outgoing, TemplateError> {
     let ctx = ResolvedContext {
         support_name: &desk.name,
-        requester_name: t
-            .requester
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| t.requester.email.to_string()),
+        requester_name: super::replies::greeting(&t.requester),
         tag: desk.tag.render(t.number),
         number: t.number,
         subject: &t.subject,

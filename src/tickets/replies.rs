@@ -30,7 +30,8 @@ pub struct CustomerFacts {
     pub language: String,
 }
 
-fn greeting(p: &Party) -> String {
+/// How a mail greets `p`: their name, else their address.
+pub(crate) fn greeting(p: &Party) -> String {
     p.name
         .clone()
         .filter(|n| !n.is_empty())
