@@ -1,6 +1,8 @@
 //! Unit tests of the config: each bad value → its file:line:key message.
 
 use super::*;
+use crate::mail::address::EmailAddress;
+use crate::tickets::{Intake, Role};
 
 #[test]
 fn defaults_are_valid() {
