@@ -101,22 +101,28 @@ pub async fn run(
     if config.mailbox.is_empty() {
         warn!("no [[mailbox]] configured: only `supportd ingest` brings mail in");
     }
-    {
-        let hb = Heartbeat::new("digests", start);
+    let sweeps = [
+        Sweep {
+            name: "digests",
+            every: DIGEST_SWEEP,
+            run: Pipeline::send_due_digests,
+            queued: "notification digests queued",
+            failed: "cannot queue the due notification digests; will retry",
+        },
+        Sweep {
+            name: "sla",
+            every: Duration::from_secs(config.sla.check_seconds),
+            run: Pipeline::send_sla_alerts,
+            queued: "SLA reminders and escalations queued",
+            failed: "cannot check the SLA clocks; will retry",
+        },
+    ];
+    for sweep in sweeps {
+        let hb = Heartbeat::new(sweep.name, start);
         beats.push(hb.clone());
         let task_shared = shared.clone();
-        tasks.spawn(supervise("digests".into(), shared.clone(), move || {
-            digests(task_shared.clone(), hb.clone())
-        }));
-    }
-
-    {
-        let hb = Heartbeat::new("sla", start);
-        beats.push(hb.clone());
-        let task_shared = shared.clone();
-        let every = Duration::from_secs(config.sla.check_seconds);
-        tasks.spawn(supervise("sla".into(), shared.clone(), move || {
-            sla_checks(task_shared.clone(), hb.clone(), every)
+        tasks.spawn(supervise(sweep.name.into(), shared.clone(), move || {
+            sweep.run_until_shutdown(task_shared.clone(), hb.clone())
         }));
     }
 
@@ -181,53 +187,42 @@ pub async fn run(
     Ok(())
 }
 
-/// Queues the notification digests that are due, every [`DIGEST_SWEEP`], until shutdown:
-/// after a mail flood stops, nothing else would announce its last held tickets.
-async fn digests(shared: Arc<Shared>, heartbeat: Heartbeat) {
-    let mut shutdown = shared.shutdown();
-    loop {
-        heartbeat.beat();
-        if *shutdown.borrow() {
-            break;
-        }
-        let pipeline = shared.pipeline().await;
-        match pipeline.send_due_digests(shared.store()) {
-            Ok(0) => {}
-            Ok(n) => {
-                info!(mails = n, "notification digests queued");
-                shared.wake_outbox();
-            }
-            Err(e) => warn!(error = %e, "cannot queue the due notification digests; will retry"),
-        }
-        tokio::select! {
-            _ = heartbeat.while_waiting(tokio::time::sleep(DIGEST_SWEEP)) => {}
-            _ = shutdown.changed() => break,
-        }
-    }
+/// A periodic look at the database that may queue mail, until shutdown: the notification
+/// digests that are due (after a mail flood stops, nothing else would announce its last held
+/// tickets), and the SLA clocks (reminders before a due time, escalations after it; see
+/// `pipeline/sla.rs`). What was sent is in the database, so a restart picks up where it was.
+#[derive(Clone, Copy)]
+struct Sweep {
+    name: &'static str,
+    every: Duration,
+    run: fn(&Pipeline, &Store) -> Result<usize, crate::pipeline::PipelineError>,
+    /// Logged with the number of mails queued.
+    queued: &'static str,
+    /// Logged with the error (the next sweep retries).
+    failed: &'static str,
 }
 
-/// Checks the SLA clocks every `every` (`sla.check_seconds`) until shutdown: reminders
-/// before a due time, escalations after it (see `pipeline/sla.rs`). The clocks and the
-/// alerts sent are in the database, so a restart picks up where it was.
-async fn sla_checks(shared: Arc<Shared>, heartbeat: Heartbeat, every: Duration) {
-    let mut shutdown = shared.shutdown();
-    loop {
-        heartbeat.beat();
-        if *shutdown.borrow() {
-            break;
-        }
-        let pipeline = shared.pipeline().await;
-        match pipeline.send_sla_alerts(shared.store()) {
-            Ok(0) => {}
-            Ok(n) => {
-                info!(mails = n, "SLA reminders and escalations queued");
-                shared.wake_outbox();
+impl Sweep {
+    async fn run_until_shutdown(self, shared: Arc<Shared>, heartbeat: Heartbeat) {
+        let mut shutdown = shared.shutdown();
+        loop {
+            heartbeat.beat();
+            if *shutdown.borrow() {
+                break;
             }
-            Err(e) => warn!(error = %e, "cannot check the SLA clocks; will retry"),
-        }
-        tokio::select! {
-            _ = heartbeat.while_waiting(tokio::time::sleep(every)) => {}
-            _ = shutdown.changed() => break,
+            let pipeline = shared.pipeline().await;
+            match (self.run)(&pipeline, shared.store()) {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(mails = n, "{}", self.queued);
+                    shared.wake_outbox();
+                }
+                Err(e) => warn!(error = %e, "{}", self.failed),
+            }
+            tokio::select! {
+                _ = heartbeat.while_waiting(tokio::time::sleep(self.every)) => {}
+                _ = shutdown.changed() => break,
+            }
         }
     }
 }
