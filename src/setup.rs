@@ -115,7 +115,19 @@ pub fn policy(config: &Config, desk: &Desk) -> Policy {
         notification_digest_minutes: config.limits.notification_digest_minutes,
         kb_dir: config.kb.dir.display().to_string(),
         near_duplicate_minutes: config.limits.near_duplicate_minutes,
-        incidents: crate::tickets::incident::IncidentPolicy::from_config(&config.incidents),
+        incidents: incident_policy(&config.incidents),
+    }
+}
+
+/// The incident grouping's policy from its config section.
+fn incident_policy(c: &crate::config::Incidents) -> crate::tickets::incident::IncidentPolicy {
+    crate::tickets::incident::IncidentPolicy {
+        enabled: c.enabled,
+        max_level: c.max_level,
+        min_tickets: usize::try_from(c.min_tickets).unwrap_or(usize::MAX),
+        window_minutes: c.window_minutes,
+        similarity: c.similarity,
+        oncall: c.oncall.clone(),
     }
 }
 

@@ -50,17 +50,6 @@ impl Default for IncidentPolicy {
 }
 
 impl IncidentPolicy {
-    pub fn from_config(c: &crate::config::Incidents) -> IncidentPolicy {
-        IncidentPolicy {
-            enabled: c.enabled,
-            max_level: c.max_level,
-            min_tickets: usize::try_from(c.min_tickets).unwrap_or(usize::MAX),
-            window_minutes: c.window_minutes,
-            similarity: c.similarity,
-            oncall: c.oncall.clone(),
-        }
-    }
-
     pub fn window(&self) -> Duration {
         Duration::minutes(i64::from(self.window_minutes))
     }
