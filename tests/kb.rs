@@ -26,15 +26,6 @@ fn with_articles(env: &Env) -> PathBuf {
     to
 }
 
-fn ack_text(env: &Env, ticket: i64) -> String {
-    let ack = env
-        .outbox()
-        .into_iter()
-        .find(|o| o["kind"] == "ack" && o["ticket"] == ticket)
-        .unwrap();
-    text_body(env.outbox_raw(ack["id"].as_i64().unwrap()).as_bytes())
-}
-
 #[test]
 fn a_malformed_article_is_named_with_its_line_and_the_others_load() {
     let env = Env::new();
@@ -85,7 +76,7 @@ fn the_ack_lists_passing_articles_with_links_and_nothing_otherwise() {
     with_articles(&env);
     env.ok(&["kb", "reindex"]);
     let n = created(&env.ingest_file(&fixture("kb-suggest/034.eml")));
-    let ack = ack_text(&env, n);
+    let ack = env.ack_text(n);
     assert!(
         ack.contains("These articles of our Help Center may already answer your question:"),
         "{ack}"
@@ -104,7 +95,7 @@ fn the_ack_lists_passing_articles_with_links_and_nothing_otherwise() {
 
     // A mail no article fits: no suggestion section at all.
     let n = created(&env.ingest_file(&fixture("kb-suggest/038.eml")));
-    let ack = ack_text(&env, n);
+    let ack = env.ack_text(n);
     assert!(!ack.contains("Help Center"), "{ack}");
     assert!(!ack.contains("/help/"), "{ack}");
     let out = env.ok(&["suggest", fixture("kb-suggest/038.eml").to_str().unwrap()]);
@@ -189,20 +180,8 @@ fn suggestion_figures_over_the_labelled_set() {
 
 const MX: &str = "mx.vendor.example";
 
-fn agent_key(env: &Env, ticket: i64) -> String {
-    let note = env
-        .outbox()
-        .into_iter()
-        .find(|o| o["kind"] == "notify-agent" && o["ticket"] == ticket)
-        .unwrap();
-    let raw = env.outbox_raw(note["id"].as_i64().unwrap());
-    let reply_to = header(&raw, "Reply-To").unwrap();
-    let start = reply_to.find("support+a-").unwrap() + "support+a-".len();
-    reply_to[start..start + 20].to_string()
-}
-
 fn agent_mail(env: &Env, n: i64, id: &str, body: &str) -> serde_json::Value {
-    let key = agent_key(env, n);
+    let key = env.agent_key(n);
     env.ingest(&crlf(&format!(
         "Authentication-Results: {MX}; dmarc=pass header.from=vendor.example\n\
          From: Alice Agent <alice@vendor.example>\nTo: support+a-{key}@vendor.example\n\

@@ -28,18 +28,6 @@ fn mail_text(env: &Env, kind: &str, nth: usize) -> String {
     env.outbox_raw(row["id"].as_i64().unwrap())
 }
 
-fn agent_key(env: &Env, ticket: i64) -> String {
-    let note = env
-        .outbox()
-        .into_iter()
-        .find(|o| o["kind"] == "notify-agent" && o["ticket"] == ticket)
-        .unwrap();
-    let raw = env.outbox_raw(note["id"].as_i64().unwrap());
-    let reply_to = header(&raw, "Reply-To").unwrap();
-    let start = reply_to.find("support+a-").unwrap() + "support+a-".len();
-    reply_to[start..start + 20].to_string()
-}
-
 const FRENCH: &str = "From: Claire Dubois <cdubois@clinique.example>\nTo: support@vendor.example\n\
     Subject: Réactivation d'un compte\nMessage-ID: <fr-kb@clinique.example>\n\
     Content-Type: text/plain; charset=utf-8\n\n\
@@ -76,7 +64,7 @@ fn a_french_ticket_gets_its_ack_and_close_mail_in_french() {
     }
     assert!(!ack.contains("Thank you"), "{ack}");
 
-    let key = agent_key(&env, n);
+    let key = env.agent_key(n);
     let reply = env.ingest(&crlf(&format!(
         "Authentication-Results: {MX}; dmarc=pass header.from=vendor.example\n\
          From: Alice <alice@vendor.example>\nTo: support+a-{key}@vendor.example\n\

@@ -18,15 +18,6 @@ fn desk() -> Env {
     ))
 }
 
-fn ack_text(env: &Env, ticket: i64) -> String {
-    let ack = env
-        .outbox()
-        .into_iter()
-        .find(|o| o["kind"] == "ack" && o["ticket"] == ticket)
-        .unwrap();
-    text_body(env.outbox_raw(ack["id"].as_i64().unwrap()).as_bytes())
-}
-
 #[test]
 fn the_language_is_recorded_and_a_routine_ack_says_whom_to_call_in_it() {
     let env = desk();
@@ -42,7 +33,7 @@ fn the_language_is_recorded_and_a_routine_ack_says_whom_to_call_in_it() {
     let t = env.ticket(n);
     assert_eq!(t["language"], "fr", "{t}");
     assert!(t["urgency"].as_i64().unwrap() >= 3, "{t}");
-    let ack = ack_text(&env, n);
+    let ack = env.ack_text(n);
     assert!(
         ack.contains(
             "Si la prise en charge d'un patient est touchée en ce moment, appelez le +1 555 0142."
@@ -60,7 +51,7 @@ fn the_language_is_recorded_and_a_routine_ack_says_whom_to_call_in_it() {
     ));
     let n = created(&es);
     assert_eq!(env.ticket(n)["language"], "es");
-    assert!(ack_text(&env, n).contains("llame al +1 555 0142"));
+    assert!(env.ack_text(n).contains("llame al +1 555 0142"));
 }
 
 #[test]
@@ -74,7 +65,7 @@ fn an_agents_correction_is_stored_and_reported() {
     let n = created(&out);
     let before = String::from_utf8_lossy(&env.run(&["triage", "report"]).stdout).to_string();
     assert!(before.contains("no corrections yet"), "{before}");
-    let key = agent_key(&env, n);
+    let key = env.agent_key(n);
     let reply = env.ingest(&crlf(&format!(
         "Authentication-Results: {MX}; dmarc=pass header.from=vendor.example\n\
          From: Alice <alice@vendor.example>\nTo: support+a-{key}@vendor.example\n\
@@ -85,17 +76,4 @@ fn an_agents_correction_is_stored_and_reported() {
     let report = String::from_utf8_lossy(&env.run(&["triage", "report"]).stdout).to_string();
     assert!(!report.contains("no corrections yet"), "{report}");
     assert!(report.contains("routing"), "{report}");
-}
-
-/// The ticket's agent key, as the notification carries it in its Reply-To.
-fn agent_key(env: &Env, ticket: i64) -> String {
-    let note = env
-        .outbox()
-        .into_iter()
-        .find(|o| o["kind"] == "notify-agent" && o["ticket"] == ticket)
-        .unwrap();
-    let raw = env.outbox_raw(note["id"].as_i64().unwrap());
-    let reply_to = header(&raw, "Reply-To").unwrap();
-    let start = reply_to.find("support+a-").unwrap() + "support+a-".len();
-    reply_to[start..start + 20].to_string()
 }

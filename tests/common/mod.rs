@@ -208,6 +208,29 @@ impl Env {
         self.ok(&["outbox", "show", &id.to_string(), "--raw"])
     }
 
+    /// The text of ticket `ticket`'s acknowledgement, as the outbox holds it.
+    pub fn ack_text(&self, ticket: i64) -> String {
+        let ack = self
+            .outbox()
+            .into_iter()
+            .find(|o| o["kind"] == "ack" && o["ticket"] == ticket)
+            .unwrap();
+        text_body(self.outbox_raw(ack["id"].as_i64().unwrap()).as_bytes())
+    }
+
+    /// Ticket `ticket`'s agent key, as the agents' notification carries it in its Reply-To.
+    pub fn agent_key(&self, ticket: i64) -> String {
+        let note = self
+            .outbox()
+            .into_iter()
+            .find(|o| o["kind"] == "notify-agent" && o["ticket"] == ticket)
+            .unwrap();
+        let raw = self.outbox_raw(note["id"].as_i64().unwrap());
+        let reply_to = header(&raw, "Reply-To").unwrap();
+        let start = reply_to.find("support+a-").unwrap() + "support+a-".len();
+        reply_to[start..start + 20].to_string()
+    }
+
     pub fn quarantine(&self) -> Vec<Value> {
         array(self.json(&["quarantine", "list", "--json"]))
     }
