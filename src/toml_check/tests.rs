@@ -248,3 +248,50 @@ fn a_span_names_its_key() {
         "r.toml: 1 configuration problem\n  r.toml:3: key `rule[0].when[1]`: must be a string"
     );
 }
+
+#[test]
+fn a_flood_of_syntax_errors_is_cut_at_max_listed() {
+    // A file of stray control characters (fuzzing found one making 16,297 problems).
+    let text: String = "\u{1}\n".repeat(8_000);
+    let err = Document::parse(&text)
+        .err()
+        .unwrap()
+        .into_error("flood.toml");
+    assert_eq!(err.problems.len(), MAX_LISTED + 1, "{err}");
+    assert_eq!(err.problems[0].line, Some(1));
+    assert_eq!(err.problems[MAX_LISTED - 1].line, Some(MAX_LISTED));
+    let last = &err.problems[MAX_LISTED];
+    assert_eq!(last.line, None);
+    assert!(
+        last.message
+            .ends_with("more TOML syntax errors, not listed (fix the ones above first)"),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn a_flood_of_bad_keys_is_cut_at_max_listed() {
+    let mut text = String::from("[server]\n");
+    for i in 0..300 {
+        text.push_str(&format!("unknown{i} = 1\n"));
+    }
+    let (_, shown) = problems(&text);
+    assert_eq!(shown.len(), MAX_LISTED + 1);
+    assert_eq!(shown[0].0, Some(2));
+    assert!(
+        shown[0].2.starts_with("unknown field `unknown0`"),
+        "{shown:?}"
+    );
+    assert_eq!(shown[MAX_LISTED].0, None);
+    assert!(shown[MAX_LISTED].2.starts_with("more problems may follow"));
+}
+
+#[test]
+fn lines_are_counted_from_an_index() {
+    let doc = Document::parse("a = 1\n\nb = 2\n").unwrap();
+    assert_eq!(doc.line(0), 1);
+    assert_eq!(doc.line(5), 1); // the first newline itself
+    assert_eq!(doc.line(6), 2);
+    assert_eq!(doc.line(7), 3);
+    assert_eq!(doc.line(1_000), 4); // past the end: after the last newline
+}
