@@ -12,11 +12,11 @@ use serde::Serialize;
 
 use super::ack::{acknowledgement, AckFacts};
 use super::desk::Desk;
-use super::notify::{agent_address, when};
+use super::notify::when;
 use super::outbound::Stamp;
 use super::replies::CustomerFacts;
 use super::similar::{score, Profile};
-use super::{AccessKey, TicketRecord};
+use super::{shown_subject, AccessKey, TicketRecord};
 use crate::mail::address::EmailAddress;
 use crate::mail::compose::{Outgoing, Party};
 use crate::templates::{TemplateError, Templates};
@@ -264,35 +264,20 @@ pub fn oncall_mail(
     };
     let body = templates.render("incident-oncall.txt", &ctx)?;
     let first = f.tickets.first().map_or("", |t| t.subject.as_str());
-    let support = desk.party();
+    let subject = format!(
+        "INCIDENT #{}: {} similar urgent tickets: {}",
+        f.number,
+        f.tickets.len(),
+        shown_subject(first)
+    );
+    let to = Party {
+        name: None,
+        email: f.to.clone(),
+    };
     Ok(Outgoing {
-        from: support.clone(),
-        to: vec![Party {
-            name: None,
-            email: f.to.clone(),
-        }],
-        cc: Vec::new(),
-        reply_to: Some(Party {
-            name: support.name.clone(),
-            email: agent_address(&desk.address, &f.agent_key),
-        }),
-        subject: format!(
-            "INCIDENT #{}: {} similar urgent tickets: {}",
-            f.number,
-            f.tickets.len(),
-            if first.is_empty() {
-                "(no subject)"
-            } else {
-                first
-            }
-        ),
-        message_id: stamp.message_id.clone(),
-        in_reply_to: None,
-        references: Vec::new(),
-        date: stamp.date,
-        auto_submitted: Some("auto-generated"),
+        reply_to: Some(desk.agent_channel(&f.agent_key)),
         urgent: true,
-        body,
+        ..stamp.mail(desk.party(), to, subject, body)
     })
 }
 
@@ -324,11 +309,7 @@ pub fn incident_ack(
         requester_name: super::replies::greeting(&f.requester),
         number: f.number,
         tag: desk.tag.render(f.number),
-        subject: if f.subject.is_empty() {
-            "(no subject)"
-        } else {
-            &f.subject
-        },
+        subject: shown_subject(&f.subject),
         access_key: f.access_key.as_str(),
         link: desk.ticket_link(&f.access_key),
         incident,
@@ -372,22 +353,12 @@ pub fn resolved_mail(
         reopen_days: t.reopen_days,
     };
     let body = templates.render_lang("incident-resolved.txt", &t.language, &ctx)?;
+    let subject = desk.tag.tag_subject(t.number, &t.subject);
     Ok(Outgoing {
-        from: desk.party(),
-        to: vec![t.requester.clone()],
-        cc: Vec::new(),
-        reply_to: Some(Party {
-            name: Some(desk.name.clone()),
-            email: desk.address.with_detail(t.access_key.as_str()),
-        }),
-        subject: desk.tag.tag_subject(t.number, &t.subject),
-        message_id: stamp.message_id.clone(),
+        reply_to: Some(desk.customer_channel(&t.access_key)),
         in_reply_to: t.in_reply_to.clone(),
         references: t.references.clone(),
-        date: stamp.date,
-        auto_submitted: Some("auto-generated"),
-        urgent: false,
-        body,
+        ..stamp.mail(desk.party(), t.requester.clone(), subject, body)
     })
 }
 

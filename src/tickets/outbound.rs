@@ -27,6 +27,14 @@ pub struct Stamp {
     pub date: DateTime<Utc>,
 }
 
+impl Stamp {
+    /// An automatic mail with this identity ([`Outgoing::new`]): from `from` to `to`, no
+    /// Cc, Reply-To or thread headers, not urgent; change the rest with struct update.
+    pub fn mail(&self, from: Party, to: Party, subject: String, body: String) -> Outgoing {
+        Outgoing::new(from, to, subject, self.message_id.clone(), self.date, body)
+    }
+}
+
 /// Every kind of mail supportd sends (the outbox's `kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

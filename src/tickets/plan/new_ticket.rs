@@ -33,11 +33,7 @@ impl Builder<'_, '_> {
             number,
             access_key: c.ids.access_key(),
             agent_key: c.ids.access_key(),
-            subject: if f.mail.subject.is_empty() {
-                "(no subject)".to_string()
-            } else {
-                f.mail.subject.clone()
-            },
+            subject: shown_subject(&f.mail.subject).to_string(),
             category: f.class.category.clone(),
             urgency: level.level,
             triage_reasons: f.class.reasons.join("\n"),
