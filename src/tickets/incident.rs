@@ -8,7 +8,7 @@
 //! mail (to staff) lists the linked tickets.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ack::{acknowledgement, AckFacts};
 use super::desk::Desk;
@@ -21,18 +21,24 @@ use crate::mail::address::EmailAddress;
 use crate::mail::compose::{Outgoing, Party};
 use crate::templates::{TemplateError, Templates};
 
-/// The knobs of `[incidents]`.
-#[derive(Debug, Clone, PartialEq)]
+/// The knobs of `[incidents]`: several similar urgent tickets within a window are one
+/// incident. The config section deserializes straight into it (the config checks the
+/// ranges).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct IncidentPolicy {
     pub enabled: bool,
-    /// Tickets of this urgency level or more urgent (a smaller number) are grouped.
+    /// Tickets of this urgency level or more urgent (a smaller number) are grouped (1–4).
     pub max_level: u8,
-    /// Similar tickets (this one included) within the window that open an incident.
-    pub min_tickets: usize,
+    /// Similar tickets within the window, the newest included, that open an incident (≥ 2).
+    pub min_tickets: u32,
     pub window_minutes: u32,
-    /// The similarity (0–1, see [`super::similar`]) from which two tickets are alike.
+    /// How alike two tickets' texts must be, 0–1 (shingles or shared rare terms, see
+    /// [`super::similar`]).
     pub similarity: f64,
-    /// Who gets the incident's one urgent notification.
+    /// Who gets the one urgent mail about a new incident. Required for grouping: without
+    /// it nothing is grouped (nobody would be paged, yet customers would be told engineers
+    /// are on it).
     pub oncall: Option<EmailAddress>,
 }
 
@@ -150,7 +156,7 @@ pub fn group(
     reporters.push(requester.to_lowercase());
     reporters.sort();
     reporters.dedup();
-    if reporters.len() < policy.min_tickets {
+    if reporters.len() < usize::try_from(policy.min_tickets).unwrap_or(usize::MAX) {
         return Grouping::Alone;
     }
     let score = recent.iter().map(|(_, s)| *s).fold(f64::MAX, f64::min);
