@@ -199,6 +199,29 @@ pub struct Mail {
 }
 
 impl Mail {
+    /// A mail of ours to customers (an acknowledgement, a closing notice, an incident's end),
+    /// recorded in the ticket's public history with the desk's address as its author.
+    pub fn from_desk(
+        kind: MailKind,
+        ticket: TicketRef,
+        stamp: Stamp,
+        desk: &Desk,
+        content: Content,
+    ) -> Mail {
+        Mail {
+            kind,
+            ticket: Some(ticket),
+            stamp,
+            to_agents: false,
+            history: Some(Author {
+                email: desk.address.to_string(),
+                user_id: None,
+            }),
+            with_inbound_attachments: false,
+            content,
+        }
+    }
+
     /// The mail as it will be composed. `linked`: the stored attachments of the inbound
     /// message, which a notification names and links.
     pub fn render(
