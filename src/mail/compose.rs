@@ -89,11 +89,7 @@ impl Outgoing {
 
     /// Lower-cased envelope recipients (To and Cc).
     pub fn recipients(&self) -> Vec<String> {
-        self.to
-            .iter()
-            .chain(&self.cc)
-            .map(|p| p.email.key())
-            .collect()
+        self.envelope().iter().map(EmailAddress::key).collect()
     }
 
     /// The envelope recipients (To and Cc), in order, as the outbox stores them.
