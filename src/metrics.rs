@@ -80,6 +80,13 @@ struct Metrics {
     scrape: Mutex<()>,
 }
 
+/// Registers each metric of `m` (a [`Metrics`]) under its name and help text: one table.
+macro_rules! register {
+    ($registry:ident, $m:ident, { $($field:ident => $name:literal, $help:literal;)* }) => {
+        $( $registry.register($name, $help, $m.$field.clone()); )*
+    };
+}
+
 fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(|| {
@@ -98,51 +105,26 @@ fn metrics() -> &'static Metrics {
             lease_holders: Mutex::new(Vec::new()),
             scrape: Mutex::new(()),
         };
-        registry.register(
-            "messages_ingested",
-            "Messages through the pipeline, by outcome (created, replied, ..., quarantined)",
-            m.ingested.clone(),
-        );
-        registry.register(
-            "ingest_latency_seconds",
-            "Time a message spends in the pipeline: its batch prepared (parse, triage) and committed",
-            m.ingest_seconds.clone(),
-        );
-        registry.register(
-            "imap_reconnects",
-            "IMAP connections opened again after a failed session, per mailbox",
-            m.imap_reconnects.clone(),
-        );
-        registry.register(
-            "imap_sync_errors",
-            "IMAP sessions or syncs that failed, per mailbox",
-            m.imap_sync_errors.clone(),
-        );
-        registry.register(
-            "web_requests",
-            "Web requests by route pattern and HTTP status",
-            m.web_requests.clone(),
-        );
-        registry.register(
-            "ack_delivery_latency_seconds",
-            "Acknowledgements: from the outbox row's creation (whole seconds, as stored) to the relay's acceptance",
-            m.ack_delivery_seconds.clone(),
-        );
-        registry.register(
-            "tickets",
-            "Tickets by status and urgency (read from the database at each scrape)",
-            m.tickets.clone(),
-        );
-        registry.register(
-            "outbox",
-            "Outbox mails by state: queued, sent, failed (read from the database at each scrape)",
-            m.outbox.clone(),
-        );
-        registry.register(
-            "mailbox_lease",
-            "PostgreSQL replicas: 1 for the replica (holder) holding each mailbox's lease, as this replica sees it",
-            m.mailbox_lease.clone(),
-        );
+        register!(registry, m, {
+            ingested => "messages_ingested",
+                "Messages through the pipeline, by outcome (created, replied, ..., quarantined)";
+            ingest_seconds => "ingest_latency_seconds",
+                "Time a message spends in the pipeline: its batch prepared (parse, triage) and committed";
+            imap_reconnects => "imap_reconnects",
+                "IMAP connections opened again after a failed session, per mailbox";
+            imap_sync_errors => "imap_sync_errors",
+                "IMAP sessions or syncs that failed, per mailbox";
+            web_requests => "web_requests",
+                "Web requests by route pattern and HTTP status";
+            ack_delivery_seconds => "ack_delivery_latency_seconds",
+                "Acknowledgements: from the outbox row's creation (whole seconds, as stored) to the relay's acceptance";
+            tickets => "tickets",
+                "Tickets by status and urgency (read from the database at each scrape)";
+            outbox => "outbox",
+                "Outbox mails by state: queued, sent, failed (read from the database at each scrape)";
+            mailbox_lease => "mailbox_lease",
+                "PostgreSQL replicas: 1 for the replica (holder) holding each mailbox's lease, as this replica sees it";
+        });
         Metrics { registry, ..m }
     })
 }
@@ -161,18 +143,16 @@ pub fn message_ingested(outcome: &str, seconds: f64) {
 
 /// A mailbox task connects again after a failure.
 pub fn imap_reconnect(mailbox: &str) {
-    metrics()
-        .imap_reconnects
-        .get_or_create(&MailboxLabels {
-            mailbox: mailbox.to_string(),
-        })
-        .inc();
+    count_for(&metrics().imap_reconnects, mailbox);
 }
 
 /// A mailbox session or sync failed.
 pub fn imap_sync_error(mailbox: &str) {
-    metrics()
-        .imap_sync_errors
+    count_for(&metrics().imap_sync_errors, mailbox);
+}
+
+fn count_for(family: &Family<MailboxLabels, Counter>, mailbox: &str) {
+    family
         .get_or_create(&MailboxLabels {
             mailbox: mailbox.to_string(),
         })

@@ -22,7 +22,7 @@ use crate::tickets::ack::AckFacts;
 use crate::tickets::desk::Desk;
 use crate::tickets::outbound::{Content, Mail, MailKind, Stamp};
 use crate::tickets::{AccessKey, Policy, Sla, TicketTag, ACCESS_KEY_LEN};
-use crate::triage::Rules;
+use crate::triage::{Category, Level, Rules};
 
 /// The built-in triage rules, used when the config names no rules file.
 pub const DEFAULT_RULES: &str = include_str!("../config/triage.toml");
@@ -115,19 +115,7 @@ pub fn policy(config: &Config, desk: &Desk) -> Policy {
         notification_digest_minutes: config.limits.notification_digest_minutes,
         kb_dir: config.kb.dir.display().to_string(),
         near_duplicate_minutes: config.limits.near_duplicate_minutes,
-        incidents: incident_policy(&config.incidents),
-    }
-}
-
-/// The incident grouping's policy from its config section.
-fn incident_policy(c: &crate::config::Incidents) -> crate::tickets::incident::IncidentPolicy {
-    crate::tickets::incident::IncidentPolicy {
-        enabled: c.enabled,
-        max_level: c.max_level,
-        min_tickets: usize::try_from(c.min_tickets).unwrap_or(usize::MAX),
-        window_minutes: c.window_minutes,
-        similarity: c.similarity,
-        oncall: c.oncall.clone(),
+        incidents: config.incidents.clone(),
     }
 }
 
@@ -245,37 +233,12 @@ fn sample_incident_and_sla_mails(p: &Pipeline) -> Result<(), SetupError> {
     use crate::tickets::incident::{OncallFacts, OncallTicket};
     use crate::tickets::replies::CustomerFacts;
     use crate::tickets::sla::{Alert, AlertFacts, ClockKind, Stage};
-    let (Some(level), Some(category)) = (
-        p.rules.levels().first().cloned(),
-        p.rules.categories().first().cloned(),
-    ) else {
-        // sample_acknowledgement said so already.
-        return Ok(());
-    };
+    let (level, category) = sample_triage(p)?;
     let now = p.clock.now();
-    let key = AccessKey::from_random([0; ACCESS_KEY_LEN]);
-    let customer = Party {
-        name: Some("Test".into()),
-        email: EmailAddress::from_parts("test", "clinic.example"),
-    };
-    let sla = Sla::starting(now, level.first_response_hours, level.resolution_hours);
+    let ack = sample_ack(now, &level, &category);
+    let (key, customer, sla) = (ack.access_key.clone(), ack.requester.clone(), ack.sla);
     let contents = [
-        Content::IncidentAck {
-            ack: AckFacts {
-                number: 1001,
-                access_key: key.clone(),
-                subject: "check-config".into(),
-                requester: customer.clone(),
-                sla,
-                category: category.clone(),
-                level: level.clone(),
-                inbound_message_id: "check@clinic.example".into(),
-                inbound_references: Vec::new(),
-                language: "en".into(),
-                suggestions: Vec::new(),
-            },
-            incident: 1,
-        },
+        Content::IncidentAck { ack, incident: 1 },
         Content::IncidentOncall(OncallFacts {
             number: 1,
             to: EmailAddress::from_parts("oncall", "vendor.example"),
@@ -328,44 +291,26 @@ fn sample_incident_and_sla_mails(p: &Pipeline) -> Result<(), SetupError> {
         }),
     ];
     for content in contents {
-        let sample = Mail {
-            kind: MailKind::IncidentAck,
-            ticket: None,
-            stamp: Stamp {
-                message_id: format!("check@{}", p.desk.domain()),
-                date: now,
-            },
-            to_agents: false,
-            history: None,
-            with_inbound_attachments: false,
-            content,
-        };
-        sample
-            .render(&p.desk, &p.templates, &[])
-            .map_err(|e| SetupError::Unusable(e.to_string()))?;
+        render_sample(p, &sample_mail(p, MailKind::IncidentAck, now, content))?;
     }
     Ok(())
 }
 
-/// Renders an acknowledgement of a sample mail, so that a broken template fails at start-up
-/// instead of on a customer's mail.
-fn sample_acknowledgement(p: &Pipeline) -> Result<(), SetupError> {
+/// The triage of the sample ticket: the rules' first level and first category.
+fn sample_triage(p: &Pipeline) -> Result<(Level, Category), SetupError> {
     let unusable = |what: &str| SetupError::Unusable(what.to_string());
-    let level = p
-        .rules
-        .levels()
-        .first()
-        .cloned()
-        .ok_or_else(|| unusable("the triage rules define no urgency level"))?;
-    let category = p
-        .rules
-        .categories()
-        .first()
-        .cloned()
-        .ok_or_else(|| unusable("the triage rules define no category"))?;
-    let now = p.clock.now();
-    let sample = Mail {
-        kind: MailKind::Ack,
+    let level = p.rules.levels().first().cloned();
+    let category = p.rules.categories().first().cloned();
+    Ok((
+        level.ok_or_else(|| unusable("the triage rules define no urgency level"))?,
+        category.ok_or_else(|| unusable("the triage rules define no category"))?,
+    ))
+}
+
+/// A sample mail as start-up renders it: no ticket row, stamped `check@{our domain}`.
+fn sample_mail(p: &Pipeline, kind: MailKind, now: DateTime<Utc>, content: Content) -> Mail {
+    Mail {
+        kind,
         ticket: None,
         stamp: Stamp {
             message_id: format!("check@{}", p.desk.domain()),
@@ -374,30 +319,59 @@ fn sample_acknowledgement(p: &Pipeline) -> Result<(), SetupError> {
         to_agents: false,
         history: None,
         with_inbound_attachments: false,
-        content: Content::Ack(AckFacts {
-            number: 1001,
-            access_key: AccessKey::from_random([0; ACCESS_KEY_LEN]),
-            subject: "check-config".into(),
-            requester: Party {
-                name: Some("Test".into()),
-                email: EmailAddress::from_parts("test", "clinic.example"),
-            },
-            sla: Sla::starting(now, level.first_response_hours, level.resolution_hours),
-            category,
-            level,
-            inbound_message_id: "check@clinic.example".into(),
-            inbound_references: Vec::new(),
-            language: "en".into(),
+        content,
+    }
+}
+
+/// Renders `sample` the one way every mail is rendered (see `tickets::outbound`).
+fn render_sample(p: &Pipeline, sample: &Mail) -> Result<(), SetupError> {
+    sample
+        .render(&p.desk, &p.templates, &[])
+        .map(drop)
+        .map_err(|e| SetupError::Unusable(e.to_string()))
+}
+
+/// The acknowledgement of sample ticket 1001, from `Test <test@clinic.example>`, with no
+/// suggestions.
+fn sample_ack(now: DateTime<Utc>, level: &Level, category: &Category) -> AckFacts {
+    AckFacts {
+        number: 1001,
+        access_key: AccessKey::from_random([0; ACCESS_KEY_LEN]),
+        subject: "check-config".into(),
+        requester: Party {
+            name: Some("Test".into()),
+            email: EmailAddress::from_parts("test", "clinic.example"),
+        },
+        sla: Sla::starting(now, level.first_response_hours, level.resolution_hours),
+        category: category.clone(),
+        level: level.clone(),
+        inbound_message_id: "check@clinic.example".into(),
+        inbound_references: Vec::new(),
+        language: "en".into(),
+        suggestions: Vec::new(),
+    }
+}
+
+/// Renders an acknowledgement of a sample mail, so that a broken template fails at start-up
+/// instead of on a customer's mail.
+fn sample_acknowledgement(p: &Pipeline) -> Result<(), SetupError> {
+    let (level, category) = sample_triage(p)?;
+    let now = p.clock.now();
+    let sample = sample_mail(
+        p,
+        MailKind::Ack,
+        now,
+        Content::Ack(AckFacts {
             suggestions: vec![crate::kb::Suggestion {
                 slug: "check-config".into(),
                 title: "A sample article".into(),
                 link: p.desk.help_link("check-config"),
                 score: 9.0,
             }],
+            ..sample_ack(now, &level, &category)
         }),
-    };
-    // Rendered the one way every mail is (see `tickets::outbound`), in English and in every
-    // language that has its own acknowledgement.
+    );
+    // In English and in every language that has its own acknowledgement.
     let mut languages = vec![String::from("en")];
     languages.extend(p.templates.languages("ack.txt"));
     for lang in languages {
@@ -405,10 +379,7 @@ fn sample_acknowledgement(p: &Pipeline) -> Result<(), SetupError> {
         if let Content::Ack(f) = &mut sample.content {
             f.language = lang;
         }
-        sample
-            .render(&p.desk, &p.templates, &[])
-            .map(drop)
-            .map_err(|e| SetupError::Unusable(e.to_string()))?;
+        render_sample(p, &sample)?;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use supportd::mail::parse::subject_and_body;
 use supportd::mail::quote::strip_quotes;
 use supportd::triage::{Signals, TriageInput};
 
-use super::{build_pipeline, open_store, Failure, EX_CONFIG, EX_DATAERR};
+use super::{build_pipeline, open_store, read_input, Failure, EX_CONFIG};
 
 #[derive(Subcommand)]
 pub enum KbCommand {
@@ -70,13 +70,8 @@ pub async fn suggest(config: Config, args: &SuggestArgs) -> Result<u8, Failure> 
     };
     let mut code = 0;
     for file in &args.files {
-        let raw = match std::fs::read(file) {
-            Ok(raw) => raw,
-            Err(e) => {
-                eprintln!("supportd: cannot read {}: {e}", file.display());
-                code = EX_DATAERR;
-                continue;
-            }
+        let Some(raw) = read_input(file, &mut code) else {
+            continue;
         };
         let (subject, body) = subject_and_body(&raw);
         let text = strip_quotes(&body);

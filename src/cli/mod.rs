@@ -240,6 +240,19 @@ fn setup_failure(e: supportd::setup::SetupError) -> Failure {
     }
 }
 
+/// A mail file named on the command line; None (said on stderr, `code` set to
+/// [`EX_DATAERR`]) for one that cannot be read, so the others are still handled.
+fn read_input(file: &std::path::Path, code: &mut u8) -> Option<Vec<u8>> {
+    match std::fs::read(file) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            eprintln!("supportd: cannot read {}: {e}", file.display());
+            *code = EX_DATAERR;
+            None
+        }
+    }
+}
+
 /// Connects and migrates.
 async fn open_store(config: &Config) -> Result<Store, Failure> {
     let store = Store::connect(&config.database.url).await?;

@@ -14,7 +14,7 @@ use supportd::store::Store;
 use supportd::triage::tune::{self, Sample, TuneError, TuneOptions};
 use supportd::triage::{Classification, Evidence, Rules, Signals, TriageInput};
 
-use super::{Failure, EX_CONFIG, EX_DATAERR};
+use super::{read_input, Failure, EX_CONFIG, EX_DATAERR};
 
 #[derive(Args)]
 pub struct ClassifyArgs {
@@ -102,13 +102,8 @@ pub fn classify(config: &Config, args: &ClassifyArgs) -> Result<u8, Failure> {
     let rules = rules(config, args.weights.as_deref())?;
     let mut code = 0;
     for file in &args.files {
-        let raw = match std::fs::read(file) {
-            Ok(raw) => raw,
-            Err(e) => {
-                eprintln!("supportd: cannot read {}: {e}", file.display());
-                code = EX_DATAERR;
-                continue;
-            }
+        let Some(raw) = read_input(file, &mut code) else {
+            continue;
         };
         if args.explain {
             let e = with_input(&raw, |input| rules.explain(input));

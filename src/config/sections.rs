@@ -342,36 +342,9 @@ impl Default for Policy {
     }
 }
 
-/// `[incidents]`: several similar urgent tickets within a window are one incident.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Incidents {
-    pub enabled: bool,
-    /// Tickets of this urgency level or more urgent are grouped (1–4).
-    pub max_level: u8,
-    /// Similar tickets within the window, the newest included, that open an incident (≥ 2).
-    pub min_tickets: u32,
-    pub window_minutes: u32,
-    /// How alike two tickets' texts must be, 0–1 (shingles or shared rare terms).
-    pub similarity: f64,
-    /// Who gets the one urgent mail about a new incident. Required for grouping: without
-    /// it nothing is grouped (nobody would be paged, yet customers would be told engineers
-    /// are on it).
-    pub oncall: Option<EmailAddress>,
-}
-
-impl Default for Incidents {
-    fn default() -> Self {
-        Incidents {
-            enabled: true,
-            max_level: 2,
-            min_tickets: 3,
-            window_minutes: 15,
-            similarity: 0.4,
-            oncall: None,
-        }
-    }
-}
+/// `[incidents]`: several similar urgent tickets within a window are one incident. The
+/// domain's own policy type serves as the section (its defaults are the section's).
+pub use crate::tickets::incident::IncidentPolicy as Incidents;
 
 /// `[sla]`: reminders before a due time, an escalation when it passes.
 #[derive(Debug, Clone, Deserialize)]

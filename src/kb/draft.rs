@@ -67,37 +67,34 @@ fn regexes() -> &'static [(Regex, Kind)] {
     })
 }
 
+/// `pattern`, compiled once into `cell` (None if it does not compile: the pass it serves
+/// is then skipped).
+fn compiled(cell: &'static OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
+    cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
+}
+
 fn postal_line() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
-    R.get_or_init(|| {
-        Regex::new(
-            r"(?i)^\s*\d{1,5}[a-z]?,?\s+(?:[\w'.\-]+\s+){0,4}(street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|way|court|ct|place|pl|suite|rue|avenue|chemin|calle|avenida|plaza)\b.*$",
-        )
-        .ok()
-    })
-    .as_ref()
+    compiled(
+        &R,
+        r"(?i)^\s*\d{1,5}[a-z]?,?\s+(?:[\w'.\-]+\s+){0,4}(street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|way|court|ct|place|pl|suite|rue|avenue|chemin|calle|avenida|plaza)\b.*$",
+    )
 }
 
 fn titled_name() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
-    R.get_or_init(|| {
-        Regex::new(
-            r"\b(?P<t>Dr\.?|Doctor|Nurse|Mr\.?|Mrs\.?|Ms\.?|Mme|Mlle|M\.|Dra?\.?|Sr\.?|Sra\.?|Prof\.?)\s+\p{Lu}[\p{L}'\-]+(?:\s+\p{Lu}[\p{L}'\-]+)?",
-        )
-        .ok()
-    })
-    .as_ref()
+    compiled(
+        &R,
+        r"\b(?P<t>Dr\.?|Doctor|Nurse|Mr\.?|Mrs\.?|Ms\.?|Mme|Mlle|M\.|Dra?\.?|Sr\.?|Sra\.?|Prof\.?)\s+\p{Lu}[\p{L}'\-]+(?:\s+\p{Lu}[\p{L}'\-]+)?",
+    )
 }
 
 fn greeting_or_signoff() -> Option<&'static Regex> {
     static R: OnceLock<Option<Regex>> = OnceLock::new();
-    R.get_or_init(|| {
-        Regex::new(
-            r"(?i)^\s*(hi|hello|hey|dear|good (morning|afternoon|evening)|bonjour|hola|estimad[oa]|cher|chère|best|regards|kind regards|best regards|thanks|thank you|cheers|sincerely|cordialement|saludos|atentamente)\b[^.!?]{0,40}[,!]?\s*$",
-        )
-        .ok()
-    })
-    .as_ref()
+    compiled(
+        &R,
+        r"(?i)^\s*(hi|hello|hey|dear|good (morning|afternoon|evening)|bonjour|hola|estimad[oa]|cher|chère|best|regards|kind regards|best regards|thanks|thank you|cheers|sincerely|cordialement|saludos|atentamente)\b[^.!?]{0,40}[,!]?\s*$",
+    )
 }
 
 /// `text` without the people and secrets listed in the module's comment.

@@ -60,13 +60,36 @@ pub enum ComposeError {
 }
 
 impl Outgoing {
+    /// An automatic mail (`Auto-Submitted: auto-generated`, not urgent) from `from` to one
+    /// recipient, with no Cc, Reply-To or thread headers: callers change the rest with
+    /// struct update (`Outgoing { urgent: true, ..Outgoing::new(..) }`).
+    pub fn new(
+        from: Party,
+        to: Party,
+        subject: String,
+        message_id: String,
+        date: DateTime<Utc>,
+        body: String,
+    ) -> Outgoing {
+        Outgoing {
+            from,
+            to: vec![to],
+            cc: Vec::new(),
+            reply_to: None,
+            subject,
+            message_id,
+            in_reply_to: None,
+            references: Vec::new(),
+            date,
+            auto_submitted: Some("auto-generated"),
+            urgent: false,
+            body,
+        }
+    }
+
     /// Lower-cased envelope recipients (To and Cc).
     pub fn recipients(&self) -> Vec<String> {
-        self.to
-            .iter()
-            .chain(&self.cc)
-            .map(|p| p.email.key())
-            .collect()
+        self.envelope().iter().map(EmailAddress::key).collect()
     }
 
     /// The envelope recipients (To and Cc), in order, as the outbox stores them.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::apply::Applier;
 use super::{Pipeline, PipelineError};
 use crate::store::{blocking, Store, StoreError, Tx};
-use crate::tickets::notify::{NotifyEvent, StaffMember};
+use crate::tickets::notify::NotifyEvent;
 use crate::tickets::plan::{plan_digest, DigestInput, HeldNotice};
 use crate::tickets::TicketRecord;
 
@@ -45,11 +45,7 @@ impl Pipeline {
         if pending.is_empty() {
             return Ok(0);
         }
-        let staff: Vec<StaffMember> = tx
-            .active_staff()?
-            .iter()
-            .filter_map(|u| self.staff_member(u))
-            .collect();
+        let staff = self.staff(tx)?;
         let mut records: HashMap<i64, TicketRecord> = HashMap::new();
         let mut held = Vec::with_capacity(pending.len());
         for p in &pending {

@@ -72,11 +72,7 @@ impl Pipeline {
             f.suggestions = self.suggestions(tx, ready)?;
         }
         if notifies && self.policy.notify_agents {
-            f.staff = tx
-                .active_staff()?
-                .iter()
-                .filter_map(|u| self.staff_member(u))
-                .collect();
+            f.staff = self.staff(tx)?;
             if self.policy.notifications_per_sender_per_hour > 0 {
                 let (sent, oldest_held) = tx.notice_state(
                     &ready.mail.sender.email.rate_key(),
@@ -164,9 +160,18 @@ impl Pipeline {
             .collect())
     }
 
+    /// The active agents and admins that mail can be sent to, as routing sees them.
+    pub(super) fn staff(&self, tx: &mut Tx) -> Result<Vec<StaffMember>, StoreError> {
+        Ok(tx
+            .active_staff()?
+            .iter()
+            .filter_map(|u| self.staff_member(u))
+            .collect())
+    }
+
     /// An active agent or admin as routing sees them; None for an address mail cannot be
     /// sent to (one bad staff address must not fail every notification).
-    pub(super) fn staff_member(&self, u: &UserRecord) -> Option<StaffMember> {
+    fn staff_member(&self, u: &UserRecord) -> Option<StaffMember> {
         let email = EmailAddress::parse(&u.email).filter(deliverable)?;
         let categories = self
             .staff_categories

@@ -6,7 +6,6 @@
 use super::apply::Applier;
 use super::{Pipeline, PipelineError};
 use crate::store::{blocking, Store};
-use crate::tickets::notify::StaffMember;
 use crate::tickets::plan::plan_sla_alert;
 use crate::tickets::sla::{due_alerts, AlertPolicy};
 
@@ -26,11 +25,7 @@ impl Pipeline {
             if due.is_empty() {
                 return Ok(0);
             }
-            let staff: Vec<StaffMember> = tx
-                .active_staff()?
-                .iter()
-                .filter_map(|u| self.staff_member(u))
-                .collect();
+            let staff = self.staff(&mut tx)?;
             let mut queued = 0;
             for alert in &due {
                 let record = tx.ticket_record(alert.ticket_id)?;

@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::sql::Arg;
 use super::{args, blocking, exec, query_all, ts, Store, StoreError};
 
 /// A mailbox folder at one UIDVALIDITY: where a UID means one message.
@@ -74,28 +75,16 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let alone = i64::from(uids.len() == 1);
-        blocking(|| {
-            let tx = self.begin()?;
-            for &uid in uids {
-                exec(
-                tx.conn(),
-                "INSERT INTO intake_attempts (mailbox, folder, uidvalidity, uid, attempts, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (mailbox, folder, uidvalidity, uid) DO UPDATE
-                    SET attempts = intake_attempts.attempts + excluded.attempts,
-                        updated_at = excluded.updated_at",
-                args![
-                    f.mailbox,
-                    f.folder,
-                    i64::from(f.uidvalidity),
-                    i64::from(uid),
-                    alone,
-                    ts(now)
-                ],
-            )?;
-            }
-            tx.commit()
-        })
+        self.each_uid(
+            f,
+            uids,
+            "INSERT INTO intake_attempts (mailbox, folder, uidvalidity, uid, attempts, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (mailbox, folder, uidvalidity, uid) DO UPDATE
+                SET attempts = intake_attempts.attempts + excluded.attempts,
+                    updated_at = excluded.updated_at",
+            args![alone, ts(now)],
+        )
     }
 
     /// Notes the failure an attempt at `uids` ended with (the process lived to see it).
@@ -105,24 +94,13 @@ impl Store {
         uids: &[u32],
         error: &str,
     ) -> Result<(), StoreError> {
-        blocking(|| {
-            let tx = self.begin()?;
-            for &uid in uids {
-                exec(
-                    tx.conn(),
-                    "UPDATE intake_attempts SET last_error = ?5
-                  WHERE mailbox = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ?4",
-                    args![
-                        f.mailbox,
-                        f.folder,
-                        i64::from(f.uidvalidity),
-                        i64::from(uid),
-                        error
-                    ],
-                )?;
-            }
-            tx.commit()
-        })
+        self.each_uid(
+            f,
+            uids,
+            "UPDATE intake_attempts SET last_error = ?5
+              WHERE mailbox = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ?4",
+            args![error],
+        )
     }
 
     /// Takes back [`Store::begin_attempt`] for `uids` of an attempt that ended for no fault of
@@ -136,40 +114,39 @@ impl Store {
             "DELETE FROM intake_attempts
               WHERE mailbox = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ?4 AND attempts = 0"
         };
-        blocking(|| {
-            let tx = self.begin()?;
-            for &uid in uids {
-                exec(
-                    tx.conn(),
-                    sql,
-                    args![
-                        f.mailbox,
-                        f.folder,
-                        i64::from(f.uidvalidity),
-                        i64::from(uid)
-                    ],
-                )?;
-            }
-            tx.commit()
-        })
+        self.each_uid(f, uids, sql, args![])
     }
 
     /// Forgets the attempts at `uids`: they are committed (stored or quarantined).
     pub fn end_attempt(&self, f: Folder<'_>, uids: &[u32]) -> Result<(), StoreError> {
+        self.each_uid(
+            f,
+            uids,
+            "DELETE FROM intake_attempts
+              WHERE mailbox = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ?4",
+            args![],
+        )
+    }
+
+    /// Runs `sql` once for each of `uids`, in one transaction: `?1`–`?4` are the folder
+    /// and the UID, `?5` onwards `extra`.
+    fn each_uid(
+        &self,
+        f: Folder<'_>,
+        uids: &[u32],
+        sql: &str,
+        extra: &[Arg<'_>],
+    ) -> Result<(), StoreError> {
         blocking(|| {
             let tx = self.begin()?;
             for &uid in uids {
-                exec(
-                    tx.conn(),
-                    "DELETE FROM intake_attempts
-                  WHERE mailbox = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ?4",
-                    args![
-                        f.mailbox,
-                        f.folder,
-                        i64::from(f.uidvalidity),
-                        i64::from(uid)
-                    ],
-                )?;
+                let key = [
+                    Arg::Text(Some(f.mailbox)),
+                    Arg::Text(Some(f.folder)),
+                    Arg::Int(Some(i64::from(f.uidvalidity))),
+                    Arg::Int(Some(i64::from(uid))),
+                ];
+                exec(tx.conn(), sql, &[&key[..], extra].concat())?;
             }
             tx.commit()
         })

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::sql::Row;
 use super::{
-    args, exec, from_ts, query_all, query_one, query_opt, rfc3339, ticket_summary, ts, Store,
-    StoreError, TicketListItem, Tx,
+    args, exec, from_ts, named, query_all, query_one, query_opt, rfc3339, ticket_list_item,
+    ticket_summary, ts, Store, StoreError, TicketListItem, Tx, LIST_COLUMNS,
 };
 use crate::tickets::incident::{Candidate, IncidentRef, IncidentStatus};
 use crate::tickets::sla::{Alert, ClockKind, SlaTicket, Stage};
@@ -246,14 +246,10 @@ impl Tx {
                JOIN tickets t ON t.id = a.ticket_id WHERE t.status <> 'closed'",
             args![],
             |r| {
-                let clock: String = r.get("clock")?;
-                let stage: String = r.get("stage")?;
                 Ok(Alert {
                     ticket_id: r.get("ticket_id")?,
-                    clock: ClockKind::parse(&clock)
-                        .ok_or_else(|| StoreError::Corrupt(format!("sla clock `{clock}`")))?,
-                    stage: Stage::parse(&stage)
-                        .ok_or_else(|| StoreError::Corrupt(format!("sla stage `{stage}`")))?,
+                    clock: named(r, "clock", "sla clock", ClockKind::parse)?,
+                    stage: named(r, "stage", "sla stage", Stage::parse)?,
                     due_at: from_ts(r.get("due_at")?),
                 })
             },
@@ -278,30 +274,10 @@ impl Tx {
 }
 
 fn incident_state(r: &Row<'_>) -> Result<IncidentState, StoreError> {
-    let status: String = r.get("status")?;
     Ok(IncidentState {
         id: r.get("id")?,
         number: r.get("number")?,
-        status: IncidentStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("incident status `{status}`")))?,
-    })
-}
-
-const LIST_COLUMNS: &str = "t.number, t.subject, t.status, t.category, t.urgency, t.created_at,
-                            u.email, u.name";
-
-fn list_item(r: &Row<'_>) -> Result<TicketListItem, StoreError> {
-    Ok(TicketListItem {
-        number: r.get("number")?,
-        subject: r.get("subject")?,
-        status: r.get("status")?,
-        category: r.get("category")?,
-        urgency: r.get("urgency")?,
-        requester: super::Person {
-            email: r.get("email")?,
-            name: r.get("name")?,
-        },
-        created_at: rfc3339(r.get("created_at")?),
+        status: named(r, "status", "incident status", IncidentStatus::parse)?,
     })
 }
 
@@ -362,7 +338,7 @@ impl Store {
                       WHERE t.incident_id = ?1 ORDER BY t.number"
                 ),
                 args![id],
-                list_item,
+                ticket_list_item,
             )?;
             Ok(Some(d))
         })
@@ -382,7 +358,7 @@ impl Store {
                       ORDER BY t.number"
                 ),
                 args![ts(now)],
-                list_item,
+                ticket_list_item,
             )
         })
     }

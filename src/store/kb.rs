@@ -249,15 +249,7 @@ fn candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidate>,
              WHERE kb_suggest_fts MATCH ?1 ORDER BY {SUGGEST_RANK} LIMIT ?2"
         ),
         args![q, i64::from(limit)],
-        |r| {
-            Ok(Candidate {
-                slug: r.get("slug")?,
-                title: r.get("title")?,
-                score: r.get("score")?,
-                languages: list(&r.get::<String>("languages")?),
-                matched: marked(&[r.get::<String>("t")?, r.get::<String>("k")?]),
-            })
-        },
+        |r| candidate(r, marked(&[r.get("t")?, r.get("k")?])),
     )
 }
 
@@ -316,15 +308,21 @@ fn pg_candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidat
         ),
         args![words, i64::from(limit)],
         |r| {
-            Ok(Candidate {
-                slug: r.get("slug")?,
-                title: r.get("title")?,
-                score: r.get("score")?,
-                languages: list(&r.get::<String>("languages")?),
-                matched: list(&r.get::<Option<String>>("matched")?.unwrap_or_default()),
-            })
+            let matched = r.get::<Option<String>>("matched")?.unwrap_or_default();
+            candidate(r, list(&matched))
         },
     )
+}
+
+/// A suggestion row of either backend, with the words it matched.
+fn candidate(r: &Row<'_>, matched: Vec<String>) -> Result<Candidate, StoreError> {
+    Ok(Candidate {
+        slug: r.get("slug")?,
+        title: r.get("title")?,
+        score: r.get("score")?,
+        languages: list(&r.get::<String>("languages")?),
+        matched,
+    })
 }
 
 /// The words `highlight()` marked (between \x01 and \x02), lower-cased, distinct.

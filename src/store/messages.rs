@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::sql::Arg;
 use super::{
     args, blob_param, exec, fill_blob, query_all, query_one, query_opt, rfc3339, ts, Store,
     StoreError, Tx,
@@ -108,9 +109,8 @@ impl Tx {
         raw: &[u8],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let c = self.conn();
-        let inserted = query_opt(
-            c,
+        self.insert_raw(
+            "quarantine",
             "INSERT INTO quarantine (digest, reason, source, size, raw, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (digest) DO NOTHING RETURNING id",
             args![
@@ -121,13 +121,8 @@ impl Tx {
                 blob_param(raw)?,
                 ts(at),
             ],
-            |row| row.get::<i64>("id"),
-        )?;
-        // A duplicate inserts nothing.
-        if let Some(id) = inserted {
-            fill_blob(c, "quarantine", "raw", id, raw)?;
-        }
-        Ok(())
+            raw,
+        )
     }
 
     pub fn insert_ignored(
@@ -139,9 +134,8 @@ impl Tx {
         raw: &[u8],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        let inserted = query_opt(
-            conn,
+        self.insert_raw(
+            "ignored_mail",
             "INSERT INTO ignored_mail (message_id, sender, subject, reason, raw, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (message_id) DO NOTHING RETURNING id",
             args![
@@ -152,11 +146,24 @@ impl Tx {
                 blob_param(raw)?,
                 ts(at)
             ],
-            |row| row.get::<i64>("id"),
-        )?;
-        // Skipped as a duplicate: no new row.
+            raw,
+        )
+    }
+
+    /// Inserts a row of `table` holding a mail verbatim in its `raw` column (`insert`: ON
+    /// CONFLICT DO NOTHING RETURNING id), then writes the bytes in place; a duplicate
+    /// inserts nothing.
+    fn insert_raw(
+        &mut self,
+        table: &str,
+        insert: &str,
+        args: &[Arg<'_>],
+        raw: &[u8],
+    ) -> Result<(), StoreError> {
+        let c = self.conn();
+        let inserted = query_opt(c, insert, args, |row| row.get::<i64>("id"))?;
         if let Some(id) = inserted {
-            fill_blob(conn, "ignored_mail", "raw", id, raw)?;
+            fill_blob(c, table, "raw", id, raw)?;
         }
         Ok(())
     }

@@ -46,7 +46,8 @@ pub use messages::{NewMessage, QuarantineItem};
 pub use notices::PendingNotice;
 pub use outbox::{NewOutbox, OutboxItem, OutboxJob};
 pub(crate) use rows::{
-    blob_param, fill_blob, from_ts, known_user, rfc3339, ticket_summary, ts, user_row,
+    blob_param, fill_blob, from_ts, known_user, named, rfc3339, ticket_list_item, ticket_summary,
+    ts, user_row, LIST_COLUMNS,
 };
 pub(crate) use sql::{args, exec, query_all, query_one, query_opt};
 use sql::{Db, Row};

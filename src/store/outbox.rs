@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::sql::{Arg, Db};
 use super::{
     args, blob_param, exec, fill_blob, from_ts, query_all, query_one, query_opt, rfc3339,
     ticket_summary, ts, Store, StoreError, Tx,
@@ -282,19 +283,13 @@ impl Store {
 
     pub fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.with_conn(|c| {
-            exec(
+            settle(
                 c,
+                id,
                 "UPDATE outbox SET status = 'sent', sent_at = ?1, attempts = attempts + 1, last_error = ''
                   WHERE id = ?2",
                 args![ts(now), id],
-            )?;
-            // Settled: no longer anyone's claim (a retry's backoff is not taken back).
-            exec(
-                c,
-                "DELETE FROM outbox_claims WHERE outbox_id = ?1",
-                args![id],
-            )?;
-            Ok(())
+            )
         })
     }
 
@@ -305,35 +300,23 @@ impl Store {
         error: &str,
     ) -> Result<(), StoreError> {
         self.with_conn(|c| {
-            exec(
+            settle(
                 c,
+                id,
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?1, last_error = ?2 WHERE id = ?3",
                 args![ts(next_attempt_at), error, id],
-            )?;
-            // Settled: no longer anyone's claim (a retry's backoff is not taken back).
-            exec(
-                c,
-                "DELETE FROM outbox_claims WHERE outbox_id = ?1",
-                args![id],
-            )?;
-            Ok(())
+            )
         })
     }
 
     pub fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
         self.with_conn(|c| {
-            exec(
+            settle(
                 c,
+                id,
                 "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?1 WHERE id = ?2",
                 args![error, id],
-            )?;
-            // Settled: no longer anyone's claim (a retry's backoff is not taken back).
-            exec(
-                c,
-                "DELETE FROM outbox_claims WHERE outbox_id = ?1",
-                args![id],
-            )?;
-            Ok(())
+            )
         })
     }
 
@@ -348,4 +331,16 @@ impl Store {
             Ok(n == 1)
         })
     }
+}
+
+/// Writes a row's outcome (`update`), then drops its claim: settled, it is no longer anyone's
+/// (a retry's backoff is not taken back).
+fn settle(c: Db<'_>, id: i64, update: &str, args: &[Arg<'_>]) -> Result<(), StoreError> {
+    exec(c, update, args)?;
+    exec(
+        c,
+        "DELETE FROM outbox_claims WHERE outbox_id = ?1",
+        args![id],
+    )?;
+    Ok(())
 }

@@ -1,11 +1,11 @@
 //! Values in and out of rows, for every store module: blobs (bound in place on SQLite),
 //! timestamps (seconds since the epoch), and the rows that several queries share (a
-//! ticket's summary, a user).
+//! ticket's summary or list item, a user).
 
 use chrono::{DateTime, Utc};
 
 use super::sql::{Arg, Db, Row};
-use super::{StoreError, STREAM_BLOB_BYTES};
+use super::{Person, StoreError, TicketListItem, STREAM_BLOB_BYTES};
 use crate::tickets::{KnownUser, Role, TicketStatus, TicketSummary, UserRecord};
 
 /// A blob parameter. On SQLite a large one is bound as a zero-filled placeholder that
@@ -56,13 +56,23 @@ pub(crate) fn from_ts(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(t, 0).unwrap_or_default()
 }
 
+/// A text column holding one of an enum's names (`parse`); a name it does not know makes
+/// the row corrupt (`{what} `{name}``).
+pub(crate) fn named<T>(
+    row: &Row<'_>,
+    col: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    let name: String = row.get(col)?;
+    parse(&name).ok_or_else(|| StoreError::Corrupt(format!("{what} `{name}`")))
+}
+
 pub(crate) fn ticket_summary(row: &Row<'_>) -> Result<TicketSummary, StoreError> {
-    let status: String = row.get("status")?;
     Ok(TicketSummary {
         id: row.get("id")?,
         number: row.get("number")?,
-        status: TicketStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("ticket status `{status}`")))?,
+        status: named(row, "status", "ticket status", TicketStatus::parse)?,
         closed_at: row.get::<Option<i64>>("closed_at")?.map(from_ts),
         participants: Vec::new(),
     })
@@ -71,24 +81,20 @@ pub(crate) fn ticket_summary(row: &Row<'_>) -> Result<TicketSummary, StoreError>
 /// A user row (its columns prefixed with `prefix` in a join).
 pub(crate) fn user_row(row: &Row<'_>, prefix: &str) -> Result<UserRecord, StoreError> {
     let col = |c: &str| format!("{prefix}{c}");
-    let role: String = row.get(col("role").as_str())?;
     Ok(UserRecord {
         id: row.get(col("id").as_str())?,
         email: row.get(col("email").as_str())?,
         name: row.get(col("name").as_str())?,
-        role: Role::parse(&role)
-            .ok_or_else(|| StoreError::Corrupt(format!("user role `{role}`")))?,
+        role: named(row, &col("role"), "user role", Role::parse)?,
         active: row.get::<String>(col("status").as_str())? == "active",
     })
 }
 
 pub(crate) fn known_user(row: &Row<'_>) -> Result<KnownUser, StoreError> {
-    let role: String = row.get("role")?;
     let status: String = row.get("status")?;
     Ok(KnownUser {
         id: row.get("id")?,
-        role: Role::parse(&role)
-            .ok_or_else(|| StoreError::Corrupt(format!("user role `{role}`")))?,
+        role: named(row, "role", "user role", Role::parse)?,
         active: status == "active",
         support_user: row.get::<i64>("support_user")? != 0,
         known: row.get::<i64>("known")? != 0,
@@ -96,5 +102,26 @@ pub(crate) fn known_user(row: &Row<'_>) -> Result<KnownUser, StoreError> {
             &row.get::<String>("org")?,
             &row.get::<String>("email")?,
         ),
+    })
+}
+
+/// The columns [`ticket_list_item`] reads (`t`: tickets, `u`: the requester).
+pub(crate) const LIST_COLUMNS: &str =
+    "t.number, t.subject, t.status, t.category, t.urgency, t.created_at,
+                            u.email, u.name";
+
+/// A row of `tickets list` (and of an incident's tickets).
+pub(crate) fn ticket_list_item(r: &Row<'_>) -> Result<TicketListItem, StoreError> {
+    Ok(TicketListItem {
+        number: r.get("number")?,
+        subject: r.get("subject")?,
+        status: r.get("status")?,
+        category: r.get("category")?,
+        urgency: r.get("urgency")?,
+        requester: Person {
+            email: r.get("email")?,
+            name: r.get("name")?,
+        },
+        created_at: rfc3339(r.get("created_at")?),
     })
 }

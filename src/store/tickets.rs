@@ -4,9 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::sql::Arg;
 use super::{
-    args, exec, from_ts, query_all, query_one, query_opt, rfc3339, ticket_summary, ts, user_row,
-    Store, StoreError, Tx,
+    args, exec, from_ts, named, query_all, query_one, query_opt, rfc3339, ticket_list_item,
+    ticket_summary, ts, user_row, Store, StoreError, Tx,
 };
 use crate::tickets::{AccessKey, TicketRecord, TicketStatus, TicketSummary, UserRecord};
 
@@ -113,46 +114,57 @@ impl Tx {
         &mut self,
         ids: &[String],
     ) -> Result<Option<TicketSummary>, StoreError> {
-        for id in ids {
-            // A message on the ticket's history first, else one we sent that is not on it
-            // (agent notifications).
-            let found = query_opt(
-                self.conn(),
-                "SELECT id, number, status, closed_at FROM (
-                     SELECT 0 AS pref, t.id, t.number, t.status, t.closed_at FROM messages m
-                       JOIN tickets t ON t.id = m.ticket_id WHERE m.message_id = ?1
-                     UNION ALL
-                     SELECT 1 AS pref, t.id, t.number, t.status, t.closed_at FROM outbox o
-                       JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = ?1
-                 ) AS found ORDER BY pref LIMIT 1",
-                args![id.as_str()],
-                ticket_summary,
-            )?;
-            if found.is_some() {
-                return self.summary_of(found);
-            }
-        }
-        Ok(None)
+        // A message on the ticket's history first, else one we sent that is not on it
+        // (agent notifications).
+        self.ticket_of_first(
+            ids,
+            "SELECT id, number, status, closed_at FROM (
+                 SELECT 0 AS pref, t.id, t.number, t.status, t.closed_at FROM messages m
+                   JOIN tickets t ON t.id = m.ticket_id WHERE m.message_id = ?1
+                 UNION ALL
+                 SELECT 1 AS pref, t.id, t.number, t.status, t.closed_at FROM outbox o
+                   JOIN tickets t ON t.id = o.ticket_id WHERE o.message_id = ?1
+             ) AS found ORDER BY pref LIMIT 1",
+        )
     }
 
     pub fn ticket_by_access_key(&mut self, key: &str) -> Result<Option<TicketSummary>, StoreError> {
-        let found = query_opt(
-            self.conn(),
+        self.ticket_where(
             "SELECT id, number, status, closed_at FROM tickets WHERE access_key = ?1",
             args![key],
-            ticket_summary,
-        )?;
-        self.summary_of(found)
+        )
     }
 
     pub fn ticket_by_number(&mut self, number: i64) -> Result<Option<TicketSummary>, StoreError> {
-        let found = query_opt(
-            self.conn(),
+        self.ticket_where(
             "SELECT id, number, status, closed_at FROM tickets WHERE number = ?1",
             args![number],
-            ticket_summary,
-        )?;
+        )
+    }
+
+    /// The ticket `sql` finds (columns as [`ticket_summary`] reads them), with its
+    /// participants.
+    fn ticket_where(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<TicketSummary>, StoreError> {
+        let found = query_opt(self.conn(), sql, args, ticket_summary)?;
         self.summary_of(found)
+    }
+
+    /// The ticket `sql` finds for the first of `ids` (`?1`) that names one.
+    fn ticket_of_first(
+        &mut self,
+        ids: &[String],
+        sql: &str,
+    ) -> Result<Option<TicketSummary>, StoreError> {
+        for id in ids {
+            if let Some(t) = self.ticket_where(sql, args![id.as_str()])? {
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
     }
 
     /// The summary with participants of a `tickets` row (mapped with [`ticket_summary`]), if
@@ -188,19 +200,11 @@ impl Tx {
         &mut self,
         ids: &[String],
     ) -> Result<Option<TicketSummary>, StoreError> {
-        for id in ids {
-            let found = query_opt(
-                self.conn(),
-                "SELECT t.id, t.number, t.status, t.closed_at FROM agent_mail a
-                   JOIN tickets t ON t.id = a.ticket_id WHERE a.message_id = ?1",
-                args![id.as_str()],
-                ticket_summary,
-            )?;
-            if found.is_some() {
-                return self.summary_of(found);
-            }
-        }
-        Ok(None)
+        self.ticket_of_first(
+            ids,
+            "SELECT t.id, t.number, t.status, t.closed_at FROM agent_mail a
+               JOIN tickets t ON t.id = a.ticket_id WHERE a.message_id = ?1",
+        )
     }
 
     /// The number the next ticket gets (1001 for the first). Read inside the writing
@@ -303,7 +307,6 @@ impl Tx {
               WHERE t.id = ?1",
             args![ticket_id],
             |t| {
-                let status: String = t.get("status")?;
                 let access_key: String = t.get("access_key")?;
                 let assignee = match t.get::<Option<i64>>("a_id")? {
                     Some(_) => Some(user_row(t, "a_")?),
@@ -313,8 +316,7 @@ impl Tx {
                     id: t.get("id")?,
                     number: t.get("number")?,
                     subject: t.get("subject")?,
-                    status: TicketStatus::parse(&status)
-                        .ok_or_else(|| StoreError::Corrupt(format!("ticket status `{status}`")))?,
+                    status: named(t, "status", "ticket status", TicketStatus::parse)?,
                     closed_at: t.get::<Option<i64>>("closed_at")?.map(from_ts),
                     category: t.get("category")?,
                     urgency: u8::try_from(t.get::<i64>("urgency")?).unwrap_or(u8::MAX),
@@ -478,20 +480,7 @@ impl Store {
                 "SELECT t.number, t.subject, t.status, t.category, t.urgency, t.created_at, u.email, u.name
                    FROM tickets t JOIN users u ON u.id = t.requester_id ORDER BY t.number",
                 args![],
-                |r| {
-                    Ok(TicketListItem {
-                        number: r.get("number")?,
-                        subject: r.get("subject")?,
-                        status: r.get("status")?,
-                        category: r.get("category")?,
-                        urgency: r.get("urgency")?,
-                        requester: Person {
-                            email: r.get("email")?,
-                            name: r.get("name")?,
-                        },
-                        created_at: rfc3339(r.get("created_at")?),
-                    })
-                },
+                ticket_list_item,
             )
         })
     }

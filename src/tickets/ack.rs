@@ -8,7 +8,7 @@ use crate::triage::{Category, Level};
 
 use super::desk::Desk;
 use super::outbound::Stamp;
-use super::{AccessKey, Sla};
+use super::{shown_subject, AccessKey, Sla};
 
 /// The facts an acknowledgement states.
 #[derive(Debug, Clone, Serialize)]
@@ -71,11 +71,7 @@ pub fn acknowledgement(
         .filter(|n| !n.is_empty())
         .unwrap_or(requester_email.as_str())
         .to_string();
-    let subject = if f.subject.is_empty() {
-        "(no subject)"
-    } else {
-        &f.subject
-    };
+    let subject = shown_subject(&f.subject);
     let ctx = AckContext {
         support_name: &desk.name,
         requester_name: &greeting,
@@ -108,23 +104,13 @@ pub fn acknowledgement(
     };
     let body = templates.render_lang("ack.txt", &f.language, &ctx)?;
     let references = references_for(&f.inbound_references, &f.inbound_message_id);
-    let support = desk.party();
+    let subject = desk.tag.tag_subject(f.number, subject);
     Ok(Outgoing {
-        from: support.clone(),
-        to: vec![f.requester.clone()],
-        cc: Vec::new(),
-        // Replies carry the access key in the address, so they thread even without headers.
-        reply_to: Some(Party {
-            name: support.name.clone(),
-            email: desk.address.with_detail(f.access_key.as_str()),
-        }),
-        subject: desk.tag.tag_subject(f.number, subject),
-        message_id: stamp.message_id.clone(),
+        reply_to: Some(desk.customer_channel(&f.access_key)),
         in_reply_to: Some(f.inbound_message_id.clone()),
         references,
-        date: stamp.date,
         auto_submitted: Some("auto-replied"),
         urgent: f.level.advise_phone,
-        body,
+        ..stamp.mail(desk.party(), f.requester.clone(), subject, body)
     })
 }

@@ -4,6 +4,7 @@
 use crate::mail::address::EmailAddress;
 use crate::mail::compose::Party;
 
+use super::notify::agent_address;
 use super::{AccessKey, TicketTag};
 
 /// The support desk as customers and agents see it.
@@ -80,6 +81,24 @@ impl Desk {
         Party {
             name: Some(self.name.clone()),
             email: self.address.clone(),
+        }
+    }
+
+    /// The Reply-To of a customer's mail: an answer to `support+KEY@domain` names the
+    /// ticket even without thread headers.
+    pub fn customer_channel(&self, key: &AccessKey) -> Party {
+        Party {
+            name: Some(self.name.clone()),
+            email: self.address.with_detail(key.as_str()),
+        }
+    }
+
+    /// The Reply-To of an agent's mail: an answer to `support+a-KEY@domain` threads by
+    /// this address even without headers.
+    pub fn agent_channel(&self, agent_key: &AccessKey) -> Party {
+        Party {
+            name: Some(self.name.clone()),
+            email: agent_address(&self.address, agent_key),
         }
     }
 

@@ -8,31 +8,37 @@
 //! mail (to staff) lists the linked tickets.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ack::{acknowledgement, AckFacts};
 use super::desk::Desk;
-use super::notify::{agent_address, when};
+use super::notify::when;
 use super::outbound::Stamp;
 use super::replies::CustomerFacts;
 use super::similar::{score, Profile};
-use super::{AccessKey, TicketRecord};
+use super::{shown_subject, AccessKey, TicketRecord};
 use crate::mail::address::EmailAddress;
 use crate::mail::compose::{Outgoing, Party};
 use crate::templates::{TemplateError, Templates};
 
-/// The knobs of `[incidents]`.
-#[derive(Debug, Clone, PartialEq)]
+/// The knobs of `[incidents]`: several similar urgent tickets within a window are one
+/// incident. The config section deserializes straight into it (the config checks the
+/// ranges).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct IncidentPolicy {
     pub enabled: bool,
-    /// Tickets of this urgency level or more urgent (a smaller number) are grouped.
+    /// Tickets of this urgency level or more urgent (a smaller number) are grouped (1–4).
     pub max_level: u8,
-    /// Similar tickets (this one included) within the window that open an incident.
-    pub min_tickets: usize,
+    /// Similar tickets within the window, the newest included, that open an incident (≥ 2).
+    pub min_tickets: u32,
     pub window_minutes: u32,
-    /// The similarity (0–1, see [`super::similar`]) from which two tickets are alike.
+    /// How alike two tickets' texts must be, 0–1 (shingles or shared rare terms, see
+    /// [`super::similar`]).
     pub similarity: f64,
-    /// Who gets the incident's one urgent notification.
+    /// Who gets the one urgent mail about a new incident. Required for grouping: without
+    /// it nothing is grouped (nobody would be paged, yet customers would be told engineers
+    /// are on it).
     pub oncall: Option<EmailAddress>,
 }
 
@@ -150,7 +156,7 @@ pub fn group(
     reporters.push(requester.to_lowercase());
     reporters.sort();
     reporters.dedup();
-    if reporters.len() < policy.min_tickets {
+    if reporters.len() < usize::try_from(policy.min_tickets).unwrap_or(usize::MAX) {
         return Grouping::Alone;
     }
     let score = recent.iter().map(|(_, s)| *s).fold(f64::MAX, f64::min);
@@ -264,35 +270,20 @@ pub fn oncall_mail(
     };
     let body = templates.render("incident-oncall.txt", &ctx)?;
     let first = f.tickets.first().map_or("", |t| t.subject.as_str());
-    let support = desk.party();
+    let subject = format!(
+        "INCIDENT #{}: {} similar urgent tickets: {}",
+        f.number,
+        f.tickets.len(),
+        shown_subject(first)
+    );
+    let to = Party {
+        name: None,
+        email: f.to.clone(),
+    };
     Ok(Outgoing {
-        from: support.clone(),
-        to: vec![Party {
-            name: None,
-            email: f.to.clone(),
-        }],
-        cc: Vec::new(),
-        reply_to: Some(Party {
-            name: support.name.clone(),
-            email: agent_address(&desk.address, &f.agent_key),
-        }),
-        subject: format!(
-            "INCIDENT #{}: {} similar urgent tickets: {}",
-            f.number,
-            f.tickets.len(),
-            if first.is_empty() {
-                "(no subject)"
-            } else {
-                first
-            }
-        ),
-        message_id: stamp.message_id.clone(),
-        in_reply_to: None,
-        references: Vec::new(),
-        date: stamp.date,
-        auto_submitted: Some("auto-generated"),
+        reply_to: Some(desk.agent_channel(&f.agent_key)),
         urgent: true,
-        body,
+        ..stamp.mail(desk.party(), to, subject, body)
     })
 }
 
@@ -324,11 +315,7 @@ pub fn incident_ack(
         requester_name: super::replies::greeting(&f.requester),
         number: f.number,
         tag: desk.tag.render(f.number),
-        subject: if f.subject.is_empty() {
-            "(no subject)"
-        } else {
-            &f.subject
-        },
+        subject: shown_subject(&f.subject),
         access_key: f.access_key.as_str(),
         link: desk.ticket_link(&f.access_key),
         incident,
@@ -372,22 +359,12 @@ pub fn resolved_mail(
         reopen_days: t.reopen_days,
     };
     let body = templates.render_lang("incident-resolved.txt", &t.language, &ctx)?;
+    let subject = desk.tag.tag_subject(t.number, &t.subject);
     Ok(Outgoing {
-        from: desk.party(),
-        to: vec![t.requester.clone()],
-        cc: Vec::new(),
-        reply_to: Some(Party {
-            name: Some(desk.name.clone()),
-            email: desk.address.with_detail(t.access_key.as_str()),
-        }),
-        subject: desk.tag.tag_subject(t.number, &t.subject),
-        message_id: stamp.message_id.clone(),
+        reply_to: Some(desk.customer_channel(&t.access_key)),
         in_reply_to: t.in_reply_to.clone(),
         references: t.references.clone(),
-        date: stamp.date,
-        auto_submitted: Some("auto-generated"),
-        urgent: false,
-        body,
+        ..stamp.mail(desk.party(), t.requester.clone(), subject, body)
     })
 }
 

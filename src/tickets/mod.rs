@@ -29,6 +29,15 @@ pub use decide::{
     reply_permission, Decision, Lookup, ThreadRule, AGENT_KEY_PREFIX,
 };
 
+/// A subject as mails and pages show it: `(no subject)` in place of an empty one.
+pub fn shown_subject(subject: &str) -> &str {
+    if subject.is_empty() {
+        "(no subject)"
+    } else {
+        subject
+    }
+}
+
 /// Role of a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

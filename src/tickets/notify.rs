@@ -19,7 +19,7 @@ use crate::triage::{Category, Level};
 
 use super::desk::Desk;
 use super::outbound::Stamp;
-use super::{AccessKey, TicketStatus, TicketTag, AGENT_KEY_PREFIX};
+use super::{shown_subject, AccessKey, TicketStatus, TicketTag, AGENT_KEY_PREFIX};
 
 /// An attachment as stored with a customer's message: what a notification names and links.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -218,11 +218,7 @@ pub fn notification_subject(tag: &TicketTag, f: &NotifyFacts) -> String {
         "{} {}: {} [{}, urgency {}]",
         tag.render(f.number),
         f.event.label(),
-        if f.subject.is_empty() {
-            "(no subject)"
-        } else {
-            &f.subject
-        },
+        shown_subject(&f.subject),
         f.category.id,
         f.level.level
     )
@@ -273,24 +269,13 @@ pub fn notification(
     };
     let body = templates.render("notify-agent.txt", &ctx)?;
     let references = references_for(&f.inbound_references, &f.inbound_message_id);
-    let support = desk.party();
+    let subject = notification_subject(&desk.tag, f);
     Ok(Outgoing {
-        from: support.clone(),
-        to: vec![to.party()],
-        cc: Vec::new(),
-        // The agent channel: an answer threads by this address even without headers.
-        reply_to: Some(Party {
-            name: support.name.clone(),
-            email: agent_address(&desk.address, &f.agent_key),
-        }),
-        subject: notification_subject(&desk.tag, f),
-        message_id: stamp.message_id.clone(),
+        reply_to: Some(desk.agent_channel(&f.agent_key)),
         in_reply_to: Some(f.inbound_message_id.clone()),
         references,
-        date: stamp.date,
-        auto_submitted: Some("auto-generated"),
         urgent: f.level.level <= 2,
-        body,
+        ..stamp.mail(desk.party(), to.party(), subject, body)
     })
 }
 
@@ -365,11 +350,7 @@ pub fn digest(
             .map(|e| DigestLine {
                 tag: desk.tag.render(e.number),
                 event: e.event.label(),
-                subject: if e.subject.is_empty() {
-                    "(no subject)"
-                } else {
-                    &e.subject
-                },
+                subject: shown_subject(&e.subject),
                 category: &e.category,
                 urgency: e.urgency,
                 at: when(e.at),
@@ -393,18 +374,8 @@ pub fn digest(
         subject.push_str(&format!(" [most urgent: {level}]"));
     }
     Ok(Outgoing {
-        from: desk.party(),
-        to: vec![to.party()],
-        cc: Vec::new(),
-        reply_to: None,
-        subject,
-        message_id: stamp.message_id.clone(),
-        in_reply_to: None,
-        references: Vec::new(),
-        date: stamp.date,
-        auto_submitted: Some("auto-generated"),
         urgent: most_urgent.is_some_and(|l| l <= 2),
-        body,
+        ..stamp.mail(desk.party(), to.party(), subject, body)
     })
 }
 

@@ -27,6 +27,14 @@ pub struct Stamp {
     pub date: DateTime<Utc>,
 }
 
+impl Stamp {
+    /// An automatic mail with this identity ([`Outgoing::new`]): from `from` to `to`, no
+    /// Cc, Reply-To or thread headers, not urgent; change the rest with struct update.
+    pub fn mail(&self, from: Party, to: Party, subject: String, body: String) -> Outgoing {
+        Outgoing::new(from, to, subject, self.message_id.clone(), self.date, body)
+    }
+}
+
 /// Every kind of mail supportd sends (the outbox's `kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -191,6 +199,29 @@ pub struct Mail {
 }
 
 impl Mail {
+    /// A mail of ours to customers (an acknowledgement, a closing notice, an incident's end),
+    /// recorded in the ticket's public history with the desk's address as its author.
+    pub fn from_desk(
+        kind: MailKind,
+        ticket: TicketRef,
+        stamp: Stamp,
+        desk: &Desk,
+        content: Content,
+    ) -> Mail {
+        Mail {
+            kind,
+            ticket: Some(ticket),
+            stamp,
+            to_agents: false,
+            history: Some(Author {
+                email: desk.address.to_string(),
+                user_id: None,
+            }),
+            with_inbound_attachments: false,
+            content,
+        }
+    }
+
     /// The mail as it will be composed. `linked`: the stored attachments of the inbound
     /// message, which a notification names and links.
     pub fn render(

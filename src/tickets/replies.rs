@@ -80,23 +80,15 @@ fn customer_mail(
         text,
     };
     let body = templates.render_lang(template, &t.language, &ctx)?;
+    let subject = desk.tag.tag_subject(t.number, &t.subject);
     Ok(Outgoing {
-        from: desk.party(),
-        to: vec![t.requester.clone()],
         cc: t.cc.clone(),
-        // The customer's answer carries the access key, so it threads without headers.
-        reply_to: Some(Party {
-            name: Some(desk.name.clone()),
-            email: desk.address.with_detail(t.access_key.as_str()),
-        }),
-        subject: desk.tag.tag_subject(t.number, &t.subject),
-        message_id: stamp.message_id.clone(),
+        reply_to: Some(desk.customer_channel(&t.access_key)),
         in_reply_to: t.in_reply_to.clone(),
         references: references(&t.references, t.in_reply_to.as_ref()),
-        date: stamp.date,
+        // A person wrote it.
         auto_submitted: None,
-        urgent: false,
-        body,
+        ..stamp.mail(desk.party(), t.requester.clone(), subject, body)
     })
 }
 
@@ -310,20 +302,7 @@ pub fn signin(
         }
         _ => format!("Your sign-in link for {}", desk.name),
     };
-    Ok(Outgoing {
-        from: desk.party(),
-        to: vec![to.clone()],
-        cc: Vec::new(),
-        reply_to: None,
-        subject,
-        message_id: stamp.message_id.clone(),
-        in_reply_to: None,
-        references: Vec::new(),
-        date: stamp.date,
-        auto_submitted: Some("auto-generated"),
-        urgent: false,
-        body,
-    })
+    Ok(stamp.mail(desk.party(), to.clone(), subject, body))
 }
 
 #[derive(Serialize)]
@@ -360,22 +339,10 @@ pub fn kb_draft(
         error,
     };
     let body = templates.render("kb-draft.txt", &ctx)?;
-    Ok(Outgoing {
-        from: desk.party(),
-        to: vec![to.clone()],
-        cc: Vec::new(),
-        reply_to: None,
-        subject: desk
-            .tag
-            .tag_subject(number, &format!("Help Center draft: {title}")),
-        message_id: stamp.message_id.clone(),
-        in_reply_to: None,
-        references: Vec::new(),
-        date: stamp.date,
-        auto_submitted: Some("auto-generated"),
-        urgent: false,
-        body,
-    })
+    let subject = desk
+        .tag
+        .tag_subject(number, &format!("Help Center draft: {title}"));
+    Ok(stamp.mail(desk.party(), to.clone(), subject, body))
 }
 
 fn auto_answer(
@@ -387,18 +354,10 @@ fn auto_answer(
 ) -> Outgoing {
     let id = a.message_id.clone();
     Outgoing {
-        from: desk.party(),
-        to: vec![a.to.clone()],
-        cc: Vec::new(),
-        reply_to: None,
-        subject,
-        message_id: stamp.message_id.clone(),
         in_reply_to: Some(id.clone()),
         references: references(&a.references, Some(&id)),
-        date: stamp.date,
         auto_submitted: Some("auto-replied"),
-        urgent: false,
-        body,
+        ..stamp.mail(desk.party(), a.to.clone(), subject, body)
     }
 }
 

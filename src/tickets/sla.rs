@@ -15,9 +15,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use super::desk::Desk;
-use super::notify::{agent_address, when};
+use super::notify::when;
 use super::outbound::Stamp;
-use super::AccessKey;
+use super::{shown_subject, AccessKey};
 use crate::mail::compose::{Outgoing, Party};
 use crate::templates::{TemplateError, Templates};
 
@@ -249,33 +249,17 @@ pub fn alert_mail(
         Stage::Reminder => "SLA reminder",
         Stage::Escalation => "SLA ESCALATION",
     };
-    let support = desk.party();
+    let subject = format!(
+        "{} {what}: {} due {}: {}",
+        desk.tag.render(f.number),
+        f.alert.clock.label(),
+        when(f.alert.due_at),
+        shown_subject(&f.subject)
+    );
     Ok(Outgoing {
-        from: support.clone(),
-        to: vec![f.to.clone()],
-        cc: Vec::new(),
-        reply_to: f.agent_key.as_ref().map(|k| Party {
-            name: support.name.clone(),
-            email: agent_address(&desk.address, k),
-        }),
-        subject: format!(
-            "{} {what}: {} due {}: {}",
-            desk.tag.render(f.number),
-            f.alert.clock.label(),
-            when(f.alert.due_at),
-            if f.subject.is_empty() {
-                "(no subject)"
-            } else {
-                &f.subject
-            }
-        ),
-        message_id: stamp.message_id.clone(),
-        in_reply_to: None,
-        references: Vec::new(),
-        date: stamp.date,
-        auto_submitted: Some("auto-generated"),
+        reply_to: f.agent_key.as_ref().map(|k| desk.agent_channel(k)),
         urgent: true,
-        body,
+        ..stamp.mail(desk.party(), f.to.clone(), subject, body)
     })
 }
 

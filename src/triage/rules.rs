@@ -243,11 +243,9 @@ impl Parser<'_> {
     fn levels(&mut self, items: Vec<&Spanned<DeValue>>) -> Vec<Level> {
         let mut levels: Vec<Level> = Vec::new();
         for item in items {
-            let Some(t) = self.table_item(item, "level") else {
+            let Some(mut f) = self.entry(item, "level") else {
                 continue;
             };
-            let at = self.line(item.span());
-            let mut f = Fields::new(self, t, "[[level]]", at);
             let level = f.int("level");
             let name = f.string("name");
             let first = f.int("first_response_hours");
@@ -306,11 +304,9 @@ impl Parser<'_> {
             self.problem("no [[category]] defined");
         }
         for item in items {
-            let Some(t) = self.table_item(item, "category") else {
+            let Some(mut f) = self.entry(item, "category") else {
                 continue;
             };
-            let at = self.line(item.span());
-            let mut f = Fields::new(self, t, "[[category]]", at);
             let id = f.string("id");
             let name = f.string("name");
             f.require(&[("id", id.is_some()), ("name", name.is_some())]);
@@ -357,17 +353,10 @@ impl Parser<'_> {
         let mut out = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         for item in items {
-            let Some(t) = self.table_item(item, "rule") else {
+            let Some(mut f) = self.entry(item, "rule") else {
                 continue;
             };
-            let line = self.line(item.span());
-            let mut f = Fields::new(self, t, "[[rule]]", line);
-            let id = f.string("id");
-            let label = id.as_ref().map_or_else(
-                || "[[rule]] (no id)".to_string(),
-                |(s, _)| format!("rule `{s}`"),
-            );
-            f.context = label.clone();
+            let (id, label) = f.id_and_label("rule");
             let category = f.strings("category");
             let patterns = f.patterns("patterns", phrases);
             let except = f.patterns("except", phrases).unwrap_or_default();
@@ -411,17 +400,10 @@ impl Parser<'_> {
     ) -> Vec<Feature> {
         let mut out: Vec<Feature> = Vec::new();
         for item in items {
-            let Some(t) = self.table_item(item, "feature") else {
+            let Some(mut f) = self.entry(item, "feature") else {
                 continue;
             };
-            let line = self.line(item.span());
-            let mut f = Fields::new(self, t, "[[feature]]", line);
-            let id = f.string("id");
-            let label = id.as_ref().map_or_else(
-                || "[[feature]] (no id)".to_string(),
-                |(s, _)| format!("feature `{s}`"),
-            );
-            f.context = label.clone();
+            let (id, label) = f.id_and_label("feature");
             let patterns = f.patterns("patterns", phrases);
             let except = f.patterns("except", phrases).unwrap_or_default();
             let unless = f.patterns("unless", phrases).unwrap_or_default();
@@ -511,7 +493,32 @@ struct Fields<'p, 't, 'a, 'i> {
     line: usize,
 }
 
+impl<'t> Parser<'t> {
+    /// The keys of one `[[what]]` entry; None (reported) for an entry that is no table.
+    fn entry<'p, 'a, 'i>(
+        &'p mut self,
+        item: &'a Spanned<DeValue<'i>>,
+        what: &str,
+    ) -> Option<Fields<'p, 't, 'a, 'i>> {
+        let t = self.table_item(item, what)?;
+        let at = self.line(item.span());
+        Some(Fields::new(self, t, &format!("[[{what}]]"), at))
+    }
+}
+
 impl<'p, 't, 'a, 'i> Fields<'p, 't, 'a, 'i> {
+    /// The entry's `id`, and how problems name the entry from now on (`what `ID``, or
+    /// `[[what]] (no id)`).
+    fn id_and_label(&mut self, what: &str) -> (Option<(String, usize)>, String) {
+        let id = self.string("id");
+        let label = id.as_ref().map_or_else(
+            || format!("[[{what}]] (no id)"),
+            |(s, _)| format!("{what} `{s}`"),
+        );
+        self.context = label.clone();
+        (id, label)
+    }
+
     /// `at`: the table's own line, for an empty table (a missing key is reported there).
     fn new(parser: &'p mut Parser<'t>, table: &'a Table<'i>, context: &str, at: usize) -> Self {
         let line = table

@@ -11,7 +11,7 @@ use cookie::{Cookie, SameSite};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{hex, random_token, Web};
+use super::{hex, random_token, Web, WebError};
 
 pub const COOKIE: &str = "supportd_csrf";
 /// A form older than this is refused ("reload the page").
@@ -89,6 +89,16 @@ fn signer(web: &Web, value: &str, t: i64) -> Hmac<Sha256> {
     m.update(b"\0");
     m.update(t.to_string().as_bytes());
     m
+}
+
+/// A form's `token` that is not [`valid`] refuses the form, with a way back to `back` (a
+/// path under the public URL).
+pub fn require(web: &Web, headers: &HeaderMap, token: &str, back: &str) -> Result<(), WebError> {
+    if valid(web, headers, token, web.shared.now()) {
+        Ok(())
+    } else {
+        Err(WebError::csrf().back(web.path(back)))
+    }
 }
 
 /// Whether `token` (a form's `csrf` field) was made for the request's cookie, by us, within

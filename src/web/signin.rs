@@ -64,9 +64,7 @@ pub async fn request(
     form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, WebError> {
     let Form(form) = form.map_err(|e| WebError::bad_form(e.body_text()))?;
-    if !csrf::valid(&web, &headers, &form.csrf, web.shared.now()) {
-        return Err(WebError::csrf().back(web.path("/")));
-    }
+    csrf::require(&web, &headers, &form.csrf, "/")?;
     if web.signins.blocked(client.0) {
         return Err(WebError::too_many());
     }
@@ -163,9 +161,7 @@ pub async fn sign_out(
     form: Result<Form<CsrfOnly>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, WebError> {
     let Form(form) = form.map_err(|e| WebError::bad_form(e.body_text()))?;
-    if !csrf::valid(&web, &headers, &form.csrf, web.shared.now()) {
-        return Err(WebError::csrf().back(web.path("/my")));
-    }
+    csrf::require(&web, &headers, &form.csrf, "/my")?;
     if let Some(token) = cookie_value(&headers, SESSION_COOKIE) {
         web.store().end_session(&sha256_hex(&token))?;
     }

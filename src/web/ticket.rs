@@ -106,9 +106,7 @@ pub async fn open_key(
     form: Result<Form<KeyForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, WebError> {
     let Form(form) = form.map_err(|e| WebError::bad_form(e.body_text()))?;
-    if !csrf::valid(&web, &headers, &form.csrf, web.shared.now()) {
-        return Err(WebError::csrf().back(web.path("/")));
-    }
+    csrf::require(&web, &headers, &form.csrf, "/")?;
     // What a person may type around a key: spaces, dashes, a pasted link.
     let typed = form.key.trim().trim_end_matches('/');
     let typed = typed.rsplit('/').next().unwrap_or(typed);

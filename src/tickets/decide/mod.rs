@@ -400,4 +400,4 @@ pub fn reply_permission(origin: &Origin, lookup: &Lookup, policy: &Policy) -> Re
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

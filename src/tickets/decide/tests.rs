@@ -10,7 +10,8 @@ fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
 }
 
-fn policy() -> Policy {
+/// The policy the threading and planning tests start from.
+pub(crate) fn policy() -> Policy {
     Policy {
         own_addresses: vec![EmailAddress::parse("support@example.test").unwrap()],
         reopen_days: 30,

@@ -305,22 +305,12 @@ impl Builder<'_, '_> {
                 false => None,
             };
             if let Some(side) = close_side {
+                let content = Content::Closed {
+                    ticket: side,
+                    agent_name: agent.name.clone(),
+                };
                 let stamp = c.stamp(f.now);
-                self.mail(Mail {
-                    kind: MailKind::Closed,
-                    ticket: Some(t),
-                    stamp,
-                    to_agents: false,
-                    history: Some(Author {
-                        email: c.desk.address.to_string(),
-                        user_id: None,
-                    }),
-                    with_inbound_attachments: false,
-                    content: Content::Closed {
-                        ticket: side,
-                        agent_name: agent.name.clone(),
-                    },
-                });
+                self.mail(Mail::from_desk(MailKind::Closed, t, stamp, c.desk, content));
                 reason.push("closing notice sent".into());
             }
         }
@@ -459,36 +449,32 @@ impl Builder<'_, '_> {
                 continue;
             };
             mailed.push(key);
-            let stamp = c.stamp(f.now);
-            self.mail(Mail {
-                kind: MailKind::IncidentResolved,
-                ticket: Some(r),
-                stamp,
-                to_agents: false,
-                history: Some(Author {
-                    email: c.desk.address.to_string(),
-                    user_id: None,
-                }),
-                with_inbound_attachments: false,
-                content: Content::IncidentResolved {
-                    ticket: CustomerFacts {
-                        number: lt.number,
-                        access_key: lt.access_key.clone(),
-                        subject: lt.subject.clone(),
-                        requester: Party {
-                            name: Some(lt.requester.name.clone()).filter(|n| !n.is_empty()),
-                            email,
-                        },
-                        cc: Vec::new(),
-                        in_reply_to: None,
-                        references: Vec::new(),
-                        reopen_days: c.policy.reopen_days,
-                        language: lt.language.clone(),
+            let content = Content::IncidentResolved {
+                ticket: CustomerFacts {
+                    number: lt.number,
+                    access_key: lt.access_key.clone(),
+                    subject: lt.subject.clone(),
+                    requester: Party {
+                        name: Some(lt.requester.name.clone()).filter(|n| !n.is_empty()),
+                        email,
                     },
-                    incident: number,
-                    text: text.to_string(),
+                    cc: Vec::new(),
+                    in_reply_to: None,
+                    references: Vec::new(),
+                    reopen_days: c.policy.reopen_days,
+                    language: lt.language.clone(),
                 },
-            });
+                incident: number,
+                text: text.to_string(),
+            };
+            let stamp = c.stamp(f.now);
+            self.mail(Mail::from_desk(
+                MailKind::IncidentResolved,
+                r,
+                stamp,
+                c.desk,
+                content,
+            ));
         }
         closed_here
     }

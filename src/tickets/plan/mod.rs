@@ -25,8 +25,8 @@ use super::notify::{NotifyEvent, StaffMember};
 use super::outbound::{Content, Mail, MailKind, Stamp};
 use super::replies::Answering;
 use super::{
-    IdSource, KnownUser, Policy, Refusal, Sla, TicketRecord, TicketRef, TicketStatus,
-    TicketSummary, UserRecord,
+    shown_subject, IdSource, KnownUser, Policy, Refusal, Sla, TicketRecord, TicketRef,
+    TicketStatus, TicketSummary, UserRecord,
 };
 
 mod agent;

@@ -33,11 +33,7 @@ impl Builder<'_, '_> {
             number,
             access_key: c.ids.access_key(),
             agent_key: c.ids.access_key(),
-            subject: if f.mail.subject.is_empty() {
-                "(no subject)".to_string()
-            } else {
-                f.mail.subject.clone()
-            },
+            subject: shown_subject(&f.mail.subject).to_string(),
             category: f.class.category.clone(),
             urgency: level.level,
             triage_reasons: f.class.reasons.join("\n"),
@@ -112,18 +108,7 @@ impl Builder<'_, '_> {
                 ),
                 None => (MailKind::Ack, Content::Ack(ack_facts)),
             };
-            self.mail(Mail {
-                kind,
-                ticket: Some(t),
-                stamp,
-                to_agents: false,
-                history: Some(crate::tickets::outbound::Author {
-                    email: c.desk.address.to_string(),
-                    user_id: None,
-                }),
-                with_inbound_attachments: false,
-                content,
-            });
+            self.mail(Mail::from_desk(kind, t, stamp, c.desk, content));
         }
         if let (Some(old), None) = (follows, &reason) {
             reason = Some(format!("follows closed ticket #{}", old.number));

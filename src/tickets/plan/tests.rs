@@ -8,7 +8,7 @@ use crate::mail::address::EmailAddress;
 use crate::mail::loops;
 use crate::mail::parse::parse;
 use crate::tickets::decide::decide;
-use crate::tickets::{AccessKey, Intake, Role, TicketTag};
+use crate::tickets::{AccessKey, Role, TicketTag};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
@@ -16,6 +16,29 @@ fn now() -> DateTime<Utc> {
 
 fn addr(s: &str) -> EmailAddress {
     EmailAddress::parse(s).unwrap()
+}
+
+/// Ticket 1001 of ann@clinic.example, as threading finds it.
+fn ann_ticket(status: TicketStatus, closed_at: Option<DateTime<Utc>>) -> TicketSummary {
+    TicketSummary {
+        id: 1001,
+        number: 1001,
+        status,
+        closed_at,
+        participants: vec!["ann@clinic.example".into()],
+    }
+}
+
+/// An active, known sender of `org`.
+fn known(id: i64, role: Role, org: &str) -> KnownUser {
+    KnownUser {
+        id,
+        role,
+        active: true,
+        support_user: false,
+        known: true,
+        org: org.into(),
+    }
 }
 
 struct World {
@@ -37,21 +60,9 @@ impl World {
         );
         let policy = Policy {
             own_addresses: desk.own.clone(),
-            reopen_days: 30,
-            acks_per_sender_per_hour: 5,
-            acknowledge: true,
-            intake: Intake::Open,
-            agents_require_auth: true,
             authserv_id: "mx.example.test".into(),
-            ack_max_age_hours: 24,
             max_collaborators: 2,
-            notify_agents: true,
-            notify_on_close: true,
-            notifications_per_sender_per_hour: 10,
-            notification_digest_minutes: 15,
-            kb_dir: "kb".into(),
-            near_duplicate_minutes: 10,
-            incidents: crate::tickets::incident::IncidentPolicy::default(),
+            ..crate::tickets::decide::tests::policy()
         };
         let rules =
             Rules::from_toml(include_str!("../../../config/triage.toml"), "triage").unwrap();
@@ -237,23 +248,10 @@ fn old_mail_holds_every_mail_and_says_why() {
 fn a_customer_reply_with_commands_reopens_and_answers_the_commands() {
     let w = World::new();
     let t = record(1001, TicketStatus::Closed);
-    let summary = TicketSummary {
-        id: 1001,
-        number: 1001,
-        status: TicketStatus::Closed,
-        closed_at: Some(now()),
-        participants: vec!["ann@clinic.example".into()],
-    };
+    let summary = ann_ticket(TicketStatus::Closed, Some(now()));
     let lookup = Lookup {
         by_reference: Some(summary),
-        sender: Some(KnownUser {
-            id: 1,
-            role: Role::Customer,
-            active: true,
-            support_user: false,
-            known: true,
-            org: "clinic.example".into(),
-        }),
+        sender: Some(known(1, Role::Customer, "clinic.example")),
         ..Lookup::default()
     };
     let raw = "From: ann@clinic.example\nSubject: Re: x\nIn-Reply-To: <c1@clinic.example>\nMessage-ID: <c2@clinic.example>\n\n#close\nStill broken.\n";
@@ -274,23 +272,10 @@ fn a_customer_reply_with_commands_reopens_and_answers_the_commands() {
 fn a_verified_agent_close_relays_and_sends_the_closing_notice() {
     let w = World::new();
     let t = record(1001, TicketStatus::Open);
-    let summary = TicketSummary {
-        id: 1001,
-        number: 1001,
-        status: TicketStatus::Open,
-        closed_at: None,
-        participants: vec!["ann@clinic.example".into()],
-    };
+    let summary = ann_ticket(TicketStatus::Open, None);
     let lookup = Lookup {
         by_agent_key: Some(summary),
-        sender: Some(KnownUser {
-            id: 7,
-            role: Role::Agent,
-            active: true,
-            support_user: false,
-            known: true,
-            org: "vendor.example".into(),
-        }),
+        sender: Some(known(7, Role::Agent, "vendor.example")),
         ..Lookup::default()
     };
     let raw = "Authentication-Results: mx.example.test; dmarc=pass header.from=vendor.example\nFrom: alice@vendor.example\nTo: support+a-bcdefghijklmnopqrsta@example.test\nSubject: Re: x\nMessage-ID: <a1@vendor.example>\n\n#close\nFixed on our side.\n";
@@ -314,22 +299,9 @@ fn a_verified_agent_close_relays_and_sends_the_closing_notice() {
 #[test]
 fn a_near_duplicate_is_a_reply_without_ack_or_notification() {
     let w = World::new();
-    let summary = TicketSummary {
-        id: 1001,
-        number: 1001,
-        status: TicketStatus::Open,
-        closed_at: None,
-        participants: vec!["ann@clinic.example".into()],
-    };
+    let summary = ann_ticket(TicketStatus::Open, None);
     let lookup = Lookup {
-        sender: Some(KnownUser {
-            id: 1,
-            role: Role::Customer,
-            active: true,
-            support_user: false,
-            known: true,
-            org: "clinic.example".into(),
-        }),
+        sender: Some(known(1, Role::Customer, "clinic.example")),
         near_duplicate: Some((summary, "c0@clinic.example".into())),
         ..Lookup::default()
     };
