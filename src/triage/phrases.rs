@@ -14,8 +14,8 @@
 //! | `=WORD` (first character) | case-sensitive (accents still folded) | `=ED` |
 //!
 //! Every pattern part goes into one trie of words ([`super::trie`]), walked from each word
-//! of the text: building it for the shipped rules takes about a millisecond, where compiling
-//! the same rules as regular expressions cost ~350 ms.
+//! of the text: building it for the shipped rules takes ~30 M instructions (~3 ms), where
+//! compiling the same rules as regular expressions cost ~350 ms.
 
 use super::fold::{fold, Folded, BREAK};
 use super::trie::Trie;
@@ -286,7 +286,9 @@ fn split_parts(source: &str) -> Result<(Vec<String>, Vec<u8>), String> {
     let mut gaps = Vec::new();
     let mut depth = 0i32;
     for word in source.split_whitespace() {
-        depth += word.matches('(').count() as i32 - word.matches(')').count() as i32;
+        for b in word.bytes() {
+            depth += i32::from(b == b'(') - i32::from(b == b')');
+        }
         if let Some(n) = word.strip_prefix("..").filter(|_| depth == 0) {
             let gap = if n.is_empty() {
                 DEFAULT_GAP
@@ -338,7 +340,11 @@ fn elements(part: &str, exact: bool) -> Result<Vec<Element>, String> {
             if a.trim_end_matches('*').contains('*') || (i < last && a.ends_with('*')) {
                 return Err("a `*` prefix may only end a phrase".into());
             }
-            let word = a.rsplit(' ').next().unwrap_or("");
+            let word = if a.ends_with('*') {
+                a.rsplit(' ').next().unwrap_or("")
+            } else {
+                ""
+            };
             if word.ends_with('*') && word.len() < 4 {
                 return Err(format!(
                     "`{word}`: a `*` prefix needs at least three letters"

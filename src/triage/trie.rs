@@ -1,7 +1,7 @@
 //! Phrases as a trie of words: every pattern part's alternatives are inserted word by word
 //! (no expansion into strings), and a text is matched by walking the trie from each word.
-//! Building it costs a hash insert per word of the rules — well under a millisecond for the
-//! shipped file — which is what a `supportd ingest -` process, triaging one mail, pays.
+//! Building it costs a hash insert per trie node: ~10 M instructions of the ~30 M set-up
+//! for the shipped file, which a `supportd ingest -` process, triaging one mail, pays.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
