@@ -14,8 +14,8 @@
 //! | `=WORD` (first character) | case-sensitive (accents still folded) | `=ED` |
 //!
 //! Every pattern part goes into one trie of words ([`super::trie`]), walked from each word
-//! of the text: building it for the shipped rules takes about a millisecond, where compiling
-//! the same rules as regular expressions cost ~350 ms.
+//! of the text: building it for the shipped rules takes ~30 M instructions (~3 ms), where
+//! compiling the same rules as regular expressions cost ~350 ms.
 
 use super::fold::{fold, Folded, BREAK};
 use super::trie::Trie;
@@ -67,20 +67,26 @@ impl Span {
 pub struct Hits {
     /// `(pattern, span)`, sorted by pattern.
     spans: Vec<(u32, Span)>,
-    /// Pattern → index of its first span in `spans` (one more entry at the end).
-    index: Vec<u32>,
+    /// A bit per pattern: set when it has a span. Most patterns have none, and most
+    /// lookups stop here; the others search `spans` (a few dozen entries in a mail).
+    present: Vec<u64>,
 }
 
 impl Hits {
     /// The spans where pattern `id` matched.
     pub fn of(&self, id: usize) -> impl Iterator<Item = Span> + '_ {
-        let from = self.index.get(id).copied().unwrap_or(0) as usize;
-        let to = self.index.get(id + 1).copied().unwrap_or(0) as usize;
-        self.spans
-            .get(from..to)
-            .unwrap_or(&[])
-            .iter()
-            .map(|(_, s)| *s)
+        let present = self
+            .present
+            .get(id / 64)
+            .is_some_and(|w| w & (1 << (id % 64)) != 0);
+        let found = if present {
+            let from = self.spans.partition_point(|(p, _)| (*p as usize) < id);
+            let rest = self.spans.get(from..).unwrap_or(&[]);
+            &rest[..rest.partition_point(|(p, _)| *p as usize == id)]
+        } else {
+            &[]
+        };
+        found.iter().map(|(_, s)| *s)
     }
 }
 
@@ -157,15 +163,13 @@ impl PhraseSet {
         if !spans.is_sorted_by_key(|(id, s)| (*id, s.start, s.end)) {
             spans.sort_unstable_by_key(|(id, s)| (*id, s.start, s.end));
         }
-        let mut index = Vec::with_capacity(self.patterns.len() + 1);
-        let mut k = 0usize;
-        for id in 0..=self.patterns.len() as u32 {
-            while spans.get(k).is_some_and(|(p, _)| *p < id) {
-                k += 1;
+        let mut present = vec![0u64; self.patterns.len().div_ceil(64)];
+        for (id, _) in &spans {
+            if let Some(w) = present.get_mut(*id as usize / 64) {
+                *w |= 1 << (id % 64);
             }
-            index.push(k as u32);
         }
-        Hits { spans, index }
+        Hits { spans, present }
     }
 }
 
@@ -282,7 +286,9 @@ fn split_parts(source: &str) -> Result<(Vec<String>, Vec<u8>), String> {
     let mut gaps = Vec::new();
     let mut depth = 0i32;
     for word in source.split_whitespace() {
-        depth += word.matches('(').count() as i32 - word.matches(')').count() as i32;
+        for b in word.bytes() {
+            depth += i32::from(b == b'(') - i32::from(b == b')');
+        }
         if let Some(n) = word.strip_prefix("..").filter(|_| depth == 0) {
             let gap = if n.is_empty() {
                 DEFAULT_GAP
@@ -334,7 +340,11 @@ fn elements(part: &str, exact: bool) -> Result<Vec<Element>, String> {
             if a.trim_end_matches('*').contains('*') || (i < last && a.ends_with('*')) {
                 return Err("a `*` prefix may only end a phrase".into());
             }
-            let word = a.rsplit(' ').next().unwrap_or("");
+            let word = if a.ends_with('*') {
+                a.rsplit(' ').next().unwrap_or("")
+            } else {
+                ""
+            };
             if word.ends_with('*') && word.len() < 4 {
                 return Err(format!(
                     "`{word}`: a `*` prefix needs at least three letters"
@@ -361,7 +371,23 @@ fn alternatives(
     let mut all = Vec::new();
     loop {
         let mut seq = vec![String::new()];
-        for e in sequence(c, pos, exact, depth)? {
+        for mut e in sequence(c, pos, exact, depth)? {
+            // Most elements are one word: appended in place (the product of a list with a
+            // one-item list), without rebuilding the list.
+            if e.len() == 1 {
+                let word = e.pop().unwrap_or_default();
+                match seq.as_mut_slice() {
+                    [only] if only.is_empty() => *only = word,
+                    _ if word.is_empty() => {}
+                    all => all.iter_mut().for_each(|s| {
+                        if !s.is_empty() {
+                            s.push(' ');
+                        }
+                        s.push_str(&word);
+                    }),
+                }
+                continue;
+            }
             seq = product(seq, e)?;
         }
         all.extend(seq);
@@ -421,7 +447,13 @@ fn product(acc: Vec<String>, next: Vec<String>) -> Result<Vec<String>, String> {
             let joined = match (a.is_empty(), n.is_empty()) {
                 (true, _) => n.clone(),
                 (_, true) => a.clone(),
-                _ => format!("{a} {n}"),
+                _ => {
+                    let mut j = String::with_capacity(a.len() + 1 + n.len());
+                    j.push_str(a);
+                    j.push(' ');
+                    j.push_str(n);
+                    j
+                }
             };
             out.push(joined);
         }
