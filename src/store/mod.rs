@@ -45,6 +45,7 @@ pub use lease::{Lease, LeaseTry, Standby};
 pub use messages::{NewMessage, QuarantineItem};
 pub use notices::PendingNotice;
 pub use outbox::{NewOutbox, OutboxItem, OutboxJob};
+pub use pg::round_trips as pg_round_trips;
 pub(crate) use rows::{
     blob_param, fill_blob, from_ts, known_user, rfc3339, ticket_summary, ts, user_row,
 };

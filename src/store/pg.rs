@@ -9,6 +9,7 @@
 //! to: no `block_on` inside a runtime, no deadlock on a current-thread runtime.
 
 use std::future::Future;
+use std::cell::Cell;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -24,6 +25,18 @@ use super::StoreError;
 const POOL_MAX: u32 = 10;
 /// How long to wait for a free connection, or for a new one to open.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(15);
+
+thread_local! {
+    /// Statements sent to PostgreSQL from this thread (each one round trip).
+    static ROUND_TRIPS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many statements (round trips to the server) the calling thread has sent to
+/// PostgreSQL so far: a diagnostic for tests and benchmarks. Per thread, because a
+/// statement is awaited on the thread that asked for it, so concurrent tests do not mix.
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.with(Cell::get)
+}
 
 pub(crate) static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -204,6 +217,7 @@ impl PgConn {
         let Some(held) = guard.as_mut() else {
             return Err(StoreError::Unavailable("the connection was closed".into()));
         };
+        ROUND_TRIPS.with(|n| n.set(n.get() + 1));
         wait(&self.rt, f(held.conn())).map_err(|e| statement_error(sql, e))
     }
 
