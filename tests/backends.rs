@@ -749,7 +749,13 @@ fn round_trips_per_message_on_postgres() {
     use supportd::pipeline::Source;
     let env = Env::on(Backend::Postgres, "");
     env.ok(&[
-        "users", "add", "sam@vendor.example", "--name", "Sam Agent", "--role", "agent",
+        "users",
+        "add",
+        "sam@vendor.example",
+        "--name",
+        "Sam Agent",
+        "--role",
+        "agent",
     ]);
     let config = supportd::config::Config::load(&env.config).expect("config");
     let pipeline = supportd::setup::build_pipeline(config).expect("pipeline");
@@ -768,10 +774,17 @@ fn round_trips_per_message_on_postgres() {
         let outcomes = pipeline.ingest_batch(&store, &items).expect("batch");
         let trips = supportd::store::pg_round_trips() - before;
         for o in &outcomes {
-            assert_eq!(format!("{:?}", o.action).to_lowercase(), action.replace('_', ""), "{o:?}");
+            assert_eq!(
+                format!("{:?}", o.action).to_lowercase(),
+                action.replace('_', ""),
+                "{o:?}"
+            );
         }
         let per = trips as f64 / mails.len() as f64;
-        println!("{action}: {trips} round trips for {} messages = {per:.1} each", mails.len());
+        println!(
+            "{action}: {trips} round trips for {} messages = {per:.1} each",
+            mails.len()
+        );
         per
     };
     let new: Vec<Vec<u8>> = (0..N)

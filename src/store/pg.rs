@@ -8,8 +8,8 @@
 //! runtime's context is entered. The calling thread only waits, whatever runtime it belongs
 //! to: no `block_on` inside a runtime, no deadlock on a current-thread runtime.
 
-use std::future::Future;
 use std::cell::Cell;
+use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -300,6 +300,14 @@ fn bind(
             Arg::Text(v) => q.bind(v),
             Arg::Blob(b) => q.bind(b),
             Arg::NullBlob => q.bind(None::<Vec<u8>>),
+            Arg::Ints(v) => q.bind(v),
+            // NUL as in Text (recipient lists and keys never hold one; the rule stays one).
+            Arg::Texts(v) if v.iter().any(|t| t.contains('\0')) => q.bind(
+                v.iter()
+                    .map(|t| t.replace('\0', "\u{FFFD}"))
+                    .collect::<Vec<String>>(),
+            ),
+            Arg::Texts(v) => q.bind(v),
         };
     }
     q
