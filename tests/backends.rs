@@ -740,3 +740,78 @@ both!(kb_index_searches_alike, |backend| {
         .expect("reindex");
     assert_eq!(s.kb_all().expect("all").len(), 1);
 });
+
+/// Round trips to PostgreSQL per message of one batch (as the IMAP poller commits them): new
+/// tickets from new senders, with an agent to notify, then a reply on each. Printed (run with
+/// `--nocapture`) and bounded, so that a change that adds statements to the hot path is seen.
+#[test]
+fn round_trips_per_message_on_postgres() {
+    use supportd::pipeline::Source;
+    let env = Env::on(Backend::Postgres, "");
+    env.ok(&[
+        "users",
+        "add",
+        "sam@vendor.example",
+        "--name",
+        "Sam Agent",
+        "--role",
+        "agent",
+    ]);
+    let config = supportd::config::Config::load(&env.config).expect("config");
+    let pipeline = supportd::setup::build_pipeline(config).expect("pipeline");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let store = rt.block_on(Store::connect(&env.db_url)).expect("store");
+    const N: usize = 20;
+    let run = |mails: &[Vec<u8>], action: &str| {
+        let items: Vec<(&[u8], Source<'_>)> = mails
+            .iter()
+            .map(|m| (m.as_slice(), Source::ingest()))
+            .collect();
+        let before = supportd::store::pg_round_trips();
+        let outcomes = pipeline.ingest_batch(&store, &items).expect("batch");
+        let trips = supportd::store::pg_round_trips() - before;
+        for o in &outcomes {
+            assert_eq!(
+                format!("{:?}", o.action).to_lowercase(),
+                action.replace('_', ""),
+                "{o:?}"
+            );
+        }
+        let per = trips as f64 / mails.len() as f64;
+        println!(
+            "{action}: {trips} round trips for {} messages = {per:.1} each",
+            mails.len()
+        );
+        per
+    };
+    let new: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            mail(
+                &format!("Nurse {i} <nurse{i}@clinic{i}.example>"),
+                "Pager app shows an error at login",
+                &format!("rt-new-{i}@clinic.example"),
+                "",
+                "Hello, the pager app on the ward tablet shows an error when I log in.",
+            )
+        })
+        .collect();
+    let created = run(&new, "created");
+    let replies: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            mail(
+                &format!("Nurse {i} <nurse{i}@clinic{i}.example>"),
+                "Re: Pager app shows an error at login",
+                &format!("rt-re-{i}@clinic.example"),
+                &format!("In-Reply-To: <rt-new-{i}@clinic.example>\n"),
+                "It happens again this morning.",
+            )
+        })
+        .collect();
+    let replied = run(&replies, "replied");
+    // 22.1 and 17.1 before the round-trip work (README: Performance), 12.2 and 11.2 after.
+    assert!(created <= 13.0, "{created} round trips per new ticket");
+    assert!(replied <= 12.0, "{replied} round trips per reply");
+}

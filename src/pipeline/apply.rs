@@ -10,7 +10,9 @@ use tracing::warn;
 use super::prepare::Ready;
 use super::{Outcome, Pipeline, PipelineError};
 use crate::mail::compose::ComposeError;
-use crate::store::{Correction, NewMessage, NewOutbox, NewTicket, NewUser, StoreError, Tx};
+use crate::store::{
+    Correction, NewMessage, NewOutbox, NewTicket, NewUser, Outbound, StoreError, Tx,
+};
 use crate::tickets::notify::StoredAttachment;
 use crate::tickets::outbound::{Content, Mail, MailKind};
 use crate::tickets::plan::{Plan, UserRef, Write};
@@ -107,7 +109,7 @@ impl<'a> Applier<'a> {
             Write::ProvisionSender { known } => {
                 let (ready, _) = self.message()?;
                 let s = &ready.mail.sender;
-                let id = self.tx.ensure_user(
+                let id = self.tx.provision_user(
                     &NewUser {
                         email: &s.email.to_string(),
                         email_key: &s.email.key(),
@@ -382,35 +384,28 @@ impl<'a> Applier<'a> {
                 return self.not_sent(ticket, &format!("{kind}: cannot be composed: {e}"))
             }
         };
-        self.tx.queue_outbox(&NewOutbox {
-            ticket_id: ticket,
-            kind,
-            message_id: &out.message_id,
-            recipients: &out.envelope(),
-            subject: &out.subject,
-            raw: &bytes,
-            created_at: self.now,
-        })?;
-        if let Some(ticket) = ticket {
-            if mail.to_agents {
-                self.tx.record_agent_mail(&out.message_id, ticket)?;
-            }
-            if let Some(author) = &mail.history {
-                self.tx.insert_message(&NewMessage {
-                    ticket_id: ticket,
-                    message_id: &out.message_id,
-                    direction: "outbound",
-                    kind,
-                    author: &author.email,
-                    author_id: author.user_id,
-                    internal: false,
-                    subject: &out.subject,
-                    body: &out.body,
-                    raw: None,
-                    created_at: self.now,
-                })?;
-            }
-        }
+        // With its ticket: remembered as mail to agents, and on the ticket's history.
+        let history = match (ticket, &mail.history) {
+            (Some(_), Some(author)) => Some(Outbound {
+                author: &author.email,
+                author_id: author.user_id,
+                body: &out.body,
+            }),
+            _ => None,
+        };
+        self.tx.queue_mail(
+            &NewOutbox {
+                ticket_id: ticket,
+                kind,
+                message_id: &out.message_id,
+                recipients: &out.envelope(),
+                subject: &out.subject,
+                raw: &bytes,
+                created_at: self.now,
+            },
+            ticket.is_some() && mail.to_agents,
+            history.as_ref(),
+        )?;
         Ok(())
     }
 

@@ -7,7 +7,8 @@
 //! - [`crate::tickets::plan`]: the pure core says everything that happens, as a [`Plan`];
 //! - [`apply`]: the plan's rows, and every mail through one queue function.
 //!
-//! Each message is all or nothing: a savepoint in its batch's transaction. `supportd ingest`
+//! Each message is all or nothing: a savepoint in its batch's transaction (on PostgreSQL,
+//! first tried without savepoints, and redone with them when a message fails). `supportd ingest`
 //! calls [`Pipeline::ingest_batch`], IMAP polling its two halves
 //! ([`Pipeline::prepare_batch`], [`Pipeline::commit_batch`]); the caller acknowledges the
 //! source (IMAP flag/move, MTA exit 0) only after the commit returned Ok.
@@ -168,25 +169,26 @@ impl Pipeline {
         }
         blocking(|| {
             let mut tx = store.begin()?;
-            let mut done = Vec::with_capacity(items.len());
-            for (&(raw, source), prepared) in items.iter().zip(prepared) {
-                let span = message_span(source);
-                let now = self.clock.now();
-                let outcome =
-                    match span.in_scope(|| self.process(&mut tx, prepared, raw, source, now)) {
-                        Ok(outcome) => outcome,
-                        Err(e) if e.is_transient() => return Err(e),
-                        Err(e) => {
-                            let reason = format!("could not be processed: {e}");
-                            self.quarantine(&mut tx, raw, &reason, source, now)?
-                        }
-                    };
-                span.record("message_id", outcome.message_id.as_deref().unwrap_or(""));
-                if let Some(t) = outcome.ticket {
-                    span.record("ticket", t);
+            // On PostgreSQL a savepoint costs two round trips per message: the batch is
+            // first tried without them. Should any message fail (or conflict with another
+            // replica's commit), the whole try is rolled back and the batch done again, each
+            // message in its savepoint. SQLite's savepoints cost nothing worth saving.
+            let tried = if tx.is_postgres() {
+                match self.store_all(&mut tx, items, prepared, Guard::None) {
+                    Ok(done) => Some(done),
+                    Err(e) if e.is_transient() && !is_conflict(&e) => return Err(e),
+                    Err(_) => {
+                        tx.restart()?;
+                        None
+                    }
                 }
-                done.push((span, outcome));
-            }
+            } else {
+                None
+            };
+            let done = match tried {
+                Some(done) => done,
+                None => self.store_all(&mut tx, items, prepared, Guard::Savepoint)?,
+            };
             tx.commit()?;
             // Logged once committed: until then nothing was processed.
             Ok(done
@@ -197,6 +199,38 @@ impl Pipeline {
                 })
                 .collect())
         })
+    }
+
+    /// Every message of a batch in `tx` (see [`Pipeline::commit_batch`]): with [`Guard::None`]
+    /// the first error of any message ends the try; with [`Guard::Savepoint`] a message that
+    /// fails for any reason but an unavailable database is quarantined.
+    fn store_all(
+        &self,
+        tx: &mut Tx,
+        items: &[(&[u8], Source<'_>)],
+        prepared: &[Prepared],
+        guard: Guard,
+    ) -> Result<Vec<(tracing::Span, Outcome)>, PipelineError> {
+        let mut done = Vec::with_capacity(items.len());
+        for (&(raw, source), prepared) in items.iter().zip(prepared) {
+            let span = message_span(source);
+            let now = self.clock.now();
+            let outcome =
+                match span.in_scope(|| self.process(tx, prepared, raw, source, now, guard)) {
+                    Ok(outcome) => outcome,
+                    Err(e) if e.is_transient() || guard == Guard::None => return Err(e),
+                    Err(e) => {
+                        let reason = format!("could not be processed: {e}");
+                        self.quarantine(tx, raw, &reason, source, now)?
+                    }
+                };
+            span.record("message_id", outcome.message_id.as_deref().unwrap_or(""));
+            if let Some(t) = outcome.ticket {
+                span.record("ticket", t);
+            }
+            done.push((span, outcome));
+        }
+        Ok(done)
     }
 
     /// Quarantines a message without processing it (kept verbatim with `reason`): for mail
@@ -223,8 +257,10 @@ impl Pipeline {
         too_large(size, self.config.limits.max_message_bytes)
     }
 
-    /// One message, inside its own savepoint of the batch transaction `tx`. On an error the
-    /// savepoint is rolled back (the rest of the batch stays) and the error returned.
+    /// One message. With [`Guard::Savepoint`], inside its own savepoint of the batch
+    /// transaction `tx`: on an error the savepoint is rolled back (the rest of the batch
+    /// stays) and the error returned. With [`Guard::None`], straight in `tx` (an error leaves
+    /// the transaction to be rolled back whole).
     fn process(
         &self,
         tx: &mut Tx,
@@ -232,12 +268,24 @@ impl Pipeline {
         raw: &[u8],
         source: Source<'_>,
         now: DateTime<Utc>,
+        guard: Guard,
     ) -> Result<Outcome, PipelineError> {
         let ready = match prepared {
             Prepared::Ready(ready) => ready,
             Prepared::Aside(reason) => return Ok(self.quarantine(tx, raw, reason, source, now)?),
         };
         let received_at = source.received_at.unwrap_or(now);
+        let apply = |tx: &mut Tx| {
+            self.gather(tx, ready, received_at, now)
+                .map_err(PipelineError::from)
+                .and_then(|facts| {
+                    let plan = plan::plan(&facts, &self.context());
+                    apply::Applier::new(self, tx, now, Some((ready, raw))).apply(&plan)
+                })
+        };
+        if guard == Guard::None {
+            return apply(tx);
+        }
         // On PostgreSQL another replica may have committed the same message (a takeover
         // mid-batch, the same mail in two mailboxes) while this transaction ran: its unique
         // Message-ID then conflicts. The message is looked at once more, after the other
@@ -246,14 +294,7 @@ impl Pipeline {
         let looks = if tx.is_postgres() { 2 } else { 1 };
         for look in 1..=looks {
             tx.savepoint()?;
-            let applied = self
-                .gather(tx, ready, received_at, now)
-                .map_err(PipelineError::from)
-                .and_then(|facts| {
-                    let plan = plan::plan(&facts, &self.context());
-                    apply::Applier::new(self, tx, now, Some((ready, raw))).apply(&plan)
-                });
-            match applied {
+            match apply(tx) {
                 Ok(outcome) => {
                     tx.release_savepoint()?;
                     return Ok(outcome);
@@ -338,6 +379,20 @@ impl Pipeline {
             reason: Some(reason.to_string()),
         })
     }
+}
+
+/// How the messages of a batch are kept apart in its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// Not at all: the first error ends the try (rolled back whole, then redone guarded).
+    None,
+    /// Each message in a savepoint of its own.
+    Savepoint,
+}
+
+/// Whether the error is another writer's commit of the same row.
+fn is_conflict(e: &PipelineError) -> bool {
+    matches!(e, PipelineError::Store(StoreError::Conflict))
 }
 
 /// Counts committed outcomes in the process's metrics (`/metrics`): each message's outcome,

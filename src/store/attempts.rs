@@ -75,6 +75,29 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let alone = i64::from(uids.len() == 1);
+        if self.is_postgres() {
+            // The whole batch in one statement (one round trip, atomic by itself).
+            let uids: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
+            return self.with_conn(|c| {
+                exec(
+                    c,
+                    "INSERT INTO intake_attempts (mailbox, folder, uidvalidity, uid, attempts, updated_at)
+                     SELECT ?1, ?2, ?3, u, ?5, ?6 FROM UNNEST(?4::bigint[]) AS u
+                     ON CONFLICT (mailbox, folder, uidvalidity, uid) DO UPDATE
+                        SET attempts = intake_attempts.attempts + excluded.attempts,
+                            updated_at = excluded.updated_at",
+                    args![
+                        f.mailbox,
+                        f.folder,
+                        i64::from(f.uidvalidity),
+                        uids,
+                        alone,
+                        ts(now)
+                    ],
+                )
+                .map(drop)
+            });
+        }
         self.each_uid(
             f,
             uids,
@@ -119,6 +142,18 @@ impl Store {
 
     /// Forgets the attempts at `uids`: they are committed (stored or quarantined).
     pub fn end_attempt(&self, f: Folder<'_>, uids: &[u32]) -> Result<(), StoreError> {
+        if self.is_postgres() {
+            let uids: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
+            return self.with_conn(|c| {
+                exec(
+                    c,
+                    "DELETE FROM intake_attempts
+                      WHERE mailbox = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ANY(?4)",
+                    args![f.mailbox, f.folder, i64::from(f.uidvalidity), uids],
+                )
+                .map(drop)
+            });
+        }
         self.each_uid(
             f,
             uids,

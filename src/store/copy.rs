@@ -351,6 +351,18 @@ impl Store {
                     target_sha256,
                 });
             }
+            if target.is_postgres() {
+                // The next ticket number follows the copied tickets (migration 0020).
+                target.with_conn(|c| {
+                    query_one(
+                        c,
+                        "SELECT setval('ticket_numbers', GREATEST(COALESCE(MAX(number), 1000), 1000)) AS v
+                           FROM tickets",
+                        args![],
+                        |r| r.get::<i64>("v"),
+                    )
+                })?;
+            }
             Ok(report)
         })
     }

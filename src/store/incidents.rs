@@ -13,6 +13,10 @@ use crate::tickets::incident::{Candidate, IncidentRef, IncidentStatus};
 use crate::tickets::sla::{Alert, ClockKind, SlaTicket, Stage};
 use crate::tickets::TicketSummary;
 
+/// The PostgreSQL advisory lock key that serialises incident numbering ("supportd" + 13,
+/// the key that serialised ticket numbering before migration 0020).
+const INCIDENT_NUMBER_LOCK: i64 = 0x7375_7070_6f72_0013;
+
 /// Tickets compared with a new urgent ticket at most (the newest).
 const MAX_CANDIDATES: i64 = 200;
 /// Tickets of one incident loaded for `#incident resolve` at most.
@@ -138,7 +142,19 @@ impl Tx {
         )
     }
 
+    /// The number the next incident gets: `MAX(number) + 1`, read under SQLite's write
+    /// lock, or on PostgreSQL under a transaction-scoped advisory lock taken first, so that
+    /// replicas opening incidents at once take turns until the commit (asked only for a new
+    /// ticket urgent enough to be grouped, when incidents are configured).
     pub fn next_incident_number(&mut self) -> Result<i64, StoreError> {
+        if self.conn().is_pg() {
+            query_one(
+                self.conn(),
+                "SELECT pg_advisory_xact_lock(?1) IS NULL AS locked",
+                args![INCIDENT_NUMBER_LOCK],
+                |row| row.get::<i64>("locked"),
+            )?;
+        }
         query_one(
             self.conn(),
             "SELECT COALESCE(MAX(number), 0) + 1 AS n FROM incidents",

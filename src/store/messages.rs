@@ -40,23 +40,42 @@ pub struct QuarantineItem {
 impl Tx {
     pub fn insert_message(&mut self, m: &NewMessage<'_>) -> Result<i64, StoreError> {
         let conn = self.conn();
+        let (internal, created_at) = (i64::from(m.internal), ts(m.created_at));
+        let columns = args![
+            m.ticket_id,
+            m.message_id,
+            m.direction,
+            m.kind,
+            m.author,
+            m.author_id,
+            internal,
+            m.subject,
+            m.body,
+            created_at,
+        ];
+        // On PostgreSQL the raw bytes go in with the row, one round trip (the foreign key is
+        // checked at the statement's end, when the message row exists).
+        if let (true, Some(raw)) = (conn.is_pg(), m.raw) {
+            let mut with_raw = columns.to_vec();
+            with_raw.push(blob_param(raw)?);
+            return query_one(
+                conn,
+                "WITH m AS (
+                     INSERT INTO messages (ticket_id, message_id, direction, kind, author, author_id,
+                                           internal, subject, body, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id),
+                 r AS (INSERT INTO message_raw (message_row, raw) SELECT id, ?11 FROM m)
+                 SELECT id FROM m",
+                &with_raw,
+                |row| row.get("id"),
+            );
+        }
         let id = query_one(
             conn,
             "INSERT INTO messages (ticket_id, message_id, direction, kind, author, author_id, internal,
                                    subject, body, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
-            args![
-                m.ticket_id,
-                m.message_id,
-                m.direction,
-                m.kind,
-                m.author,
-                m.author_id,
-                i64::from(m.internal),
-                m.subject,
-                m.body,
-                ts(m.created_at),
-            ],
+            columns,
             |row| row.get("id"),
         )?;
         if let Some(raw) = m.raw {

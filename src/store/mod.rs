@@ -44,7 +44,8 @@ pub use kb::{KbArticle, KbHit};
 pub use lease::{Lease, LeaseTry, Standby};
 pub use messages::{NewMessage, QuarantineItem};
 pub use notices::PendingNotice;
-pub use outbox::{NewOutbox, OutboxItem, OutboxJob};
+pub use outbox::{NewOutbox, Outbound, OutboxItem, OutboxJob};
+pub use pg::round_trips as pg_round_trips;
 pub(crate) use rows::{
     blob_param, fill_blob, from_ts, known_user, named, rfc3339, ticket_list_item, ticket_summary,
     ts, user_row, LIST_COLUMNS,
@@ -456,19 +457,20 @@ impl Store {
     /// write. Blocking: call it inside [`blocking`] when on the runtime.
     ///
     /// On PostgreSQL it is a plain `BEGIN` (READ COMMITTED): replicas write side by side;
-    /// what must be serialised is (ticket numbers: an advisory transaction lock; unique
-    /// Message-IDs: a unique violation is a [`StoreError::Conflict`], see the pipeline).
+    /// what must be unique is (ticket numbers: a sequence, see [`Tx::next_ticket_number`];
+    /// incident numbers: an advisory transaction lock; unique Message-IDs: a unique
+    /// violation is a [`StoreError::Conflict`], see the pipeline).
     pub fn begin(&self) -> Result<Tx, StoreError> {
-        self.start("BEGIN IMMEDIATE", "BEGIN")
+        self.start("BEGIN IMMEDIATE", "BEGIN", false)
     }
 
     /// A read-only look (`BEGIN DEFERRED`, rolled back when dropped): `ingest --dry-run`.
     /// Blocking, like [`Store::begin`].
     pub fn read(&self) -> Result<Tx, StoreError> {
-        self.start("BEGIN DEFERRED", "BEGIN")
+        self.start("BEGIN DEFERRED", "BEGIN", true)
     }
 
-    fn start(&self, lite: &str, postgres: &str) -> Result<Tx, StoreError> {
+    fn start(&self, lite: &str, postgres: &str, read_only: bool) -> Result<Tx, StoreError> {
         let conn = match &*self.inner {
             Backend::Lite(_) => {
                 let conn = self.get()?;
@@ -481,7 +483,13 @@ impl Store {
                 TxConn::Pg(conn)
             }
         };
-        Ok(Tx { conn, open: true })
+        Ok(Tx {
+            conn,
+            open: true,
+            read_only,
+            numbers: Numbers::default(),
+            staff: None,
+        })
     }
 
     /// Drops the idle connections (no checkpoint on close: see `open`).
@@ -528,6 +536,44 @@ impl Drop for Pooled {
 pub struct Tx {
     conn: TxConn,
     open: bool,
+    /// [`Store::read`]: looks, takes nothing (no ticket number from the sequence).
+    read_only: bool,
+    /// PostgreSQL's ticket numbers taken by this transaction (see [`Tx::next_ticket_number`]).
+    numbers: Numbers,
+    /// [`Tx::active_staff`], once read.
+    staff: Option<Vec<crate::tickets::UserRecord>>,
+}
+
+/// The ticket numbers a PostgreSQL transaction took from the sequence. A sequence is not
+/// transactional: a number whose ticket was undone (its message's savepoint rolled back, or
+/// the batch redone) would be a gap. It is kept instead, and given to the transaction's next
+/// new ticket. Only the numbers still spare when the transaction ends are lost.
+#[derive(Debug, Default)]
+struct Numbers {
+    /// Taken and in use, in the order taken.
+    taken: Vec<i64>,
+    /// How many of `taken` came before the current savepoint.
+    mark: usize,
+    /// Freed by a rollback, smallest first: given out before a new one is taken.
+    spare: Vec<i64>,
+}
+
+impl Numbers {
+    fn reuse(&mut self) -> Option<i64> {
+        (!self.spare.is_empty()).then(|| self.spare.remove(0))
+    }
+
+    fn take(&mut self, n: i64) {
+        self.taken.push(n);
+    }
+
+    /// The numbers taken since `from` (an index into `taken`) are free again.
+    fn free_from(&mut self, from: usize) {
+        let from = from.min(self.taken.len());
+        self.spare.extend(self.taken.drain(from..));
+        self.spare.sort_unstable();
+        self.mark = self.mark.min(self.taken.len());
+    }
 }
 
 enum TxConn {
@@ -539,7 +585,9 @@ impl Tx {
     /// Starts one message's part of a batch transaction: undone alone by
     /// [`Tx::rollback_to_savepoint`], kept by [`Tx::release_savepoint`].
     pub fn savepoint(&mut self) -> Result<(), StoreError> {
-        sql::batch(self.conn(), "SAVEPOINT message")
+        sql::batch(self.conn(), "SAVEPOINT message")?;
+        self.numbers.mark = self.numbers.taken.len();
+        Ok(())
     }
 
     pub fn release_savepoint(&mut self) -> Result<(), StoreError> {
@@ -551,7 +599,26 @@ impl Tx {
         sql::batch(
             self.conn(),
             "ROLLBACK TO SAVEPOINT message; RELEASE SAVEPOINT message",
-        )
+        )?;
+        self.numbers.free_from(self.numbers.mark);
+        Ok(())
+    }
+
+    /// Undoes the whole transaction and starts a new one on the same connection (a batch
+    /// tried without savepoints that must be redone with them). The ticket numbers it took
+    /// are given again (see [`Numbers`]).
+    pub fn restart(&mut self) -> Result<(), StoreError> {
+        let (rollback, begin) = match self.conn {
+            TxConn::Lite(_) => ("ROLLBACK", "BEGIN IMMEDIATE"),
+            TxConn::Pg(_) => ("ROLLBACK", "BEGIN"),
+        };
+        // Should ROLLBACK fail, the transaction counts as open still (Drop tries again).
+        sql::batch(self.conn(), rollback)?;
+        self.open = false;
+        self.numbers.free_from(0);
+        sql::batch(self.conn(), begin)?;
+        self.open = true;
+        Ok(())
     }
 
     pub fn commit(mut self) -> Result<(), StoreError> {

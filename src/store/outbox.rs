@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::sql::{Arg, Db};
+use super::NewMessage;
 use super::{
     args, blob_param, exec, fill_blob, from_ts, query_all, query_one, query_opt, rfc3339,
     ticket_summary, ts, Store, StoreError, Tx,
@@ -24,6 +24,16 @@ pub struct NewOutbox<'a> {
     pub subject: &'a str,
     pub raw: &'a [u8],
     pub created_at: DateTime<Utc>,
+}
+
+/// A queued mail as it goes on its ticket's history (an outbound message row with the
+/// outbox row's Message-ID, kind, subject and time).
+#[derive(Debug, Clone)]
+pub struct Outbound<'a> {
+    pub author: &'a str,
+    pub author_id: Option<i64>,
+    /// The text shown in the history (the mail's body).
+    pub body: &'a str,
 }
 
 /// `outbox list --json`.
@@ -89,8 +99,62 @@ impl Tx {
     }
 
     pub fn queue_outbox(&mut self, o: &NewOutbox<'_>) -> Result<i64, StoreError> {
+        self.queue_mail(o, false, None)
+    }
+
+    /// Queues a mail: its outbox row with its recipients, and when `o` has a ticket, its
+    /// record as mail to agents only (`to_agents`, see [`Tx::ticket_by_agent_mail`]) and its
+    /// place on the ticket's history (`history`). One statement on PostgreSQL, where each
+    /// statement is a round trip; one per row on SQLite.
+    pub fn queue_mail(
+        &mut self,
+        o: &NewOutbox<'_>,
+        to_agents: bool,
+        history: Option<&Outbound<'_>>,
+    ) -> Result<i64, StoreError> {
         let shown: Vec<String> = o.recipients.iter().map(EmailAddress::key).collect();
         let conn = self.conn();
+        let to_agents = to_agents && o.ticket_id.is_some();
+        let history = history.filter(|_| o.ticket_id.is_some());
+        if conn.is_pg() {
+            let rate_keys: Vec<String> = o.recipients.iter().map(EmailAddress::rate_key).collect();
+            return query_one(
+                conn,
+                "WITH o AS (
+                     INSERT INTO outbox (ticket_id, kind, message_id, recipients, subject, raw,
+                                         next_attempt_at, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id),
+                 r AS (
+                     INSERT INTO outbox_recipients (outbox_id, position, address, rate_key, created_at)
+                     SELECT o.id, x.pos - 1, x.address, x.rate_key, ?7
+                       FROM o, UNNEST(?8::text[], ?9::text[]) WITH ORDINALITY AS x (address, rate_key, pos)),
+                 a AS (
+                     INSERT INTO agent_mail (message_id, ticket_id) SELECT ?3, ?1 WHERE ?10 = 1
+                     ON CONFLICT DO NOTHING),
+                 h AS (
+                     INSERT INTO messages (ticket_id, message_id, direction, kind, author, author_id,
+                                           internal, subject, body, created_at)
+                     SELECT ?1, ?3, 'outbound', ?2, ?11, ?12, 0, ?5, ?13, ?7 WHERE ?14 = 1)
+                 SELECT id FROM o",
+                args![
+                    o.ticket_id,
+                    o.kind,
+                    o.message_id,
+                    shown.join(","),
+                    o.subject,
+                    blob_param(o.raw)?,
+                    ts(o.created_at),
+                    shown,
+                    rate_keys,
+                    to_agents,
+                    history.map(|h| h.author),
+                    history.and_then(|h| h.author_id),
+                    history.map(|h| h.body),
+                    history.is_some(),
+                ],
+                |row| row.get("id"),
+            );
+        }
         let id = query_one(
             conn,
             "INSERT INTO outbox (ticket_id, kind, message_id, recipients, subject, raw, next_attempt_at, created_at)
@@ -120,6 +184,26 @@ impl Tx {
                     ts(o.created_at)
                 ],
             )?;
+        }
+        if let Some(ticket) = o.ticket_id {
+            if to_agents {
+                self.record_agent_mail(o.message_id, ticket)?;
+            }
+            if let Some(h) = history {
+                self.insert_message(&NewMessage {
+                    ticket_id: ticket,
+                    message_id: o.message_id,
+                    direction: "outbound",
+                    kind: o.kind,
+                    author: h.author,
+                    author_id: h.author_id,
+                    internal: false,
+                    subject: o.subject,
+                    body: h.body,
+                    raw: None,
+                    created_at: o.created_at,
+                })?;
+            }
         }
         Ok(id)
     }
@@ -186,36 +270,65 @@ impl Store {
         // by the others (FOR UPDATE SKIP LOCKED) instead of waited for. The claim records
         // which process made it (`outbox_claims`, see [`Store::take_back_claims`]).
         let me = super::instance();
+        let job = |r: &super::sql::Row<'_>| {
+            Ok(OutboxJob {
+                id: r.get("id")?,
+                kind: r.get("kind")?,
+                recipients: Vec::new(),
+                raw: r.get("raw")?,
+                attempts: r.get("attempts")?,
+                created_at: from_ts(r.get("created_at")?),
+            })
+        };
+        if self.is_postgres() {
+            // One statement, one round trip: the claim, its record and the recipient lists.
+            return self.with_conn(|c| {
+                query_all(
+                    c,
+                    "WITH claimed AS (
+                         UPDATE outbox SET next_attempt_at = ?1 + length(raw) / ?2
+                          WHERE id IN (SELECT id FROM outbox
+                                        WHERE status = 'queued' AND next_attempt_at <= ?3
+                                        ORDER BY next_attempt_at, id LIMIT ?4 FOR UPDATE SKIP LOCKED)
+                         RETURNING id, kind, raw, attempts, created_at),
+                     mine AS (
+                         INSERT INTO outbox_claims (outbox_id, replica, instance, claimed_at)
+                         SELECT id, ?5, ?6, ?3 FROM claimed
+                         ON CONFLICT (outbox_id) DO UPDATE SET replica = excluded.replica,
+                             instance = excluded.instance, claimed_at = excluded.claimed_at)
+                     SELECT c.id, c.kind, c.raw, c.attempts, c.created_at,
+                            ARRAY(SELECT r.address FROM outbox_recipients r
+                                   WHERE r.outbox_id = c.id ORDER BY r.position) AS recipients
+                       FROM claimed c ORDER BY c.id",
+                    args![
+                        ts(now) + lease_seconds,
+                        per_second,
+                        ts(now),
+                        limit,
+                        me.replica,
+                        me.run
+                    ],
+                    |r| {
+                        let mut j = job(r)?;
+                        j.recipients = r.texts("recipients")?;
+                        Ok(j)
+                    },
+                )
+            });
+        }
         super::blocking(|| {
             let tx = self.begin()?;
             let c = tx.conn();
-            let sql = if c.is_pg() {
-                "UPDATE outbox SET next_attempt_at = ?1 + length(raw) / ?2
-                  WHERE id IN (SELECT id FROM outbox
-                                WHERE status = 'queued' AND next_attempt_at <= ?3
-                                ORDER BY next_attempt_at, id LIMIT ?4 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, kind, raw, attempts, created_at"
-            } else {
-                "UPDATE outbox SET next_attempt_at = ?1 + length(raw) / ?2
+            let sql = "UPDATE outbox SET next_attempt_at = ?1 + length(raw) / ?2
                   WHERE id IN (SELECT id FROM outbox
                                 WHERE status = 'queued' AND next_attempt_at <= ?3
                                 ORDER BY next_attempt_at, id LIMIT ?4)
-                 RETURNING id, kind, raw, attempts, created_at"
-            };
+                 RETURNING id, kind, raw, attempts, created_at";
             let mut jobs = query_all(
                 c,
                 sql,
                 args![ts(now) + lease_seconds, per_second, ts(now), limit],
-                |r| {
-                    Ok(OutboxJob {
-                        id: r.get("id")?,
-                        kind: r.get("kind")?,
-                        recipients: Vec::new(),
-                        raw: r.get("raw")?,
-                        attempts: r.get("attempts")?,
-                        created_at: from_ts(r.get("created_at")?),
-                    })
-                },
+                job,
             )?;
             // The stored list, address by address (migration 0008): never a string split on
             // commas, which a quoted local part may contain.
@@ -282,14 +395,26 @@ impl Store {
     }
 
     pub fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.settle(
+            "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = ''
+              WHERE id = ?1",
+            args![id, ts(now)],
+        )
+    }
+
+    /// Runs `update` (on outbox row `?1`) and ends the row's claim: settled, it is no longer
+    /// anyone's (a retry's backoff is not taken back). One statement on PostgreSQL, whose
+    /// statements are round trips; two on SQLite, in autocommit as before.
+    fn settle(&self, update: &str, args: &[super::sql::Arg<'_>]) -> Result<(), StoreError> {
+        let release = "DELETE FROM outbox_claims WHERE outbox_id = ?1";
         self.with_conn(|c| {
-            settle(
-                c,
-                id,
-                "UPDATE outbox SET status = 'sent', sent_at = ?1, attempts = attempts + 1, last_error = ''
-                  WHERE id = ?2",
-                args![ts(now), id],
-            )
+            if c.is_pg() {
+                exec(c, &format!("WITH released AS ({release}) {update}"), args)?;
+                return Ok(());
+            }
+            exec(c, update, args)?;
+            exec(c, release, &args[..1])?;
+            Ok(())
         })
     }
 
@@ -299,25 +424,19 @@ impl Store {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.with_conn(|c| {
-            settle(
-                c,
-                id,
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?1, last_error = ?2 WHERE id = ?3",
-                args![ts(next_attempt_at), error, id],
-            )
-        })
+        self.settle(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+              WHERE id = ?1",
+            args![id, ts(next_attempt_at), error],
+        )
     }
 
     pub fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        self.with_conn(|c| {
-            settle(
-                c,
-                id,
-                "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?1 WHERE id = ?2",
-                args![error, id],
-            )
-        })
+        self.settle(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?2
+              WHERE id = ?1",
+            args![id, error],
+        )
     }
 
     /// Puts a failed row back in the queue (admin action after fixing the cause).
@@ -331,16 +450,4 @@ impl Store {
             Ok(n == 1)
         })
     }
-}
-
-/// Writes a row's outcome (`update`), then drops its claim: settled, it is no longer anyone's
-/// (a retry's backoff is not taken back).
-fn settle(c: Db<'_>, id: i64, update: &str, args: &[Arg<'_>]) -> Result<(), StoreError> {
-    exec(c, update, args)?;
-    exec(
-        c,
-        "DELETE FROM outbox_claims WHERE outbox_id = ?1",
-        args![id],
-    )?;
-    Ok(())
 }

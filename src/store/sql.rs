@@ -30,6 +30,10 @@ pub(crate) enum Arg<'a> {
     Text(Option<&'a str>),
     Blob(&'a [u8]),
     NullBlob,
+    /// A BIGINT[] (PostgreSQL only: `= ANY(?1)`, `UNNEST(?1::bigint[])`).
+    Ints(&'a [i64]),
+    /// A TEXT[] (PostgreSQL only).
+    Texts(&'a [String]),
 }
 
 /// What may be a statement parameter (see the `args!` macro).
@@ -87,6 +91,26 @@ impl ToArg for [u8] {
         Arg::Blob(self)
     }
 }
+impl ToArg for [i64] {
+    fn to_arg(&self) -> Arg<'_> {
+        Arg::Ints(self)
+    }
+}
+impl ToArg for Vec<i64> {
+    fn to_arg(&self) -> Arg<'_> {
+        Arg::Ints(self)
+    }
+}
+impl ToArg for [String] {
+    fn to_arg(&self) -> Arg<'_> {
+        Arg::Texts(self)
+    }
+}
+impl ToArg for Vec<String> {
+    fn to_arg(&self) -> Arg<'_> {
+        Arg::Texts(self)
+    }
+}
 impl<T: ToArg + ?Sized> ToArg for &T {
     fn to_arg(&self) -> Arg<'_> {
         (**self).to_arg()
@@ -115,6 +139,13 @@ impl rusqlite::ToSql for Arg<'_> {
                 ToSqlOutput::ZeroBlob(i32::try_from(b.len()).unwrap_or(i32::MAX))
             }
             Arg::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            // Arrays are for PostgreSQL's statements only; SQLite's side of a store function
+            // loops instead.
+            Arg::Ints(_) | Arg::Texts(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "an array parameter in a SQLite statement".into(),
+                ))
+            }
         })
     }
 }
@@ -217,6 +248,16 @@ impl Row<'_> {
         match self {
             Row::Lite(r) => Ok(r.get::<_, T>(name)?),
             Row::Pg(r) => T::from_pg(r, name),
+        }
+    }
+
+    /// Column `name`, a TEXT[] (PostgreSQL's `ARRAY(SELECT …)`; SQLite has no arrays).
+    pub(crate) fn texts(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Row::Lite(_) => Err(StoreError::Corrupt(format!(
+                "column {name}: an array asked of SQLite"
+            ))),
+            Row::Pg(r) => r.try_get::<Vec<String>, _>(name).map_err(super::pg::error),
         }
     }
 }

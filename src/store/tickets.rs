@@ -11,9 +11,6 @@ use super::{
 };
 use crate::tickets::{AccessKey, TicketRecord, TicketStatus, TicketSummary, UserRecord};
 
-/// The PostgreSQL advisory lock key that serialises ticket numbering ("supportd" + 13).
-const TICKET_NUMBER_LOCK: i64 = 0x7375_7070_6f72_0013;
-
 /// A ticket to create.
 #[derive(Debug, Clone)]
 pub struct NewTicket<'a> {
@@ -207,27 +204,48 @@ impl Tx {
         )
     }
 
-    /// The number the next ticket gets (1001 for the first). Read inside the writing
-    /// transaction, whose write lock keeps it free until the ticket is inserted.
+    /// The number the next ticket gets (1001 for the first).
     ///
-    /// On PostgreSQL, replicas write side by side: a transaction-scoped advisory lock taken
-    /// first serialises ticket creation across them until the commit, so numbers stay
-    /// sequential and unique (the unique index would otherwise refuse one replica's ticket).
+    /// On SQLite, `MAX(number) + 1`, read inside the writing transaction, whose write lock
+    /// keeps it free until the ticket is inserted: sequential without gaps.
+    ///
+    /// On PostgreSQL, replicas write side by side: the number comes from the sequence
+    /// `ticket_numbers` (migration 0020), which serialises nobody beyond the one `nextval`.
+    /// Numbers are unique and increase in the order they are taken; a replica may commit a
+    /// later number before another commits an earlier one. A number taken by a message that
+    /// is then undone is given to this transaction's next new ticket (see `Numbers`); one is
+    /// lost (a gap) only when the transaction ends without a new ticket to give it to, or
+    /// rolls back whole (the database gone mid-batch, the process killed). A read-only look
+    /// ([`Store::read`], `ingest --dry-run`) takes nothing: it shows the next free number.
     pub fn next_ticket_number(&mut self) -> Result<i64, StoreError> {
-        if self.conn().is_pg() {
-            query_one(
+        if !self.conn().is_pg() {
+            return query_one(
                 self.conn(),
-                "SELECT pg_advisory_xact_lock(?1) IS NULL AS locked",
-                args![TICKET_NUMBER_LOCK],
-                |row| row.get::<i64>("locked"),
-            )?;
+                "SELECT COALESCE(MAX(number), 1000) + 1 AS next FROM tickets",
+                args![],
+                |row| row.get("next"),
+            );
         }
-        query_one(
-            self.conn(),
-            "SELECT COALESCE(MAX(number), 1000) + 1 AS next FROM tickets",
-            args![],
-            |row| row.get("next"),
-        )
+        if self.read_only {
+            return query_one(
+                self.conn(),
+                "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS next
+                   FROM ticket_numbers",
+                args![],
+                |row| row.get("next"),
+            );
+        }
+        let n = match self.numbers.reuse() {
+            Some(n) => n,
+            None => query_one(
+                self.conn(),
+                "SELECT nextval('ticket_numbers') AS next",
+                args![],
+                |row| row.get("next"),
+            )?,
+        };
+        self.numbers.take(n);
+        Ok(n)
     }
 
     /// Creates a ticket; returns its row id.

@@ -123,6 +123,27 @@ impl Tx {
         )
     }
 
+    /// Provisions a sender the first look found no user for; returns its id. One statement
+    /// (the insert); should the address have been stored since (another replica's commit),
+    /// that user's id is looked up instead.
+    pub fn provision_user(
+        &mut self,
+        u: &NewUser<'_>,
+        at: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let inserted = query_opt(
+            self.conn(),
+            "INSERT INTO users (email, email_key, name, role, known, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (email_key) DO NOTHING RETURNING id",
+            args![u.email, u.email_key, u.name, u.role, u.known, ts(at)],
+            |row| row.get::<i64>("id"),
+        )?;
+        match inserted {
+            Some(id) => Ok(id),
+            None => self.ensure_user(u, at),
+        }
+    }
+
     /// Finds or provisions a customer; returns its id.
     pub fn ensure_user(&mut self, u: &NewUser<'_>, at: DateTime<Utc>) -> Result<i64, StoreError> {
         match self.user_by_email(u.email_key)? {
@@ -131,15 +152,22 @@ impl Tx {
         }
     }
 
-    /// Active agents and admins.
+    /// Active agents and admins: read once per transaction (ingest only provisions
+    /// customers, so its own writes never change the list; a batch sees the staff as they
+    /// were at its first notification).
     pub fn active_staff(&mut self) -> Result<Vec<UserRecord>, StoreError> {
-        query_all(
+        if let Some(staff) = &self.staff {
+            return Ok(staff.clone());
+        }
+        let staff = query_all(
             self.conn(),
             "SELECT id, email, name, role, status FROM users
               WHERE role IN ('agent', 'admin') AND status = 'active' ORDER BY id",
             args![],
             |r| user_row(r, ""),
-        )
+        )?;
+        self.staff = Some(staff.clone());
+        Ok(staff)
     }
 
     pub fn user_record(&mut self, email_key: &str) -> Result<Option<UserRecord>, StoreError> {

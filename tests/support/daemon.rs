@@ -39,6 +39,15 @@ impl<'a> Setup<'a> {
     }
 }
 
+/// The `supportd` binary: this build's, or `SUPPORTD_BIN` (a benchmark comparing two
+/// builds back to back runs an older binary with the same test code).
+fn binary() -> std::path::PathBuf {
+    match std::env::var_os("SUPPORTD_BIN") {
+        Some(bin) if !bin.is_empty() => bin.into(),
+        _ => env!("CARGO_BIN_EXE_supportd").into(),
+    }
+}
+
 impl Daemon {
     /// Appends TOML to the generated config (which ends inside its `[smtp]` table, so bare
     /// keys extend `[smtp]`; tables such as a second `[[mailbox]]` may follow).
@@ -131,7 +140,7 @@ retry_hours = 48
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_supportd"))
+        let child = Command::new(binary())
             .arg("--config")
             .arg(&self.config)
             .args(args)
@@ -191,7 +200,7 @@ retry_hours = 48
 
     /// Runs a one-shot CLI command against the same config and database.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_supportd"))
+        let out = Command::new(binary())
             .arg("--config")
             .arg(&self.config)
             .args(args)
