@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::sql::ToArg;
 use super::NewMessage;
 use super::{
     args, blob_param, exec, fill_blob, from_ts, query_all, query_one, query_opt, rfc3339,
@@ -116,6 +117,17 @@ impl Tx {
         let conn = self.conn();
         let to_agents = to_agents && o.ticket_id.is_some();
         let history = history.filter(|_| o.ticket_id.is_some());
+        // The outbox row's own values, ?1 to ?7 on both backends.
+        let (joined, raw, at) = (shown.join(","), blob_param(o.raw)?, ts(o.created_at));
+        let row = [
+            o.ticket_id.to_arg(),
+            o.kind.to_arg(),
+            o.message_id.to_arg(),
+            joined.to_arg(),
+            o.subject.to_arg(),
+            raw,
+            at.to_arg(),
+        ];
         if conn.is_pg() {
             let rate_keys: Vec<String> = o.recipients.iter().map(EmailAddress::rate_key).collect();
             return query_one(
@@ -136,22 +148,19 @@ impl Tx {
                                            internal, subject, body, created_at)
                      SELECT ?1, ?3, 'outbound', ?2, ?11, ?12, 0, ?5, ?13, ?7 WHERE ?14 = 1)
                  SELECT id FROM o",
-                args![
-                    o.ticket_id,
-                    o.kind,
-                    o.message_id,
-                    shown.join(","),
-                    o.subject,
-                    blob_param(o.raw)?,
-                    ts(o.created_at),
-                    shown,
-                    rate_keys,
-                    to_agents,
-                    history.map(|h| h.author),
-                    history.and_then(|h| h.author_id),
-                    history.map(|h| h.body),
-                    history.is_some(),
-                ],
+                &[
+                    &row[..],
+                    args![
+                        shown,
+                        rate_keys,
+                        to_agents,
+                        history.map(|h| h.author),
+                        history.and_then(|h| h.author_id),
+                        history.map(|h| h.body),
+                        history.is_some(),
+                    ],
+                ]
+                .concat(),
                 |row| row.get("id"),
             );
         }
@@ -159,15 +168,7 @@ impl Tx {
             conn,
             "INSERT INTO outbox (ticket_id, kind, message_id, recipients, subject, raw, next_attempt_at, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id",
-            args![
-                o.ticket_id,
-                o.kind,
-                o.message_id,
-                shown.join(","),
-                o.subject,
-                blob_param(o.raw)?,
-                ts(o.created_at),
-            ],
+            &row,
             |row| row.get("id"),
         )?;
         fill_blob(conn, "outbox", "raw", id, o.raw)?;
