@@ -61,9 +61,8 @@ fn store(backend: Backend) -> (Store, Option<PgDb>, tempfile::TempDir) {
     (store, pg, dir)
 }
 
-/// A conversation through the CLI: a new ticket with an ack, a reply, the same mail again,
-/// a mail with a large attachment, a bulk mail, an agent.
-fn conversation(env: &Env) -> Vec<Value> {
+/// Sam, the agent every conversation here notifies.
+fn add_agent(env: &Env) {
     env.ok(&[
         "users",
         "add",
@@ -73,6 +72,12 @@ fn conversation(env: &Env) -> Vec<Value> {
         "--role",
         "agent",
     ]);
+}
+
+/// A conversation through the CLI: a new ticket with an ack, a reply, the same mail again,
+/// a mail with a large attachment, a bulk mail, an agent.
+fn conversation(env: &Env) -> Vec<Value> {
+    add_agent(env);
     let mut outcomes = Vec::new();
     let first = mail(
         "Ray Donnelly <ray@stbrigid-med.example>",
@@ -748,15 +753,7 @@ both!(kb_index_searches_alike, |backend| {
 fn round_trips_per_message_on_postgres() {
     use supportd::pipeline::Source;
     let env = Env::on(Backend::Postgres, "");
-    env.ok(&[
-        "users",
-        "add",
-        "sam@vendor.example",
-        "--name",
-        "Sam Agent",
-        "--role",
-        "agent",
-    ]);
+    add_agent(&env);
     let config = supportd::config::Config::load(&env.config).expect("config");
     let pipeline = supportd::setup::build_pipeline(config).expect("pipeline");
     let rt = tokio::runtime::Builder::new_current_thread()
