@@ -373,7 +373,12 @@ async fn unknown_keys_get_one_page_in_one_time_and_twenty_failures_a_minute_get_
         "short".to_string(),
         "%3Cscript%3E".to_string(),
         "x".repeat(300),
-        format!("{}b", &key[..19]),
+        // The real key with its last character changed (to `b`, or `c` when it ends in `b`).
+        format!(
+            "{}{}",
+            &key[..19],
+            if key.ends_with('b') { 'c' } else { 'b' }
+        ),
     ]
     .iter()
     .enumerate()
