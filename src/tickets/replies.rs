@@ -10,7 +10,7 @@ use crate::templates::{TemplateError, Templates};
 use super::commands::NotUnderstood;
 use super::desk::Desk;
 use super::outbound::Stamp;
-use super::{AccessKey, Refusal};
+use super::{shown_subject, AccessKey, Refusal};
 
 /// A ticket's customer side: who a mail to its customer goes to and how it threads.
 #[derive(Debug, Clone, Serialize)]
@@ -242,11 +242,7 @@ pub fn refusal(
         name: greeting(&a.to),
         email: a.to.email.to_string(),
         org,
-        subject: if a.subject.trim().is_empty() {
-            "(no subject)"
-        } else {
-            &a.subject
-        },
+        subject: shown_subject(&a.subject),
         policy: match refusal {
             Refusal::Inactive => "inactive",
             Refusal::UnknownSender => "known",
