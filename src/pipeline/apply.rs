@@ -385,14 +385,11 @@ impl<'a> Applier<'a> {
             }
         };
         // With its ticket: remembered as mail to agents, and on the ticket's history.
-        let history = match (ticket, &mail.history) {
-            (Some(_), Some(author)) => Some(Outbound {
-                author: &author.email,
-                author_id: author.user_id,
-                body: &out.body,
-            }),
-            _ => None,
-        };
+        let history = mail.history.as_ref().map(|author| Outbound {
+            author: &author.email,
+            author_id: author.user_id,
+            body: &out.body,
+        });
         self.tx.queue_mail(
             &NewOutbox {
                 ticket_id: ticket,
@@ -403,7 +400,7 @@ impl<'a> Applier<'a> {
                 raw: &bytes,
                 created_at: self.now,
             },
-            ticket.is_some() && mail.to_agents,
+            mail.to_agents,
             history.as_ref(),
         )?;
         Ok(())
