@@ -461,7 +461,7 @@ impl Store {
     /// incident numbers: an advisory transaction lock; unique Message-IDs: a unique
     /// violation is a [`StoreError::Conflict`], see the pipeline).
     pub fn begin(&self) -> Result<Tx, StoreError> {
-        self.start("BEGIN IMMEDIATE", "BEGIN", false)
+        self.start(BEGIN_WRITE.0, BEGIN_WRITE.1, false)
     }
 
     /// A read-only look (`BEGIN DEFERRED`, rolled back when dropped): `ingest --dry-run`.
@@ -544,6 +544,9 @@ pub struct Tx {
     staff: Option<Vec<crate::tickets::UserRecord>>,
 }
 
+/// How a writing transaction starts: on SQLite, and on PostgreSQL (see [`Store::begin`]).
+const BEGIN_WRITE: (&str, &str) = ("BEGIN IMMEDIATE", "BEGIN");
+
 /// The ticket numbers a PostgreSQL transaction took from the sequence. A sequence is not
 /// transactional: a number whose ticket was undone (its message's savepoint rolled back, or
 /// the batch redone) would be a gap. It is kept instead, and given to the transaction's next
@@ -604,16 +607,16 @@ impl Tx {
         Ok(())
     }
 
-    /// Undoes the whole transaction and starts a new one on the same connection (a batch
-    /// tried without savepoints that must be redone with them). The ticket numbers it took
-    /// are given again (see [`Numbers`]).
+    /// Undoes the whole transaction and starts a new writing one ([`Store::begin`]'s) on
+    /// the same connection (a batch tried without savepoints that must be redone with
+    /// them). The ticket numbers it took are given again (see [`Numbers`]).
     pub fn restart(&mut self) -> Result<(), StoreError> {
-        let (rollback, begin) = match self.conn {
-            TxConn::Lite(_) => ("ROLLBACK", "BEGIN IMMEDIATE"),
-            TxConn::Pg(_) => ("ROLLBACK", "BEGIN"),
+        let begin = match self.conn {
+            TxConn::Lite(_) => BEGIN_WRITE.0,
+            TxConn::Pg(_) => BEGIN_WRITE.1,
         };
         // Should ROLLBACK fail, the transaction counts as open still (Drop tries again).
-        sql::batch(self.conn(), rollback)?;
+        sql::batch(self.conn(), "ROLLBACK")?;
         self.open = false;
         self.numbers.free_from(0);
         sql::batch(self.conn(), begin)?;
