@@ -199,10 +199,8 @@ impl<'i> Document<'i> {
     /// The 1-based line of a byte offset.
     pub fn line(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        // The number of lines starting at or before `end` (the first starts at 0).
-        self.line_starts
-            .partition_point(|start| *start <= end)
-            .max(1)
+        // The number of lines starting at or before `end`: at least the first, at 0.
+        self.line_starts.partition_point(|start| *start <= end)
     }
 
     /// The full key path of the deepest key or value whose span holds all of `span`
