@@ -4,57 +4,11 @@
 //! for the shipped file, which a `supportd ingest -` process, triaging one mail, pays.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
-/// A multiply-rotate hash (FxHash's): word keys are short, node keys are integers, and
-/// SipHash's DoS resistance buys nothing for the rules' own vocabulary. Bytes are taken
-/// eight at a time (the text's words are looked up with it on every classification).
-#[derive(Default)]
-pub(crate) struct Fx(u64);
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl Fx {
-    fn add(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for Fx {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            if let Some(dst) = w.get_mut(..rest.len()) {
-                dst.copy_from_slice(rest);
-            }
-            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-}
-
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+/// foldhash's fast, fixed-seed hasher: word keys are short, node keys are integers, and
+/// SipHash's DoS resistance buys nothing for the rules' own vocabulary (the text's words
+/// are looked up with it on every classification).
+type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
 /// Bits in the filter of root prefixes' first three bytes.
 const HEADS: usize = 1 << 14;
