@@ -6,6 +6,7 @@
 //! refuse the same configurations. Also writes the configured agents to the users table
 //! ([`provision_agents`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -53,15 +54,21 @@ fn rules_origin(config: &Config) -> String {
 /// The triage rules the config names, or the built-in ones, with the learned weights their
 /// `[scoring] weights_file` installs (a path relative to the rules file).
 pub fn load_rules(config: &Config) -> Result<Rules, SetupError> {
+    load_rules_cached(config, None)
+}
+
+/// [`load_rules`] through the built-rules cache in `cache` (see [`crate::triage::cache`]).
+pub fn load_rules_cached(config: &Config, cache: Option<&Path>) -> Result<Rules, SetupError> {
     let origin = rules_origin(config);
-    let rules = match &config.triage.rules_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                SetupError::Unusable(format!("cannot read triage rules {origin}: {e}"))
-            })?;
-            Rules::from_toml(&text, &origin)
-        }
-        None => Rules::from_toml(DEFAULT_RULES, &origin),
+    let text = match &config.triage.rules_file {
+        Some(path) => std::borrow::Cow::Owned(std::fs::read_to_string(path).map_err(|e| {
+            SetupError::Unusable(format!("cannot read triage rules {origin}: {e}"))
+        })?),
+        None => std::borrow::Cow::Borrowed(DEFAULT_RULES),
+    };
+    let rules = match cache {
+        Some(dir) => crate::triage::cache::load(&text, &origin, dir),
+        None => Rules::from_toml(&text, &origin),
     }
     .map_err(|e| SetupError::Unusable(e.to_string()))?;
     match rules.weights_file().map(|w| rules_dir(config).join(w)) {
@@ -119,9 +126,33 @@ pub fn policy(config: &Config, desk: &Desk) -> Policy {
     }
 }
 
+/// Where `supportd ingest` caches the built rules: `[triage] cache_dir` (`""`: nowhere),
+/// else the SQLite database's directory; nowhere on PostgreSQL.
+pub fn rules_cache_dir(config: &Config) -> Option<PathBuf> {
+    match &config.triage.cache_dir {
+        Some(dir) if dir.as_os_str().is_empty() => None,
+        Some(dir) => Some(dir.clone()),
+        None => {
+            let db = crate::store::sqlite_path(&config.database.url)?;
+            match db.parent() {
+                Some(p) if !p.as_os_str().is_empty() => Some(p.to_path_buf()),
+                _ => Some(PathBuf::from(".")),
+            }
+        }
+    }
+}
+
 /// A pipeline with the real clock and OS randomness, once every cross-check passed.
 pub fn build_pipeline(config: Config) -> Result<Pipeline, SetupError> {
-    let rules = load_rules(&config)?;
+    build_pipeline_cached(config, None)
+}
+
+/// [`build_pipeline`] with the rules through the cache in `rules_cache` (`supportd ingest`).
+pub fn build_pipeline_cached(
+    config: Config,
+    rules_cache: Option<&Path>,
+) -> Result<Pipeline, SetupError> {
+    let rules = load_rules_cached(&config, rules_cache)?;
     let templates = Templates::load(config.templates.dir.as_deref())
         .map_err(|e| SetupError::Unusable(e.to_string()))?;
     // `support.ticket_tag` contains `{number}` (checked by the config); what is left is a

@@ -77,3 +77,52 @@ fn an_agents_correction_is_stored_and_reported() {
     assert!(!report.contains("no corrections yet"), "{report}");
     assert!(report.contains("routing"), "{report}");
 }
+
+/// Pipe mode keeps the built rules beside the SQLite database for the next process
+/// (`supportd-triage.cache`); the tickets are triaged the same with it, without it
+/// (`[triage] cache_dir = ""`), and with a damaged one, which is replaced.
+#[test]
+fn piped_messages_share_the_built_rules_and_a_damaged_cache_changes_nothing() {
+    let mail = |i: usize| {
+        crlf(&format!(
+            "From: Nurse {i} <n{i}@clinic.example>\nTo: support@vendor.example\n\
+             Subject: Nobody can log in\nMessage-ID: <cache-{i}@clinic.example>\n\n\
+             Nobody on 4 West can log in since 07:00 and we cannot reach the on-call surgeon.\n"
+        ))
+    };
+    let triage = |env: &Env, outcome: &serde_json::Value| {
+        let t = env.ticket(created(outcome));
+        (t["category"].clone(), t["urgency"].clone())
+    };
+
+    let cached = desk();
+    let cache = cached.dir.path().join("supportd-triage.cache");
+    let first = triage(&cached, &cached.ingest_stdin(&mail(1)));
+    let written = std::fs::read(&cache).expect("the first process writes the cache");
+    assert!(written.len() > 10_000, "{} bytes", written.len());
+    let second = triage(&cached, &cached.ingest_stdin(&mail(2)));
+    assert_eq!(
+        std::fs::read(&cache).unwrap(),
+        written,
+        "read, not rewritten"
+    );
+
+    std::fs::write(&cache, b"\x00not a cache").unwrap();
+    let third = triage(&cached, &cached.ingest_stdin(&mail(3)));
+    assert_eq!(
+        std::fs::read(&cache).unwrap(),
+        written,
+        "replaced by the built rules"
+    );
+
+    let uncached = Env::with_config(&format!(
+        "[policy]\nauthserv_id = \"{MX}\"\n\n[triage]\ncache_dir = \"\"\n"
+    ));
+    let plain = triage(&uncached, &uncached.ingest_stdin(&mail(4)));
+    assert!(!uncached.dir.path().join("supportd-triage.cache").exists());
+
+    assert_eq!(first, plain);
+    assert_eq!(second, plain);
+    assert_eq!(third, plain);
+    assert!(plain.1.as_i64().is_some_and(|u| u <= 2), "{plain:?}");
+}

@@ -14,11 +14,13 @@ use supportd::tickets::plan::Plan;
 
 use super::print::print_json_line;
 use super::triage::Timing;
-use super::{build_pipeline, open_store, provision_agents, Failure, EX_DATAERR, EX_TEMPFAIL};
+use super::{
+    build_pipeline_cached, open_store, provision_agents, Failure, EX_DATAERR, EX_TEMPFAIL,
+};
 use supportd::setup::Provision;
 
 pub async fn ingest(config: Config, files: &[PathBuf], dry_run: bool) -> Result<u8, Failure> {
-    let pipeline = build_pipeline(config)?;
+    let pipeline = build_pipeline_cached(config)?;
     Timing::mark("setup");
     let store = open_store(&pipeline.config).await?;
     Timing::mark("open");
@@ -97,6 +99,10 @@ pub async fn ingest(config: Config, files: &[PathBuf], dry_run: bool) -> Result<
     Timing::mark("durable");
     store.close().await;
     Timing::report();
+    // The process ends here: the rules' trie and the templates go with it at once, instead
+    // of one free at a time (~1.2 M instructions for each message an MTA pipes in). The
+    // pipeline holds memory only, nothing to flush or close.
+    std::mem::forget(pipeline);
     Ok(code)
 }
 

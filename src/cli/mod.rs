@@ -233,6 +233,13 @@ fn build_pipeline(config: Config) -> Result<Pipeline, Failure> {
     supportd::setup::build_pipeline(config).map_err(setup_failure)
 }
 
+/// [`build_pipeline`] with the triage rules through their cache (`[triage] cache_dir`):
+/// for `ingest`, which an MTA runs once per message.
+fn build_pipeline_cached(config: Config) -> Result<Pipeline, Failure> {
+    let cache = supportd::setup::rules_cache_dir(&config);
+    supportd::setup::build_pipeline_cached(config, cache.as_deref()).map_err(setup_failure)
+}
+
 fn setup_failure(e: supportd::setup::SetupError) -> Failure {
     match e {
         supportd::setup::SetupError::Store(e) => e.into(),

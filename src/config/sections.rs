@@ -375,6 +375,10 @@ impl Default for SlaAlerts {
 pub struct Triage {
     /// Rules file; without it the built-in default rules (`config/triage.toml`) apply.
     pub rules_file: Option<PathBuf>,
+    /// Where `supportd ingest` keeps the built rules for the next process (pipe mode: one
+    /// process per message), in `supportd-triage.cache`. Default: the SQLite database's
+    /// directory; none on PostgreSQL unless set. `""` turns the cache off.
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -227,6 +227,14 @@ fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
     }
 }
 
+/// The database file of a `sqlite://` URL; `None` for PostgreSQL or a malformed URL.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    match parse_url(url) {
+        Ok(Url::Lite(path, _)) => Some(path),
+        _ => None,
+    }
+}
+
 /// `postgres://…` / `postgresql://…` (sqlx's options: `sslmode`, `sslrootcert`, ...), or
 /// SQLite: see [`parse_sqlite_url`].
 fn parse_url(url: &str) -> Result<Url, StoreError> {

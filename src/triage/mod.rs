@@ -15,9 +15,11 @@
 //!   (`[urgency] margin`) gives level 2, and the reasons say so;
 //! * [`signals`]: `Importance`/`X-Priority` (from the caller) and capitals, `!!`, terse mail;
 //! * [`lang`]: language detection (whatlang);
+//! * [`cache`]: the built phrase trie kept in a file for the next process (pipe mode);
 //! * [`weights`]: weights learned by `supportd triage tune`, installed by the rules file's
 //!   `[scoring] weights_file`; [`tune`]: the learning and the confusion matrices.
 
+pub mod cache;
 pub mod engine;
 pub mod fold;
 pub mod lang;

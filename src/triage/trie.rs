@@ -23,8 +23,9 @@ enum Word {
     Prefix(Box<str>),
 }
 
-/// Words → parts that end there.
-#[derive(Debug, Default)]
+/// Words → parts that end there. Serialisable for the built-rules cache
+/// ([`super::cache`]), which saves a `supportd ingest -` process the building.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Trie {
     words: Map<Box<str>, u32>,
     /// (node, word) → node; node 0 is the root.
