@@ -28,6 +28,13 @@ use crate::triage::{Category, Level, Rules};
 /// The built-in triage rules, used when the config names no rules file.
 pub const DEFAULT_RULES: &str = include_str!("../config/triage.toml");
 
+/// The built-in rules' learned urgency weights (`weights_file` of [`DEFAULT_RULES`]; how they
+/// were learned is in the file's header). A copy of the rules reads the file beside it.
+pub const DEFAULT_WEIGHTS: &str = include_str!("../config/triage-weights.toml");
+
+/// The name under which the built-in rules name [`DEFAULT_WEIGHTS`].
+const DEFAULT_WEIGHTS_FILE: &str = "triage-weights.toml";
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -71,8 +78,19 @@ pub fn load_rules_cached(config: &Config, cache: Option<&Path>) -> Result<Rules,
         None => Rules::from_toml(&text, &origin),
     }
     .map_err(|e| SetupError::Unusable(e.to_string()))?;
-    match rules.weights_file().map(|w| rules_dir(config).join(w)) {
-        Some(path) => install_weights(rules, &path),
+    let built_in = config.triage.rules_file.is_none();
+    match rules.weights_file() {
+        Some(DEFAULT_WEIGHTS_FILE) if built_in => install_weights_text(
+            rules,
+            DEFAULT_WEIGHTS,
+            "the built-in triage-weights.toml",
+            cache,
+        ),
+        Some(w) => {
+            let path = rules_dir(config).join(w);
+            let text = read_weights(&path)?;
+            install_weights_text(rules, &text, &path.display().to_string(), cache)
+        }
         None => Ok(rules),
     }
 }
@@ -91,17 +109,35 @@ pub fn rules_dir(config: &Config) -> std::path::PathBuf {
 
 /// `rules` with the learned weights in `path`.
 pub fn install_weights(rules: Rules, path: &std::path::Path) -> Result<Rules, SetupError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_weights(path)?;
+    install_weights_text(rules, &text, &path.display().to_string(), None)
+}
+
+fn read_weights(path: &Path) -> Result<String, SetupError> {
+    std::fs::read_to_string(path).map_err(|e| {
         SetupError::Unusable(format!(
             "cannot read triage weights {}: {e}",
             path.display()
         ))
-    })?;
-    let weights = crate::triage::Weights::from_toml(&text, &path.display().to_string())
-        .map_err(SetupError::Unusable)?;
+    })
+}
+
+/// `rules` with the learned weights in `text`, read from `origin` (through the cache in
+/// `cache`, see [`crate::triage::cache`]).
+fn install_weights_text(
+    rules: Rules,
+    text: &str,
+    origin: &str,
+    cache: Option<&Path>,
+) -> Result<Rules, SetupError> {
+    let weights = match cache {
+        Some(dir) => crate::triage::cache::load_weights(text, origin, dir),
+        None => crate::triage::Weights::from_toml(text, origin),
+    }
+    .map_err(SetupError::Unusable)?;
     rules
         .with_weights(weights)
-        .map_err(|e| SetupError::Unusable(format!("{}: {e}", path.display())))
+        .map_err(|e| SetupError::Unusable(format!("{origin}: {e}")))
 }
 
 /// The decisions' knobs, from the config, once.

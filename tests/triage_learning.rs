@@ -154,8 +154,8 @@ fn report_and_tune_read_the_agents_corrections() {
     std::fs::write(
         &rules_file,
         supportd::setup::DEFAULT_RULES.replace(
-            "[scoring]\n",
-            "[scoring]\nweights_file = \"learned.toml\"\n",
+            "weights_file = \"triage-weights.toml\"",
+            "weights_file = \"learned.toml\"",
         ),
     )
     .expect("rules");

@@ -80,7 +80,8 @@ fn an_agents_correction_is_stored_and_reported() {
 
 /// Pipe mode keeps the built rules beside the SQLite database for the next process
 /// (`supportd-triage.cache`); the tickets are triaged the same with it, without it
-/// (`[triage] cache_dir = ""`), and with a damaged one, which is replaced.
+/// (`[triage] cache_dir = ""`), and with a damaged one, which is replaced. The learned
+/// weights are cached beside them (`supportd-weights.cache`).
 #[test]
 fn piped_messages_share_the_built_rules_and_a_damaged_cache_changes_nothing() {
     let mail = |i: usize| {
@@ -95,11 +96,17 @@ fn piped_messages_share_the_built_rules_and_a_damaged_cache_changes_nothing() {
         (t["category"].clone(), t["urgency"].clone())
     };
 
-    let cached = desk();
+    // The default cache directory is the SQLite database's: SQLite whatever the suite's backend.
+    let cached = Env::on(
+        Backend::Sqlite,
+        &format!("[policy]\nauthserv_id = \"{MX}\"\n"),
+    );
     let cache = cached.dir.path().join("supportd-triage.cache");
     let first = triage(&cached, &cached.ingest_stdin(&mail(1)));
     let written = std::fs::read(&cache).expect("the first process writes the cache");
     assert!(written.len() > 10_000, "{} bytes", written.len());
+    let weights = cached.dir.path().join("supportd-weights.cache");
+    assert!(weights.exists(), "the shipped weights are cached too");
     let second = triage(&cached, &cached.ingest_stdin(&mail(2)));
     assert_eq!(
         std::fs::read(&cache).unwrap(),
@@ -115,9 +122,10 @@ fn piped_messages_share_the_built_rules_and_a_damaged_cache_changes_nothing() {
         "replaced by the built rules"
     );
 
-    let uncached = Env::with_config(&format!(
-        "[policy]\nauthserv_id = \"{MX}\"\n\n[triage]\ncache_dir = \"\"\n"
-    ));
+    let uncached = Env::on(
+        Backend::Sqlite,
+        &format!("[policy]\nauthserv_id = \"{MX}\"\n\n[triage]\ncache_dir = \"\"\n"),
+    );
     let plain = triage(&uncached, &uncached.ingest_stdin(&mail(4)));
     assert!(!uncached.dir.path().join("supportd-triage.cache").exists());
 

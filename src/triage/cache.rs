@@ -1,4 +1,4 @@
-//! The built rules, kept in a file between processes: an MTA pipes each message to its own
+//! The built rules (and the learned weights, in a file of their own), kept between processes: an MTA pipes each message to its own
 //! `supportd ingest -`, and building the phrase trie of the shipped rules is ~25 M of the
 //! ~40 M instructions such a process spends. The file holds the [`PhraseSet`] that
 //! [`Rules::from_toml`] built, keyed by the rules text and by this very binary; a process
@@ -17,20 +17,22 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::phrases::PhraseSet;
-use super::{Rules, TriageError};
+use super::{Rules, TriageError, Weights};
 
 /// The cache's file name in its directory.
 pub const FILE_NAME: &str = "supportd-triage.cache";
+/// The learned weights' cache, beside it (reading the weights' TOML is ~24 M instructions).
+pub const WEIGHTS_FILE_NAME: &str = "supportd-weights.cache";
 
 /// Bumped when the file's layout changes (the binary's identity covers code changes too).
 const FORMAT: u32 = 1;
 
-/// What the file holds.
+/// What a file holds: the key it was written under and the value.
 #[derive(Serialize, Deserialize)]
-struct Cached {
+struct Cached<T> {
     format: u32,
     key: u64,
-    phrases: PhraseSet,
+    value: T,
 }
 
 /// The rules from `text`, through the cache file in `dir`: read from it when it holds this
@@ -41,7 +43,7 @@ pub fn load(text: &str, origin: &str, dir: &Path) -> Result<Rules, TriageError> 
     let Some(key) = key(text) else {
         return Rules::from_toml(text, origin);
     };
-    if let Some(phrases) = read(&path, key) {
+    if let Some(phrases) = read::<PhraseSet>(&path, key) {
         match Rules::from_toml_with(text, origin, Some(phrases.replay())) {
             Ok(rules) if rules.phrases.replay_complete() => return Ok(rules),
             _ => {
@@ -52,6 +54,21 @@ pub fn load(text: &str, origin: &str, dir: &Path) -> Result<Rules, TriageError> 
     let rules = Rules::from_toml(text, origin)?;
     write(&path, key, &rules.phrases);
     Ok(rules)
+}
+
+/// The learned weights in `text` (read from `origin`), through the cache file in `dir`, as
+/// [`load`] does for the rules. Errors are those of [`Weights::from_toml`].
+pub fn load_weights(text: &str, origin: &str, dir: &Path) -> Result<Weights, String> {
+    let path = dir.join(WEIGHTS_FILE_NAME);
+    let Some(key) = key(text) else {
+        return Weights::from_toml(text, origin);
+    };
+    if let Some(weights) = read::<Weights>(&path, key) {
+        return Ok(weights);
+    }
+    let weights = Weights::from_toml(text, origin)?;
+    write(&path, key, &weights);
+    Ok(weights)
 }
 
 /// The key of `text` for this build of supportd: its format, version, and the executable's
@@ -72,10 +89,10 @@ fn key(text: &str) -> Option<u64> {
     Some(h.finish())
 }
 
-fn read(path: &Path, key: u64) -> Option<PhraseSet> {
+fn read<T: serde::de::DeserializeOwned>(path: &Path, key: u64) -> Option<T> {
     let bytes = std::fs::read(path).ok()?;
-    match postcard::from_bytes::<Cached>(&bytes) {
-        Ok(c) if c.format == FORMAT && c.key == key => Some(c.phrases),
+    match postcard::from_bytes::<Cached<T>>(&bytes) {
+        Ok(c) if c.format == FORMAT && c.key == key => Some(c.value),
         Ok(_) => {
             tracing::debug!(path = %path.display(), "triage cache is for other rules or another build");
             None
@@ -89,21 +106,15 @@ fn read(path: &Path, key: u64) -> Option<PhraseSet> {
 
 /// Writes the cache beside its final name and renames it into place, so that a reader sees
 /// a whole file or none (concurrent writers of the same rules write the same bytes).
-fn write(path: &Path, key: u64, phrases: &PhraseSet) {
-    #[derive(Serialize)]
-    struct CachedRef<'a> {
-        format: u32,
-        key: u64,
-        phrases: &'a PhraseSet,
-    }
-    let bytes = match postcard::to_allocvec(&CachedRef {
+fn write<T: Serialize>(path: &Path, key: u64, value: &T) {
+    let bytes = match postcard::to_allocvec(&Cached {
         format: FORMAT,
         key,
-        phrases,
+        value,
     }) {
         Ok(b) => b,
         Err(e) => {
-            tracing::debug!(error = %e, "triage cache: cannot encode the rules");
+            tracing::debug!(error = %e, "triage cache: cannot encode");
             return;
         }
     };
@@ -202,14 +213,14 @@ mod tests {
         // The same rules with one pattern changed: another key, so built afresh.
         let changed = RULES.replacen("\"covering\"", "\"kovering\"", 1);
         assert_ne!(changed, RULES);
-        assert!(read(&dir.path().join(FILE_NAME), key(&changed).unwrap()).is_none());
+        assert!(read::<PhraseSet>(&dir.path().join(FILE_NAME), key(&changed).unwrap()).is_none());
         let r = load(&changed, "triage.toml", dir.path()).unwrap();
         let fresh = Rules::from_toml(&changed, "triage.toml").unwrap();
         for (subject, body) in MAILS {
             assert_eq!(classify(&r, subject, body), classify(&fresh, subject, body));
         }
         // ... and the file is now theirs.
-        assert!(read(&dir.path().join(FILE_NAME), key(&changed).unwrap()).is_some());
+        assert!(read::<PhraseSet>(&dir.path().join(FILE_NAME), key(&changed).unwrap()).is_some());
     }
 
     #[test]
@@ -235,13 +246,32 @@ mod tests {
                     MAILS[0].1
                 )
             );
-            assert!(read(&path, key(RULES).unwrap()).is_some(), "rewritten");
+            assert!(
+                read::<PhraseSet>(&path, key(RULES).unwrap()).is_some(),
+                "rewritten"
+            );
         }
         // Broken rules are reported as without a cache, and leave the file alone.
         let broken = format!("{RULES}\n[[rule]]\nid = \"x\"\n");
         let e = load(&broken, "triage.toml", dir.path()).unwrap_err();
         assert!(e.to_string().contains("triage.toml"), "{e}");
-        assert!(read(&path, key(RULES).unwrap()).is_some());
+        assert!(read::<PhraseSet>(&path, key(RULES).unwrap()).is_some());
+    }
+
+    #[test]
+    fn the_weights_are_cached_beside_the_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = crate::setup::DEFAULT_WEIGHTS;
+        let first = load_weights(text, "w.toml", dir.path()).unwrap();
+        let path = dir.path().join(WEIGHTS_FILE_NAME);
+        assert!(read::<Weights>(&path, key(text).unwrap()).is_some());
+        let second = load_weights(text, "w.toml", dir.path()).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first, Weights::from_toml(text, "w.toml").unwrap());
+        std::fs::write(&path, b"junk").unwrap();
+        assert_eq!(load_weights(text, "w.toml", dir.path()).unwrap(), first);
+        let e = load_weights("ngram_buckets = 0", "bad.toml", dir.path()).unwrap_err();
+        assert!(e.contains("bad.toml"), "{e}");
     }
 
     #[test]

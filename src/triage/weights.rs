@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use foldhash::fast::FixedState;
+
 use serde::{Deserialize, Serialize};
 
 use super::fold::{Folded, BREAK};
@@ -15,13 +17,13 @@ use super::fold::{Folded, BREAK};
 pub const DEFAULT_BUCKETS: u32 = 1 << 14;
 
 /// One linear decision.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Linear {
     pub bias: f64,
     /// Rule feature id (or category rule id) → weight.
     pub features: BTreeMap<String, f64>,
     /// N-gram bucket → weight.
-    pub ngrams: HashMap<u32, f64>,
+    pub ngrams: HashMap<u32, f64, FixedState>,
 }
 
 impl Linear {
@@ -52,7 +54,7 @@ impl Linear {
 }
 
 /// A complete set of learned weights.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Weights {
     pub ngram_buckets: u32,
     /// Level 1–2 (positive) or 3–4.
@@ -72,7 +74,25 @@ struct FileLinear {
     #[serde(default)]
     features: BTreeMap<String, f64>,
     #[serde(default)]
-    ngrams: BTreeMap<String, f64>,
+    ngrams: FileNgrams,
+}
+
+/// A decision's n-gram weights: `"BUCKET:WEIGHT BUCKET:WEIGHT …"` in one string, on one line
+/// (what `tune` writes), or a table `BUCKET = WEIGHT` (files of earlier versions). Read as
+/// a table, the ~29,000 weights of the shipped file cost ~200 M instructions (~40 ms) in
+/// every process that loads them; as one-line strings ~10 M (a string over several lines
+/// costs the TOML lexer ten times more than one line).
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum FileNgrams {
+    Packed(String),
+    Table(BTreeMap<String, f64>),
+}
+
+impl Default for FileNgrams {
+    fn default() -> Self {
+        FileNgrams::Packed(String::new())
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,11 +116,17 @@ fn to_file(l: &Linear) -> FileLinear {
             .iter()
             .map(|(k, v)| (k.clone(), round(*v)))
             .collect(),
-        ngrams: ngrams
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), round(v)))
-            .collect(),
+        ngrams: FileNgrams::Packed(packed(&ngrams)),
     }
+}
+
+/// `ngrams` (sorted by bucket) as `BUCKET:WEIGHT` pairs separated by spaces.
+fn packed(ngrams: &[(u32, f64)]) -> String {
+    let pairs: Vec<String> = ngrams
+        .iter()
+        .map(|(k, v)| format!("{k}:{}", round(*v)))
+        .collect();
+    pairs.join(" ")
 }
 
 fn round(x: f64) -> f64 {
@@ -108,12 +134,32 @@ fn round(x: f64) -> f64 {
 }
 
 fn from_file(f: FileLinear, what: &str) -> Result<Linear, String> {
-    let mut ngrams = HashMap::new();
-    for (k, v) in f.ngrams {
-        let bucket = k
-            .parse::<u32>()
-            .map_err(|_| format!("{what}.ngrams: `{k}` is not a bucket number"))?;
-        ngrams.insert(bucket, v);
+    let bucket = |k: &str| {
+        k.parse::<u32>()
+            .map_err(|_| format!("{what}.ngrams: `{k}` is not a bucket number"))
+    };
+    let mut ngrams = HashMap::default();
+    match f.ngrams {
+        FileNgrams::Table(table) => {
+            for (k, v) in table {
+                ngrams.insert(bucket(&k)?, v);
+            }
+        }
+        FileNgrams::Packed(text) => {
+            ngrams.reserve(text.len() / 12);
+            for pair in text.split_ascii_whitespace() {
+                let parsed = pair.split_once(':').and_then(|(k, v)| {
+                    let w = v.parse::<f64>().ok().filter(|w| w.is_finite())?;
+                    Some((k, w))
+                });
+                let Some((k, w)) = parsed else {
+                    return Err(format!(
+                        "{what}.ngrams: `{pair}` is not BUCKET:WEIGHT (a bucket number and a finite weight)"
+                    ));
+                };
+                ngrams.insert(bucket(k)?, w);
+            }
+        }
     }
     Ok(Linear {
         bias: f.bias,
@@ -250,6 +296,57 @@ mod tests {
             "w.toml",
         );
         assert!(bad.is_err_and(|e| e.contains("w.toml") && e.contains("bogus")));
+        Ok(())
+    }
+
+    #[test]
+    fn ngrams_are_written_packed_and_read_packed_or_as_a_table() -> Result<(), String> {
+        let mut w = Weights {
+            ngram_buckets: 64,
+            impact: Linear::default(),
+            stopped: Linear::default(),
+            prompt: Linear::default(),
+            category: BTreeMap::new(),
+        };
+        for b in 0..20u32 {
+            w.impact.ngrams.insert(b, f64::from(b) / 8.0 - 1.0);
+        }
+        w.prompt.ngrams.insert(63, -0.0625);
+        let text = w.to_toml("")?;
+        assert!(text.contains("0:-1 1:-0.875"), "{text}");
+        assert_eq!(Weights::from_toml(&text, "w.toml")?, w);
+
+        let table = "ngram_buckets = 64
+[impact]
+bias = 0
+[impact.ngrams]
+3 = 0.5
+                     [stopped]
+bias = 0
+[prompt]
+bias = 0
+";
+        let read = Weights::from_toml(table, "old.toml")?;
+        assert_eq!(read.impact.ngrams.get(&3), Some(&0.5));
+
+        for bad in ["\"3\"", "\"x:1\"", "\"3:nan\"", "\"3:1:2\"", "\"3:\""] {
+            let text = format!(
+                "ngram_buckets = 64
+[impact]
+bias = 0
+ngrams = {bad}
+[stopped]
+bias = 0
+                 [prompt]
+bias = 0
+"
+            );
+            let e = Weights::from_toml(&text, "w.toml").expect_err(bad);
+            assert!(
+                e.contains("w.toml") && e.contains("impact.ngrams"),
+                "{bad}: {e}"
+            );
+        }
         Ok(())
     }
 }
