@@ -23,7 +23,7 @@ use supportd::tickets::{
     self, auth, commands, AccessKey, Decision, KnownUser, Lookup, Policy, Role, TicketRecord,
     TicketRef, TicketStatus, TicketSummary, UserRecord,
 };
-use supportd::triage::Rules;
+use supportd::triage::{Classification, Rules};
 
 /// The targets, by the name `scripts/fuzz` and the regression fixtures use.
 pub const TARGETS: &[&str] = &["pipeline", "auth", "config", "rules"];
@@ -218,10 +218,12 @@ pub fn pipeline(world: &World, raw: &[u8]) {
     let origin = loops::origin(&mail);
     let lookup = world.lookup(&mail, &origin);
     let decision = tickets::decide(&mail, &origin, &lookup, &world.policy, world.now);
+    // Triage once per input, as the pipeline does: the plan below uses the same class.
+    let text = strip_quotes(&mail.body);
+    let rules = &world.pipeline.rules;
+    let class = rules.classify(&mail.subject, &text);
     match &decision {
         Decision::NewTicket { .. } => {
-            let rules = &world.pipeline.rules;
-            let class = rules.classify(&mail.subject, &strip_quotes(&mail.body));
             assert!(
                 rules.category(&class.category).is_some(),
                 "triage chose an undefined category {:?}",
@@ -249,7 +251,7 @@ pub fn pipeline(world: &World, raw: &[u8]) {
         _ => {}
     }
     let _ = tickets::reply_permission(&origin, &lookup, &world.policy);
-    world.plan_and_render(&mail, &origin, lookup, decision);
+    world.plan_and_render(&mail, &origin, &text, &class, lookup, decision);
 }
 
 impl World {
@@ -291,11 +293,11 @@ impl World {
         &self,
         mail: &InboundMail,
         origin: &Origin,
+        text: &str,
+        class: &Classification,
         lookup: Lookup,
         decision: Decision,
     ) {
-        let text = strip_quotes(&mail.body);
-        let class = self.pipeline.rules.classify(&mail.subject, &text);
         let named = match &decision {
             Decision::Reply { ticket, .. }
             | Decision::AgentReply { ticket, .. }
@@ -318,8 +320,8 @@ impl World {
         let facts = Facts {
             mail,
             origin,
-            text: &text,
-            class: &class,
+            text,
+            class,
             lookup,
             decision,
             received_at: self.now,
