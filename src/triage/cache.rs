@@ -186,7 +186,7 @@ mod tests {
         assert!(path.exists(), "the first load writes the cache");
         let key = key(RULES).unwrap();
         assert!(
-            read(&path, key).is_some(),
+            read::<PhraseSet>(&path, key).is_some(),
             "the file decodes with this text's key"
         );
         let second = load(RULES, "triage.toml", dir.path()).unwrap();
