@@ -116,7 +116,9 @@ pub fn install_weights(rules: Rules, path: &std::path::Path) -> Result<Rules, Se
 fn read_weights(path: &Path) -> Result<String, SetupError> {
     std::fs::read_to_string(path).map_err(|e| {
         SetupError::Unusable(format!(
-            "cannot read triage weights {}: {e}",
+            "cannot read triage weights {}: {e} (named by `weights_file` in the rules file; \
+             copy config/triage-weights.toml there, or remove that line to score with the \
+             rules' own weights)",
             path.display()
         ))
     })

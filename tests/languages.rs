@@ -135,6 +135,12 @@ fn an_admin_adds_a_language_in_the_templates_dir() {
     assert!(rules.contains("\"de\"]"));
     let rules_file = templates.path().join("triage.toml");
     std::fs::write(&rules_file, rules).unwrap();
+    // A copy of the rules reads its learned weights from beside it.
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/triage-weights.toml"),
+        templates.path().join("triage-weights.toml"),
+    )
+    .unwrap();
     let env = desk(&format!(
         "[templates]\ndir = \"{}\"\n\n[triage]\nrules_file = \"{}\"\n",
         templates.path().display(),
