@@ -230,6 +230,9 @@ async fn a_customer_follows_the_link_and_sends_an_update_with_a_file() {
             .await?
             .click()
             .await?;
+        // The click starts a navigation: elements of the page before it go stale, so wait
+        // for the results page's address before reading it.
+        wait_for_url(&browser, |u| u.contains("/help?")).await?;
         let heading = browser.find(Locator::Css("main h2")).await?.text().await?;
         assert!(
             heading.contains("reactivate a deactivated account"),
@@ -240,6 +243,7 @@ async fn a_customer_follows_the_link_and_sends_an_update_with_a_file() {
             .await?
             .click()
             .await?;
+        wait_for_url(&browser, |u| u.contains("/help/")).await?;
         let title = browser.find(Locator::Css("h1")).await?.text().await?;
         assert_eq!(title, "Reactivating a deactivated user");
         assert!(browser
@@ -298,5 +302,25 @@ async fn a_customer_follows_the_link_and_sends_an_update_with_a_file() {
     if std::env::var_os("KEEP_SCREENSHOTS").is_some_and(|v| v == "1") {
         let kept = env.dir.keep();
         println!("screenshots: {}", kept.join("screenshots").display());
+    }
+}
+
+/// Waits (up to 20 s) until the browser's address satisfies `done`: after a click that
+/// navigates, the old page's elements go stale under a reader that looks too early.
+async fn wait_for_url(
+    browser: &fantoccini::Client,
+    done: impl Fn(&str) -> bool,
+) -> Result<(), fantoccini::error::CmdError> {
+    let started = Instant::now();
+    loop {
+        let url = browser.current_url().await?;
+        if done(url.as_str()) {
+            return Ok(());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the browser stayed at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
