@@ -64,6 +64,7 @@ pub mod mail;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod rules_cache;
 pub mod secrets;
 pub mod setup;
 pub mod store;

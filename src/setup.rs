@@ -64,7 +64,7 @@ pub fn load_rules(config: &Config) -> Result<Rules, SetupError> {
     load_rules_cached(config, None)
 }
 
-/// [`load_rules`] through the built-rules cache in `cache` (see [`crate::triage::cache`]).
+/// [`load_rules`] through the built-rules cache in `cache` (see [`crate::rules_cache`]).
 pub fn load_rules_cached(config: &Config, cache: Option<&Path>) -> Result<Rules, SetupError> {
     let origin = rules_origin(config);
     let text = match &config.triage.rules_file {
@@ -74,7 +74,7 @@ pub fn load_rules_cached(config: &Config, cache: Option<&Path>) -> Result<Rules,
         None => std::borrow::Cow::Borrowed(DEFAULT_RULES),
     };
     let rules = match cache {
-        Some(dir) => crate::triage::cache::load(&text, &origin, dir),
+        Some(dir) => crate::rules_cache::load(&text, &origin, dir),
         None => Rules::from_toml(&text, &origin),
     }
     .map_err(|e| SetupError::Unusable(e.to_string()))?;
@@ -125,7 +125,7 @@ fn read_weights(path: &Path) -> Result<String, SetupError> {
 }
 
 /// `rules` with the learned weights in `text`, read from `origin` (through the cache in
-/// `cache`, see [`crate::triage::cache`]).
+/// `cache`, see [`crate::rules_cache`]).
 fn install_weights_text(
     rules: Rules,
     text: &str,
@@ -133,7 +133,7 @@ fn install_weights_text(
     cache: Option<&Path>,
 ) -> Result<Rules, SetupError> {
     let weights = match cache {
-        Some(dir) => crate::triage::cache::load_weights(text, origin, dir),
+        Some(dir) => crate::rules_cache::load_weights(text, origin, dir),
         None => crate::triage::Weights::from_toml(text, origin),
     }
     .map_err(SetupError::Unusable)?;

@@ -15,11 +15,9 @@
 //!   (`[urgency] margin`) gives level 2, and the reasons say so;
 //! * [`signals`]: `Importance`/`X-Priority` (from the caller) and capitals, `!!`, terse mail;
 //! * [`lang`]: language detection (whatlang);
-//! * [`cache`]: the built phrase trie kept in a file for the next process (pipe mode);
 //! * [`weights`]: weights learned by `supportd triage tune`, installed by the rules file's
 //!   `[scoring] weights_file`; [`tune`]: the learning and the confusion matrices.
 
-pub mod cache;
 pub mod engine;
 pub mod fold;
 pub mod lang;
@@ -113,6 +111,11 @@ impl Rules {
     /// `[scoring] weights_file`, as written in the rules file (relative to it).
     pub fn weights_file(&self) -> Option<&str> {
         self.weights_file.as_deref()
+    }
+
+    /// The patterns as built, for the built-rules cache ([`crate::rules_cache`]).
+    pub fn phrases(&self) -> &phrases::PhraseSet {
+        &self.phrases
     }
 
     /// The installed learned weights, if any.

@@ -144,14 +144,14 @@ impl PhraseSet {
 
     /// A set built earlier (from the cache), to be claimed pattern by pattern by `add`
     /// as the same rules are read again.
-    pub(crate) fn replay(mut self) -> PhraseSet {
+    pub(super) fn replay(mut self) -> PhraseSet {
         self.replayed = Some(0);
         self
     }
 
     /// Whether a replayed set was claimed exactly, every pattern in order (always true for
     /// a set built here).
-    pub(crate) fn replay_complete(&self) -> bool {
+    pub(super) fn replay_complete(&self) -> bool {
         self.replayed.is_none_or(|n| n == self.sources.len())
     }
 

@@ -24,9 +24,16 @@ impl Rules {
     }
 
     /// [`Rules::from_toml`] with the phrase set built earlier from the same text (the cache,
-    /// [`super::cache`]): every pattern is then claimed instead of compiled. When the set
-    /// does not fit the text, the caller gets an error and builds afresh.
-    pub(crate) fn from_toml_with(
+    /// [`crate::rules_cache`]): every pattern is claimed instead of compiled. `None` when the
+    /// set does not fit the text (other patterns, or in another order) or the text is not
+    /// valid: the caller then builds afresh with [`Rules::from_toml`], which names problems.
+    pub fn from_toml_replaying(text: &str, origin: &str, phrases: PhraseSet) -> Option<Rules> {
+        Rules::from_toml_with(text, origin, Some(phrases.replay()))
+            .ok()
+            .filter(|r| r.phrases.replay_complete())
+    }
+
+    fn from_toml_with(
         text: &str,
         origin: &str,
         phrases: Option<PhraseSet>,

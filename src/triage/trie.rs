@@ -24,7 +24,7 @@ enum Word {
 }
 
 /// Words → parts that end there. Serialisable for the built-rules cache
-/// ([`super::cache`]), which saves a `supportd ingest -` process the building.
+/// ([`crate::rules_cache`]), which saves a `supportd ingest -` process the building.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Trie {
     words: Map<Box<str>, u32>,

@@ -1,4 +1,5 @@
-//! The built rules (and the learned weights, in a file of their own), kept between processes: an MTA pipes each message to its own
+//! The I/O shell around triage's pure core: the built rules (and the learned weights, in a
+//! file of their own), kept between processes: an MTA pipes each message to its own
 //! `supportd ingest -`, and building the phrase trie of the shipped rules is ~25 M of the
 //! ~40 M instructions such a process spends. The file holds the [`PhraseSet`] that
 //! [`Rules::from_toml`] built, keyed by the rules text and by this very binary; a process
@@ -16,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::phrases::PhraseSet;
-use super::{Rules, TriageError, Weights};
+use crate::triage::phrases::PhraseSet;
+use crate::triage::{Rules, TriageError, Weights};
 
 /// The cache's file name in its directory.
 pub const FILE_NAME: &str = "supportd-triage.cache";
@@ -44,15 +45,13 @@ pub fn load(text: &str, origin: &str, dir: &Path) -> Result<Rules, TriageError> 
         return Rules::from_toml(text, origin);
     };
     if let Some(phrases) = read::<PhraseSet>(&path, key) {
-        match Rules::from_toml_with(text, origin, Some(phrases.replay())) {
-            Ok(rules) if rules.phrases.replay_complete() => return Ok(rules),
-            _ => {
-                tracing::debug!(path = %path.display(), "triage cache does not fit the rules; rebuilding")
-            }
+        if let Some(rules) = Rules::from_toml_replaying(text, origin, phrases) {
+            return Ok(rules);
         }
+        tracing::debug!(path = %path.display(), "triage cache does not fit the rules; rebuilding");
     }
     let rules = Rules::from_toml(text, origin)?;
-    write(&path, key, &rules.phrases);
+    write(&path, key, rules.phrases());
     Ok(rules)
 }
 
@@ -156,7 +155,7 @@ fn new_file(path: &Path) -> std::io::Result<std::fs::File> {
 mod tests {
     use super::*;
 
-    const RULES: &str = include_str!("../../config/triage.toml");
+    const RULES: &str = crate::setup::DEFAULT_RULES;
 
     fn classify(r: &Rules, subject: &str, body: &str) -> (String, u8) {
         let c = r.classify(subject, body);
@@ -190,14 +189,13 @@ mod tests {
             "the file decodes with this text's key"
         );
         let second = load(RULES, "triage.toml", dir.path()).unwrap();
-        assert!(second.phrases.replay_complete());
         let fresh = Rules::from_toml(RULES, "triage.toml").unwrap();
         for (subject, body) in MAILS {
             let expected = classify(&fresh, subject, body);
             assert_eq!(classify(&first, subject, body), expected);
             assert_eq!(classify(&second, subject, body), expected);
         }
-        let input = super::super::TriageInput {
+        let input = crate::triage::TriageInput {
             subject: MAILS[0].0,
             body: MAILS[0].1,
             signals: Default::default(),
@@ -227,8 +225,12 @@ mod tests {
     fn a_set_of_other_patterns_is_not_replayed() {
         let built = Rules::from_toml(RULES, "triage.toml").unwrap();
         let changed = RULES.replacen("\"covering\"", "\"kovering\"", 1);
-        let replayed = Rules::from_toml_with(&changed, "t", Some(built.phrases.replay()));
-        assert!(replayed.is_err(), "a pattern that differs is not claimed");
+        let phrases = || postcard::from_bytes(&postcard::to_allocvec(built.phrases()).unwrap());
+        assert!(Rules::from_toml_replaying(RULES, "t", phrases().unwrap()).is_some());
+        assert!(
+            Rules::from_toml_replaying(&changed, "t", phrases().unwrap()).is_none(),
+            "a pattern that differs is not claimed"
+        );
     }
 
     #[test]
