@@ -80,7 +80,7 @@ struct FileLinear {
 /// A decision's n-gram weights: `"BUCKET:WEIGHT BUCKET:WEIGHT …"` in one string, on one line
 /// (what `tune` writes), or a table `BUCKET = WEIGHT` (files of earlier versions). Read as
 /// a table, the ~29,000 weights of the shipped file cost ~200 M instructions (~40 ms) in
-/// every process that loads them; as one-line strings ~10 M (a string over several lines
+/// every process that loads them; as one-line strings ~24 M (a string over several lines
 /// costs the TOML lexer ten times more than one line).
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
