@@ -14,7 +14,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
@@ -64,6 +64,28 @@ pub use web::{
 /// How long a writer waits for another writer's lock before the work counts as unavailable
 /// (and is retried later: the mail stays in the mailbox).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+/// The pause between attempts when SQLite refuses a lock without waiting for it.
+const BUSY_RETRY: Duration = Duration::from_millis(10);
+
+/// SQLITE_BUSY or SQLITE_LOCKED, any extended code.
+fn rusqlite_busy(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi::ErrorCode as C;
+    e.sqlite_error_code()
+        .is_some_and(|c| matches!(c, C::DatabaseBusy | C::DatabaseLocked))
+}
+
+/// The same question of an sqlx error (its code is SQLite's extended code, as text).
+fn sqlx_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| {
+            matches!(
+                c & 0xff,
+                rusqlite::ffi::SQLITE_BUSY | rusqlite::ffi::SQLITE_LOCKED
+            )
+        })
+}
 /// Idle connections kept open for reuse.
 const POOL_IDLE: usize = 4;
 /// Prepared statements cached per connection (supportd has about fifty distinct ones).
@@ -347,9 +369,18 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .busy_timeout(BUSY_TIMEOUT);
-        let mut conn = sqlx::SqliteConnection::connect_with(&options)
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        // Setting WAL on a file other processes are opening too can be refused at once
+        // (SQLite's deadlock avoidance skips the busy handler): retried, as in `open`.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        let mut conn = loop {
+            match sqlx::SqliteConnection::connect_with(&options).await {
+                Ok(conn) => break conn,
+                Err(e) if sqlx_busy(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(BUSY_RETRY).await;
+                }
+                Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+            }
+        };
         let result = SQLITE_MIGRATIONS.run(&mut conn).await;
         let _ = conn.close().await;
         // Released when `lock` is dropped (or the process ends).
@@ -402,10 +433,23 @@ impl Store {
         // (a power loss may undo the last commits, never corrupt; see make_durable).
         // temp_store = MEMORY keeps the per-message savepoint journals of a batch in memory
         // (a temp file took ~50 writes per message).
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-             PRAGMA temp_store = MEMORY;",
-        )?;
+        // Turning a fresh file to WAL takes an exclusive lock from a shared one. When
+        // several processes open a new database at the same moment (the daemon, an admin's
+        // command, MTA deliveries), SQLite refuses all but one at once instead of calling
+        // the busy handler (it would deadlock): the others retry until BUSY_TIMEOUT.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+                 PRAGMA temp_store = MEMORY;",
+            ) {
+                Ok(()) => break,
+                Err(e) if rusqlite_busy(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(BUSY_RETRY);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         // No checkpoint when the last connection closes: the WAL file stays (its commits
         // are as durable there as in the database file; `make_durable` synced it) and is
         // checkpointed by SQLite's automatic checkpoint once it passes 1,000 pages. A
