@@ -541,6 +541,7 @@ impl Store {
             read_only,
             numbers: Numbers::default(),
             staff: None,
+            kb_any: None,
         })
     }
 
@@ -594,6 +595,8 @@ pub struct Tx {
     numbers: Numbers,
     /// [`Tx::active_staff`], once read.
     staff: Option<Vec<crate::tickets::UserRecord>>,
+    /// Whether the Help Center has articles, once asked ([`Tx::kb_candidates`]).
+    kb_any: Option<bool>,
 }
 
 /// How a writing transaction starts: on SQLite, and on PostgreSQL (see [`Store::begin`]).
