@@ -275,13 +275,18 @@ impl Pipeline {
             Prepared::Aside(reason) => return Ok(self.quarantine(tx, raw, reason, source, now)?),
         };
         let received_at = source.received_at.unwrap_or(now);
+        // The rows the store held back (PostgreSQL, see store::deferred) are written before
+        // the message counts as applied, so that an error in them is this message's.
         let apply = |tx: &mut Tx| {
-            self.gather(tx, ready, received_at, now)
+            let outcome = self
+                .gather(tx, ready, received_at, now)
                 .map_err(PipelineError::from)
                 .and_then(|facts| {
                     let plan = plan::plan(&facts, &self.context());
                     apply::Applier::new(self, tx, now, Some((ready, raw))).apply(&plan)
-                })
+                })?;
+            tx.flush()?;
+            Ok(outcome)
         };
         if guard == Guard::None {
             return apply(tx);

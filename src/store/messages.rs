@@ -195,6 +195,10 @@ impl Tx {
         kind: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
+        if let Some(c) = self.holder() {
+            c.defer(|d| d.event(ticket_id, ts(at), actor, kind, detail));
+            return Ok(());
+        }
         exec(
             self.conn(),
             "INSERT INTO events (ticket_id, at, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",

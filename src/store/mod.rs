@@ -23,6 +23,7 @@ mod attempts;
 mod copy;
 mod corrections;
 mod cursors;
+mod deferred;
 mod incidents;
 mod kb;
 mod lease;
@@ -683,6 +684,25 @@ impl Tx {
         sql::batch(self.conn(), "COMMIT")?;
         self.open = false;
         Ok(())
+    }
+
+    /// On PostgreSQL, the connection that holds append-only rows back (see `deferred`);
+    /// None on SQLite, where a statement costs no round trip and is run at once.
+    pub(crate) fn holder(&self) -> Option<&pg::PgConn> {
+        match &self.conn {
+            TxConn::Lite(_) => None,
+            TxConn::Pg(c) => Some(c),
+        }
+    }
+
+    /// Writes the rows held back now (PostgreSQL; nothing to do on SQLite), so that an
+    /// error in them is reported here, for the message that queued them, and not by
+    /// whichever statement comes next.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        match self.holder() {
+            Some(c) => c.flush(),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn conn(&self) -> Db<'_> {

@@ -85,6 +85,10 @@ impl Tx {
         at: DateTime<Utc>,
         held: bool,
     ) -> Result<(), StoreError> {
+        if let Some(c) = self.holder() {
+            c.defer(|d| d.notice(sender_key, ticket_id, event, ts(at), held));
+            return Ok(());
+        }
         exec(
             self.conn(),
             "INSERT INTO agent_notices (sender_key, ticket_id, event, at, held)

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::deferred::HeldMail;
 use super::sql::ToArg;
 use super::NewMessage;
 use super::{
@@ -99,26 +100,46 @@ impl Tx {
         Ok(())
     }
 
-    pub fn queue_outbox(&mut self, o: &NewOutbox<'_>) -> Result<i64, StoreError> {
+    pub fn queue_outbox(&mut self, o: &NewOutbox<'_>) -> Result<(), StoreError> {
         self.queue_mail(o, false, None)
     }
 
     /// Queues a mail: its outbox row with its recipients, and when `o` has a ticket, its
     /// record as mail to agents only (`to_agents`, see [`Tx::ticket_by_agent_mail`]) and its
-    /// place on the ticket's history (`history`). One statement on PostgreSQL, where each
-    /// statement is a round trip; one per row on SQLite.
+    /// place on the ticket's history (`history`). On PostgreSQL, where each statement is a
+    /// round trip, the rows are held back and written with the transaction's next statement
+    /// (see `deferred`); on SQLite, one statement per row, at once.
     pub fn queue_mail(
         &mut self,
         o: &NewOutbox<'_>,
         to_agents: bool,
         history: Option<&Outbound<'_>>,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(), StoreError> {
         let shown: Vec<String> = o.recipients.iter().map(EmailAddress::key).collect();
-        let conn = self.conn();
         let to_agents = to_agents && o.ticket_id.is_some();
         let history = history.filter(|_| o.ticket_id.is_some());
-        // The outbox row's own values, ?1 to ?7 on both backends.
         let (joined, raw, at) = (shown.join(","), blob_param(o.raw)?, ts(o.created_at));
+        if let Some(c) = self.holder() {
+            let recipients = shown
+                .into_iter()
+                .zip(o.recipients.iter().map(EmailAddress::rate_key))
+                .collect();
+            c.defer(|d| {
+                d.mail(HeldMail {
+                    ticket: o.ticket_id,
+                    kind: o.kind,
+                    message_id: o.message_id,
+                    recipients,
+                    subject: o.subject,
+                    raw: o.raw,
+                    at,
+                    to_agents,
+                    history: history.map(|h| (h.author, h.author_id, h.body)),
+                })
+            });
+            return Ok(());
+        }
+        let conn = self.conn();
         let row = [
             o.ticket_id.to_arg(),
             o.kind.to_arg(),
@@ -128,42 +149,6 @@ impl Tx {
             raw,
             at.to_arg(),
         ];
-        if conn.is_pg() {
-            let rate_keys: Vec<String> = o.recipients.iter().map(EmailAddress::rate_key).collect();
-            return query_one(
-                conn,
-                "WITH o AS (
-                     INSERT INTO outbox (ticket_id, kind, message_id, recipients, subject, raw,
-                                         next_attempt_at, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id),
-                 r AS (
-                     INSERT INTO outbox_recipients (outbox_id, position, address, rate_key, created_at)
-                     SELECT o.id, x.pos - 1, x.address, x.rate_key, ?7
-                       FROM o, UNNEST(?8::text[], ?9::text[]) WITH ORDINALITY AS x (address, rate_key, pos)),
-                 a AS (
-                     INSERT INTO agent_mail (message_id, ticket_id) SELECT ?3, ?1 WHERE ?10 = 1
-                     ON CONFLICT DO NOTHING),
-                 h AS (
-                     INSERT INTO messages (ticket_id, message_id, direction, kind, author, author_id,
-                                           internal, subject, body, created_at)
-                     SELECT ?1, ?3, 'outbound', ?2, ?11, ?12, 0, ?5, ?13, ?7 WHERE ?14 = 1)
-                 SELECT id FROM o",
-                &[
-                    &row[..],
-                    args![
-                        shown,
-                        rate_keys,
-                        to_agents,
-                        history.map(|h| h.author),
-                        history.and_then(|h| h.author_id),
-                        history.map(|h| h.body),
-                        history.is_some(),
-                    ],
-                ]
-                .concat(),
-                |row| row.get("id"),
-            );
-        }
         let id = query_one(
             conn,
             "INSERT INTO outbox (ticket_id, kind, message_id, recipients, subject, raw, next_attempt_at, created_at)
@@ -206,7 +191,7 @@ impl Tx {
                 })?;
             }
         }
-        Ok(id)
+        Ok(())
     }
 
     pub fn fail_outbox(&mut self, id: i64, error: &str) -> Result<(), StoreError> {

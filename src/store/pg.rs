@@ -17,6 +17,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor as _, Postgres};
 
+use super::deferred::Deferred;
 use super::sql::{first_line, pg_sql, Arg};
 use super::StoreError;
 
@@ -144,6 +145,7 @@ impl PgBackend {
         Ok(PgConn {
             conn: Mutex::new(Some(Held::Pooled(conn))),
             rt,
+            deferred: Mutex::new(Box::default()),
         })
     }
 
@@ -203,10 +205,55 @@ impl Held {
 pub(crate) struct PgConn {
     conn: Mutex<Option<Held>>,
     rt: tokio::runtime::Handle,
+    /// Rows of the open transaction held back until the next statement (see `deferred`);
+    /// boxed, as a connection is carried by value in a transaction.
+    deferred: Mutex<Box<Deferred>>,
 }
 
 impl PgConn {
+    /// Holds rows back, to be written with the next statement sent (see `deferred`).
+    pub(crate) fn defer(&self, hold: impl FnOnce(&mut Deferred)) {
+        hold(&mut self.deferred.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Writes the rows held back, in one statement (none when nothing is held).
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        let held = {
+            let mut held = self.deferred.lock().unwrap_or_else(PoisonError::into_inner);
+            if held.is_empty() {
+                return Ok(());
+            }
+            std::mem::take(&mut **held)
+        };
+        let (sql, args) = held.statement();
+        let q = bind(sql, &args);
+        self.send(sql, move |c| Box::pin(async move { q.execute(c).await }))
+            .map(drop)
+    }
+
+    /// Runs `sql`, after the rows held back; a rollback drops them instead (they all came
+    /// after the last statement sent, so after any savepoint still open).
     fn run<T>(
+        &self,
+        sql: &str,
+        f: impl for<'c> FnOnce(
+            &'c mut sqlx::PgConnection,
+        ) -> futures::future::BoxFuture<'c, Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        let rollback = sql
+            .trim_start()
+            .get(..8)
+            .is_some_and(|verb| verb.eq_ignore_ascii_case("ROLLBACK"));
+        if rollback {
+            **self.deferred.lock().unwrap_or_else(PoisonError::into_inner) = Deferred::default();
+        } else {
+            self.flush()?;
+        }
+        self.send(sql, f)
+    }
+
+    /// One statement, one round trip.
+    fn send<T>(
         &self,
         sql: &str,
         f: impl for<'c> FnOnce(
@@ -308,6 +355,7 @@ fn bind(
                     .collect::<Vec<String>>(),
             ),
             Arg::Texts(v) => q.bind(v),
+            Arg::Blobs(v) => q.bind(v),
         };
     }
     q

@@ -34,6 +34,8 @@ pub(crate) enum Arg<'a> {
     Ints(&'a [i64]),
     /// A TEXT[] (PostgreSQL only).
     Texts(&'a [String]),
+    /// A BYTEA[] (PostgreSQL only: the held-back outbox rows, see `deferred`).
+    Blobs(&'a [Vec<u8>]),
 }
 
 /// What may be a statement parameter (see the `args!` macro).
@@ -141,7 +143,7 @@ impl rusqlite::ToSql for Arg<'_> {
             Arg::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
             // Arrays are for PostgreSQL's statements only; SQLite's side of a store function
             // loops instead.
-            Arg::Ints(_) | Arg::Texts(_) => {
+            Arg::Ints(_) | Arg::Texts(_) | Arg::Blobs(_) => {
                 return Err(rusqlite::Error::ToSqlConversionFailure(
                     "an array parameter in a SQLite statement".into(),
                 ))
