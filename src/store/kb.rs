@@ -131,6 +131,16 @@ impl Store {
                     args![rowid, a.title, joined],
                 )?;
             }
+            if pg {
+                // Each article's indexed length, counted once here rather than by every
+                // ranking query (migration 0022): the positions of every lexeme.
+                exec(
+                    c,
+                    "UPDATE kb_articles SET suggest_len =
+                         (SELECT COUNT(*) FROM unnest(suggest) AS u, unnest(u.positions) AS p)",
+                    args![],
+                )?;
+            }
             tx.commit()
         })
     }
@@ -280,7 +290,8 @@ fn candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidate>,
 /// with FTS5's constants (k1 = 1.2, b = 0.75) and its `idf = ln((N − n + 0.5) / (n + 0.5))`
 /// (at least 1e-6; N articles, n of them matching the word): tf is the word's hits in the
 /// title and keywords (`ts_rank_cd` with weight 1 on both, `suggest`), dl the article's
-/// indexed words there, avgdl their mean. The matched words are, as FTS5's `highlight()`
+/// indexed words there (`suggest_len`, counted when the index is written, migration 0022),
+/// avgdl their mean. The matched words are, as FTS5's `highlight()`
 /// gives them, the words of the title and keywords that match. What differs from FTS5: PostgreSQL's `english`
 /// configuration drops stopwords from dl, and folds no accents.
 fn pg_candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidate>, StoreError> {
@@ -295,10 +306,7 @@ fn pg_candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidat
                    FROM unnest(string_to_array(?1, ' ')) WITH ORDINALITY AS w(term, ord)
              ),
              lens AS (
-                 SELECT a.slug,
-                        (SELECT COUNT(*) FROM unnest(a.suggest) AS u, unnest(u.positions) AS p)::float8
-                            AS dl
-                   FROM kb_articles a
+                 SELECT a.slug, a.suggest_len AS dl FROM kb_articles a
              ),
              stats AS (
                  SELECT COUNT(*)::float8 AS n, GREATEST(AVG(dl), 1.0)::float8 AS avgdl FROM lens
