@@ -8,8 +8,9 @@
 //! (and so before `COMMIT`, and before the pipeline releases a message's savepoint, which
 //! flushes explicitly so that an error is that message's). Every other statement therefore
 //! sees exactly the rows it would have seen had each been written at once: only the number
-//! of round trips changes. A `ROLLBACK` (whole, or to a savepoint) drops what is held: every
-//! held row came after the last statement sent, so after any savepoint still open.
+//! of round trips changes. A rollback of the transaction (whole, or to a savepoint) drops
+//! what is held first (`Tx` does, before it sends `ROLLBACK`): every held row came after the
+//! last statement sent, so after any savepoint still open.
 //!
 //! Each table is one `INSERT … SELECT FROM UNNEST(arrays)` in the order the rows were held,
 //! so ids (history order) are as they would have been.

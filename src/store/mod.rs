@@ -75,18 +75,6 @@ fn rusqlite_busy(e: &rusqlite::Error) -> bool {
         .is_some_and(|c| matches!(c, C::DatabaseBusy | C::DatabaseLocked))
 }
 
-/// The same question of an sqlx error (its code is SQLite's extended code, as text).
-fn sqlx_busy(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| {
-            matches!(
-                c & 0xff,
-                rusqlite::ffi::SQLITE_BUSY | rusqlite::ffi::SQLITE_LOCKED
-            )
-        })
-}
 /// Idle connections kept open for reuse.
 const POOL_IDLE: usize = 4;
 /// Prepared statements cached per connection (supportd has about fifty distinct ones).
@@ -370,18 +358,13 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .busy_timeout(BUSY_TIMEOUT);
-        // Setting WAL on a file other processes are opening too can be refused at once
-        // (SQLite's deadlock avoidance skips the busy handler): retried, as in `open`.
-        let deadline = Instant::now() + BUSY_TIMEOUT;
-        let mut conn = loop {
-            match sqlx::SqliteConnection::connect_with(&options).await {
-                Ok(conn) => break conn,
-                Err(e) if sqlx_busy(&e) && Instant::now() < deadline => {
-                    tokio::time::sleep(BUSY_RETRY).await;
-                }
-                Err(e) => return Err(StoreError::Unavailable(e.to_string())),
-            }
-        };
+        // The file is turned to WAL by `open` first, which retries the refusals other
+        // processes opening a fresh file at the same moment cause; sqlx's connection then
+        // finds it WAL already and needs no exclusive lock to set it.
+        blocking(|| self.get().map(drop))?;
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let result = SQLITE_MIGRATIONS.run(&mut conn).await;
         let _ = conn.close().await;
         // Released when `lock` is dropped (or the process ends).
@@ -655,6 +638,7 @@ impl Tx {
 
     /// Undoes everything since [`Tx::savepoint`]; the rest of the transaction stays.
     pub fn rollback_to_savepoint(&mut self) -> Result<(), StoreError> {
+        self.discard_held();
         sql::batch(
             self.conn(),
             "ROLLBACK TO SAVEPOINT message; RELEASE SAVEPOINT message",
@@ -672,6 +656,7 @@ impl Tx {
             TxConn::Pg(_) => BEGIN_WRITE.1,
         };
         // Should ROLLBACK fail, the transaction counts as open still (Drop tries again).
+        self.discard_held();
         sql::batch(self.conn(), "ROLLBACK")?;
         self.open = false;
         self.numbers.free_from(0);
@@ -692,6 +677,13 @@ impl Tx {
         match &self.conn {
             TxConn::Lite(_) => None,
             TxConn::Pg(c) => Some(c),
+        }
+    }
+
+    /// Forgets the rows held back (PostgreSQL), before a rollback that would undo them.
+    fn discard_held(&self) {
+        if let Some(c) = self.holder() {
+            c.discard();
         }
     }
 
@@ -723,6 +715,7 @@ impl Drop for Tx {
         if self.open {
             // A failed rollback leaves the connection inside a transaction; it is then
             // closed instead of reused (Pooled's drop; a detached PostgreSQL connection).
+            self.discard_held();
             if sql::batch(self.conn(), "ROLLBACK").is_err() {
                 if let TxConn::Pg(c) = &self.conn {
                     c.detach();

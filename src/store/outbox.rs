@@ -118,7 +118,8 @@ impl Tx {
         let shown: Vec<String> = o.recipients.iter().map(EmailAddress::key).collect();
         let to_agents = to_agents && o.ticket_id.is_some();
         let history = history.filter(|_| o.ticket_id.is_some());
-        let (joined, raw, at) = (shown.join(","), blob_param(o.raw)?, ts(o.created_at));
+        // A blob SQLite could not hold is refused on both backends alike.
+        let (raw, at) = (blob_param(o.raw)?, ts(o.created_at));
         if let Some(c) = self.holder() {
             let recipients = shown
                 .into_iter()
@@ -140,6 +141,7 @@ impl Tx {
             return Ok(());
         }
         let conn = self.conn();
+        let joined = shown.join(",");
         let row = [
             o.ticket_id.to_arg(),
             o.kind.to_arg(),

@@ -231,8 +231,13 @@ impl PgConn {
             .map(drop)
     }
 
-    /// Runs `sql`, after the rows held back; a rollback drops them instead (they all came
-    /// after the last statement sent, so after any savepoint still open).
+    /// Drops the rows held back: the transaction's owner is rolling back past them (they
+    /// all came after the last statement sent, so after any savepoint still open).
+    pub(crate) fn discard(&self) {
+        **self.deferred.lock().unwrap_or_else(PoisonError::into_inner) = Deferred::default();
+    }
+
+    /// Runs `sql`, after the rows held back.
     fn run<T>(
         &self,
         sql: &str,
@@ -240,15 +245,7 @@ impl PgConn {
             &'c mut sqlx::PgConnection,
         ) -> futures::future::BoxFuture<'c, Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
-        let rollback = sql
-            .trim_start()
-            .get(..8)
-            .is_some_and(|verb| verb.eq_ignore_ascii_case("ROLLBACK"));
-        if rollback {
-            **self.deferred.lock().unwrap_or_else(PoisonError::into_inner) = Deferred::default();
-        } else {
-            self.flush()?;
-        }
+        self.flush()?;
         self.send(sql, f)
     }
 
