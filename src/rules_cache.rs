@@ -1,32 +1,30 @@
-//! The I/O shell around triage's pure core: the built rules (and the learned weights, in a
-//! file of their own), kept between processes: an MTA pipes each message to its own
-//! `supportd ingest -`, and building the phrase trie of the shipped rules is ~25 M of the
-//! ~40 M instructions such a process spends. The file holds the [`PhraseSet`] that
-//! [`Rules::from_toml`] built, keyed by the rules text and by this very binary; a process
-//! that finds it reads the TOML as always (every other check runs again) and claims the
-//! patterns from the set instead of compiling them.
+//! The I/O shell around triage's pure core: the built rules, with the learned weights they
+//! install, kept between processes. An MTA pipes each message to its own `supportd ingest
+//! -`, and reading and building the shipped rules (their TOML, the phrase trie of ~1,500
+//! patterns, the weights' TOML) is most of what such a process spends. The file holds the
+//! whole [`Rules`] as built, keyed by the rules text and by this very binary, with the key of
+//! the weights text they were built with: a process that finds it reads it back and
+//! neither parses nor checks the TOML again (the same text through the same binary gives the
+//! same outcome, and only rules that passed every check are ever written).
 //!
-//! Safe by construction: a file for other rules, another build of supportd, or one that does
-//! not decode is ignored and replaced; a set whose patterns differ from the text's, in
-//! content or order, is discarded and the rules are built afresh. The cache is only an
-//! optimisation: every failure to read or write it is logged at debug level and nothing else.
+//! Safe by construction: a file for other rules, other weights, another build of supportd,
+//! or one that does not decode is ignored and replaced. The cache is only an optimisation:
+//! every failure to read or write it is logged at debug level and nothing else.
 
+use std::borrow::Cow;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::triage::phrases::PhraseSet;
-use crate::triage::{Rules, TriageError, Weights};
+use crate::triage::Rules;
 
 /// The cache's file name in its directory.
 pub const FILE_NAME: &str = "supportd-triage.cache";
-/// The learned weights' cache, beside it (reading the weights' TOML is ~24 M instructions).
-pub const WEIGHTS_FILE_NAME: &str = "supportd-weights.cache";
 
 /// Bumped when the file's layout changes (the binary's identity covers code changes too).
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// What a file holds: the key it was written under and the value.
 #[derive(Serialize, Deserialize)]
@@ -36,38 +34,49 @@ struct Cached<T> {
     value: T,
 }
 
-/// The rules from `text`, through the cache file in `dir`: read from it when it holds this
-/// text's phrases built by this binary, otherwise built and written there for the next
-/// process. Errors are those of [`Rules::from_toml`].
-pub fn load(text: &str, origin: &str, dir: &Path) -> Result<Rules, TriageError> {
+/// Built rules and the key of the weights text installed in them (`None`: no weights).
+#[derive(Serialize, Deserialize)]
+struct Built<R> {
+    rules: R,
+    weights: Option<u64>,
+}
+
+/// The rules from `text`, through the cache file in `dir`: read back when it holds rules
+/// this binary built from this text, with weights from the text `weights_text` now gives
+/// for the file they name; otherwise `build` makes them (and says which weights text it
+/// installed) and they are written there for the next process. Errors are `build`'s.
+pub fn load<E>(
+    text: &str,
+    dir: &Path,
+    weights_text: impl Fn(&str) -> Result<Cow<'static, str>, E>,
+    build: impl FnOnce() -> Result<(Rules, Option<Cow<'static, str>>), E>,
+) -> Result<Rules, E> {
     let path = dir.join(FILE_NAME);
     let Some(key) = key(text) else {
-        return Rules::from_toml(text, origin);
+        return build().map(|(rules, _)| rules);
     };
-    if let Some(phrases) = read::<PhraseSet>(&path, key) {
-        if let Some(rules) = Rules::from_toml_replaying(text, origin, phrases) {
-            return Ok(rules);
+    if let Some(built) = read::<Built<Rules>>(&path, key) {
+        let weights = match built.rules.weights_file() {
+            Some(name) => weights_text(name).ok().map(|t| text_key(&t)),
+            None => None,
+        };
+        if weights == built.weights {
+            return Ok(built.rules);
         }
-        tracing::debug!(path = %path.display(), "triage cache does not fit the rules; rebuilding");
+        tracing::debug!(path = %path.display(), "triage cache: the weights changed; rebuilding");
     }
-    let rules = Rules::from_toml(text, origin)?;
-    write(&path, key, rules.phrases());
+    let (rules, weights) = build()?;
+    let built = Built {
+        rules: &rules,
+        weights: weights.as_deref().map(text_key),
+    };
+    write(&path, key, &built);
     Ok(rules)
 }
 
-/// The learned weights in `text` (read from `origin`), through the cache file in `dir`, as
-/// [`load`] does for the rules. Errors are those of [`Weights::from_toml`].
-pub fn load_weights(text: &str, origin: &str, dir: &Path) -> Result<Weights, String> {
-    let path = dir.join(WEIGHTS_FILE_NAME);
-    let Some(key) = key(text) else {
-        return Weights::from_toml(text, origin);
-    };
-    if let Some(weights) = read::<Weights>(&path, key) {
-        return Ok(weights);
-    }
-    let weights = Weights::from_toml(text, origin)?;
-    write(&path, key, &weights);
-    Ok(weights)
+/// A text's key, within one build (the file's key names the build).
+fn text_key(text: &str) -> u64 {
+    foldhash::fast::FixedState::default().hash_one(text)
 }
 
 /// The key of `text` for this build of supportd: its format, version, and the executable's
@@ -153,9 +162,13 @@ fn new_file(path: &Path) -> std::io::Result<std::fs::File> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+    use crate::triage::Weights;
 
     const RULES: &str = crate::setup::DEFAULT_RULES;
+    const WEIGHTS: &str = crate::setup::DEFAULT_WEIGHTS;
 
     fn classify(r: &Rules, subject: &str, body: &str) -> (String, u8) {
         let c = r.classify(subject, body);
@@ -177,110 +190,155 @@ mod tests {
         ),
     ];
 
-    #[test]
-    fn a_second_load_reads_the_file_and_classifies_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = load(RULES, "triage.toml", dir.path()).unwrap();
-        let path = dir.path().join(FILE_NAME);
-        assert!(path.exists(), "the first load writes the cache");
-        let key = key(RULES).unwrap();
-        assert!(
-            read::<PhraseSet>(&path, key).is_some(),
-            "the file decodes with this text's key"
-        );
-        let second = load(RULES, "triage.toml", dir.path()).unwrap();
-        let fresh = Rules::from_toml(RULES, "triage.toml").unwrap();
+    /// The rules in `text` with `weights` installed when they name a weights file, as
+    /// `setup` builds them.
+    fn fresh(
+        text: &str,
+        weights: &'static str,
+    ) -> Result<(Rules, Option<Cow<'static, str>>), String> {
+        let rules = Rules::from_toml(text, "triage.toml").map_err(|e| e.to_string())?;
+        if rules.weights_file().is_none() {
+            return Ok((rules, None));
+        }
+        let w = Weights::from_toml(weights, "w.toml")?;
+        Ok((rules.with_weights(w)?, Some(Cow::Borrowed(weights))))
+    }
+
+    /// `load` with the weights text `weights`; `built` counts the builds.
+    fn load_with(
+        text: &str,
+        weights: &'static str,
+        dir: &Path,
+        built: &Cell<u32>,
+    ) -> Result<Rules, String> {
+        load(
+            text,
+            dir,
+            |_| Ok(Cow::Borrowed(weights)),
+            || {
+                built.set(built.get() + 1);
+                fresh(text, weights)
+            },
+        )
+    }
+
+    fn same_answers(a: &Rules, b: &Rules) {
         for (subject, body) in MAILS {
-            let expected = classify(&fresh, subject, body);
-            assert_eq!(classify(&first, subject, body), expected);
-            assert_eq!(classify(&second, subject, body), expected);
+            assert_eq!(classify(a, subject, body), classify(b, subject, body));
         }
         let input = crate::triage::TriageInput {
             subject: MAILS[0].0,
             body: MAILS[0].1,
             signals: Default::default(),
         };
-        let explained = |r: &Rules| format!("{:?}", r.explain(&input));
-        assert_eq!(explained(&second), explained(&fresh));
+        assert_eq!(
+            format!("{:?}", a.explain(&input)),
+            format!("{:?}", b.explain(&input))
+        );
+    }
+
+    #[test]
+    fn a_second_load_reads_the_file_and_classifies_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = Cell::new(0);
+        let first = load_with(RULES, WEIGHTS, dir.path(), &built).unwrap();
+        assert_eq!(built.get(), 1);
+        assert!(
+            dir.path().join(FILE_NAME).exists(),
+            "the first load writes the cache"
+        );
+        let second = load_with(RULES, WEIGHTS, dir.path(), &built).unwrap();
+        assert_eq!(
+            built.get(),
+            1,
+            "the second load reads the file, builds nothing"
+        );
+        assert!(
+            second.weights().is_some(),
+            "the weights come with the rules"
+        );
+        assert_eq!(second.weights(), first.weights());
+        let (expected, _) = fresh(RULES, WEIGHTS).unwrap();
+        same_answers(&first, &expected);
+        same_answers(&second, &expected);
+        assert_eq!(second.categories().len(), expected.categories().len());
+        assert_eq!(second.default_urgency(), expected.default_urgency());
     }
 
     #[test]
     fn other_rules_do_not_read_the_file_of_the_first() {
         let dir = tempfile::tempdir().unwrap();
-        load(RULES, "triage.toml", dir.path()).unwrap();
+        let built = Cell::new(0);
+        load_with(RULES, WEIGHTS, dir.path(), &built).unwrap();
         // The same rules with one pattern changed: another key, so built afresh.
         let changed = RULES.replacen("\"covering\"", "\"kovering\"", 1);
         assert_ne!(changed, RULES);
-        assert!(read::<PhraseSet>(&dir.path().join(FILE_NAME), key(&changed).unwrap()).is_none());
-        let r = load(&changed, "triage.toml", dir.path()).unwrap();
-        let fresh = Rules::from_toml(&changed, "triage.toml").unwrap();
-        for (subject, body) in MAILS {
-            assert_eq!(classify(&r, subject, body), classify(&fresh, subject, body));
-        }
+        let r = load_with(&changed, WEIGHTS, dir.path(), &built).unwrap();
+        assert_eq!(built.get(), 2);
+        same_answers(&r, &fresh(&changed, WEIGHTS).unwrap().0);
         // ... and the file is now theirs.
-        assert!(read::<PhraseSet>(&dir.path().join(FILE_NAME), key(&changed).unwrap()).is_some());
+        load_with(&changed, WEIGHTS, dir.path(), &built).unwrap();
+        assert_eq!(built.get(), 2);
     }
 
     #[test]
-    fn a_set_of_other_patterns_is_not_replayed() {
-        let built = Rules::from_toml(RULES, "triage.toml").unwrap();
-        let changed = RULES.replacen("\"covering\"", "\"kovering\"", 1);
-        let phrases = || postcard::from_bytes(&postcard::to_allocvec(built.phrases()).unwrap());
-        assert!(Rules::from_toml_replaying(RULES, "t", phrases().unwrap()).is_some());
-        assert!(
-            Rules::from_toml_replaying(&changed, "t", phrases().unwrap()).is_none(),
-            "a pattern that differs is not claimed"
+    fn other_weights_rebuild_the_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = Cell::new(0);
+        let first = load_with(RULES, WEIGHTS, dir.path(), &built).unwrap();
+        // Retrained weights: the same rules text, another weights text.
+        let bias = WEIGHTS.find("\nbias = ").unwrap() + 1;
+        let end = bias + WEIGHTS[bias..].find('\n').unwrap();
+        let other: &'static str = Box::leak(
+            format!("{}bias = -1.5{}", &WEIGHTS[..bias], &WEIGHTS[end..]).into_boxed_str(),
         );
+        assert_ne!(other, WEIGHTS);
+        let second = load_with(RULES, other, dir.path(), &built).unwrap();
+        assert_eq!(built.get(), 2, "weights that changed are read again");
+        assert_eq!(
+            second.weights(),
+            Some(&Weights::from_toml(other, "w").unwrap())
+        );
+        assert!(first.weights().is_some());
+        // A weights file that can no longer be read: built again, and its error is the build's.
+        let failed = load(
+            RULES,
+            dir.path(),
+            |_| Err("cannot read".to_string()),
+            || Err::<(Rules, Option<Cow<'static, str>>), _>("cannot read the weights".to_string()),
+        );
+        assert_eq!(failed.unwrap_err(), "cannot read the weights");
     }
 
     #[test]
     fn a_damaged_or_foreign_file_is_replaced_and_bad_rules_still_fail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
+        let built = Cell::new(0);
         for junk in [&b""[..], b"\x01\x02garbage", &[0xff; 64]] {
             std::fs::write(&path, junk).unwrap();
-            let r = load(RULES, "triage.toml", dir.path()).unwrap();
-            assert_eq!(
-                classify(&r, MAILS[0].0, MAILS[0].1),
-                classify(
-                    &Rules::from_toml(RULES, "t").unwrap(),
-                    MAILS[0].0,
-                    MAILS[0].1
-                )
-            );
-            assert!(
-                read::<PhraseSet>(&path, key(RULES).unwrap()).is_some(),
-                "rewritten"
-            );
+            let before = built.get();
+            let r = load_with(RULES, WEIGHTS, dir.path(), &built).unwrap();
+            assert_eq!(built.get(), before + 1);
+            same_answers(&r, &fresh(RULES, WEIGHTS).unwrap().0);
+            load_with(RULES, WEIGHTS, dir.path(), &built).unwrap();
+            assert_eq!(built.get(), before + 1, "rewritten");
         }
         // Broken rules are reported as without a cache, and leave the file alone.
         let broken = format!("{RULES}\n[[rule]]\nid = \"x\"\n");
-        let e = load(&broken, "triage.toml", dir.path()).unwrap_err();
-        assert!(e.to_string().contains("triage.toml"), "{e}");
-        assert!(read::<PhraseSet>(&path, key(RULES).unwrap()).is_some());
-    }
-
-    #[test]
-    fn the_weights_are_cached_beside_the_rules() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = crate::setup::DEFAULT_WEIGHTS;
-        let first = load_weights(text, "w.toml", dir.path()).unwrap();
-        let path = dir.path().join(WEIGHTS_FILE_NAME);
-        assert!(read::<Weights>(&path, key(text).unwrap()).is_some());
-        let second = load_weights(text, "w.toml", dir.path()).unwrap();
-        assert_eq!(first, second);
-        assert_eq!(first, Weights::from_toml(text, "w.toml").unwrap());
-        std::fs::write(&path, b"junk").unwrap();
-        assert_eq!(load_weights(text, "w.toml", dir.path()).unwrap(), first);
-        let e = load_weights("ngram_buckets = 0", "bad.toml", dir.path()).unwrap_err();
-        assert!(e.contains("bad.toml"), "{e}");
+        let e = load_with(&broken, WEIGHTS, dir.path(), &built).unwrap_err();
+        assert!(e.contains("triage.toml"), "{e}");
+        let before = built.get();
+        load_with(RULES, WEIGHTS, dir.path(), &built).unwrap();
+        assert_eq!(built.get(), before, "the good rules' file is still there");
     }
 
     #[test]
     fn an_unwritable_directory_only_costs_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("no/such/dir");
-        let r = load(RULES, "triage.toml", &missing).unwrap();
+        let built = Cell::new(0);
+        let r = load_with(RULES, WEIGHTS, &missing, &built).unwrap();
         assert!(!missing.join(FILE_NAME).exists());
         assert!(!r.categories().is_empty());
     }

@@ -6,6 +6,7 @@
 //! refuse the same configurations. Also writes the configured agents to the users table
 //! ([`provision_agents`]).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -73,26 +74,46 @@ pub fn load_rules_cached(config: &Config, cache: Option<&Path>) -> Result<Rules,
         })?),
         None => std::borrow::Cow::Borrowed(DEFAULT_RULES),
     };
-    let rules = match cache {
-        Some(dir) => crate::rules_cache::load(&text, &origin, dir),
-        None => Rules::from_toml(&text, &origin),
-    }
-    .map_err(|e| SetupError::Unusable(e.to_string()))?;
-    let built_in = config.triage.rules_file.is_none();
-    match rules.weights_file() {
-        Some(DEFAULT_WEIGHTS_FILE) if built_in => install_weights_text(
-            rules,
-            DEFAULT_WEIGHTS,
-            "the built-in triage-weights.toml",
-            cache,
+    let build = || build_rules(config, &text, &origin);
+    match cache {
+        Some(dir) => crate::rules_cache::load(
+            &text,
+            dir,
+            |name| weights_text(config, name).map(|(text, _)| text),
+            build,
         ),
-        Some(w) => {
-            let path = rules_dir(config).join(w);
-            let text = read_weights(&path)?;
-            install_weights_text(rules, &text, &path.display().to_string(), cache)
-        }
-        None => Ok(rules),
+        None => build().map(|(rules, _)| rules),
     }
+}
+
+/// The rules in `text` (read from `origin`) with the learned weights their `[scoring]
+/// weights_file` names, and the text of those weights.
+fn build_rules(
+    config: &Config,
+    text: &str,
+    origin: &str,
+) -> Result<(Rules, Option<Cow<'static, str>>), SetupError> {
+    let rules = Rules::from_toml(text, origin).map_err(|e| SetupError::Unusable(e.to_string()))?;
+    let Some(name) = rules.weights_file() else {
+        return Ok((rules, None));
+    };
+    let (text, origin) = weights_text(config, name)?;
+    let rules = install_weights_text(rules, &text, &origin)?;
+    Ok((rules, Some(text)))
+}
+
+/// The text of the weights file `name` (as the rules file writes it, relative to it) and
+/// where it was read from: the built-in weights for the built-in rules' own name.
+fn weights_text(config: &Config, name: &str) -> Result<(Cow<'static, str>, String), SetupError> {
+    if name == DEFAULT_WEIGHTS_FILE && config.triage.rules_file.is_none() {
+        return Ok((
+            Cow::Borrowed(DEFAULT_WEIGHTS),
+            "the built-in triage-weights.toml".into(),
+        ));
+    }
+    let path = rules_dir(config).join(name);
+    let text = read_weights(&path)?;
+    Ok((Cow::Owned(text), path.display().to_string()))
 }
 
 /// The directory the rules file is in (relative paths in it start there); the current
@@ -110,7 +131,7 @@ pub fn rules_dir(config: &Config) -> std::path::PathBuf {
 /// `rules` with the learned weights in `path`.
 pub fn install_weights(rules: Rules, path: &std::path::Path) -> Result<Rules, SetupError> {
     let text = read_weights(path)?;
-    install_weights_text(rules, &text, &path.display().to_string(), None)
+    install_weights_text(rules, &text, &path.display().to_string())
 }
 
 fn read_weights(path: &Path) -> Result<String, SetupError> {
@@ -124,19 +145,9 @@ fn read_weights(path: &Path) -> Result<String, SetupError> {
     })
 }
 
-/// `rules` with the learned weights in `text`, read from `origin` (through the cache in
-/// `cache`, see [`crate::rules_cache`]).
-fn install_weights_text(
-    rules: Rules,
-    text: &str,
-    origin: &str,
-    cache: Option<&Path>,
-) -> Result<Rules, SetupError> {
-    let weights = match cache {
-        Some(dir) => crate::rules_cache::load_weights(text, origin, dir),
-        None => crate::triage::Weights::from_toml(text, origin),
-    }
-    .map_err(SetupError::Unusable)?;
+/// `rules` with the learned weights in `text`, read from `origin`.
+fn install_weights_text(rules: Rules, text: &str, origin: &str) -> Result<Rules, SetupError> {
+    let weights = crate::triage::Weights::from_toml(text, origin).map_err(SetupError::Unusable)?;
     rules
         .with_weights(weights)
         .map_err(|e| SetupError::Unusable(format!("{origin}: {e}")))

@@ -81,7 +81,7 @@ fn an_agents_correction_is_stored_and_reported() {
 /// Pipe mode keeps the built rules beside the SQLite database for the next process
 /// (`supportd-triage.cache`); the tickets are triaged the same with it, without it
 /// (`[triage] cache_dir = ""`), and with a damaged one, which is replaced. The learned
-/// weights are cached beside them (`supportd-weights.cache`).
+/// weights are in the same file, built into the rules.
 #[test]
 fn piped_messages_share_the_built_rules_and_a_damaged_cache_changes_nothing() {
     let mail = |i: usize| {
@@ -105,8 +105,10 @@ fn piped_messages_share_the_built_rules_and_a_damaged_cache_changes_nothing() {
     let first = triage(&cached, &cached.ingest_stdin(&mail(1)));
     let written = std::fs::read(&cache).expect("the first process writes the cache");
     assert!(written.len() > 10_000, "{} bytes", written.len());
-    let weights = cached.dir.path().join("supportd-weights.cache");
-    assert!(weights.exists(), "the shipped weights are cached too");
+    assert!(
+        !cached.dir.path().join("supportd-weights.cache").exists(),
+        "the weights are built into the one cached file"
+    );
     let second = triage(&cached, &cached.ingest_stdin(&mail(2)));
     assert_eq!(
         std::fs::read(&cache).unwrap(),
@@ -133,4 +135,52 @@ fn piped_messages_share_the_built_rules_and_a_damaged_cache_changes_nothing() {
     assert_eq!(second, plain);
     assert_eq!(third, plain);
     assert!(plain.1.as_i64().is_some_and(|u| u <= 2), "{plain:?}");
+}
+
+/// The cached rules carry the learned weights they were built with: when an admin installs
+/// other weights (same rules file, another `triage-weights.toml`), the next piped process
+/// scores with the new ones and replaces the cache; it never keeps the old weights.
+#[test]
+fn new_weights_beside_the_same_rules_are_used_by_the_next_piped_process() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("triage.toml");
+    let weights = dir.path().join("triage-weights.toml");
+    std::fs::copy(format!("{root}/config/triage.toml"), &rules).unwrap();
+    let shipped = std::fs::read_to_string(format!("{root}/config/triage-weights.toml")).unwrap();
+    std::fs::write(&weights, &shipped).unwrap();
+    let env = Env::on(
+        Backend::Sqlite,
+        &format!(
+            "[policy]\nauthserv_id = \"{MX}\"\n\n[triage]\nrules_file = \"{}\"\n",
+            rules.display()
+        ),
+    );
+    let mail = |i: usize| {
+        crlf(&format!(
+            "From: Nurse {i} <n{i}@clinic.example>\nTo: support@vendor.example\n\
+             Subject: Nobody can log in\nMessage-ID: <weights-{i}@clinic.example>\n\n\
+             Nobody on 4 West can log in since 07:00 and we cannot reach the on-call surgeon.\n"
+        ))
+    };
+    let urgency = |i: usize| {
+        let t = env.ticket(created(&env.ingest_stdin(&mail(i))));
+        t["urgency"].as_i64().unwrap()
+    };
+    let cache = env.dir.path().join("supportd-triage.cache");
+    assert!(urgency(1) <= 2);
+    let written = std::fs::read(&cache).expect("the first process writes the cache");
+    assert!(urgency(2) <= 2);
+
+    // Other weights: the impact decision's bias far below zero, so nothing is level 1-2.
+    let at = shipped.find("[impact]\nbias = ").unwrap() + "[impact]\n".len();
+    let end = at + shipped[at..].find('\n').unwrap();
+    std::fs::write(
+        &weights,
+        format!("{}bias = -50.0{}", &shipped[..at], &shipped[end..]),
+    )
+    .unwrap();
+    assert!(urgency(3) >= 3, "the new weights are used");
+    assert_ne!(std::fs::read(&cache).unwrap(), written, "and the cache replaced");
+    assert!(urgency(4) >= 3, "also by the process that reads the new cache");
 }

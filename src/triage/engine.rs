@@ -13,7 +13,7 @@ use super::Rules;
 pub const DECISIONS: [&str; 3] = ["impact", "stopped", "prompt"];
 
 /// A category `[[rule]]`.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct CategoryRule {
     pub id: String,
     pub categories: Vec<usize>,
@@ -29,7 +29,7 @@ pub(crate) struct CategoryRule {
 
 /// An urgency `[[feature]]`: fires on its patterns, a signal, the category, or other
 /// features, and adds `weights` to the three decisions.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Feature {
     pub id: String,
     pub patterns: Vec<usize>,
@@ -45,7 +45,7 @@ pub(crate) struct Feature {
 }
 
 /// `[urgency]`: the decisions' biases, the safety margin, the capitals threshold.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Model {
     pub bias: [f64; 3],
     pub margin: f64,

@@ -22,12 +22,40 @@ const KNOWN: &[(&str, Lang)] = &[
     ("nl", Lang::Nld),
 ];
 
-/// The languages to tell apart, and the answer when the text says too little.
-#[derive(Debug)]
+/// The languages to tell apart, and the answer when the text says too little. Stored (the
+/// built-rules cache) as the codes; the detector is made again when read back.
+#[derive(Debug, serde::Deserialize)]
+#[serde(try_from = "Stored")]
 pub struct Languages {
     detector: Detector,
     codes: Vec<(&'static str, Lang)>,
     default: String,
+}
+
+/// [`Languages`] as stored: the codes to tell apart and the default.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    detect: Vec<String>,
+    default: String,
+}
+
+impl serde::Serialize for Languages {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let stored = Stored {
+            detect: self.codes.iter().map(|c| c.0.to_string()).collect(),
+            default: self.default.clone(),
+        };
+        serde::Serialize::serialize(&stored, s)
+    }
+}
+
+impl TryFrom<Stored> for Languages {
+    type Error = String;
+
+    fn try_from(s: Stored) -> Result<Languages, String> {
+        let detect: Vec<(String, usize)> = s.detect.into_iter().map(|c| (c, 0)).collect();
+        Languages::new(&detect, &(s.default, 0)).map_err(|(_, e)| e)
+    }
 }
 
 impl Default for Languages {

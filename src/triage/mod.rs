@@ -19,6 +19,7 @@
 //!   `[scoring] weights_file`; [`tune`]: the learning and the confusion matrices.
 
 pub mod engine;
+mod flat;
 pub mod fold;
 pub mod lang;
 pub mod phrases;
@@ -49,8 +50,9 @@ pub struct Category {
     pub name: String,
 }
 
-/// A compiled, validated rules file (and, when installed, learned weights).
-#[derive(Debug)]
+/// A compiled, validated rules file (and, when installed, learned weights). Serialisable
+/// whole for the built-rules cache ([`crate::rules_cache`]).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Rules {
     /// Every pattern of every rule and feature, matched in one pass.
     phrases: phrases::PhraseSet,

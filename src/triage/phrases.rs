@@ -26,8 +26,6 @@ const MAX_EXPANSIONS: usize = 4096;
 const DEFAULT_GAP: u8 = 6;
 /// The largest `..N`.
 const MAX_GAP: u8 = 40;
-/// `add`'s answer when a cached set was built from other rules (the caller builds afresh).
-pub(crate) const REPLAY_MISMATCH: &str = "not the cached rules";
 
 /// A compiled pattern: one or more parts, each a set of literal phrases.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -43,12 +41,6 @@ struct Pattern {
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct PhraseSet {
     patterns: Vec<Pattern>,
-    /// Each pattern's source, as given to [`PhraseSet::add`].
-    sources: Vec<Box<str>>,
-    /// Set when this set came built from the cache: `add` then only checks that the rules
-    /// name the same patterns in the same order, and this counts them.
-    #[serde(skip)]
-    replayed: Option<usize>,
     /// The parts' phrases, for the case-folded and the exact texts.
     folded: Trie,
     exact: Trie,
@@ -101,15 +93,6 @@ impl Hits {
 impl PhraseSet {
     /// Compiles `source` and adds it; returns its id, or why it is not a valid pattern.
     pub fn add(&mut self, source: &str) -> Result<usize, String> {
-        if let Some(next) = self.replayed.as_mut() {
-            return match self.sources.get(*next) {
-                Some(s) if **s == *source => {
-                    *next += 1;
-                    Ok(*next - 1)
-                }
-                _ => Err(REPLAY_MISMATCH.into()),
-            };
-        }
         let (exact, body) = match source.strip_prefix('=') {
             Some(rest) => (true, rest),
             None => (false, source),
@@ -138,21 +121,7 @@ impl PhraseSet {
             gaps,
             exact,
         });
-        self.sources.push(source.into());
         Ok(self.patterns.len() - 1)
-    }
-
-    /// A set built earlier (from the cache), to be claimed pattern by pattern by `add`
-    /// as the same rules are read again.
-    pub(super) fn replay(mut self) -> PhraseSet {
-        self.replayed = Some(0);
-        self
-    }
-
-    /// Whether a replayed set was claimed exactly, every pattern in order (always true for
-    /// a set built here).
-    pub(super) fn replay_complete(&self) -> bool {
-        self.replayed.is_none_or(|n| n == self.sources.len())
     }
 
     /// Whether any pattern needs the case-kept text.

@@ -20,29 +20,10 @@ impl Rules {
     /// Cheap: ~30 M instructions (~3 ms) for the shipped rules (the phrases go into a trie of
     /// words, nothing is compiled).
     pub fn from_toml(text: &str, origin: &str) -> Result<Rules, TriageError> {
-        Rules::from_toml_with(text, origin, None)
-    }
-
-    /// [`Rules::from_toml`] with the phrase set built earlier from the same text (the cache,
-    /// [`crate::rules_cache`]): every pattern is claimed instead of compiled. `None` when the
-    /// set does not fit the text (other patterns, or in another order) or the text is not
-    /// valid: the caller then builds afresh with [`Rules::from_toml`], which names problems.
-    pub fn from_toml_replaying(text: &str, origin: &str, phrases: PhraseSet) -> Option<Rules> {
-        Rules::from_toml_with(text, origin, Some(phrases.replay()))
-            .ok()
-            .filter(|r| r.phrases.replay_complete())
-    }
-
-    fn from_toml_with(
-        text: &str,
-        origin: &str,
-        phrases: Option<PhraseSet>,
-    ) -> Result<Rules, TriageError> {
         let mut p = Parser {
             text,
             newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
             problems: Vec::new(),
-            phrases,
         };
         let rules = p.parse();
         match rules {
@@ -64,8 +45,6 @@ struct Parser<'t> {
     /// Byte offsets of the newlines, to turn spans into lines quickly.
     newlines: Vec<usize>,
     problems: Vec<Problem>,
-    /// A phrase set to replay instead of building one (see [`Rules::from_toml_with`]).
-    phrases: Option<PhraseSet>,
 }
 
 const TOP_KEYS: &str = "scoring, urgency, language, level, category, rule, feature";
@@ -141,7 +120,7 @@ impl Parser<'_> {
 
         let levels = self.levels(list("level"));
         let categories = self.categories(list("category"));
-        let mut phrases = self.phrases.take().unwrap_or_default();
+        let mut phrases = PhraseSet::default();
 
         // [scoring]
         let mut default_category = ("general".to_string(), 1);

@@ -72,7 +72,7 @@ impl Signals {
 }
 
 /// A signal a [[feature]] can fire on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Signal {
     /// [`Signals::importance_high`].
     ImportanceHigh,

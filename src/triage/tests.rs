@@ -591,6 +591,6 @@ fn tune_needs_fifty_and_learns_from_corrections() -> Result<(), TriageError> {
     assert_eq!(out.before.high_found, 0);
     assert_eq!(out.after.high_found, out.after.high, "{}", out.after);
     assert_eq!(out.after.low_raised, 0, "{}", out.after);
-    assert!(out.weights.impact.ngrams.get(&77).is_some_and(|w| *w > 0.5));
+    assert!(out.weights.impact.ngrams.get(77).is_some_and(|w| w > 0.5));
     Ok(())
 }

@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 
-/// foldhash's fast, fixed-seed hasher: word keys are short, node keys are integers, and
-/// SipHash's DoS resistance buys nothing for the rules' own vocabulary (the text's words
-/// are looked up with it on every classification).
+use super::flat::{packed, EdgeTable, WordTable};
+
+/// foldhash's fast, fixed-seed hasher, for the small maps of prefixes (the words and the
+/// edges are [`WordTable`] and [`EdgeTable`]).
 type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
 /// Bits in the filter of root prefixes' first three bytes.
@@ -27,10 +28,11 @@ enum Word {
 /// ([`crate::rules_cache`]), which saves a `supportd ingest -` process the building.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Trie {
-    words: Map<Box<str>, u32>,
+    words: WordTable,
     /// (node, word) → node; node 0 is the root.
-    edges: Map<(u32, u32), u32>,
+    edges: EdgeTable,
     /// Word → the node it leads to from the root (0: none): the first step of every walk.
+    #[serde(with = "packed::u32s")]
     root: Vec<u32>,
     /// Prefix words (`deactivat*`) leaving the root: prefix → end nodes.
     root_prefixes: Map<Box<str>, Vec<u32>>,
@@ -47,8 +49,10 @@ pub(crate) struct Trie {
     /// `end_parts` (`NONE`: no phrase ends there). One flat list, not a vector per node:
     /// the shipped rules have ~15,000 end nodes, and an allocation each (and a free each at
     /// exit) was a tenth of the set-up.
+    #[serde(with = "packed::u32s")]
     ends: Vec<u32>,
     /// `(part, next entry of the same node or NONE)`.
+    #[serde(with = "packed::u32_pairs")]
     end_parts: Vec<(u32, u32)>,
 }
 
@@ -61,24 +65,19 @@ impl Trie {
     }
 
     fn word(&mut self, w: &str) -> u32 {
-        if let Some(&id) = self.words.get(w) {
-            return id;
-        }
-        let id = self.words.len() as u32;
         self.upper |= w.bytes().any(|b| b.is_ascii_uppercase());
-        self.words.insert(w.into(), id);
-        id
+        self.words.intern(w)
     }
 
     /// Follows (or adds) the edge for `word` from `from`.
     fn step(&mut self, from: u32, word: &Word) -> u32 {
         let prefix = match word {
             Word::Id(w) => {
-                if let Some(&n) = self.edges.get(&(from, *w)) {
+                if let Some(n) = self.edges.get(from, *w) {
                     return n;
                 }
                 let n = self.node();
-                self.edges.insert((from, *w), n);
+                self.edges.insert(from, *w, n);
                 if from == 0 {
                     let i = *w as usize;
                     if self.root.len() <= i {
@@ -140,11 +139,8 @@ impl Trie {
         limit: usize,
     ) -> Result<usize, String> {
         if self.ends.is_empty() {
-            // Room for a rules file like the shipped one without rehashing.
-            self.edges.reserve(1 << 15);
-            self.ends.reserve(1 << 15);
-            self.end_parts.reserve(1 << 14);
-            self.words.reserve(1 << 12);
+            // The tables grow as needed: reserving room for the shipped rules up front made
+            // the (nearly empty) case-kept trie as large as the folded one in the cache file.
             self.node();
         }
         let mut nodes: Vec<u32> = vec![0];
@@ -233,7 +229,7 @@ impl Trie {
             let id = if self.upper && !w.bytes().any(|b| b.is_ascii_uppercase()) {
                 None
             } else {
-                self.words.get(w).copied()
+                self.words.get(w)
             };
             tokens.push((start as u32, i as u32, id));
         }
@@ -251,7 +247,7 @@ impl Trie {
                 self.prefix_hits(node, word, first, e, out);
                 let next = match id {
                     Some(w) if node == 0 => self.root.get(w as usize).copied().filter(|&n| n != 0),
-                    Some(w) => self.edges.get(&(node, w)).copied(),
+                    Some(w) => self.edges.get(node, w),
                     None => None,
                 };
                 match next {

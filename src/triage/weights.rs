@@ -5,9 +5,7 @@
 //! a bias, a weight per rule feature that fired (by id), and a weight per hashed word
 //! n-gram of the mail (unigrams and bigrams, FNV-1a, modulo `ngram_buckets`).
 
-use std::collections::{BTreeMap, HashMap};
-
-use foldhash::fast::FixedState;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +21,63 @@ pub struct Linear {
     /// Rule feature id (or category rule id) → weight.
     pub features: BTreeMap<String, f64>,
     /// N-gram bucket → weight.
-    pub ngrams: HashMap<u32, f64, FixedState>,
+    pub ngrams: Ngrams,
+}
+
+/// The most n-gram buckets a weights file may have: each decision keeps one weight per
+/// bucket in memory (8 MB at this size).
+pub const MAX_BUCKETS: u32 = 1 << 20;
+
+/// N-gram bucket → weight, one slot per bucket up to the highest one set: a lookup is an
+/// index, and the built-rules cache stores the array as bytes, read back by copying
+/// instead of hashing ~10,000 entries per decision. A zero weight is the same as none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ngrams {
+    #[serde(with = "super::flat::packed::f64s")]
+    weights: Vec<f64>,
+}
+
+impl Ngrams {
+    /// The weight of `bucket`, if it has one.
+    pub fn get(&self, bucket: u32) -> Option<f64> {
+        let w = *self.weights.get(bucket as usize)?;
+        (w != 0.0).then_some(w)
+    }
+
+    /// Sets the weight of `bucket` (below [`MAX_BUCKETS`]; others are ignored).
+    pub fn insert(&mut self, bucket: u32, weight: f64) {
+        if bucket >= MAX_BUCKETS {
+            return;
+        }
+        let i = bucket as usize;
+        if self.weights.len() <= i {
+            if weight == 0.0 {
+                return;
+            }
+            self.weights.resize(i + 1, 0.0);
+        }
+        if let Some(slot) = self.weights.get_mut(i) {
+            *slot = weight;
+        }
+    }
+
+    /// No bucket has a weight.
+    pub fn is_empty(&self) -> bool {
+        self.weights.iter().all(|w| *w == 0.0)
+    }
+
+    /// The buckets with a weight, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, f64)> + '_ {
+        (0u32..)
+            .zip(self.weights.iter().copied())
+            .filter(|(_, w)| *w != 0.0)
+    }
+}
+
+impl PartialEq for Ngrams {
+    fn eq(&self, other: &Ngrams) -> bool {
+        self.iter().eq(other.iter())
+    }
 }
 
 impl Linear {
@@ -43,12 +97,12 @@ impl Linear {
 
     /// The n-grams' part of the score.
     pub fn ngram_score(&self, ngrams: &[u32], buckets: u32) -> f64 {
-        if self.ngrams.is_empty() || buckets == 0 {
+        if self.ngrams.weights.is_empty() || buckets == 0 {
             return 0.0;
         }
         ngrams
             .iter()
-            .filter_map(|h| self.ngrams.get(&(h % buckets)))
+            .filter_map(|h| self.ngrams.get(h % buckets))
             .sum()
     }
 }
@@ -107,8 +161,7 @@ struct File {
 }
 
 fn to_file(l: &Linear) -> FileLinear {
-    let mut ngrams: Vec<(u32, f64)> = l.ngrams.iter().map(|(k, v)| (*k, *v)).collect();
-    ngrams.sort_by_key(|(k, _)| *k);
+    let ngrams: Vec<(u32, f64)> = l.ngrams.iter().collect();
     FileLinear {
         bias: round(l.bias),
         features: l
@@ -133,12 +186,15 @@ fn round(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
 }
 
-fn from_file(f: FileLinear, what: &str) -> Result<Linear, String> {
-    let bucket = |k: &str| {
-        k.parse::<u32>()
-            .map_err(|_| format!("{what}.ngrams: `{k}` is not a bucket number"))
+fn from_file(f: FileLinear, what: &str, buckets: u32) -> Result<Linear, String> {
+    let bucket = |k: &str| match k.parse::<u32>() {
+        Ok(b) if b < buckets => Ok(b),
+        Ok(_) => Err(format!(
+            "{what}.ngrams: bucket `{k}` is not below ngram_buckets ({buckets})"
+        )),
+        Err(_) => Err(format!("{what}.ngrams: `{k}` is not a bucket number")),
     };
-    let mut ngrams = HashMap::default();
+    let mut ngrams = Ngrams::default();
     match f.ngrams {
         FileNgrams::Table(table) => {
             for (k, v) in table {
@@ -146,7 +202,6 @@ fn from_file(f: FileLinear, what: &str) -> Result<Linear, String> {
             }
         }
         FileNgrams::Packed(text) => {
-            ngrams.reserve(text.len() / 12);
             for pair in text.split_ascii_whitespace() {
                 let parsed = pair.split_once(':').and_then(|(k, v)| {
                     let w = v.parse::<f64>().ok().filter(|w| w.is_finite())?;
@@ -172,21 +227,24 @@ impl Weights {
     /// Reads a weights file; the error names the line.
     pub fn from_toml(text: &str, origin: &str) -> Result<Weights, String> {
         let f: File = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
-        if f.ngram_buckets == 0 {
-            return Err(format!("{origin}: ngram_buckets must be at least 1"));
+        if f.ngram_buckets == 0 || f.ngram_buckets > MAX_BUCKETS {
+            return Err(format!(
+                "{origin}: ngram_buckets must be from 1 to {MAX_BUCKETS}"
+            ));
         }
+        let buckets = f.ngram_buckets;
         let mut category = BTreeMap::new();
         for (id, l) in f.category {
-            let l =
-                from_file(l, &format!("category.{id}")).map_err(|e| format!("{origin}: {e}"))?;
+            let l = from_file(l, &format!("category.{id}"), buckets)
+                .map_err(|e| format!("{origin}: {e}"))?;
             category.insert(id, l);
         }
         let err = |e: String| format!("{origin}: {e}");
         Ok(Weights {
             ngram_buckets: f.ngram_buckets,
-            impact: from_file(f.impact, "impact").map_err(err)?,
-            stopped: from_file(f.stopped, "stopped").map_err(err)?,
-            prompt: from_file(f.prompt, "prompt").map_err(err)?,
+            impact: from_file(f.impact, "impact", buckets).map_err(err)?,
+            stopped: from_file(f.stopped, "stopped", buckets).map_err(err)?,
+            prompt: from_file(f.prompt, "prompt", buckets).map_err(err)?,
             category,
         })
     }
@@ -327,7 +385,14 @@ bias = 0
 bias = 0
 ";
         let read = Weights::from_toml(table, "old.toml")?;
-        assert_eq!(read.impact.ngrams.get(&3), Some(&0.5));
+        assert_eq!(read.impact.ngrams.get(3), Some(0.5));
+        // A bucket at or past ngram_buckets is refused, and so are too many buckets.
+        let past = table.replace("3 = 0.5", "64 = 0.5");
+        let e = Weights::from_toml(&past, "old.toml").unwrap_err();
+        assert!(e.contains("not below ngram_buckets (64)"), "{e}");
+        let huge = table.replace("ngram_buckets = 64", "ngram_buckets = 4000000000");
+        let e = Weights::from_toml(&huge, "old.toml").unwrap_err();
+        assert!(e.contains("ngram_buckets must be from 1 to"), "{e}");
 
         for bad in ["\"3\"", "\"x:1\"", "\"3:nan\"", "\"3:1:2\"", "\"3:\""] {
             let text = format!(
