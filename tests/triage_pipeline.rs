@@ -181,6 +181,13 @@ fn new_weights_beside_the_same_rules_are_used_by_the_next_piped_process() {
     )
     .unwrap();
     assert!(urgency(3) >= 3, "the new weights are used");
-    assert_ne!(std::fs::read(&cache).unwrap(), written, "and the cache replaced");
-    assert!(urgency(4) >= 3, "also by the process that reads the new cache");
+    assert_ne!(
+        std::fs::read(&cache).unwrap(),
+        written,
+        "and the cache replaced"
+    );
+    assert!(
+        urgency(4) >= 3,
+        "also by the process that reads the new cache"
+    );
 }
