@@ -29,6 +29,21 @@ fn slot(h: u64, mask: usize) -> usize {
     (h >> (64 - bits)) as usize & mask
 }
 
+/// Linear probing over a table of `slots` slots (a power of two) from `h`'s slot: the first
+/// slot where `stop` holds (a match, or a free slot). At most one lap: a table read back
+/// from a damaged file may have no free slot.
+fn probe(h: u64, slots: usize, mut stop: impl FnMut(usize) -> bool) -> Option<usize> {
+    let mask = slots.checked_sub(1)?;
+    let mut i = slot(h, mask);
+    for _ in 0..slots {
+        if stop(i) {
+            return Some(i);
+        }
+        i = (i + 1) & mask;
+    }
+    None
+}
+
 /// The smallest power of two holding `n` entries at most half full: most lookups of a
 /// text's words miss (a word that starts or continues no phrase), and a miss in a linear
 /// probe costs ~2.5 probes at half load, ~8.5 at three quarters.
@@ -59,18 +74,14 @@ impl EdgeTable {
     }
 
     pub(crate) fn get(&self, node: u32, word: u32) -> Option<u32> {
-        let mask = self.keys.len().checked_sub(1)?;
         let key = EdgeTable::key(node, word);
-        let mut i = slot(hash_u64(key), mask);
-        // At most one lap: a table read back from a damaged file may have no free slot.
-        for _ in 0..self.keys.len() {
-            match self.keys.get(i) {
-                Some(&k) if k == key => return self.values.get(i).copied(),
-                Some(&EMPTY) | None => return None,
-                Some(_) => i = (i + 1) & mask,
-            }
+        let i = probe(hash_u64(key), self.keys.len(), |i| {
+            self.keys.get(i).is_none_or(|&k| k == key || k == EMPTY)
+        })?;
+        if self.keys.get(i) != Some(&key) {
+            return None;
         }
-        None
+        self.values.get(i).copied()
     }
 
     /// Adds an edge that is not there yet.
@@ -84,14 +95,14 @@ impl EdgeTable {
 
     /// Called with room to spare (`insert` grows first), so a free slot exists.
     fn put(&mut self, key: u64, value: u32) {
-        let mask = self.keys.len().saturating_sub(1);
-        let mut i = slot(hash_u64(key), mask);
-        while self.keys.get(i).is_some_and(|&k| k != EMPTY) {
-            i = (i + 1) & mask;
-        }
-        if let (Some(k), Some(v)) = (self.keys.get_mut(i), self.values.get_mut(i)) {
-            *k = key;
-            *v = value;
+        let free = probe(hash_u64(key), self.keys.len(), |i| {
+            self.keys.get(i) == Some(&EMPTY)
+        });
+        if let Some(i) = free {
+            if let (Some(k), Some(v)) = (self.keys.get_mut(i), self.values.get_mut(i)) {
+                *k = key;
+                *v = value;
+            }
         }
     }
 
@@ -134,27 +145,14 @@ impl WordTable {
     }
 
     pub(crate) fn get(&self, w: &str) -> Option<u32> {
-        let mask = self.slots.len().checked_sub(1)?;
         let h = hash_str(w);
-        let tag = h & 0xffff_ffff;
-        let mut i = slot(h, mask);
-        // At most one lap, as in `EdgeTable::get`.
-        for _ in 0..self.slots.len() {
-            match self.slots.get(i).copied() {
-                Some(0) | None => return None,
-                Some(s) if s >> 32 == tag => {
-                    let id = (s & 0xffff_ffff) as u32;
-                    if let Some(id) = id.checked_sub(1) {
-                        if self.word(id as usize) == w {
-                            return Some(id);
-                        }
-                    }
-                    i = (i + 1) & mask;
-                }
-                Some(_) => i = (i + 1) & mask,
-            }
-        }
-        None
+        let found = |slot: u64| {
+            slot >> 32 == tag(h) && id_of(slot).is_some_and(|id| self.word(id as usize) == w)
+        };
+        let i = probe(h, self.slots.len(), |i| {
+            self.slots.get(i).is_none_or(|&s| s == 0 || found(s))
+        })?;
+        self.slots.get(i).copied().and_then(id_of)
     }
 
     /// The id of `w`, added if new.
@@ -167,33 +165,36 @@ impl WordTable {
         }
         self.text.push_str(w);
         self.ends.push(self.text.len() as u32);
-        let count = self.len() as u32;
-        // The slot holds the id + 1: the new word's id is count - 1.
-        self.put(w, count);
-        count - 1
+        let id = self.len() as u32 - 1;
+        self.put(hash_str(w), id);
+        id
     }
 
-    /// Puts `w` with `id_plus_one` in a free slot. Called with room to spare (`intern`
-    /// grows first), so a free slot exists.
-    fn put(&mut self, w: &str, id_plus_one: u32) {
-        let mask = self.slots.len().saturating_sub(1);
-        let h = hash_str(w);
-        let mut i = slot(h, mask);
-        while self.slots.get(i).is_some_and(|&s| s != 0) {
-            i = (i + 1) & mask;
-        }
-        if let Some(s) = self.slots.get_mut(i) {
-            *s = ((h & 0xffff_ffff) << 32) | u64::from(id_plus_one);
+    /// Puts the word with hash `h` and id `id` in a free slot. Called with room to spare
+    /// (`intern` grows first), so a free slot exists.
+    fn put(&mut self, h: u64, id: u32) {
+        let free = probe(h, self.slots.len(), |i| self.slots.get(i) == Some(&0));
+        if let Some(s) = free.and_then(|i| self.slots.get_mut(i)) {
+            *s = (tag(h) << 32) | (u64::from(id) + 1);
         }
     }
 
     fn grow(&mut self, capacity: usize) {
         self.slots = vec![0; capacity];
         for id in 0..self.len() {
-            let w = self.word(id).to_owned();
-            self.put(&w, id as u32 + 1);
+            self.put(hash_str(self.word(id)), id as u32);
         }
     }
+}
+
+/// The part of a word's hash kept in its slot.
+fn tag(h: u64) -> u64 {
+    h & 0xffff_ffff
+}
+
+/// The word id in a slot (which holds it + 1; `None` for a free slot).
+fn id_of(slot: u64) -> Option<u32> {
+    ((slot & 0xffff_ffff) as u32).checked_sub(1)
 }
 
 /// Arrays of numbers as one little-endian byte string each: postcard writes it as it is and

@@ -61,9 +61,9 @@ impl Ngrams {
         }
     }
 
-    /// No bucket has a weight.
+    /// No bucket was ever given a weight (a fast path: then every lookup misses).
     pub fn is_empty(&self) -> bool {
-        self.weights.iter().all(|w| *w == 0.0)
+        self.weights.is_empty()
     }
 
     /// The buckets with a weight, in order.
@@ -97,7 +97,7 @@ impl Linear {
 
     /// The n-grams' part of the score.
     pub fn ngram_score(&self, ngrams: &[u32], buckets: u32) -> f64 {
-        if self.ngrams.weights.is_empty() || buckets == 0 {
+        if self.ngrams.is_empty() || buckets == 0 {
             return 0.0;
         }
         ngrams
