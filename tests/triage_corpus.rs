@@ -7,9 +7,9 @@
 //!   the figures must stay above the floors below;
 //! * `tests/fixtures/triage-validation/holdout` (120 mails never read nor tuned on) and
 //!   `tests/fixtures/triage-holdout2` (150 more, written blind on 2026-12-03) and
-//!   `tests/fixtures/triage-holdout4` (150 more, written blind on 2026-12-04 by two other
-//!   writers; `triage-tune3`, the set written before it the same day, was measured blind
-//!   twice and is now tuned on): only
+//!   `tests/fixtures/triage-holdout5` (150 more, written blind on 2026-12-05 by two other
+//!   writers; `triage-tune3` and `triage-tune4`, the blind sets written before it, were
+//!   measured blind and are now tuned on): only
 //!   measured, only on request (`TRIAGE_HOLDOUT=1`), and never a floor, so that they cannot
 //!   become a tuning target. Their misses are not listed.
 //!
@@ -264,8 +264,8 @@ fn tune2_set_stays_above_its_floor() -> Result<(), String> {
 /// Measured only with `TRIAGE_HOLDOUT=1`; reported, never asserted, misses not listed: the
 /// first blind set (`triage-validation/holdout`, 120 mails, measured after each round of rules
 /// since, so optimistic by now), `triage-holdout2` (150 mails written blind on 2026-12-03,
-/// measured with two rule sets since) and the fresh one (`triage-holdout4`, 150 mails written
-/// blind on 2026-12-04, the untouched part of issue 12's validation).
+/// measured with two rule sets since) and the fresh one (`triage-holdout5`, 150 mails written
+/// blind on 2026-12-05, the untouched part of issue 12's validation).
 #[test]
 fn holdout_figures_on_request() -> Result<(), String> {
     if std::env::var_os("TRIAGE_HOLDOUT").is_none() {
@@ -275,7 +275,7 @@ fn holdout_figures_on_request() -> Result<(), String> {
     for (set, name) in [
         ("triage-validation/holdout", "holdout"),
         ("triage-holdout2", "holdout2"),
-        ("triage-holdout4", "holdout4"),
+        ("triage-holdout5", "holdout5"),
     ] {
         let f = measure(set)?;
         print(name, &f, false);
