@@ -246,10 +246,19 @@ async fn scenario(what: &str, postgres: bool, replicas: usize, n: usize, lat: us
 async fn replicas_throughput_and_latency() {
     let n = env("BENCH_BACKLOG", 10_000);
     let lat = env("BENCH_LATENCY", 200);
+    // BENCH_ONLY=sqlite,pg1,pg2 (any of them, comma-separated) runs only those scenarios.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let wanted = |key: &str| only.is_empty() || only.split(',').any(|k| k.trim() == key);
     let mut all = Vec::new();
-    all.push(scenario("SQLite, 1 daemon", false, 1, n, lat).await);
-    all.push(scenario("PostgreSQL, 1 replica", true, 1, n, lat).await);
-    all.push(scenario("PostgreSQL, 2 replicas", true, 2, n, lat).await);
+    if wanted("sqlite") {
+        all.push(scenario("SQLite, 1 daemon", false, 1, n, lat).await);
+    }
+    if wanted("pg1") {
+        all.push(scenario("PostgreSQL, 1 replica", true, 1, n, lat).await);
+    }
+    if wanted("pg2") {
+        all.push(scenario("PostgreSQL, 2 replicas", true, 2, n, lat).await);
+    }
     println!(
         "\n{:<24} {:>12} {:>12} {:>10} {:>10}",
         "", "ingest/s", "acked/s", "p50", "p99"
