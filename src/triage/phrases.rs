@@ -8,6 +8,7 @@
 //! | `word word` | these words in this order | `can't log in` |
 //! | `(a\|b c\|)` | one of the alternatives (an empty one makes it optional) | `(can't\|unable to) (log\|sign) in` |
 //! | `(a\|b)?` | the same, optional | `(the)? on call` |
+//! | `word?` | the word with or without its last letter | `needs?` (need, needs) |
 //! | `word*` | a word starting so (only at the end of a phrase) | `deactivat*` |
 //! | `#`, `##` | any number; a number of 10 or more | `since # (am\|pm)`, `## nurses` |
 //! | `a .. b`, `a ..3 b` | `b` after `a` within 6 (or 3) words, in the same sentence | `none of .. can't` |
@@ -430,6 +431,26 @@ fn sequence(c: &[char], pos: &mut usize, exact: bool, depth: u8) -> Result<Vec<E
                 }
                 out.push(inner);
             }
+            Some('?') => {
+                // `needs?`: the word with or without its last letter, as in a regular
+                // expression. Folding drops punctuation, so without this the `?` would be
+                // silently lost and only `needs` would match.
+                let Some(last) = word.pop() else {
+                    return Err("a `?` follows a group `(…)?` or a letter (`needs?`)".into());
+                };
+                if last == '*' || word.is_empty() {
+                    return Err(format!(
+                        "`{word}{last}?`: a `?` needs a word of two letters or more before it"
+                    ));
+                }
+                let mut both = fold_word(&word, exact);
+                word.push(last);
+                both.extend(fold_word(&word, exact));
+                word.clear();
+                both.dedup();
+                out.push(both);
+                *pos += 1;
+            }
             Some(ch) => {
                 if !ch.is_whitespace() {
                     word.push(ch);
@@ -526,6 +547,20 @@ mod tests {
         assert_eq!(hit(&s, "inactivated"), Vec::<usize>::new());
         assert_eq!(hit(&s, "who is on-call"), vec![2]);
         assert_eq!(hit(&s, "oncall"), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_question_mark_after_a_word_makes_its_last_letter_optional() {
+        let s = set(&["needs? (an|a)? accounts?", "(all the others?) fine"]);
+        assert_eq!(hit(&s, "the nurse needs an account"), vec![0]);
+        assert_eq!(hit(&s, "the nurses need accounts"), vec![0]);
+        assert_eq!(hit(&s, "needy accounts"), Vec::<usize>::new());
+        assert_eq!(hit(&s, "all the other fine"), vec![1]);
+        assert_eq!(hit(&s, "all the others fine"), vec![1]);
+        for bad in ["on call ?", "a? b", "deactivat*?", "(x|?y)"] {
+            let mut s = PhraseSet::default();
+            assert!(s.add(bad).is_err(), "{bad} should be refused");
+        }
     }
 
     #[test]
