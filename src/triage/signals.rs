@@ -39,37 +39,47 @@ impl Signals {
     }
 
     /// Reads the header section of a raw message (up to the first blank line), unfolding
-    /// continuation lines. Never fails: unreadable lines are skipped.
+    /// continuation lines. Never fails: unreadable lines are skipped. Only the four headers
+    /// [`Signals::observe_header`] reads are copied; the others are skipped in place.
     pub fn from_raw_headers(raw: &[u8]) -> Signals {
         let mut s = Signals::default();
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
-            .unwrap_or(raw.len());
-        let head = String::from_utf8_lossy(raw.get(..end).unwrap_or(raw));
-        let mut current: Option<(String, String)> = None;
-        for line in head.lines() {
-            if line.starts_with([' ', '\t']) {
+        // (name, value) of the header being read, when it is one of ours.
+        let mut current: Option<(&str, String)> = None;
+        for line in raw.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(&first) = line.first() else {
+                break; // the blank line that ends the header section
+            };
+            if first == b' ' || first == b'\t' {
                 if let Some((_, v)) = current.as_mut() {
                     v.push(' ');
-                    v.push_str(line.trim());
+                    v.push_str(String::from_utf8_lossy(line).trim());
                 }
                 continue;
             }
             if let Some((n, v)) = current.take() {
-                s.observe_header(&n, &v);
+                s.observe_header(n, &v);
             }
-            if let Some((n, v)) = line.split_once(':') {
-                current = Some((n.trim().to_string(), v.to_string()));
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let name = std::str::from_utf8(line.get(..colon).unwrap_or_default())
+                .map(str::trim)
+                .unwrap_or_default();
+            if SIGNAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                let value = String::from_utf8_lossy(line.get(colon + 1..).unwrap_or_default());
+                current = Some((name, value.into_owned()));
             }
         }
         if let Some((n, v)) = current {
-            s.observe_header(&n, &v);
+            s.observe_header(n, &v);
         }
         s
     }
 }
+
+/// The headers [`Signals::observe_header`] reads.
+const SIGNAL_HEADERS: [&str; 4] = ["importance", "x-msmail-priority", "priority", "x-priority"];
 
 /// A signal a [[feature]] can fire on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -152,6 +162,14 @@ mod tests {
         assert!(s.importance_high);
         assert_eq!(s.x_priority, None);
         assert_eq!(Signals::from_raw_headers(b""), Signals::default());
+        // The header section ends at the first blank line, whatever the line ends after it.
+        let s = Signals::from_raw_headers(b"Subject: y\n\nImportance: high\r\n\r\n");
+        assert_eq!(s, Signals::default());
+        // A folded value, an unreadable byte and a line without a colon are read or skipped.
+        let s = Signals::from_raw_headers(
+            b"X-Bad: \xff\xfe\r\nno colon here\r\nimportance:\r\n\tHIGH\r\n\r\n",
+        );
+        assert!(s.importance_high);
     }
 
     #[test]
