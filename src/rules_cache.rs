@@ -74,6 +74,19 @@ pub fn load<E>(
     Ok(rules)
 }
 
+/// Whether a check of `material` (the whole input it depends on, as text) passed in an
+/// earlier process of this very binary: [`mark_checked`] left file `name` in `dir` for it.
+pub fn checked(dir: &Path, name: &str, material: &str) -> bool {
+    key(material).is_some_and(|key| read::<()>(&dir.join(name), key).is_some())
+}
+
+/// Records in file `name` of `dir` that a check of `material` passed (see [`checked`]).
+pub fn mark_checked(dir: &Path, name: &str, material: &str) {
+    if let Some(key) = key(material) {
+        write(&dir.join(name), key, &());
+    }
+}
+
 /// A text's key, within one build (the file's key names the build).
 fn text_key(text: &str) -> u64 {
     foldhash::fast::FixedState::default().hash_one(text)
@@ -102,11 +115,11 @@ fn read<T: serde::de::DeserializeOwned>(path: &Path, key: u64) -> Option<T> {
     match postcard::from_bytes::<Cached<T>>(&bytes) {
         Ok(c) if c.format == FORMAT && c.key == key => Some(c.value),
         Ok(_) => {
-            tracing::debug!(path = %path.display(), "triage cache is for other rules or another build");
+            tracing::debug!(path = %path.display(), "cache file is for other input or another build");
             None
         }
         Err(e) => {
-            tracing::debug!(path = %path.display(), error = %e, "triage cache does not decode");
+            tracing::debug!(path = %path.display(), error = %e, "cache file does not decode");
             None
         }
     }

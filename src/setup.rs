@@ -19,7 +19,7 @@ use crate::mail::address::EmailAddress;
 use crate::mail::compose::Party;
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
-use crate::templates::Templates;
+use crate::templates::{Sources, Templates};
 use crate::tickets::ack::AckFacts;
 use crate::tickets::desk::Desk;
 use crate::tickets::outbound::{Content, Mail, MailKind, Stamp};
@@ -202,7 +202,7 @@ pub fn build_pipeline_cached(
     rules_cache: Option<&Path>,
 ) -> Result<Pipeline, SetupError> {
     let rules = load_rules_cached(&config, rules_cache)?;
-    let templates = Templates::load(config.templates.dir.as_deref())
+    let sources = Sources::read(config.templates.dir.as_deref())
         .map_err(|e| SetupError::Unusable(e.to_string()))?;
     // `support.ticket_tag` contains `{number}` (checked by the config); what is left is a
     // regex built from escaped text.
@@ -217,6 +217,19 @@ pub fn build_pipeline_cached(
         &s.phone,
         tag,
     );
+    // Compiling every template and rendering a sample of each mail is most of what a piped
+    // `ingest` would spend on them; with the cache, a process whose templates, desk and
+    // taxonomy passed that check in an earlier process of this binary compiles only the
+    // templates it renders.
+    let material = rules_cache.map(|dir| (dir, template_check_material(&sources, &desk, &rules)));
+    let checked = material
+        .as_ref()
+        .is_some_and(|(dir, m)| crate::rules_cache::checked(dir, TEMPLATES_CHECKED, m));
+    let templates = if checked {
+        Templates::lazy(sources)
+    } else {
+        Templates::compiled(sources).map_err(|e| SetupError::Unusable(e.to_string()))?
+    };
     let policy = policy(&config, &desk);
     let staff_categories = config
         .agent
@@ -233,8 +246,27 @@ pub fn build_pipeline_cached(
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
     };
-    cross_check(&pipeline)?;
+    cross_check(&pipeline, !checked)?;
+    if let (false, Some((dir, m))) = (checked, &material) {
+        crate::rules_cache::mark_checked(dir, TEMPLATES_CHECKED, m);
+    }
     Ok(pipeline)
+}
+
+/// The file beside the rules cache that records a passed check of the templates.
+pub const TEMPLATES_CHECKED: &str = "supportd-templates.checked";
+
+/// Everything the start-up check of the templates depends on, as one text: every template's
+/// name and source, the desk the samples are rendered for, and the taxonomy they use.
+fn template_check_material(sources: &Sources, desk: &Desk, rules: &Rules) -> String {
+    let mut m = format!("{desk:?}\n{:?}\n{:?}\n", rules.levels(), rules.categories());
+    for (name, source) in sources.iter() {
+        m.push_str(name);
+        m.push('\0');
+        m.push_str(source);
+        m.push('\0');
+    }
+    m
 }
 
 /// SIGHUP in `run`: the pipeline built again (rules and templates re-read), the configured
@@ -284,7 +316,9 @@ pub fn reindex_kb_logged(
 }
 
 /// The checks that need the rules and templates besides the config.
-fn cross_check(p: &Pipeline) -> Result<(), SetupError> {
+/// Checks the agents' categories against the rules, and, with `samples`, renders a sample
+/// of every mail.
+fn cross_check(p: &Pipeline, samples: bool) -> Result<(), SetupError> {
     let config = &p.config;
     let mut found = Vec::new();
     for (i, a) in config.agent.iter().enumerate() {
@@ -302,6 +336,9 @@ fn cross_check(p: &Pipeline) -> Result<(), SetupError> {
     }
     if !found.is_empty() {
         return Err(config.problems(found).into());
+    }
+    if !samples {
+        return Ok(());
     }
     sample_acknowledgement(p)?;
     sample_incident_and_sla_mails(p)

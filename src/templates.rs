@@ -8,7 +8,9 @@
 //! English one. An admin's directory overrides them the same way (`DIR/fr/ack.txt`), adds
 //! languages (`DIR/de/ack.txt`), and still overrides the English ones with `DIR/ack.txt`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
@@ -127,28 +129,35 @@ pub enum TemplateError {
     },
 }
 
-/// The loaded set of templates.
-#[derive(Debug)]
-pub struct Templates {
-    env: Environment<'static>,
-}
+/// Every template's source by name (`ack.txt`, `fr/ack.txt`, `web/ticket.html`), built-in or
+/// an admin's, before any is compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Sources(BTreeMap<String, String>);
 
-impl Templates {
-    /// The built-in templates, with any file of the same name in `dir` taking precedence.
-    pub fn load(dir: Option<&Path>) -> Result<Templates, TemplateError> {
-        let mut t = Templates::load_set(dir, BUILT_IN)?;
+impl Sources {
+    /// Every template's name and source, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, s)| (n.as_str(), s.as_str()))
+    }
+
+    /// The built-in templates, with any file of the same name in `dir` taking precedence,
+    /// and the customers' mails in every language (shipped, or a two-letter directory of
+    /// `dir`).
+    pub fn read(dir: Option<&Path>) -> Result<Sources, TemplateError> {
+        let mut out = Sources::read_set(dir, BUILT_IN)?;
         // English overrides may also live in DIR/en/ (DIR/en/ack.txt before DIR/ack.txt).
         if let Some(dir) = dir {
             for name in LOCALIZED {
                 let path = dir.join("en").join(name);
                 if path.exists() {
-                    t.add(name, &read(&path)?)?;
+                    out.0.insert((*name).to_string(), read(&path)?);
                 }
             }
         }
         for (lang, files) in LANGUAGES {
             for (name, source) in *files {
-                t.add(&format!("{lang}/{name}"), source)?;
+                out.0
+                    .insert(format!("{lang}/{name}"), (*source).to_string());
             }
         }
         // An admin's language directories (two lower-case letters), shipped ones included.
@@ -164,27 +173,89 @@ impl Templates {
             for name in LOCALIZED {
                 let path = dir.map(|d| d.join(&lang).join(name));
                 if let Some(path) = path.filter(|p| p.exists()) {
-                    t.add(&format!("{lang}/{name}"), &read(&path)?)?;
+                    out.0.insert(format!("{lang}/{name}"), read(&path)?);
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// A set of built-in templates (name → source), each overridable by the file of the
+    /// same name (which may name a subdirectory: `web/ticket.html`) in `dir`.
+    pub fn read_set(
+        dir: Option<&Path>,
+        built_in: &[(&str, &str)],
+    ) -> Result<Sources, TemplateError> {
+        let mut out = BTreeMap::new();
+        for (name, source) in built_in {
+            let source = match dir.map(|d| d.join(name)) {
+                Some(path) if path.exists() => read(&path)?,
+                _ => (*source).to_string(),
+            };
+            out.insert((*name).to_string(), source);
+        }
+        Ok(Sources(out))
+    }
+}
+
+/// The loaded set of templates.
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+    /// Every template's name (compiled or not yet).
+    names: Vec<String>,
+}
+
+impl Templates {
+    /// The built-in templates, with any file of the same name in `dir` taking precedence;
+    /// all compiled now, so that a broken one fails here.
+    pub fn load(dir: Option<&Path>) -> Result<Templates, TemplateError> {
+        Templates::compiled(Sources::read(dir)?)
+    }
+
+    /// A set of built-in templates (name → source), each overridable by the file of the same
+    /// name (which may name a subdirectory: `web/ticket.html`) in `dir`, all compiled now.
+    /// Names ending in `.html` are HTML-escaped when rendered (minijinja's autoescape by
+    /// file name).
+    pub fn load_set(
+        dir: Option<&Path>,
+        built_in: &[(&str, &str)],
+    ) -> Result<Templates, TemplateError> {
+        Templates::compiled(Sources::read_set(dir, built_in)?)
+    }
+
+    /// `sources`, every one compiled now: a syntax error is reported here, with its name.
+    pub fn compiled(sources: Sources) -> Result<Templates, TemplateError> {
+        let t = Templates::lazy(sources);
+        for name in &t.names {
+            t.env
+                .get_template(name)
+                .map_err(|source| TemplateError::Render {
+                    name: name.clone(),
+                    source,
+                })?;
         }
         Ok(t)
     }
 
-    fn add(&mut self, name: &str, source: &str) -> Result<(), TemplateError> {
-        self.env
-            .add_template_owned(name.to_string(), source.to_string())
-            .map_err(|source| TemplateError::Render {
-                name: name.to_string(),
-                source,
-            })
+    /// `sources`, each compiled when first rendered. Only for sources already known to
+    /// compile and render (see `setup::build_pipeline_cached`): a broken one would fail only
+    /// when its mail is sent.
+    pub fn lazy(sources: Sources) -> Templates {
+        let names = sources.0.keys().cloned().collect();
+        let sources = Arc::new(sources.0);
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        env.set_loader(move |name| Ok(sources.get(name).cloned()));
+        Templates { env, names }
     }
 
     /// The languages with their own version of the customers' mail `name`.
     pub fn languages(&self, name: &str) -> Vec<String> {
-        self.env
-            .templates()
-            .filter_map(|(n, _)| n.strip_suffix(name)?.strip_suffix('/').map(str::to_string))
+        self.names
+            .iter()
+            .filter_map(|n| n.strip_suffix(name)?.strip_suffix('/').map(str::to_string))
             .collect()
     }
 
@@ -197,39 +268,10 @@ impl Templates {
         ctx: C,
     ) -> Result<String, TemplateError> {
         let localized = format!("{lang}/{name}");
-        if !lang.is_empty() && self.env.get_template(&localized).is_ok() {
+        if !lang.is_empty() && self.names.contains(&localized) {
             return self.render(&localized, ctx);
         }
         self.render(name, ctx)
-    }
-
-    /// A set of built-in templates (name → source), each overridable by the file of the same
-    /// name (which may name a subdirectory: `web/ticket.html`) in `dir`. Names ending in
-    /// `.html` are HTML-escaped when rendered (minijinja's autoescape by file name).
-    pub fn load_set(
-        dir: Option<&Path>,
-        built_in: &[(&str, &str)],
-    ) -> Result<Templates, TemplateError> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_keep_trailing_newline(true);
-        for (name, source) in built_in {
-            let source = match dir.map(|d| d.join(name)) {
-                Some(path) if path.exists() => {
-                    std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
-                        path: path.display().to_string(),
-                        source,
-                    })?
-                }
-                _ => (*source).to_string(),
-            };
-            env.add_template_owned(name.to_string(), source)
-                .map_err(|source| TemplateError::Render {
-                    name: name.to_string(),
-                    source,
-                })?;
-        }
-        Ok(Templates { env })
     }
 
     /// Renders template `name` with `ctx`.

@@ -191,3 +191,71 @@ fn new_weights_beside_the_same_rules_are_used_by_the_next_piped_process() {
         "also by the process that reads the new cache"
     );
 }
+
+/// A piped `ingest` compiles and checks every template only while they are new to it (the
+/// check is recorded beside the rules cache); a process after that compiles only what it
+/// renders. An admin's changed template is new again: a broken one still fails the next
+/// process at start-up, naming the file, before any mail is taken, and a fixed one is used.
+#[test]
+fn a_changed_template_is_checked_again_by_the_next_piped_process() {
+    let tpl = tempfile::tempdir().unwrap();
+    let ack = tpl.path().join("ack.txt");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shipped = std::fs::read_to_string(format!("{root}/templates/en/ack.txt")).unwrap();
+    let with_line = |line: &str| format!("{line}\n{shipped}");
+    std::fs::write(&ack, with_line("Template version one.")).unwrap();
+    let env = Env::on(
+        Backend::Sqlite,
+        &format!(
+            "[policy]\nauthserv_id = \"{MX}\"\n\n[templates]\ndir = \"{}\"\n",
+            tpl.path().display()
+        ),
+    );
+    let mail = |i: usize| {
+        crlf(&format!(
+            "From: Clerk {i} <c{i}@clinic.example>\nTo: support@vendor.example\n\
+             Subject: Question {i}\nMessage-ID: <template-{i}@clinic.example>\n\n\
+             How do I change the font size in the app?\n"
+        ))
+    };
+    let checked = env.dir.path().join("supportd-templates.checked");
+    let first = created(&env.ingest_stdin(&mail(1)));
+    assert!(env.ack_text(first).contains("Template version one."));
+    let mark = std::fs::read(&checked).expect("the first process records its check");
+    // The next process takes the recorded check and renders through the lazy templates.
+    let second = created(&env.ingest_stdin(&mail(2)));
+    assert!(env.ack_text(second).contains("Template version one."));
+    assert_eq!(
+        std::fs::read(&checked).unwrap(),
+        mark,
+        "nothing to check again"
+    );
+
+    // Broken: an unknown variable. The next process fails before taking the mail.
+    std::fs::write(&ack, with_line("Hello {{ no_such_variable }}.")).unwrap();
+    let mut child = env
+        .cmd()
+        .arg("ingest")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(&mail(3)).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a broken template fails: {stderr}");
+    assert!(stderr.contains("ack.txt"), "and is named: {stderr}");
+    assert_eq!(env.tickets().len(), 2, "no mail was taken");
+
+    // Fixed: checked again, and the new text is used.
+    std::fs::write(&ack, with_line("Template version two.")).unwrap();
+    let fourth = created(&env.ingest_stdin(&mail(4)));
+    assert!(env.ack_text(fourth).contains("Template version two."));
+    assert_ne!(
+        std::fs::read(&checked).unwrap(),
+        mark,
+        "the new check recorded"
+    );
+}
