@@ -10,6 +10,10 @@
 //! Safe by construction: a file for other rules, other weights, another build of supportd,
 //! or one that does not decode is ignored and replaced. The cache is only an optimisation:
 //! every failure to read or write it is logged at debug level and nothing else.
+//!
+//! The same keying records other start-up checks that passed ([`checked`], [`mark_checked`]:
+//! the templates', see `setup::build_pipeline_cached`), so that a later process of the same
+//! binary, on the same input, may skip them.
 
 use std::borrow::Cow;
 use std::hash::{BuildHasher, Hash, Hasher};

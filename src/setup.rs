@@ -247,8 +247,10 @@ pub fn build_pipeline_cached(
         ids: Arc::new(RandomIds),
     };
     cross_check(&pipeline, !checked)?;
-    if let (false, Some((dir, m))) = (checked, &material) {
-        crate::rules_cache::mark_checked(dir, TEMPLATES_CHECKED, m);
+    if !checked {
+        if let Some((dir, m)) = &material {
+            crate::rules_cache::mark_checked(dir, TEMPLATES_CHECKED, m);
+        }
     }
     Ok(pipeline)
 }

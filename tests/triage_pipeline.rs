@@ -219,31 +219,18 @@ fn a_changed_template_is_checked_again_by_the_next_piped_process() {
         ))
     };
     let checked = env.dir.path().join("supportd-templates.checked");
+    let record = || std::fs::read(&checked).expect("a recorded check");
     let first = created(&env.ingest_stdin(&mail(1)));
     assert!(env.ack_text(first).contains("Template version one."));
-    let mark = std::fs::read(&checked).expect("the first process records its check");
+    let mark = record();
     // The next process takes the recorded check and renders through the lazy templates.
     let second = created(&env.ingest_stdin(&mail(2)));
     assert!(env.ack_text(second).contains("Template version one."));
-    assert_eq!(
-        std::fs::read(&checked).unwrap(),
-        mark,
-        "nothing to check again"
-    );
+    assert_eq!(record(), mark, "nothing to check again");
 
     // Broken: an unknown variable. The next process fails before taking the mail.
     std::fs::write(&ack, with_line("Hello {{ no_such_variable }}.")).unwrap();
-    let mut child = env
-        .cmd()
-        .arg("ingest")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(&mail(3)).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = env.ingest_stdin_output(&mail(3));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a broken template fails: {stderr}");
     assert!(stderr.contains("ack.txt"), "and is named: {stderr}");
@@ -253,9 +240,5 @@ fn a_changed_template_is_checked_again_by_the_next_piped_process() {
     std::fs::write(&ack, with_line("Template version two.")).unwrap();
     let fourth = created(&env.ingest_stdin(&mail(4)));
     assert!(env.ack_text(fourth).contains("Template version two."));
-    assert_ne!(
-        std::fs::read(&checked).unwrap(),
-        mark,
-        "the new check recorded"
-    );
+    assert_ne!(record(), mark, "the new check recorded");
 }

@@ -188,6 +188,7 @@ fn known() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_function_word_lists_are_sorted_and_short() {
@@ -203,8 +204,6 @@ mod tests {
         ));
         assert!(!plainly_english("the and to is"));
     }
-
-    use super::*;
 
     #[test]
     fn english_french_spanish() {

@@ -16,6 +16,9 @@ pub struct Signals {
     pub x_priority: Option<u8>,
 }
 
+/// The headers [`Signals::observe_header`] reads (a test keeps the two in step).
+const SIGNAL_HEADERS: [&str; 4] = ["importance", "x-msmail-priority", "priority", "x-priority"];
+
 impl Signals {
     /// Records one header; names are case-insensitive, unrelated headers are ignored.
     pub fn observe_header(&mut self, name: &str, value: &str) {
@@ -77,9 +80,6 @@ impl Signals {
         s
     }
 }
-
-/// The headers [`Signals::observe_header`] reads.
-const SIGNAL_HEADERS: [&str; 4] = ["importance", "x-msmail-priority", "priority", "x-priority"];
 
 /// A signal a [[feature]] can fire on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -162,6 +162,14 @@ mod tests {
         assert!(s.importance_high);
         assert_eq!(s.x_priority, None);
         assert_eq!(Signals::from_raw_headers(b""), Signals::default());
+        // Every header the byte scan keeps is one observe_header reads.
+        for name in SIGNAL_HEADERS {
+            let mut s = Signals::default();
+            for value in ["high", "urgent", "1"] {
+                s.observe_header(name, value);
+            }
+            assert_ne!(s, Signals::default(), "{name}");
+        }
         // The header section ends at the first blank line, whatever the line ends after it.
         let s = Signals::from_raw_headers(b"Subject: y\n\nImportance: high\r\n\r\n");
         assert_eq!(s, Signals::default());

@@ -158,6 +158,14 @@ impl Env {
 
     /// Ingests `raw` through standard input (MTA pipe mode).
     pub fn ingest_stdin(&self, raw: &[u8]) -> Value {
+        let out = self.ingest_stdin_output(raw);
+        let lines = self.ingest_lines(&out, "stdin");
+        assert_eq!(lines.len(), 1, "one outcome per message: {lines:?}");
+        lines.into_iter().next().expect("one line")
+    }
+
+    /// Pipes `raw` to `supportd ingest` and returns what it did, success or not.
+    pub fn ingest_stdin_output(&self, raw: &[u8]) -> Output {
         let mut child = self
             .cmd()
             .arg("ingest")
@@ -172,10 +180,7 @@ impl Env {
             .expect("stdin")
             .write_all(raw)
             .expect("write stdin");
-        let out = child.wait_with_output().expect("wait supportd");
-        let lines = self.ingest_lines(&out, "stdin");
-        assert_eq!(lines.len(), 1, "one outcome per message: {lines:?}");
-        lines.into_iter().next().expect("one line")
+        child.wait_with_output().expect("wait supportd")
     }
 
     fn ingest_lines(&self, out: &Output, what: &str) -> Vec<Value> {
