@@ -165,6 +165,10 @@ fn report_and_tune_read_the_agents_corrections() {
     ));
     let explained = installed.ok(&["classify", "--explain", mail]);
     assert!(explained.contains("(learned weights)"), "{explained}");
+    assert!(
+        explained.contains("learned category scores: ") && explained.contains("rule totals"),
+        "the learned category is explained in parts: {explained}"
+    );
     assert_eq!(
         env.ok(&["classify", mail]),
         plain,
@@ -199,4 +203,31 @@ fn corpus_folders_stand_in_for_corrections() {
     ]);
     assert_eq!(bad.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("labels.tsv"));
+
+    // Learning from all of a folder (nothing held back), then scoring with the result.
+    let weights = env.dir.path().join("all.toml");
+    let w = weights.to_str().expect("path");
+    let out = env.ok(&[
+        "triage",
+        "tune",
+        "--hold-back",
+        "0",
+        "--out",
+        w,
+        "--corpus",
+        dev.to_str().expect("path"),
+    ]);
+    assert!(out.contains("learned from all 72 corrections"), "{out}");
+    let text = std::fs::read_to_string(&weights).expect("weights written");
+    assert!(text.contains("none held back") && text.contains("[category.billing]"));
+    let mail = labels("triage-dev");
+    let (path, category, _) = &mail[0];
+    let got = env.ok(&["classify", "--weights", w, path.to_str().expect("path")]);
+    assert!(
+        got.contains(&format!("\"category\":\"{category}\"")),
+        "{got}"
+    );
+    let refused = env.run(&["triage", "tune", "--hold-back", "1", "--out", w]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a share from 0 to 0.9"));
 }

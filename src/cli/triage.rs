@@ -46,6 +46,10 @@ pub enum TriageCommand {
         /// Where to write the weights (default: triage-weights.toml beside the rules file).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The share of the newest corrections held back to measure the result (0 to 0.9;
+        /// 0 learns from all of them and measures nothing).
+        #[arg(long, default_value_t = tune::HELD_BACK, value_parser = held_back_share)]
+        hold_back: f64,
     },
 }
 
@@ -191,6 +195,16 @@ fn stored_samples(store: &Store) -> Result<Vec<Sample>, Failure> {
     Ok(out)
 }
 
+/// `--hold-back`: a share from 0 to 0.9.
+fn held_back_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=0.9).contains(&x) => Ok(x),
+        _ => Err(format!(
+            "`{s}` is not a share from 0 to 0.9 (0.2 holds back the newest fifth)"
+        )),
+    }
+}
+
 /// `supportd triage report|tune`.
 pub fn triage(
     config: &Config,
@@ -198,9 +212,13 @@ pub fn triage(
     store: Option<&Store>,
 ) -> Result<u8, Failure> {
     let rules = rules(config, None)?;
-    let (corpus, out) = match command {
-        TriageCommand::Report { corpus } => (corpus, None),
-        TriageCommand::Tune { corpus, out } => (corpus, Some(out)),
+    let (corpus, out, held_back) = match command {
+        TriageCommand::Report { corpus } => (corpus, None, tune::HELD_BACK),
+        TriageCommand::Tune {
+            corpus,
+            out,
+            hold_back,
+        } => (corpus, Some(out), *hold_back),
     };
     let samples = match store {
         Some(store) if corpus.is_empty() => stored_samples(store)?,
@@ -215,7 +233,11 @@ pub fn triage(
         outln!("{}", tune::report(&samples, &categories));
         return Ok(0);
     };
-    let outcome = match tune::tune(&rules, &samples, TuneOptions::default()) {
+    let options = TuneOptions {
+        held_back,
+        ..TuneOptions::default()
+    };
+    let outcome = match tune::tune(&rules, &samples, options) {
         Ok(o) => o,
         Err(e @ TuneError::TooFew(_)) => {
             outln!("{e}");
@@ -225,21 +247,25 @@ pub fn triage(
     let path = out
         .clone()
         .unwrap_or_else(|| supportd::setup::rules_dir(config).join("triage-weights.toml"));
+    let measured = if outcome.held_back == 0 {
+        "# (all to learn: none held back, so no figures).\n".to_string()
+    } else {
+        format!(
+            "# ({} to learn, the newest {} held back to measure). On the held-back part:\n\
+             #   rules:   {}\n#   learned: {}\n",
+            outcome.trained, outcome.held_back, outcome.before, outcome.after
+        )
+    };
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let header = format!(
         "# Learned triage weights, written by `supportd triage tune` from {} corrections\n\
-         # ({} to learn, the newest {} held back to measure). On the held-back part:\n\
-         #   rules:   {}\n#   learned: {}\n\
-         # Install: weights_file = \"{}\" under [scoring] in the rules file, then restart\n\
+         {measured}\
+         # Install: weights_file = \"{name}\" under [scoring] in the rules file, then restart\n\
          # or SIGHUP. Try first: supportd classify --weights {} FILE...\n",
         samples.len(),
-        outcome.trained,
-        outcome.held_back,
-        outcome.before,
-        outcome.after,
-        path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned()
-        ),
         path.display(),
     );
     let text = outcome
@@ -247,17 +273,23 @@ pub fn triage(
         .to_toml(&header)
         .map_err(anyhow::Error::msg)?;
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    outln!(
-        "learned from {} corrections; held back the newest {}:",
-        outcome.trained,
-        outcome.held_back
-    );
-    outln!("  before (rules):  {}", outcome.before);
-    outln!("  after (learned): {}", outcome.after);
+    if outcome.held_back == 0 {
+        outln!(
+            "learned from all {} corrections (none held back: no figures)",
+            outcome.trained
+        );
+    } else {
+        outln!(
+            "learned from {} corrections; held back the newest {}:",
+            outcome.trained,
+            outcome.held_back
+        );
+        outln!("  before (rules):  {}", outcome.before);
+        outln!("  after (learned): {}", outcome.after);
+    }
     outln!("wrote {} (not installed)", path.display());
     outln!(
-        "to install: add weights_file = \"{}\" under [scoring] in the rules file, then restart or send SIGHUP",
-        path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+        "to install: add weights_file = \"{name}\" under [scoring] in the rules file, then restart or send SIGHUP"
     );
     Ok(0)
 }

@@ -1,6 +1,7 @@
 //! Scoring: one mail → [`Classification`] (category, urgency, language, reasons), and the
 //! [`Explanation`] of every feature's contribution behind `supportd classify --explain`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use super::fold::{fold, Folded};
@@ -113,7 +114,7 @@ pub struct Classification {
 
 /// What fired for one mail, as stored with an agent's correction and read by
 /// `supportd triage tune` (JSON in `corrections.features`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evidence {
     #[serde(default)]
     pub rules: Vec<String>,
@@ -121,6 +122,10 @@ pub struct Evidence {
     pub features: Vec<String>,
     #[serde(default)]
     pub ngrams: Vec<u32>,
+    /// Each category's rule total, where not 0 (absent in corrections stored before
+    /// supportd recorded them: `triage tune` then counts the fired rules' body weights).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub category_totals: BTreeMap<String, f64>,
 }
 
 /// Whether pattern `id` matched somewhere no `except` phrase overlaps.
@@ -199,6 +204,13 @@ impl Rules {
             rules: c.rules.clone(),
             features: c.features.clone(),
             ngrams: c.ngrams.clone(),
+            category_totals: self
+                .categories
+                .iter()
+                .zip(&c.category_scores)
+                .filter(|(_, t)| **t != 0.0)
+                .map(|(k, t)| (k.id.clone(), *t))
+                .collect(),
         };
         (c, e)
     }
@@ -229,10 +241,10 @@ impl Rules {
         }
         let learned = self.weights.as_ref().filter(|w| !w.category.is_empty());
         let category = match learned {
-            Some(w) => {
-                let fired = || rules_fired.iter().map(String::as_str);
-                self.learned_category(|l| l.score(fired(), &ngrams, w.ngram_buckets), w)
-            }
+            Some(w) => self.learned_category(
+                |l| l.category_score(self.totals(&cat_scores), &ngrams, w.ngram_buckets),
+                w,
+            ),
             None => {
                 // Highest score wins; ties go to the category listed first.
                 let mut best: Option<(usize, f64)> = None;
@@ -336,7 +348,16 @@ impl Rules {
         }
     }
 
-    /// With learned category weights: the best-scoring category if its score is at least 0.
+    /// Category id and rule total, for each category (`totals` in file order).
+    pub(crate) fn totals<'a>(&'a self, totals: &'a [f64]) -> impl Iterator<Item = (&'a str, f64)> {
+        self.categories
+            .iter()
+            .zip(totals)
+            .map(|(c, t)| (c.id.as_str(), *t))
+    }
+
+    /// With learned category weights: the best-scoring category (ties: the one listed
+    /// first). Every category of the rules has weights ([`Rules::with_weights`] checks).
     pub(crate) fn learned_category(
         &self,
         score: impl Fn(&Linear) -> f64,
@@ -346,7 +367,7 @@ impl Rules {
         for c in &self.categories {
             if let Some(l) = w.category.get(&c.id) {
                 let s = score(l);
-                if s >= 0.0 && best.is_none_or(|(_, b)| s > b) {
+                if best.is_none_or(|(_, b)| s > b) {
                     best = Some((&c.id, s));
                 }
             }
@@ -474,11 +495,32 @@ impl Rules {
             .map(|(k, s)| (k.id.clone(), *s))
             .collect();
         categories.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut learned_categories: Vec<LearnedCategory> = match &self.weights {
+            Some(w) if !w.category.is_empty() => self
+                .categories
+                .iter()
+                .filter_map(|k| {
+                    let l = w.category.get(&k.id)?;
+                    let totals = l.category_score(self.totals(&c.category_scores), &[], 0) - l.bias;
+                    let words = l.normalised_ngram_score(&c.ngrams, w.ngram_buckets);
+                    Some(LearnedCategory {
+                        id: k.id.clone(),
+                        bias: l.bias,
+                        totals,
+                        words,
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        learned_categories.sort_by(|a, b| b.score().total_cmp(&a.score()));
+        learned_categories.truncate(3);
         Explanation {
             category: c.category.clone(),
             urgency: c.urgency,
             language: c.language.clone(),
             categories,
+            learned_categories,
             rules: c.rules.iter().map(|r| said(r)).collect(),
             decisions,
             margin: self.model.margin,
@@ -498,6 +540,23 @@ pub struct Decision {
     pub total: f64,
 }
 
+/// One category's learned score, in parts.
+#[derive(Debug, Clone)]
+pub struct LearnedCategory {
+    pub id: String,
+    pub bias: f64,
+    /// From the categories' rule totals.
+    pub totals: f64,
+    /// From the mail's word n-grams.
+    pub words: f64,
+}
+
+impl LearnedCategory {
+    pub fn score(&self) -> f64 {
+        self.bias + self.totals + self.words
+    }
+}
+
 /// Why a mail got its category and level.
 #[derive(Debug, Clone)]
 pub struct Explanation {
@@ -506,6 +565,8 @@ pub struct Explanation {
     pub language: String,
     /// Category totals, highest first.
     pub categories: Vec<(String, f64)>,
+    /// With learned category weights: the three best categories' scores and their parts.
+    pub learned_categories: Vec<LearnedCategory>,
     pub rules: Vec<String>,
     pub decisions: Vec<Decision>,
     pub margin: f64,
@@ -542,6 +603,23 @@ impl fmt::Display for Explanation {
                 cats.join(", ")
             }
         )?;
+        if !self.learned_categories.is_empty() {
+            let best: Vec<String> = self
+                .learned_categories
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} {:+.2} (bias {:+.2}, rule totals {:+.2}, words {:+.2})",
+                        l.id,
+                        l.score(),
+                        l.bias,
+                        l.totals,
+                        l.words
+                    )
+                })
+                .collect();
+            writeln!(f, "  learned category scores: {}", best.join("; "))?;
+        }
         writeln!(
             f,
             "  category rules fired: {}",

@@ -128,10 +128,31 @@ impl Rules {
     /// Installs learned weights (they replace the file's weights for scoring). Refused when
     /// they name a category these rules do not define.
     pub fn with_weights(mut self, weights: Weights) -> Result<Rules, String> {
-        for id in weights.category.keys() {
+        for (id, l) in &weights.category {
             if self.category(id).is_none() {
                 return Err(format!(
                     "the weights name category `{id}`, which the rules do not define"
+                ));
+            }
+            if let Some(k) = l.features.keys().find(|k| self.category(k).is_none()) {
+                return Err(format!(
+                    "[category.{id}] weighs `{k}`, which is not a category of the rules: a \
+                     category's weights are per category total (written by an older \
+                     `supportd triage tune`? tune again)"
+                ));
+            }
+        }
+        if !weights.category.is_empty() {
+            if let Some(c) = self
+                .categories()
+                .iter()
+                .find(|c| !weights.category.contains_key(&c.id))
+            {
+                return Err(format!(
+                    "the weights learned no [category.{}], a category the rules define: it \
+                     could never be chosen (tune again with the new taxonomy, or remove the \
+                     [category.*] sections to pick categories by the rules alone)",
+                    c.id
                 ));
             }
         }

@@ -1,6 +1,7 @@
 //! Reading rules files, and the engine end to end on small rule sets and the shipped one.
 
 use super::tune::{self, Sample, TuneError, TuneOptions};
+use super::weights::{Linear, Weights};
 use super::*;
 
 const BASE: &str = r#"
@@ -522,6 +523,7 @@ fn sample(features: &[&str], ngrams: &[u32], rules: (&str, u8), fin: (&str, u8))
             rules: vec![],
             features: features.iter().map(|s| s.to_string()).collect(),
             ngrams: ngrams.to_vec(),
+            ..Evidence::default()
         },
         rules_category: rules.0.into(),
         rules_urgency: rules.1,
@@ -592,5 +594,85 @@ fn tune_needs_fifty_and_learns_from_corrections() -> Result<(), TriageError> {
     assert_eq!(out.after.high_found, out.after.high, "{}", out.after);
     assert_eq!(out.after.low_raised, 0, "{}", out.after);
     assert!(out.weights.impact.ngrams.get(77).is_some_and(|w| w > 0.5));
+    Ok(())
+}
+
+#[test]
+fn tune_learns_categories_from_words_beside_the_rules_totals() -> Result<(), TriageError> {
+    let r = rules(DECISIONS)?;
+    // Agents file as billing the mails whose n-gram 55 ("invoice", say) fired, where no
+    // rule saw a topic; the schedule rule's total still decides its own mails.
+    let mut samples = Vec::new();
+    for i in 0..150u32 {
+        let mut s = match i % 3 {
+            0 => sample(&[], &[55, 2000 + i], ("general", 4), ("billing", 4)),
+            1 => sample(&[], &[3000 + i], ("schedule", 4), ("schedule", 4)),
+            _ => sample(&[], &[4000 + i], ("general", 4), ("general", 4)),
+        };
+        if i % 3 == 1 {
+            s.evidence.category_totals.insert("schedule".into(), 6.0);
+        }
+        samples.push(s);
+    }
+    let opt = TuneOptions {
+        buckets: 8192,
+        ..TuneOptions::default()
+    };
+    let out =
+        tune::tune(&r, &samples, opt).map_err(|e| TriageError::whole(e.to_string(), "tune"))?;
+    assert_eq!((out.before.category_ok, out.before.n), (20, 30));
+    assert_eq!(out.after.category_ok, out.after.n, "{}", out.after);
+    let cats: Vec<&str> = out.weights.category.keys().map(String::as_str).collect();
+    assert_eq!(cats, ["billing", "general", "schedule"]);
+    let billing = &out.weights.category["billing"];
+    assert!(
+        billing.ngrams.get(55).is_some_and(|w| w > 0.5),
+        "{billing:?}"
+    );
+    let schedule = &out.weights.category["schedule"];
+    assert!(schedule.features.get("schedule").is_some_and(|w| *w > 0.0));
+    // The weights fit the rules they were learned for.
+    let installed = rules(DECISIONS)?.with_weights(out.weights.clone());
+    assert!(installed.is_ok(), "{:?}", installed.err());
+
+    // Nothing held back: all learn, nothing measured.
+    let all = TuneOptions {
+        held_back: 0.0,
+        ..opt
+    };
+    let out =
+        tune::tune(&r, &samples, all).map_err(|e| TriageError::whole(e.to_string(), "tune"))?;
+    assert_eq!((out.trained, out.held_back, out.after.n), (150, 0, 0));
+    Ok(())
+}
+
+#[test]
+fn category_weights_must_weigh_totals_of_every_category() -> Result<(), TriageError> {
+    let r = rules("")?;
+    let mut w = Weights {
+        ngram_buckets: 64,
+        impact: Linear::default(),
+        stopped: Linear::default(),
+        prompt: Linear::default(),
+        category: Default::default(),
+    };
+    for c in ["billing", "schedule", "general"] {
+        w.category.insert(c.into(), Linear::default());
+    }
+    assert!(rules("")?.with_weights(w.clone()).is_ok());
+    // An older tune weighed fired rules, not category totals.
+    let mut old = w.clone();
+    if let Some(l) = old.category.get_mut("billing") {
+        l.features.insert("billing.invoice".into(), 1.0);
+    }
+    let e = rules("")?.with_weights(old).err().unwrap_or_default();
+    assert!(
+        e.contains("`billing.invoice`, which is not a category"),
+        "{e}"
+    );
+    // A category the weights never learned could never be chosen.
+    w.category.remove("general");
+    let e = r.with_weights(w).err().unwrap_or_default();
+    assert!(e.contains("no [category.general]"), "{e}");
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! level 1–2 recall and false alarms) and `supportd triage tune`, which fits the weights
 //! in pure Rust — L2-regularised logistic regression over the features that fired and
 //! hashed word n-grams, pulled towards the rules file's own weights so that a few hundred
-//! corrections adjust the rules rather than replace them.
+//! corrections adjust the rules rather than replace them. The category is one softmax over
+//! the categories' rule totals and the mail's L2-normalised n-grams: the rules give it its
+//! strongest inputs, the words learn what they miss.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -13,8 +15,9 @@ use super::Rules;
 
 /// Below this many corrections `tune` refuses: too few to learn from.
 pub const MIN_CORRECTIONS: usize = 50;
-/// The newest fifth of the corrections is held back to measure the result.
-const HELD_BACK: f64 = 0.2;
+/// The newest fifth of the corrections is held back to measure the result, unless told
+/// otherwise ([`TuneOptions::held_back`]).
+pub const HELD_BACK: f64 = 0.2;
 
 /// One ticket an agent labelled: what fired, what the rules said, what the agents decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -227,6 +230,13 @@ pub struct TuneOutcome {
 #[derive(Debug, Clone, Copy)]
 pub struct TuneOptions {
     pub buckets: u32,
+    /// The share of the newest corrections held back to measure (0: learn from all, and
+    /// measure nothing).
+    pub held_back: f64,
+    /// Inverse strength of the category softmax's L2 penalty (as in liblinear's `C`: the
+    /// penalty is `|W|² / (2 C N)` beside the mean loss).
+    pub category_c: f64,
+    pub category_iterations: usize,
     /// Weight of a level 1–2 example in the impact decision: above 1 favours recall.
     pub urgent_weight: f64,
     pub l2_features: f64,
@@ -238,6 +248,9 @@ impl Default for TuneOptions {
     fn default() -> Self {
         TuneOptions {
             buckets: DEFAULT_BUCKETS,
+            held_back: HELD_BACK,
+            category_c: 10.0,
+            category_iterations: 1500,
             urgent_weight: 2.0,
             l2_features: 0.05,
             l2_ngrams: 0.5,
@@ -251,7 +264,8 @@ pub fn tune(rules: &Rules, samples: &[Sample], opt: TuneOptions) -> Result<TuneO
     if samples.len() < MIN_CORRECTIONS {
         return Err(TuneError::TooFew(samples.len()));
     }
-    let held = ((samples.len() as f64) * HELD_BACK).ceil() as usize;
+    let share = opt.held_back.clamp(0.0, 0.9);
+    let held = ((samples.len() as f64) * share).ceil() as usize;
     let (train, test) = samples.split_at(samples.len() - held);
     let weights = fit(rules, train, opt);
     let mut before = Figures::default();
@@ -303,29 +317,7 @@ pub fn fit(rules: &Rules, train: &[Sample], opt: TuneOptions) -> Weights {
     let stopped = decision(1, &|u| u <= 2, &|u| u == 1, 1.0);
     let prompt = decision(2, &|u| u >= 3, &|u| u == 3, 1.0);
 
-    let rule_ids: Vec<String> = rules.rule_ids().map(String::from).collect();
-    let rule_rows: Vec<Vec<usize>> = train
-        .iter()
-        .map(|s| {
-            encode(
-                &s.evidence.rules,
-                &s.evidence.ngrams,
-                &rule_ids,
-                opt.buckets,
-            )
-        })
-        .collect();
-    let mut category = BTreeMap::new();
-    for c in rules.categories() {
-        let rows: Vec<(&[usize], bool, f64)> = train
-            .iter()
-            .zip(&rule_rows)
-            .map(|(s, x)| (x.as_slice(), s.final_category == c.id, 1.0))
-            .collect();
-        let w0 = rules.category_rule_weights(&c.id);
-        let fitted = logistic(&rows, &w0, -rules.category_threshold(), rule_ids.len(), opt);
-        category.insert(c.id.clone(), fitted.into_linear(&rule_ids, opt.buckets));
-    }
+    let category = fit_categories(rules, train, opt);
     Weights {
         ngram_buckets: opt.buckets,
         impact,
@@ -333,6 +325,156 @@ pub fn fit(rules: &Rules, train: &[Sample], opt: TuneOptions) -> Weights {
         prompt,
         category,
     }
+}
+
+/// While learning, the rule totals are divided by this, so that they start on the scale of
+/// the normalised n-grams (a total of ~20 is a clear topic); the weights written are
+/// multiplied back, and inference uses the raw totals.
+const TOTAL_SCALE: f64 = 40.0;
+
+/// Each category's rule total for a sample, in the rules' category order: the stored
+/// totals, or for corrections stored before supportd recorded them, the body weights of
+/// the rules that fired.
+fn sample_totals(rules: &Rules, e: &Evidence) -> Vec<f64> {
+    let cats = rules.categories();
+    if !e.category_totals.is_empty() {
+        return cats
+            .iter()
+            .map(|c| e.category_totals.get(&c.id).copied().unwrap_or(0.0))
+            .collect();
+    }
+    let ids: Vec<&str> = rules.rule_ids().collect();
+    cats.iter()
+        .map(|c| {
+            let w = rules.category_rule_weights(&c.id);
+            ids.iter()
+                .zip(&w)
+                .filter(|(id, _)| e.rules.iter().any(|r| r == *id))
+                .map(|(_, w)| w)
+                .sum()
+        })
+        .collect()
+}
+
+/// One sample's inputs to the category softmax: (index, value), the scaled rule totals
+/// first, then each n-gram's bucket with 1/sqrt(n) (a bucket two n-grams share counts twice,
+/// as at inference).
+fn category_inputs(totals: &[f64], ngrams: &[u32], buckets: u32) -> Vec<(usize, f64)> {
+    let k = totals.len();
+    let mut x: Vec<(usize, f64)> = totals
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t != 0.0)
+        .map(|(i, t)| (i, t / TOTAL_SCALE))
+        .collect();
+    if !ngrams.is_empty() && buckets > 0 {
+        let v = 1.0 / (ngrams.len() as f64).sqrt();
+        let mut b: Vec<usize> = ngrams.iter().map(|h| k + (h % buckets) as usize).collect();
+        b.sort_unstable();
+        for i in b {
+            match x.last_mut() {
+                Some(last) if last.0 == i => last.1 += v,
+                _ => x.push((i, v)),
+            }
+        }
+    }
+    x
+}
+
+/// The category softmax, fitted by full-batch gradient descent with Nesterov momentum on
+/// the mean cross-entropy plus `|W|² / (2 C N)`. It starts from the rules' own decision
+/// (each category weighs its own total) and keeps only the categories of the rules.
+fn fit_categories(rules: &Rules, train: &[Sample], opt: TuneOptions) -> BTreeMap<String, Linear> {
+    let cats: Vec<String> = rules.categories().iter().map(|c| c.id.clone()).collect();
+    let (k, dim) = (cats.len(), cats.len() + opt.buckets as usize);
+    let rows: Vec<(Vec<(usize, f64)>, usize)> = train
+        .iter()
+        .filter_map(|s| {
+            let y = cats.iter().position(|c| *c == s.final_category)?;
+            let totals = sample_totals(rules, &s.evidence);
+            Some((category_inputs(&totals, &s.evidence.ngrams, opt.buckets), y))
+        })
+        .collect();
+    // w[c * dim + j]; bias[c].
+    let mut w = vec![0.0; k * dim];
+    for c in 0..k {
+        if let Some(x) = w.get_mut(c * dim + c) {
+            *x = 1.0;
+        }
+    }
+    let mut bias = vec![0.0; k];
+    if !rows.is_empty() && k > 0 {
+        let n = rows.len() as f64;
+        let lambda = 1.0 / (opt.category_c.max(1e-9) * n);
+        let lr = 1.0;
+        let momentum = 0.9;
+        let (mut vw, mut vb) = (vec![0.0; k * dim], vec![0.0; k]);
+        let (mut gw, mut gb) = (vec![0.0; k * dim], vec![0.0; k]);
+        let mut p = vec![0.0; k];
+        for _ in 0..opt.category_iterations {
+            // Nesterov: the gradient at the look-ahead point.
+            let look_w: Vec<f64> = w.iter().zip(&vw).map(|(a, v)| a + momentum * v).collect();
+            let look_b: Vec<f64> = bias
+                .iter()
+                .zip(&vb)
+                .map(|(a, v)| a + momentum * v)
+                .collect();
+            gw.iter_mut().for_each(|g| *g = 0.0);
+            gb.iter_mut().for_each(|g| *g = 0.0);
+            for (x, y) in &rows {
+                for (c, pc) in p.iter_mut().enumerate() {
+                    let row = &look_w[c * dim..(c + 1) * dim];
+                    *pc = look_b.get(c).copied().unwrap_or(0.0)
+                        + x.iter()
+                            .map(|(j, v)| row.get(*j).copied().unwrap_or(0.0) * v)
+                            .sum::<f64>();
+                }
+                let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = p.iter().map(|l| (l - max).exp()).sum();
+                for (c, pc) in p.iter().enumerate() {
+                    let err = ((pc - max).exp() / z - if c == *y { 1.0 } else { 0.0 }) / n;
+                    if let Some(g) = gb.get_mut(c) {
+                        *g += err;
+                    }
+                    for (j, v) in x {
+                        if let Some(g) = gw.get_mut(c * dim + j) {
+                            *g += err * v;
+                        }
+                    }
+                }
+            }
+            for i in 0..w.len() {
+                let g = gw[i] + lambda * look_w[i];
+                vw[i] = momentum * vw[i] - lr * g;
+                w[i] += vw[i];
+            }
+            for c in 0..k {
+                vb[c] = momentum * vb[c] - lr * gb[c];
+                bias[c] += vb[c];
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (c, id) in cats.iter().enumerate() {
+        let mut l = Linear {
+            bias: bias.get(c).copied().unwrap_or(0.0),
+            ..Linear::default()
+        };
+        for j in 0..dim {
+            let x = w.get(c * dim + j).copied().unwrap_or(0.0);
+            if x.abs() < 1e-4 {
+                continue;
+            }
+            match cats.get(j) {
+                Some(total) => {
+                    l.features.insert(total.clone(), x / TOTAL_SCALE);
+                }
+                None => l.ngrams.insert((j - k) as u32, x),
+            }
+        }
+        out.insert(id.clone(), l);
+    }
+    out
 }
 
 /// Active indexes: known ids first, then `ids.len() + bucket` for each n-gram.
@@ -448,11 +590,14 @@ impl Rules {
             prompt: w.prompt.score(ids(), &e.ngrams, w.ngram_buckets),
         };
         let (level, _) = self.level_of(&scores);
-        let rules = || e.rules.iter().map(String::as_str);
         let category = if w.category.is_empty() {
             None
         } else {
-            self.learned_category(|l| l.score(rules(), &e.ngrams, w.ngram_buckets), w)
+            let totals = sample_totals(self, e);
+            self.learned_category(
+                |l| l.category_score(self.totals(&totals), &e.ngrams, w.ngram_buckets),
+                w,
+            )
         };
         (
             category.unwrap_or_else(|| self.default_category().to_string()),

@@ -1,9 +1,15 @@
 //! Learned weights: what `supportd triage tune` writes (`triage-weights.toml`, beside the
 //! rules) and what an admin installs with `[scoring] weights_file` in the rules file.
 //!
-//! Each decision (`impact`, `stopped`, `prompt`, and one per category) is a linear score:
-//! a bias, a weight per rule feature that fired (by id), and a weight per hashed word
-//! n-gram of the mail (unigrams and bigrams, FNV-1a, modulo `ngram_buckets`).
+//! Each urgency decision (`impact`, `stopped`, `prompt`) is a linear score: a bias, a
+//! weight per rule feature that fired (by id), and a weight per hashed word n-gram of the
+//! mail (unigrams and bigrams, FNV-1a, modulo `ngram_buckets`).
+//!
+//! Each category (`[category.ID]`) is one class of a softmax: a bias, a weight per
+//! category's rule total (`features` keyed by category id: the topic rules' own scores
+//! are its strongest inputs), and a weight per n-gram bucket, the mail's n-grams counted
+//! once each and divided by the square root of their number (L2-normalised), so that a
+//! long mail does not outvote the rules. The highest score wins.
 
 use std::collections::BTreeMap;
 
@@ -93,6 +99,30 @@ impl Linear {
             .filter_map(|id| self.features.get(id))
             .sum();
         self.bias + f + self.ngram_score(ngrams, buckets)
+    }
+
+    /// A category's learned score: bias, its weights on each category's rule total
+    /// (`totals`: category id and total), and the mail's n-grams L2-normalised.
+    pub fn category_score<'a>(
+        &self,
+        totals: impl IntoIterator<Item = (&'a str, f64)>,
+        ngrams: &[u32],
+        buckets: u32,
+    ) -> f64 {
+        let f: f64 = totals
+            .into_iter()
+            .filter_map(|(id, t)| self.features.get(id).map(|w| w * t))
+            .sum();
+        self.bias + f + self.normalised_ngram_score(ngrams, buckets)
+    }
+
+    /// The n-grams' part of a category's score: their weights' sum over the square root
+    /// of their number.
+    pub fn normalised_ngram_score(&self, ngrams: &[u32], buckets: u32) -> f64 {
+        if ngrams.is_empty() {
+            return 0.0;
+        }
+        self.ngram_score(ngrams, buckets) / (ngrams.len() as f64).sqrt()
     }
 
     /// The n-grams' part of the score.
