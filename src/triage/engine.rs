@@ -241,10 +241,7 @@ impl Rules {
         }
         let learned = self.weights.as_ref().filter(|w| !w.category.is_empty());
         let category = match learned {
-            Some(w) => self.learned_category(
-                |l| l.category_score(self.totals(&cat_scores), &ngrams, w.ngram_buckets),
-                w,
-            ),
+            Some(w) => self.learned_category(&cat_scores, &ngrams, w),
             None => {
                 // Highest score wins; ties go to the category listed first.
                 let mut best: Option<(usize, f64)> = None;
@@ -348,31 +345,61 @@ impl Rules {
         }
     }
 
-    /// Category id and rule total, for each category (`totals` in file order).
-    pub(crate) fn totals<'a>(&'a self, totals: &'a [f64]) -> impl Iterator<Item = (&'a str, f64)> {
+    /// With learned category weights: each category's learned score in parts (bias, from
+    /// the rule totals, from the words), in the rules' category order; `totals` are the
+    /// categories' rule totals in that order.
+    pub(crate) fn learned_scores(
+        &self,
+        totals: &[f64],
+        ngrams: &[u32],
+        w: &super::Weights,
+    ) -> Vec<(f64, f64, f64)> {
+        let k = self.categories.len();
         self.categories
             .iter()
-            .zip(totals)
-            .map(|(c, t)| (c.id.as_str(), *t))
+            .enumerate()
+            .map(|(c, cat)| {
+                let Some(l) = w.category.get(&cat.id) else {
+                    return (f64::NEG_INFINITY, 0.0, 0.0);
+                };
+                // The matrix of installed weights; weights not installed here (tune's own
+                // figures) are looked up by name.
+                let from_totals: f64 = match self.category_matrix.get(c * k..(c + 1) * k) {
+                    Some(row) => row.iter().zip(totals).map(|(a, t)| a * t).sum(),
+                    None => self
+                        .categories
+                        .iter()
+                        .zip(totals)
+                        .filter_map(|(col, t)| l.features.get(&col.id).map(|a| a * t))
+                        .sum(),
+                };
+                let words = l.normalised_ngram_score(ngrams, w.ngram_buckets);
+                (l.bias, from_totals, words)
+            })
+            .collect()
     }
 
     /// With learned category weights: the best-scoring category (ties: the one listed
     /// first). Every category of the rules has weights ([`Rules::with_weights`] checks).
     pub(crate) fn learned_category(
         &self,
-        score: impl Fn(&Linear) -> f64,
+        totals: &[f64],
+        ngrams: &[u32],
         w: &super::Weights,
     ) -> Option<String> {
-        let mut best: Option<(&str, f64)> = None;
-        for c in &self.categories {
-            if let Some(l) = w.category.get(&c.id) {
-                let s = score(l);
-                if best.is_none_or(|(_, b)| s > b) {
-                    best = Some((&c.id, s));
-                }
+        let mut best: Option<(usize, f64)> = None;
+        for (i, (b, t, n)) in self
+            .learned_scores(totals, ngrams, w)
+            .into_iter()
+            .enumerate()
+        {
+            let s = b + t + n;
+            if best.is_none_or(|(_, x)| s > x) {
+                best = Some((i, s));
             }
         }
-        best.map(|(c, _)| c.to_string())
+        best.and_then(|(i, _)| self.categories.get(i))
+            .map(|c| c.id.clone())
     }
 
     /// Each feature's weights for the three decisions, in file order.
@@ -499,16 +526,12 @@ impl Rules {
             Some(w) if !w.category.is_empty() => self
                 .categories
                 .iter()
-                .filter_map(|k| {
-                    let l = w.category.get(&k.id)?;
-                    let totals = l.category_score(self.totals(&c.category_scores), &[], 0) - l.bias;
-                    let words = l.normalised_ngram_score(&c.ngrams, w.ngram_buckets);
-                    Some(LearnedCategory {
-                        id: k.id.clone(),
-                        bias: l.bias,
-                        totals,
-                        words,
-                    })
+                .zip(self.learned_scores(&c.category_scores, &c.ngrams, w))
+                .map(|(k, (bias, totals, words))| LearnedCategory {
+                    id: k.id.clone(),
+                    bias,
+                    totals,
+                    words,
                 })
                 .collect(),
             _ => Vec::new(),

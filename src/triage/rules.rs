@@ -219,6 +219,7 @@ impl Parser<'_> {
             languages,
             weights_file,
             weights: None,
+            category_matrix: Vec::new(),
         })
     }
 

@@ -593,11 +593,7 @@ impl Rules {
         let category = if w.category.is_empty() {
             None
         } else {
-            let totals = sample_totals(self, e);
-            self.learned_category(
-                |l| l.category_score(self.totals(&totals), &e.ngrams, w.ngram_buckets),
-                w,
-            )
+            self.learned_category(&sample_totals(self, e), &e.ngrams, w)
         };
         (
             category.unwrap_or_else(|| self.default_category().to_string()),

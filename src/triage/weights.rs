@@ -101,21 +101,6 @@ impl Linear {
         self.bias + f + self.ngram_score(ngrams, buckets)
     }
 
-    /// A category's learned score: bias, its weights on each category's rule total
-    /// (`totals`: category id and total), and the mail's n-grams L2-normalised.
-    pub fn category_score<'a>(
-        &self,
-        totals: impl IntoIterator<Item = (&'a str, f64)>,
-        ngrams: &[u32],
-        buckets: u32,
-    ) -> f64 {
-        let f: f64 = totals
-            .into_iter()
-            .filter_map(|(id, t)| self.features.get(id).map(|w| w * t))
-            .sum();
-        self.bias + f + self.normalised_ngram_score(ngrams, buckets)
-    }
-
     /// The n-grams' part of a category's score: their weights' sum over the square root
     /// of their number.
     pub fn normalised_ngram_score(&self, ngrams: &[u32], buckets: u32) -> f64 {
