@@ -249,11 +249,11 @@ impl Default for TuneOptions {
         TuneOptions {
             buckets: DEFAULT_BUCKETS,
             held_back: HELD_BACK,
-            category_c: 10.0,
+            category_c: 30.0,
             category_iterations: 1500,
             urgent_weight: 2.0,
             l2_features: 0.05,
-            l2_ngrams: 0.5,
+            l2_ngrams: 0.05,
             iterations: 400,
         }
     }
