@@ -28,7 +28,7 @@ use crate::triage::Rules;
 pub const FILE_NAME: &str = "supportd-triage.cache";
 
 /// Bumped when the file's layout changes (the binary's identity covers code changes too).
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// What a file holds: the key it was written under and the value.
 #[derive(Serialize, Deserialize)]
@@ -91,15 +91,28 @@ pub fn mark_checked(dir: &Path, name: &str, material: &str) {
     }
 }
 
-/// The key of a weights text, within one build (the file's key names the build). A text
-/// borrowed for `'static` is the built-in one, compiled into this very executable, which the
-/// file's key already names: its length stands for it, instead of hashing its ~2.7 MB in
-/// every piped process (~1.2 M instructions). A file's text is hashed.
+/// How much of each end of the built-in weights text [`weights_key`] hashes.
+const BUILT_IN_SAMPLE: usize = 64 * 1024;
+
+/// The key of a weights text, within one build (the file's key names the build by the
+/// executable's size and modification time). A text borrowed for `'static` is the built-in
+/// one, compiled into this very executable: its length and its first and last 64 KiB stand
+/// for it (a retrain rewrites the header's figures and every decision's weights, and the
+/// executable changes too), instead of hashing its ~2.7 MB in every piped process (~1.2 M
+/// instructions). A file's text is hashed whole.
 #[allow(clippy::ptr_arg)] // whether the text is borrowed (built in) or owned (a file) is the point
 fn weights_key(text: &Cow<'static, str>) -> u64 {
+    let hash = |parts: &[&[u8]]| foldhash::fast::FixedState::default().hash_one(parts);
     match text {
-        Cow::Borrowed(t) => (1 << 63) | t.len() as u64,
-        Cow::Owned(t) => foldhash::fast::FixedState::default().hash_one(t.as_str()) & !(1 << 63),
+        Cow::Borrowed(t) => {
+            let b = t.as_bytes();
+            let head = b.get(..BUILT_IN_SAMPLE).unwrap_or(b);
+            let tail = b
+                .get(b.len().saturating_sub(BUILT_IN_SAMPLE)..)
+                .unwrap_or(b);
+            (1 << 63) | hash(&[&(b.len() as u64).to_le_bytes(), head, tail])
+        }
+        Cow::Owned(t) => hash(&[t.as_bytes()]) & !(1 << 63),
     }
 }
 
@@ -342,6 +355,8 @@ mod tests {
         let builtin = weights_key(&Cow::Borrowed(WEIGHTS));
         assert_eq!(builtin, weights_key(&Cow::Borrowed(WEIGHTS)));
         assert_ne!(builtin, weights_key(&Cow::Owned(WEIGHTS.to_string())));
+        // A retrained built-in text of the same length (its bias changed) is another key.
+        assert_ne!(builtin, weights_key(&Cow::Borrowed(other)));
         assert!(first.weights().is_some());
         // A weights file that can no longer be read: built again, and its error is the build's.
         let failed = load(

@@ -133,8 +133,8 @@ fn report_and_tune_read_the_agents_corrections() {
         out.contains("learned from 57 corrections; held back the newest 15"),
         "{out}"
     );
-    assert!(out.contains("before (rules):  category"), "{out}");
-    assert!(out.contains("after (learned): category"), "{out}");
+    assert!(out.contains("before (as triaged):  category"), "{out}");
+    assert!(out.contains("after (learned):      category"), "{out}");
     assert!(out.contains("(not installed)"), "{out}");
     let text = std::fs::read_to_string(&weights).expect("weights written");
     assert!(text.starts_with("# Learned triage weights"), "{text}");

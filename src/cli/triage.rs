@@ -252,7 +252,7 @@ pub fn triage(
     } else {
         format!(
             "# ({} to learn, the newest {} held back to measure). On the held-back part:\n\
-             #   rules:   {}\n#   learned: {}\n",
+             #   as triaged: {}\n#   learned:    {}\n",
             outcome.trained, outcome.held_back, outcome.before, outcome.after
         )
     };
@@ -284,8 +284,8 @@ pub fn triage(
             outcome.trained,
             outcome.held_back
         );
-        outln!("  before (rules):  {}", outcome.before);
-        outln!("  after (learned): {}", outcome.after);
+        outln!("  before (as triaged):  {}", outcome.before);
+        outln!("  after (learned):      {}", outcome.after);
     }
     outln!("wrote {} (not installed)", path.display());
     outln!(

@@ -362,9 +362,13 @@ impl Rules {
                 let Some(l) = w.category.get(&cat.id) else {
                     return (f64::NEG_INFINITY, 0.0, 0.0);
                 };
-                // The matrix of installed weights; weights not installed here (tune's own
-                // figures) are looked up by name.
-                let from_totals: f64 = match self.category_matrix.get(c * k..(c + 1) * k) {
+                // The matrix of the installed weights when `w` is them; other weights (tune's
+                // figures for the weights it just fitted) are looked up by name.
+                let installed = self.weights.as_ref().is_some_and(|x| std::ptr::eq(x, w));
+                let row = installed
+                    .then(|| self.category_matrix.get(c * k..(c + 1) * k))
+                    .flatten();
+                let from_totals: f64 = match row {
                     Some(row) => row.iter().zip(totals).map(|(a, t)| a * t).sum(),
                     None => self
                         .categories

@@ -634,6 +634,19 @@ fn tune_learns_categories_from_words_beside_the_rules_totals() -> Result<(), Tri
     // The weights fit the rules they were learned for.
     let installed = rules(DECISIONS)?.with_weights(out.weights.clone());
     assert!(installed.is_ok(), "{:?}", installed.err());
+    // Tuning again under other installed weights (these call every schedule total billing)
+    // measures the new weights alone, not a mix with the installed ones.
+    let mut other = out.weights.clone();
+    for (id, l) in other.category.iter_mut() {
+        let w = if id == "billing" { 100.0 } else { -100.0 };
+        l.features.insert("schedule".into(), w);
+    }
+    let under_other = rules(DECISIONS)?
+        .with_weights(other)
+        .map_err(|e| TriageError::whole("other", e))?;
+    let again = tune::tune(&under_other, &samples, opt)
+        .map_err(|e| TriageError::whole(e.to_string(), "tune"))?;
+    assert_eq!(again.after.category_ok, again.after.n, "{}", again.after);
 
     // Nothing held back: all learn, nothing measured.
     let all = TuneOptions {

@@ -213,6 +213,11 @@ fn from_file(f: FileLinear, what: &str, buckets: u32) -> Result<Linear, String> 
     match f.ngrams {
         FileNgrams::Table(table) => {
             for (k, v) in table {
+                if !v.is_finite() {
+                    return Err(format!(
+                        "{what}.ngrams: bucket `{k}` has a weight that is not finite"
+                    ));
+                }
                 ngrams.insert(bucket(&k)?, v);
             }
         }
@@ -230,6 +235,15 @@ fn from_file(f: FileLinear, what: &str, buckets: u32) -> Result<Linear, String> 
                 ngrams.insert(bucket(k)?, w);
             }
         }
+    }
+    // A NaN or infinite score would decide silently (NaN compares false with everything).
+    if !f.bias.is_finite() {
+        return Err(format!("{what}.bias is not a finite number"));
+    }
+    if let Some((k, _)) = f.features.iter().find(|(_, w)| !w.is_finite()) {
+        return Err(format!(
+            "{what}.features: `{k}` has a weight that is not finite"
+        ));
     }
     Ok(Linear {
         bias: f.bias,
