@@ -287,6 +287,12 @@ pub fn triage(
         outln!("  before (as triaged):  {}", outcome.before);
         outln!("  after (learned):      {}", outcome.after);
     }
+    if outcome.unknown_category > 0 {
+        outln!(
+            "{} of them name a category the rules no longer define: left out of the category's fit",
+            outcome.unknown_category
+        );
+    }
     outln!("wrote {} (not installed)", path.display());
     outln!(
         "to install: add weights_file = \"{name}\" under [scoring] in the rules file, then restart or send SIGHUP"

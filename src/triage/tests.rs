@@ -648,14 +648,20 @@ fn tune_learns_categories_from_words_beside_the_rules_totals() -> Result<(), Tri
         .map_err(|e| TriageError::whole(e.to_string(), "tune"))?;
     assert_eq!(again.after.category_ok, again.after.n, "{}", again.after);
 
-    // Nothing held back: all learn, nothing measured.
+    assert_eq!(out.unknown_category, 0);
+
+    // Nothing held back: all learn, nothing measured. A category since removed from the
+    // rules is counted and left out of the category's fit.
+    samples.push(sample(&[], &[9], ("general", 4), ("pharmacy", 4)));
     let all = TuneOptions {
         held_back: 0.0,
         ..opt
     };
     let out =
         tune::tune(&r, &samples, all).map_err(|e| TriageError::whole(e.to_string(), "tune"))?;
-    assert_eq!((out.trained, out.held_back, out.after.n), (150, 0, 0));
+    assert_eq!((out.trained, out.held_back, out.after.n), (151, 0, 0));
+    assert_eq!(out.unknown_category, 1);
+    assert!(!out.weights.category.contains_key("pharmacy"));
     Ok(())
 }
 

@@ -220,10 +220,13 @@ pub struct TuneOutcome {
     pub weights: Weights,
     pub trained: usize,
     pub held_back: usize,
-    /// The rules file's weights on the held-back part.
+    /// What triage said then (installed weights included) on the held-back part.
     pub before: Figures,
     /// The learned weights on the held-back part.
     pub after: Figures,
+    /// Corrections learned from whose final category the rules no longer define: left out
+    /// of the category's fit (the urgency still learns from them).
+    pub unknown_category: usize,
 }
 
 /// Options of the fit.
@@ -276,12 +279,17 @@ pub fn tune(rules: &Rules, samples: &[Sample], opt: TuneOptions) -> Result<TuneO
         let (c, u) = rules.predict(&s.evidence, &weights);
         after.add(truth, (&c, u));
     }
+    let unknown_category = train
+        .iter()
+        .filter(|s| rules.category(&s.final_category).is_none())
+        .count();
     Ok(TuneOutcome {
         weights,
         trained: train.len(),
         held_back: test.len(),
         before,
         after,
+        unknown_category,
     })
 }
 
