@@ -212,19 +212,19 @@ pub fn triage(
     store: Option<&Store>,
 ) -> Result<u8, Failure> {
     let rules = rules(config, None)?;
-    let (corpus, out, held_back) = match command {
-        TriageCommand::Report { corpus } => (corpus, None, tune::HELD_BACK),
+    let (corpus, tune_to) = match command {
+        TriageCommand::Report { corpus } => (corpus, None),
         TriageCommand::Tune {
             corpus,
             out,
             hold_back,
-        } => (corpus, Some(out), *hold_back),
+        } => (corpus, Some((out, *hold_back))),
     };
     let samples = match store {
         Some(store) if corpus.is_empty() => stored_samples(store)?,
         _ => corpus_samples(&rules, corpus)?,
     };
-    let Some(out) = out else {
+    let Some((out, held_back)) = tune_to else {
         let categories: Vec<String> = rules.categories().iter().map(|c| c.id.clone()).collect();
         if samples.is_empty() {
             outln!("no corrections yet: agents correct tickets with #urgency N and #category ID");

@@ -241,7 +241,7 @@ impl Rules {
         }
         let learned = self.weights.as_ref().filter(|w| !w.category.is_empty());
         let category = match learned {
-            Some(w) => self.learned_category(&cat_scores, &ngrams, w),
+            Some(w) => self.learned_category(&cat_scores, &ngrams, w, &self.category_matrix),
             None => {
                 // Highest score wins; ties go to the category listed first.
                 let mut best: Option<(usize, f64)> = None;
@@ -345,14 +345,30 @@ impl Rules {
         }
     }
 
-    /// With learned category weights: each category's learned score in parts (bias, from
-    /// the rule totals, from the words), in the rules' category order; `totals` are the
-    /// categories' rule totals in that order.
+    /// `w`'s category weights on the categories' rule totals as a matrix: row by row (the
+    /// scored category), column by column (the total), both in the rules' category order.
+    /// Built once when weights are installed, so that scoring a mail indexes instead of
+    /// looking each total up by name.
+    pub(crate) fn category_matrix(&self, w: &super::Weights) -> Vec<f64> {
+        let ids: Vec<&str> = self.categories.iter().map(|c| c.id.as_str()).collect();
+        ids.iter()
+            .flat_map(|row| {
+                let l = w.category.get(*row);
+                ids.iter()
+                    .map(move |col| l.and_then(|l| l.features.get(*col)).copied().unwrap_or(0.0))
+            })
+            .collect()
+    }
+
+    /// With learned category weights `w` and their [`Rules::category_matrix`]: each
+    /// category's learned score in parts (bias, from the rule totals, from the words), in
+    /// the rules' category order; `totals` are the categories' rule totals in that order.
     pub(crate) fn learned_scores(
         &self,
         totals: &[f64],
         ngrams: &[u32],
         w: &super::Weights,
+        matrix: &[f64],
     ) -> Vec<(f64, f64, f64)> {
         let k = self.categories.len();
         self.categories
@@ -362,21 +378,8 @@ impl Rules {
                 let Some(l) = w.category.get(&cat.id) else {
                     return (f64::NEG_INFINITY, 0.0, 0.0);
                 };
-                // The matrix of the installed weights when `w` is them; other weights (tune's
-                // figures for the weights it just fitted) are looked up by name.
-                let installed = self.weights.as_ref().is_some_and(|x| std::ptr::eq(x, w));
-                let row = installed
-                    .then(|| self.category_matrix.get(c * k..(c + 1) * k))
-                    .flatten();
-                let from_totals: f64 = match row {
-                    Some(row) => row.iter().zip(totals).map(|(a, t)| a * t).sum(),
-                    None => self
-                        .categories
-                        .iter()
-                        .zip(totals)
-                        .filter_map(|(col, t)| l.features.get(&col.id).map(|a| a * t))
-                        .sum(),
-                };
+                let row = matrix.get(c * k..(c + 1) * k).unwrap_or(&[]);
+                let from_totals: f64 = row.iter().zip(totals).map(|(a, t)| a * t).sum();
                 let words = l.normalised_ngram_score(ngrams, w.ngram_buckets);
                 (l.bias, from_totals, words)
             })
@@ -390,10 +393,11 @@ impl Rules {
         totals: &[f64],
         ngrams: &[u32],
         w: &super::Weights,
+        matrix: &[f64],
     ) -> Option<String> {
         let mut best: Option<(usize, f64)> = None;
         for (i, (b, t, n)) in self
-            .learned_scores(totals, ngrams, w)
+            .learned_scores(totals, ngrams, w, matrix)
             .into_iter()
             .enumerate()
         {
@@ -414,11 +418,6 @@ impl Rules {
     /// The three decisions' biases.
     pub fn decision_biases(&self) -> [f64; 3] {
         self.model.bias
-    }
-
-    /// The score a category needs to be chosen.
-    pub fn category_threshold(&self) -> f64 {
-        self.category_threshold
     }
 
     /// For each category rule (file order), its body weight if it votes for `category`.
@@ -530,7 +529,7 @@ impl Rules {
             Some(w) if !w.category.is_empty() => self
                 .categories
                 .iter()
-                .zip(self.learned_scores(&c.category_scores, &c.ngrams, w))
+                .zip(self.learned_scores(&c.category_scores, &c.ngrams, w, &self.category_matrix))
                 .map(|(k, (bias, totals, words))| LearnedCategory {
                     id: k.id.clone(),
                     bias,

@@ -67,9 +67,7 @@ pub struct Rules {
     /// `[scoring] weights_file` as written (relative to the rules file).
     weights_file: Option<String>,
     weights: Option<Weights>,
-    /// With learned category weights: each category's weight on each category's rule
-    /// total, row by row in the rules' category order (set by [`Rules::with_weights`], so
-    /// that scoring indexes instead of looking totals up by name).
+    /// The installed weights' [`Rules::category_matrix`] (set by [`Rules::with_weights`]).
     #[serde(default)]
     category_matrix: Vec<f64>,
 }
@@ -161,19 +159,7 @@ impl Rules {
                 ));
             }
         }
-        self.category_matrix = if weights.category.is_empty() {
-            Vec::new()
-        } else {
-            let ids: Vec<&str> = self.categories.iter().map(|c| c.id.as_str()).collect();
-            ids.iter()
-                .flat_map(|row| {
-                    let l = weights.category.get(*row);
-                    ids.iter().map(move |col| {
-                        l.and_then(|l| l.features.get(*col)).copied().unwrap_or(0.0)
-                    })
-                })
-                .collect()
-        };
+        self.category_matrix = self.category_matrix(&weights);
         self.weights = Some(weights);
         Ok(self)
     }

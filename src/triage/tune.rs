@@ -601,7 +601,8 @@ impl Rules {
         let category = if w.category.is_empty() {
             None
         } else {
-            self.learned_category(&sample_totals(self, e), &e.ngrams, w)
+            let matrix = self.category_matrix(w);
+            self.learned_category(&sample_totals(self, e), &e.ngrams, w, &matrix)
         };
         (
             category.unwrap_or_else(|| self.default_category().to_string()),
