@@ -4,7 +4,9 @@
 //! * `tests/fixtures/triage-dev` (72 mails the rules were first written against) and
 //!   `tests/fixtures/triage-validation/tune` (60 mails written blind to the rules, used for
 //!   tuning) and `tests/fixtures/triage-tune2` (150 more, written blind, used for tuning):
-//!   the figures must stay above the floors below;
+//!   the figures of the rules alone must stay above the floors below (the shipped learned
+//!   weights learned from these sets, so with them they score 100 %: a floor there could
+//!   not fail);
 //! * `tests/fixtures/triage-validation/holdout` (120 mails never read to write rules) and
 //!   `tests/fixtures/triage-holdout2` (150 more, written blind on 2026-12-03): the shipped
 //!   weights (`config/triage-weights.toml`) were learned from their labels, as from the
@@ -95,15 +97,53 @@ fn read_labels(dir: &Path) -> Result<Vec<Label>, String> {
     Ok(labels)
 }
 
+/// What scores the mails.
+#[derive(Clone, Copy)]
+enum Scoring {
+    /// The built-in rules with their shipped learned weights.
+    Shipped,
+    /// The built-in rules alone (`weights_file` removed): the shipped weights learned from
+    /// the tuning sets, so only the rules alone can fall below those sets' floors.
+    RulesAlone,
+}
+
 /// Classifies every labelled mail of `set` through the CLI and compares.
-fn measure(set: &str) -> Result<Figures, String> {
+fn measure(set: &str, scoring: Scoring) -> Result<Figures, String> {
     let dir = dir(set);
     let labels = read_labels(&dir)?;
     assert!(!labels.is_empty(), "no labels in {}", dir.display());
     let files: Vec<PathBuf> = labels.iter().map(|l| dir.join(&l.file)).collect();
-    let output = Command::new(env!("CARGO_BIN_EXE_supportd"))
+    let scratch = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_supportd"));
+    command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("SUPPORTD_CONFIG")
+        .env_remove("SUPPORTD_CONFIG");
+    if let Scoring::RulesAlone = scoring {
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/triage.toml"),
+        )
+        .map_err(|e| format!("config/triage.toml: {e}"))?;
+        let alone: String = shipped
+            .lines()
+            .filter(|l| !l.starts_with("weights_file"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let rules = scratch.path().join("triage.toml");
+        let config = scratch.path().join("supportd.toml");
+        let write = |p: &Path, text: &str| {
+            std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))
+        };
+        write(&rules, &alone)?;
+        write(
+            &config,
+            &format!(
+                "[support]\naddress = \"support@example.test\"\n[triage]\nrules_file = {:?}\n",
+                rules.display().to_string()
+            ),
+        )?;
+        command.env("SUPPORTD_CONFIG", &config);
+    }
+    let output = command
         .arg("classify")
         .args(&files)
         .output()
@@ -187,7 +227,7 @@ fn print(set: &str, f: &Figures, list_misses: bool) {
 }
 
 fn check(set: &str, floor: &Floor) -> Result<(), String> {
-    let f = measure(set)?;
+    let f = measure(set, Scoring::RulesAlone)?;
     print(set, &f, true);
     let checks = [
         ("category", ratio(f.category, f.n), floor.category, true),
@@ -283,7 +323,7 @@ fn holdout_figures_on_request() -> Result<(), String> {
         ("triage-holdout5", "holdout5"),
         ("triage-holdout6", "holdout6"),
     ] {
-        let f = measure(set)?;
+        let f = measure(set, Scoring::Shipped)?;
         print(name, &f, false);
     }
     Ok(())
