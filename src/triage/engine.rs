@@ -7,7 +7,7 @@ use std::fmt;
 use super::fold::{fold, Folded};
 use super::phrases::{Hits, PhraseSet, Span};
 use super::signals::{Signal, Signals, TextSignals};
-use super::weights::{ngrams, Linear};
+use super::weights::ngrams;
 use super::Rules;
 
 /// The three urgency decisions, in the order of [`Feature::weights`] and [`Model::bias`].
@@ -239,9 +239,20 @@ impl Rules {
                 }
             }
         }
+        // Every decision's n-gram sum in one pass: the urgency decisions', then each category's.
+        let sums = match &self.weights {
+            Some(w) => self.ngram_table.sums(&ngrams, w.ngram_buckets),
+            None => Vec::new(),
+        };
         let learned = self.weights.as_ref().filter(|w| !w.category.is_empty());
         let category = match learned {
-            Some(w) => self.learned_category(&cat_scores, &ngrams, w, &self.category_matrix),
+            Some(w) => self.learned_category(
+                &cat_scores,
+                sums.get(3..).unwrap_or(&[]),
+                ngrams.len(),
+                w,
+                &self.category_matrix,
+            ),
             None => {
                 // Highest score wins; ties go to the category listed first.
                 let mut best: Option<(usize, f64)> = None;
@@ -296,7 +307,7 @@ impl Rules {
             .map(|(f, _)| f.id.clone())
             .collect();
 
-        let scores = self.scores(&features, &fired, &ngrams);
+        let scores = self.scores(&features, &fired, &sums);
         let (urgency, margin) = self.level_of(&scores);
         let mut reasons = rules_fired.clone();
         reasons.extend(features.iter().cloned());
@@ -320,13 +331,18 @@ impl Rules {
         }
     }
 
-    /// The three decision scores: the file's weights, or the installed learned ones.
-    fn scores(&self, features: &[String], fired: &[bool], ngrams: &[u32]) -> Scores {
+    /// The three decision scores: the file's weights, or the installed learned ones, with
+    /// `ngram_sums` from the installed weights' n-gram table (urgency decisions first).
+    fn scores(&self, features: &[String], fired: &[bool], ngram_sums: &[f64]) -> Scores {
         let s = match &self.weights {
             Some(w) => {
                 let ids = || features.iter().map(String::as_str);
-                let l = |l: &Linear| l.score(ids(), ngrams, w.ngram_buckets);
-                [l(&w.impact), l(&w.stopped), l(&w.prompt)]
+                let sum = |d: usize| ngram_sums.get(d).copied().unwrap_or(0.0);
+                [
+                    w.impact.score_with(ids(), sum(0)),
+                    w.stopped.score_with(ids(), sum(1)),
+                    w.prompt.score_with(ids(), sum(2)),
+                ]
             }
             None => {
                 let mut s = self.model.bias;
@@ -362,11 +378,14 @@ impl Rules {
 
     /// With learned category weights `w` and their [`Rules::category_matrix`]: each
     /// category's learned score in parts (bias, from the rule totals, from the words), in
-    /// the rules' category order; `totals` are the categories' rule totals in that order.
+    /// the rules' category order; `totals` are the categories' rule totals in that order,
+    /// `words` each category's n-gram sum for the mail (same order) and `n` its number of
+    /// n-grams (the sums are divided by its square root).
     pub(crate) fn learned_scores(
         &self,
         totals: &[f64],
-        ngrams: &[u32],
+        words: &[f64],
+        n: usize,
         w: &super::Weights,
         matrix: &[f64],
     ) -> Vec<(f64, f64, f64)> {
@@ -380,7 +399,10 @@ impl Rules {
                 };
                 let row = matrix.get(c * k..(c + 1) * k).unwrap_or(&[]);
                 let from_totals: f64 = row.iter().zip(totals).map(|(a, t)| a * t).sum();
-                let words = l.normalised_ngram_score(ngrams, w.ngram_buckets);
+                let words = match (n, words.get(c)) {
+                    (0, _) | (_, None) => 0.0,
+                    (n, Some(sum)) => sum / (n as f64).sqrt(),
+                };
                 (l.bias, from_totals, words)
             })
             .collect()
@@ -391,13 +413,14 @@ impl Rules {
     pub(crate) fn learned_category(
         &self,
         totals: &[f64],
-        ngrams: &[u32],
+        words: &[f64],
+        n: usize,
         w: &super::Weights,
         matrix: &[f64],
     ) -> Option<String> {
         let mut best: Option<(usize, f64)> = None;
         for (i, (b, t, n)) in self
-            .learned_scores(totals, ngrams, w, matrix)
+            .learned_scores(totals, words, n, w, matrix)
             .into_iter()
             .enumerate()
         {
@@ -483,6 +506,10 @@ impl Rules {
                 .find(|(k, _)| k == id)
                 .map_or_else(|| id.to_string(), |(_, w)| format!("{id} \"{w}\""))
         };
+        let sums = match &self.weights {
+            Some(w) => self.ngram_table.sums(&c.ngrams, w.ngram_buckets),
+            None => Vec::new(),
+        };
         let mut decisions = Vec::new();
         for (d, name) in DECISIONS.iter().enumerate() {
             let (bias, mut parts): (f64, Vec<(String, f64)>) = match &self.weights {
@@ -493,7 +520,7 @@ impl Rules {
                         .iter()
                         .filter_map(|id| l.features.get(id).map(|x| (said(id), *x)))
                         .collect();
-                    let ng = l.ngram_score(&c.ngrams, w.ngram_buckets);
+                    let ng = sums.get(d).copied().unwrap_or(0.0);
                     if ng != 0.0 {
                         parts.push(("(learned word n-grams)".into(), ng));
                     }
@@ -529,7 +556,13 @@ impl Rules {
             Some(w) if !w.category.is_empty() => self
                 .categories
                 .iter()
-                .zip(self.learned_scores(&c.category_scores, &c.ngrams, w, &self.category_matrix))
+                .zip(self.learned_scores(
+                    &c.category_scores,
+                    sums.get(3..).unwrap_or(&[]),
+                    c.ngrams.len(),
+                    w,
+                    &self.category_matrix,
+                ))
                 .map(|(k, (bias, totals, words))| LearnedCategory {
                     id: k.id.clone(),
                     bias,

@@ -70,6 +70,10 @@ pub struct Rules {
     /// The installed weights' [`Rules::category_matrix`] (set by [`Rules::with_weights`]).
     #[serde(default)]
     category_matrix: Vec<f64>,
+    /// The installed weights' n-gram weights, taken out of them by [`Rules::with_weights`]:
+    /// the three urgency decisions, then each category in the rules' order.
+    #[serde(default)]
+    ngram_table: weights::NgramTable,
 }
 
 impl Rules {
@@ -123,7 +127,8 @@ impl Rules {
         &self.phrases
     }
 
-    /// The installed learned weights, if any.
+    /// The installed learned weights, if any. Their n-gram weights are not in them: scoring
+    /// reads those from one table of every decision (see [`Rules::with_weights`]).
     pub fn weights(&self) -> Option<&Weights> {
         self.weights.as_ref()
     }
@@ -160,6 +165,23 @@ impl Rules {
             }
         }
         self.category_matrix = self.category_matrix(&weights);
+        let mut weights = weights;
+        let Weights {
+            impact,
+            stopped,
+            prompt,
+            category,
+            ..
+        } = &mut weights;
+        let mut columns: Vec<&mut weights::Linear> = vec![impact, stopped, prompt];
+        // In the rules' category order (checked above: every category has weights, or none).
+        let mut by_id: Vec<(&String, &mut weights::Linear)> = category.iter_mut().collect();
+        for c in &self.categories {
+            if let Some(i) = by_id.iter().position(|(id, _)| **id == c.id) {
+                columns.push(by_id.swap_remove(i).1);
+            }
+        }
+        self.ngram_table = weights::NgramTable::take(&mut columns);
         self.weights = Some(weights);
         Ok(self)
     }

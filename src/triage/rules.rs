@@ -220,6 +220,7 @@ impl Parser<'_> {
             weights_file,
             weights: None,
             category_matrix: Vec::new(),
+            ngram_table: Default::default(),
         })
     }
 

@@ -695,3 +695,44 @@ fn category_weights_must_weigh_totals_of_every_category() -> Result<(), TriageEr
     assert!(e.contains("no [category.general]"), "{e}");
     Ok(())
 }
+
+#[test]
+fn the_installed_weights_score_as_their_file_does() -> Result<(), String> {
+    // Installing weights moves their n-gram weights into one table of every decision; the
+    // decisions must be those of the weights as read, scored one decision at a time
+    // (`Rules::predict`), on real mail.
+    let plain =
+        Rules::from_toml(crate::setup::DEFAULT_RULES, "built-in").map_err(|e| e.to_string())?;
+    let read = Weights::from_toml(crate::setup::DEFAULT_WEIGHTS, "built-in weights")?;
+    let installed = Rules::from_toml(crate::setup::DEFAULT_RULES, "built-in")
+        .map_err(|e| e.to_string())?
+        .with_weights(read.clone())?;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/triage-dev");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_none_or(|x| x != "eml") {
+            continue;
+        }
+        let raw = std::fs::read(&path).map_err(|e| e.to_string())?;
+        let Ok(m) = crate::mail::parse::parse(&raw) else {
+            continue;
+        };
+        let body = crate::mail::quote::strip_quotes(&m.body);
+        let input = TriageInput {
+            subject: &m.subject,
+            body: &body,
+            signals: Signals::default(),
+        };
+        let (c, e) = installed.classify_with_evidence(&input);
+        assert_eq!(
+            plain.predict(&e, &read),
+            (c.category.clone(), c.urgency),
+            "{}",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen > 50, "{seen} mails");
+    Ok(())
+}

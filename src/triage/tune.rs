@@ -602,7 +602,16 @@ impl Rules {
             None
         } else {
             let matrix = self.category_matrix(w);
-            self.learned_category(&sample_totals(self, e), &e.ngrams, w, &matrix)
+            let words: Vec<f64> = self
+                .categories()
+                .iter()
+                .map(|c| {
+                    w.category
+                        .get(&c.id)
+                        .map_or(0.0, |l| l.ngram_score(&e.ngrams, w.ngram_buckets))
+                })
+                .collect();
+            self.learned_category(&sample_totals(self, e), &words, e.ngrams.len(), w, &matrix)
         };
         (
             category.unwrap_or_else(|| self.default_category().to_string()),
