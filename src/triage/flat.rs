@@ -234,6 +234,7 @@ pub(crate) mod packed {
     }
 
     packed!(u32s, u32, 4);
+    packed!(i16s, i16, 2);
 
     /// `(u32, u32)` pairs, each as one `u64` (first << 32 | second).
     pub(crate) mod u32_pairs {

@@ -121,15 +121,77 @@ impl Linear {
 /// The n-gram weights of several decisions, bucket by bucket: the weights of one bucket
 /// for every decision sit side by side, so a mail's n-gram is one memory access for all
 /// of them (the installed weights' 3 urgency decisions and every category), where one
-/// array per decision cost a cache miss per decision. Sums are added in the same order as
-/// [`Linear::ngram_score`]'s, so the scores are the same.
+/// array per decision cost a cache miss per decision.
+///
+/// Weights files write four decimals, so a table read from one holds whole numbers of
+/// ten-thousandths, kept in two bytes each (eight as `f64`): every piped `supportd ingest -`
+/// reads the table from the built-rules cache, and its size was a third of that process's
+/// set-up. Their sums are exact, divided once at the end: the correctly rounded sum of the
+/// file's weights, which [`Linear::ngram_score`] (adding `f64`s one by one) matches to
+/// within rounding. Weights off that grid are kept as they are.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NgramTable {
     /// Decisions per bucket.
     width: usize,
     /// Bucket `b`'s weights at `b * width ..`, up to the highest bucket any decision sets.
-    #[serde(with = "super::flat::packed::f64s")]
-    weights: Vec<f64>,
+    cells: Cells,
+}
+
+/// Ten-thousandths per unit of weight: the four decimals weights files are written with.
+const GRID: f64 = 10_000.0;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Cells {
+    /// Every weight in ten-thousandths. `i16::MIN` marks one outside an `i16`, found in
+    /// `wide` (cell index → ten-thousandths, sorted by index).
+    Grid {
+        #[serde(with = "super::flat::packed::i16s")]
+        cells: Vec<i16>,
+        wide: Vec<(u32, i32)>,
+    },
+    /// Some weight is off the grid: every weight as it is.
+    Exact(#[serde(with = "super::flat::packed::f64s")] Vec<f64>),
+}
+
+impl Default for Cells {
+    fn default() -> Self {
+        Cells::Exact(Vec::new())
+    }
+}
+
+impl Cells {
+    fn len(&self) -> usize {
+        match self {
+            Cells::Grid { cells, .. } => cells.len(),
+            Cells::Exact(w) => w.len(),
+        }
+    }
+
+    /// `weights` in ten-thousandths when every one is a whole number of them.
+    fn on_grid(weights: Vec<f64>) -> Cells {
+        let mut cells = Vec::with_capacity(weights.len());
+        let mut wide = Vec::new();
+        for (i, w) in weights.iter().enumerate() {
+            let q = (w * GRID).round();
+            let exact = q / GRID == *w && q.abs() <= f64::from(i32::MAX);
+            let Ok(i) = u32::try_from(i) else {
+                return Cells::Exact(weights);
+            };
+            if !exact {
+                return Cells::Exact(weights);
+            }
+            // In range (checked above): the cast is exact.
+            let q = q as i32;
+            match i16::try_from(q) {
+                Ok(n) if n != i16::MIN => cells.push(n),
+                _ => {
+                    cells.push(i16::MIN);
+                    wide.push((i, q));
+                }
+            }
+        }
+        Cells::Grid { cells, wide }
+    }
 }
 
 impl NgramTable {
@@ -149,26 +211,62 @@ impl NgramTable {
                 *slot = w;
             }
         }
-        NgramTable { width, weights }
+        NgramTable {
+            width,
+            cells: Cells::on_grid(weights),
+        }
     }
 
     /// Each decision's n-gram sum for a mail whose n-gram hashes are `ngrams`, in the
     /// order of the columns the table was made from; all zero without n-gram weights.
     pub fn sums(&self, ngrams: &[u32], buckets: u32) -> Vec<f64> {
-        let mut sums = vec![0.0; self.width];
-        if self.weights.is_empty() || buckets == 0 {
-            return sums;
+        let w = self.width;
+        if self.cells.len() == 0 || buckets == 0 {
+            return vec![0.0; w];
         }
-        for h in ngrams {
-            let start = (h % buckets) as usize * self.width;
-            if let Some(row) = self.weights.get(start..start + self.width) {
-                // A bucket a decision has no weight for holds 0.0, which adds nothing.
-                for (s, w) in sums.iter_mut().zip(row) {
-                    *s += w;
+        let rows = ngrams.iter().map(|h| (h % buckets) as usize * w);
+        match &self.cells {
+            Cells::Grid { cells, wide } => {
+                let mut acc = vec![0_i64; w];
+                for start in rows {
+                    let Some(row) = cells.get(start..start + w) else {
+                        continue;
+                    };
+                    for (a, q) in acc.iter_mut().zip(row) {
+                        *a += i64::from(*q);
+                    }
+                    // Rare: a weight outside an `i16`, whose marker was just added.
+                    if row.contains(&i16::MIN) {
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            if row.get(c) != Some(&i16::MIN) {
+                                continue;
+                            }
+                            let at = u32::try_from(start + c).unwrap_or(u32::MAX);
+                            let v = wide
+                                .binary_search_by_key(&at, |(i, _)| *i)
+                                .ok()
+                                .and_then(|k| wide.get(k))
+                                .map_or(0, |(_, v)| i64::from(*v));
+                            *a += v - i64::from(i16::MIN);
+                        }
+                    }
                 }
+                // Whole numbers far below 2^53: exact as `f64`, one rounding in the division.
+                acc.into_iter().map(|a| a as f64 / GRID).collect()
+            }
+            Cells::Exact(weights) => {
+                let mut sums = vec![0.0; w];
+                for start in rows {
+                    if let Some(row) = weights.get(start..start + w) {
+                        // A bucket a decision has no weight for holds 0.0, which adds nothing.
+                        for (s, x) in sums.iter_mut().zip(row) {
+                            *s += x;
+                        }
+                    }
+                }
+                sums
             }
         }
-        sums
     }
 }
 
@@ -400,30 +498,64 @@ mod tests {
         assert_eq!(fnv1a(&["a"]), 0xe40c292c);
     }
 
-    #[test]
-    fn a_table_sums_as_each_decision_does() {
-        // Three decisions of different lengths (the longest sets bucket 40 of 64), one empty.
+    /// Three decisions of different lengths (the longest sets bucket 40 of 64), one empty,
+    /// with the weights `weight` gives their buckets.
+    fn decisions(weight: impl Fn(u32) -> f64) -> [Linear; 3] {
         let mut a = Linear::default();
         let mut b = Linear::default();
-        let c = Linear::default();
         for k in [1u32, 5, 9, 33] {
-            a.ngrams.insert(k, f64::from(k) / 7.0 - 1.3);
+            a.ngrams.insert(k, weight(k));
         }
         for k in [5u32, 9, 40] {
-            b.ngrams.insert(k, 0.25 - f64::from(k) / 3.0);
+            b.ngrams.insert(k, -weight(k + 1));
         }
-        let before = [a.clone(), b.clone(), c.clone()];
-        let (mut a2, mut b2, mut c2) = (a, b, c);
-        let table = NgramTable::take(&mut [&mut a2, &mut b2, &mut c2]);
-        assert!(a2.ngrams.is_empty() && b2.ngrams.is_empty(), "taken out");
+        [a, b, Linear::default()]
+    }
+
+    /// The table of `d` against each decision's own sum, within `tolerance`.
+    fn table_sums_as_decisions(d: [Linear; 3], tolerance: f64) -> NgramTable {
+        let [mut a, mut b, mut c] = d.clone();
+        let table = NgramTable::take(&mut [&mut a, &mut b, &mut c]);
+        assert!(a.ngrams.is_empty() && b.ngrams.is_empty(), "taken out");
         // Hashes in range, folded by the bucket count onto set buckets, and past every row.
         let hashes = [1u32, 5, 9, 40, 64 + 33, 128 + 5, 50, 63, 7];
         let sums = table.sums(&hashes, 64);
-        for (d, l) in before.iter().enumerate() {
-            assert_eq!(sums[d], l.ngram_score(&hashes, 64), "decision {d}");
+        for (i, l) in d.iter().enumerate() {
+            let own = l.ngram_score(&hashes, 64);
+            assert!(
+                (sums[i] - own).abs() <= tolerance,
+                "decision {i}: {} / {own}",
+                sums[i]
+            );
         }
         assert_eq!(table.sums(&hashes, 0), vec![0.0; 3]);
-        assert_eq!(NgramTable::default().sums(&hashes, 64), Vec::<f64>::new());
+        table
+    }
+
+    #[test]
+    fn a_table_sums_as_each_decision_does() {
+        // Four decimals, as weights files write them: two bytes a weight, with the few that
+        // do not fit (and the marker's own value) kept aside; sums exact.
+        let on_grid = table_sums_as_decisions(
+            decisions(|k| match k {
+                9 => 4.2316,
+                33 => -3.2768,
+                _ => (f64::from(k) * 137.0 - 2500.0) / GRID,
+            }),
+            1e-12,
+        );
+        match &on_grid.cells {
+            Cells::Grid { wide, .. } => assert_eq!(wide.len(), 2, "{wide:?}"),
+            Cells::Exact(_) => panic!("four-decimal weights are kept in ten-thousandths"),
+        }
+        // Off the grid (more decimals): kept as they are, and summed as each decision does.
+        let exact = table_sums_as_decisions(decisions(|k| f64::from(k) / 7.0 - 1.3), 0.0);
+        assert!(matches!(exact.cells, Cells::Exact(_)));
+        assert_eq!(NgramTable::default().sums(&[1, 2], 64), Vec::<f64>::new());
+        // As the built-rules cache stores it, and back.
+        let bytes = postcard::to_allocvec(&on_grid).unwrap_or_default();
+        let back: NgramTable = postcard::from_bytes(&bytes).unwrap_or_default();
+        assert_eq!(back.sums(&[9, 33, 5], 64), on_grid.sums(&[9, 33, 5], 64));
     }
 
     #[test]
