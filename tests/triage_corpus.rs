@@ -11,7 +11,8 @@
 //!   `tests/fixtures/triage-holdout2` (150 more, written blind on 2026-12-03),
 //!   `tests/fixtures/triage-holdout5` and `triage-holdout6` (150 more each, written blind on
 //!   2026-12-05 and 2026-12-06, measured blind several times, never read to write rules),
-//!   `tests/fixtures/triage-tune5` (150 more, written blind on 2026-12-06, measured once):
+//!   `tests/fixtures/triage-tune5` and `triage-tune6` (150 more each, written blind on
+//!   2026-12-06, each measured once):
 //!   the shipped weights (`config/triage-weights.toml`) were learned from their labels, as
 //!   from the tuning sets', so their figures with those weights say little;
 //! * `tests/fixtures/triage-holdout7` (150 more, written blind on 2026-12-06 by two other
