@@ -64,7 +64,7 @@ pub fn load<E>(
             Some(name) => weights_text(name).ok().map(|t| weights_key(&t)),
             None => None,
         };
-        if weights == built.weights {
+        if weights == built.weights && built.rules.consistent() {
             return Ok(built.rules);
         }
         tracing::debug!(path = %path.display(), "triage cache: the weights changed; rebuilding");
@@ -299,6 +299,7 @@ mod tests {
             "the weights come with the rules"
         );
         assert_eq!(second.weights(), first.weights());
+        assert!(second.consistent());
         let (expected, _) = fresh(RULES, WEIGHTS).unwrap();
         same_answers(&first, &expected);
         same_answers(&second, &expected);

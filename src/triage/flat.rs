@@ -61,7 +61,7 @@ fn fits(n: usize, slots: usize) -> bool {
 /// by word ([`SortedEdges`]), a third of the table's bytes: a piped `supportd ingest -`
 /// reads them in every process. Both answer lookups.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(into = "SortedEdges", from = "SortedEdges")]
+#[serde(into = "SortedEdges", try_from = "SortedEdges")]
 pub(crate) enum EdgeTable {
     Open(OpenEdges),
     Sorted(SortedEdges),
@@ -161,9 +161,26 @@ impl From<EdgeTable> for SortedEdges {
     }
 }
 
-impl From<SortedEdges> for EdgeTable {
-    fn from(s: SortedEdges) -> EdgeTable {
-        EdgeTable::Sorted(s)
+impl TryFrom<SortedEdges> for EdgeTable {
+    type Error = String;
+
+    /// Edges read back must hang together (offsets in order, ending at the number of
+    /// edges, each node's words sorted), or the cache file is rebuilt.
+    fn try_from(s: SortedEdges) -> Result<EdgeTable, String> {
+        let ordered = s.first.windows(2).all(|p| p[0] <= p[1]);
+        let ends = s.first.last().map_or(0, |&l| l as usize);
+        let sized =
+            ends == s.words.len() && ends == s.to.len() && s.first.first().is_none_or(|&f| f == 0);
+        let sorted = s.first.windows(2).all(|p| {
+            s.words
+                .get(p[0] as usize..p[1] as usize)
+                .is_some_and(|ws| ws.windows(2).all(|w| w[0] < w[1]))
+        });
+        if ordered && sized && sorted {
+            Ok(EdgeTable::Sorted(s))
+        } else {
+            Err("trie edges of a wrong shape".into())
+        }
     }
 }
 
@@ -406,6 +423,56 @@ mod tests {
         let mut e3 = e2.clone();
         e3.insert(500, 3, 7);
         assert_eq!((e3.get(500, 3), e3.get(96, 96)), (Some(7), Some(97)));
+    }
+
+    #[test]
+    fn sorted_edges_skip_nodes_without_edges() {
+        let mut e = EdgeTable::default();
+        for (node, word, to) in [(3, 9, 30), (3, 2, 31), (10, 4, 40)] {
+            e.insert(node, word, to);
+        }
+        let bytes = postcard::to_allocvec(&e).unwrap();
+        let back: EdgeTable = postcard::from_bytes(&bytes).unwrap();
+        assert!(matches!(back, EdgeTable::Sorted(_)));
+        for t in [&e, &back] {
+            assert_eq!(
+                (t.get(3, 2), t.get(3, 9), t.get(10, 4)),
+                (Some(31), Some(30), Some(40))
+            );
+            for (node, word) in [(0, 2), (1, 9), (2, 4), (3, 4), (9, 4), (11, 4)] {
+                assert_eq!(t.get(node, word), None, "{node} {word}");
+            }
+        }
+    }
+
+    #[test]
+    fn edges_of_a_wrong_shape_do_not_decode() {
+        let bad = [
+            SortedEdges {
+                first: vec![0, 2, 1],
+                words: vec![1, 2],
+                to: vec![5, 6],
+            },
+            SortedEdges {
+                first: vec![0, 3],
+                words: vec![1, 2],
+                to: vec![5, 6],
+            },
+            SortedEdges {
+                first: vec![0, 2],
+                words: vec![2, 1],
+                to: vec![5, 6],
+            },
+            SortedEdges {
+                first: vec![1, 2],
+                words: vec![1, 2],
+                to: vec![5, 6],
+            },
+        ];
+        for s in bad {
+            let bytes = postcard::to_allocvec(&s).unwrap();
+            assert!(postcard::from_bytes::<EdgeTable>(&bytes).is_err(), "{s:?}");
+        }
     }
 
     #[test]

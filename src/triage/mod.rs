@@ -128,9 +128,27 @@ impl Rules {
     }
 
     /// The installed learned weights, if any. Their n-gram weights are not in them: scoring
-    /// reads those from one table of every decision (see [`Rules::with_weights`]).
-    pub fn weights(&self) -> Option<&Weights> {
+    /// reads those from one table of every decision (see [`Rules::with_weights`]), so these
+    /// cannot score or be written out on their own: for tests only, for that reason.
+    #[cfg(test)]
+    pub(crate) fn weights(&self) -> Option<&Weights> {
         self.weights.as_ref()
+    }
+
+    /// Whether rules read back from the built-rules cache hang together: the n-gram table
+    /// has a column for each decision the installed weights make (3 urgency decisions, and
+    /// each category when the category is learned) and none without weights. The cache is
+    /// keyed and decoded with checks of its own; this catches a file that decodes to the
+    /// wrong shape (then it is rebuilt).
+    pub(crate) fn consistent(&self) -> bool {
+        let columns = match &self.weights {
+            None => 0,
+            Some(w) if w.category.is_empty() => 3,
+            Some(_) => 3 + self.categories.len(),
+        };
+        let k = self.categories.len();
+        self.ngram_table.fits(columns)
+            && (self.weights.is_none() || self.category_matrix.len() == k * k)
     }
 
     /// Installs learned weights (they replace the file's weights for scoring). Refused when

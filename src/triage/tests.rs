@@ -678,7 +678,16 @@ fn category_weights_must_weigh_totals_of_every_category() -> Result<(), TriageEr
     for c in ["billing", "schedule", "general"] {
         w.category.insert(c.into(), Linear::default());
     }
-    assert!(rules("")?.with_weights(w.clone()).is_ok());
+    let installed = rules("")?.with_weights(w.clone());
+    assert!(installed.as_ref().is_ok_and(Rules::consistent));
+    // Urgency weights alone: a table of the three urgency decisions.
+    let mut urgency_only = w.clone();
+    urgency_only.category.clear();
+    urgency_only.impact.ngrams.insert(5, 0.5);
+    let r3 = rules("")?
+        .with_weights(urgency_only)
+        .map_err(|e| TriageError::whole("urgency only", e))?;
+    assert!(r3.consistent() && r3.ngram_table.fits(3) && !r3.ngram_table.fits(6));
     // An older tune weighed fired rules, not category totals.
     let mut old = w.clone();
     if let Some(l) = old.category.get_mut("billing") {

@@ -129,7 +129,8 @@ impl Linear {
 /// set-up. Their sums are exact, divided once at the end: the correctly rounded sum of the
 /// file's weights, which [`Linear::ngram_score`] (adding `f64`s one by one) matches to
 /// within rounding. Weights off that grid are kept as they are.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredTable")]
 pub struct NgramTable {
     /// Decisions per bucket.
     width: usize,
@@ -137,10 +138,51 @@ pub struct NgramTable {
     cells: Cells,
 }
 
+/// [`NgramTable`] as the built-rules cache stores it, checked when read back.
+#[derive(Deserialize)]
+struct StoredTable {
+    width: usize,
+    cells: Cells,
+}
+
+impl TryFrom<StoredTable> for NgramTable {
+    type Error = String;
+
+    /// A table that decodes but does not hang together (rows cut short, a wide weight that
+    /// is no marker's, out of order) is an error: the cache file is then rebuilt.
+    fn try_from(t: StoredTable) -> Result<NgramTable, String> {
+        let len = t.cells.len();
+        let rows_whole = match t.width {
+            0 => len == 0,
+            w => len.is_multiple_of(w),
+        };
+        let wide_ok = match &t.cells {
+            Cells::Grid { cells, wide } => {
+                wide.windows(2).all(|p| p[0].0 < p[1].0)
+                    && wide
+                        .iter()
+                        .all(|(i, _)| cells.get(*i as usize) == Some(&i16::MIN))
+            }
+            Cells::Exact(_) => true,
+        };
+        if !rows_whole || !wide_ok {
+            return Err("n-gram table of a wrong shape".into());
+        }
+        Ok(NgramTable {
+            width: t.width,
+            cells: t.cells,
+        })
+    }
+}
+
 /// Ten-thousandths per unit of weight: the four decimals weights files are written with.
 const GRID: f64 = 10_000.0;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The largest weight kept in ten-thousandths (±1,677 units; the shipped weights stay
+/// below 5): sums of up to 2^29 such weights stay exact in an `i64` and as an `f64`.
+const GRID_MAX: f64 = (1 << 24) as f64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Cells {
     /// Every weight in ten-thousandths. `i16::MIN` marks one outside an `i16`, found in
     /// `wide` (cell index → ten-thousandths, sorted by index).
@@ -173,7 +215,7 @@ impl Cells {
         let mut wide = Vec::new();
         for (i, w) in weights.iter().enumerate() {
             let q = (w * GRID).round();
-            let exact = q / GRID == *w && q.abs() <= f64::from(i32::MAX);
+            let exact = q / GRID == *w && q.abs() <= GRID_MAX;
             let Ok(i) = u32::try_from(i) else {
                 return Cells::Exact(weights);
             };
@@ -195,6 +237,14 @@ impl Cells {
 }
 
 impl NgramTable {
+    /// Whether this table holds `columns` decisions (or nothing, for none).
+    pub(crate) fn fits(&self, columns: usize) -> bool {
+        match columns {
+            0 => self.cells.len() == 0,
+            c => self.width == c,
+        }
+    }
+
     /// The n-gram weights of `columns`, taken out of them (their own n-gram weights are left
     /// empty: the table holds them now).
     pub fn take(columns: &mut [&mut Linear]) -> NgramTable {
@@ -224,12 +274,15 @@ impl NgramTable {
         if self.cells.len() == 0 || buckets == 0 {
             return vec![0.0; w];
         }
-        let rows = ngrams.iter().map(|h| (h % buckets) as usize * w);
+        // A row past the table (or a product that overflows) is no row: skipped below.
+        let rows = ngrams
+            .iter()
+            .map(|h| ((h % buckets) as usize).saturating_mul(w));
         match &self.cells {
             Cells::Grid { cells, wide } => {
                 let mut acc = vec![0_i64; w];
                 for start in rows {
-                    let Some(row) = cells.get(start..start + w) else {
+                    let Some(row) = cells.get(start..start.saturating_add(w)) else {
                         continue;
                     };
                     for (a, q) in acc.iter_mut().zip(row) {
@@ -251,13 +304,14 @@ impl NgramTable {
                         }
                     }
                 }
-                // Whole numbers far below 2^53: exact as `f64`, one rounding in the division.
+                // Whole numbers below 2^53 (each cell at most 2^24, see GRID_MAX): exact as
+                // `f64`, one rounding in the division.
                 acc.into_iter().map(|a| a as f64 / GRID).collect()
             }
             Cells::Exact(weights) => {
                 let mut sums = vec![0.0; w];
                 for start in rows {
-                    if let Some(row) = weights.get(start..start + w) {
+                    if let Some(row) = weights.get(start..start.saturating_add(w)) {
                         // A bucket a decision has no weight for holds 0.0, which adds nothing.
                         for (s, x) in sums.iter_mut().zip(row) {
                             *s += x;
@@ -555,7 +609,26 @@ mod tests {
         // As the built-rules cache stores it, and back.
         let bytes = postcard::to_allocvec(&on_grid).unwrap_or_default();
         let back: NgramTable = postcard::from_bytes(&bytes).unwrap_or_default();
-        assert_eq!(back.sums(&[9, 33, 5], 64), on_grid.sums(&[9, 33, 5], 64));
+        assert_eq!(back, on_grid);
+        let bytes = postcard::to_allocvec(&exact).unwrap_or_default();
+        let back: NgramTable = postcard::from_bytes(&bytes).unwrap_or_default();
+        assert_eq!(back, exact);
+        // A table that decodes but does not hang together is refused (the cache is rebuilt).
+        let cut = NgramTable {
+            width: 3,
+            cells: Cells::Exact(vec![0.5; 7]),
+        };
+        let stray = NgramTable {
+            width: 1,
+            cells: Cells::Grid {
+                cells: vec![1, 2],
+                wide: vec![(1, 40_000)],
+            },
+        };
+        for t in [cut, stray] {
+            let bytes = postcard::to_allocvec(&t).unwrap_or_default();
+            assert!(postcard::from_bytes::<NgramTable>(&bytes).is_err(), "{t:?}");
+        }
     }
 
     #[test]
