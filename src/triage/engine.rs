@@ -239,16 +239,12 @@ impl Rules {
                 }
             }
         }
-        // Every decision's n-gram sum in one pass: the urgency decisions', then each category's.
-        let sums = match &self.weights {
-            Some(w) => self.ngram_table.sums(&ngrams, w.ngram_buckets),
-            None => Vec::new(),
-        };
+        let sums = self.ngram_sums(&ngrams);
         let learned = self.weights.as_ref().filter(|w| !w.category.is_empty());
         let category = match learned {
             Some(w) => self.learned_category(
                 &cat_scores,
-                sums.get(3..).unwrap_or(&[]),
+                sums.get(DECISIONS.len()..).unwrap_or(&[]),
                 ngrams.len(),
                 w,
                 &self.category_matrix,
@@ -328,6 +324,16 @@ impl Rules {
             margin,
             ngrams,
             category_scores: cat_scores,
+        }
+    }
+
+    /// Every installed decision's n-gram sum for a mail, in one pass over its n-grams: the
+    /// urgency decisions' ([`DECISIONS`] order), then each category's (the rules' order).
+    /// Empty without installed weights.
+    fn ngram_sums(&self, ngrams: &[u32]) -> Vec<f64> {
+        match &self.weights {
+            Some(w) => self.ngram_table.sums(ngrams, w.ngram_buckets),
+            None => Vec::new(),
         }
     }
 
@@ -506,10 +512,7 @@ impl Rules {
                 .find(|(k, _)| k == id)
                 .map_or_else(|| id.to_string(), |(_, w)| format!("{id} \"{w}\""))
         };
-        let sums = match &self.weights {
-            Some(w) => self.ngram_table.sums(&c.ngrams, w.ngram_buckets),
-            None => Vec::new(),
-        };
+        let sums = self.ngram_sums(&c.ngrams);
         let mut decisions = Vec::new();
         for (d, name) in DECISIONS.iter().enumerate() {
             let (bias, mut parts): (f64, Vec<(String, f64)>) = match &self.weights {
@@ -558,7 +561,7 @@ impl Rules {
                 .iter()
                 .zip(self.learned_scores(
                     &c.category_scores,
-                    sums.get(3..).unwrap_or(&[]),
+                    sums.get(DECISIONS.len()..).unwrap_or(&[]),
                     c.ngrams.len(),
                     w,
                     &self.category_matrix,

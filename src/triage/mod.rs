@@ -184,22 +184,21 @@ impl Rules {
         }
         self.category_matrix = self.category_matrix(&weights);
         let mut weights = weights;
-        let Weights {
-            impact,
-            stopped,
-            prompt,
-            category,
-            ..
-        } = &mut weights;
-        let mut columns: Vec<&mut weights::Linear> = vec![impact, stopped, prompt];
-        // In the rules' category order (checked above: every category has weights, or none).
-        let mut by_id: Vec<(&String, &mut weights::Linear)> = category.iter_mut().collect();
+        // The n-gram weights move into one table: the urgency decisions in
+        // `engine::DECISIONS` order, then each category in the rules' order (checked above:
+        // every category has weights, or none has).
+        let take = std::mem::take::<weights::Ngrams>;
+        let mut columns = vec![
+            take(&mut weights.impact.ngrams),
+            take(&mut weights.stopped.ngrams),
+            take(&mut weights.prompt.ngrams),
+        ];
         for c in &self.categories {
-            if let Some(i) = by_id.iter().position(|(id, _)| **id == c.id) {
-                columns.push(by_id.swap_remove(i).1);
+            if let Some(l) = weights.category.get_mut(&c.id) {
+                columns.push(take(&mut l.ngrams));
             }
         }
-        self.ngram_table = weights::NgramTable::take(&mut columns);
+        self.ngram_table = weights::NgramTable::new(columns);
         self.weights = Some(weights);
         Ok(self)
     }

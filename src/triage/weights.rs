@@ -245,19 +245,19 @@ impl NgramTable {
         }
     }
 
-    /// The n-gram weights of `columns`, taken out of them (their own n-gram weights are left
-    /// empty: the table holds them now).
-    pub fn take(columns: &mut [&mut Linear]) -> NgramTable {
+    /// The table of `columns`, one decision's n-gram weights each, in the order their sums
+    /// come back from [`NgramTable::sums`].
+    pub fn new(columns: Vec<Ngrams>) -> NgramTable {
         let width = columns.len();
-        let rows = columns
-            .iter()
-            .map(|l| l.ngrams.weights.len())
-            .max()
-            .unwrap_or(0);
+        let rows = columns.iter().map(|n| n.weights.len()).max().unwrap_or(0);
         let mut weights = vec![0.0; rows * width];
-        for (c, l) in columns.iter_mut().enumerate() {
-            let column = std::mem::take(&mut l.ngrams.weights);
-            for (slot, w) in weights.iter_mut().skip(c).step_by(width.max(1)).zip(column) {
+        for (c, column) in columns.into_iter().enumerate() {
+            for (slot, w) in weights
+                .iter_mut()
+                .skip(c)
+                .step_by(width.max(1))
+                .zip(column.weights)
+            {
                 *slot = w;
             }
         }
@@ -568,9 +568,7 @@ mod tests {
 
     /// The table of `d` against each decision's own sum, within `tolerance`.
     fn table_sums_as_decisions(d: [Linear; 3], tolerance: f64) -> NgramTable {
-        let [mut a, mut b, mut c] = d.clone();
-        let table = NgramTable::take(&mut [&mut a, &mut b, &mut c]);
-        assert!(a.ngrams.is_empty() && b.ngrams.is_empty(), "taken out");
+        let table = NgramTable::new(d.iter().map(|l| l.ngrams.clone()).collect());
         // Hashes in range, folded by the bucket count onto set buckets, and past every row.
         let hashes = [1u32, 5, 9, 40, 64 + 33, 128 + 5, 50, 63, 7];
         let sums = table.sums(&hashes, 64);
