@@ -305,28 +305,16 @@ mod tests {
         same_answers(&second, &expected);
         // Every development mail: the rules read back (their trie's edges sorted, the
         // n-gram table in ten-thousandths) decide and explain as the ones just built.
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/triage-dev");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let raw = std::fs::read(entry.unwrap().path()).unwrap();
-            let Ok(m) = crate::mail::parse::parse(&raw) else {
-                continue;
-            };
-            let body = crate::mail::quote::strip_quotes(&m.body);
-            let input = crate::triage::TriageInput {
-                subject: &m.subject,
-                body: &body,
-                signals: Default::default(),
-            };
-            let (a, b) = (second.classify_mail(&input), expected.classify_mail(&input));
+        let seen = crate::triage::each_dev_mail(|path, input| {
+            let (a, b) = (second.classify_mail(input), expected.classify_mail(input));
             assert_eq!(
                 (&a.category, a.urgency, &a.reasons),
-                (&b.category, b.urgency, &b.reasons)
+                (&b.category, b.urgency, &b.reasons),
+                "{}",
+                path.display()
             );
-            seen += 1;
-        }
-        assert!(seen > 50);
+        });
+        assert!(seen > 50, "{seen} mails");
         assert_eq!(second.categories().len(), expected.categories().len());
         assert_eq!(second.default_urgency(), expected.default_urgency());
     }

@@ -204,6 +204,40 @@ impl Rules {
     }
 }
 
+/// Test support: each development mail (`tests/fixtures/triage-dev`) as triage sees it
+/// (parsed, quotes stripped, no header signals), with its path, in name order; returns how
+/// many were seen (a missing folder is none, which the callers' counts catch).
+#[cfg(test)]
+pub(crate) fn each_dev_mail(mut f: impl FnMut(&std::path::Path, &TriageInput<'_>)) -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/triage-dev");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    paths.sort();
+    let mut seen = 0;
+    for path in paths {
+        let Ok(raw) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(m) = crate::mail::parse::parse(&raw) else {
+            continue;
+        };
+        let body = crate::mail::quote::strip_quotes(&m.body);
+        let input = TriageInput {
+            subject: &m.subject,
+            body: &body,
+            signals: Signals::default(),
+        };
+        f(&path, &input);
+        seen += 1;
+    }
+    seen
+}
+
 /// One problem found in a rules file: the config files' own type, so `check-config` reports
 /// both files alike (file:line: message).
 pub use crate::toml_check::Problem;

@@ -716,32 +716,15 @@ fn the_installed_weights_score_as_their_file_does() -> Result<(), String> {
     let installed = Rules::from_toml(crate::setup::DEFAULT_RULES, "built-in")
         .map_err(|e| e.to_string())?
         .with_weights(read.clone())?;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/triage-dev");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.extension().is_none_or(|x| x != "eml") {
-            continue;
-        }
-        let raw = std::fs::read(&path).map_err(|e| e.to_string())?;
-        let Ok(m) = crate::mail::parse::parse(&raw) else {
-            continue;
-        };
-        let body = crate::mail::quote::strip_quotes(&m.body);
-        let input = TriageInput {
-            subject: &m.subject,
-            body: &body,
-            signals: Signals::default(),
-        };
-        let (c, e) = installed.classify_with_evidence(&input);
+    let seen = each_dev_mail(|path, input| {
+        let (c, e) = installed.classify_with_evidence(input);
         assert_eq!(
             plain.predict(&e, &read),
             (c.category.clone(), c.urgency),
             "{}",
             path.display()
         );
-        seen += 1;
-    }
+    });
     assert!(seen > 50, "{seen} mails");
     Ok(())
 }

@@ -674,9 +674,13 @@ service stats {{
         if !folder.eq_ignore_ascii_case("INBOX")
             && !list_names(&mut s).await.contains(&folder.to_string())
         {
-            s.create(folder)
-                .await
-                .unwrap_or_else(|e| panic!("IMAP CREATE {folder}: {e}\n{}", self.log()));
+            // Another session (the daemon, a waiting test) may create it between the LIST
+            // and here: then it exists, which is all this needs.
+            if let Err(e) = s.create(folder).await {
+                if !e.to_string().contains("ALREADYEXISTS") {
+                    panic!("IMAP CREATE {folder}: {e}\n{}", self.log());
+                }
+            }
         }
         s.append(folder, None, None, raw)
             .await
