@@ -23,6 +23,7 @@ pub async fn ingest(config: Config, files: &[PathBuf], dry_run: bool) -> Result<
     let pipeline = build_pipeline_cached(config)?;
     Timing::mark("setup");
     let store = open_store(&pipeline.config).await?;
+    store.keep_wal_short()?;
     Timing::mark("open");
     // An MTA-only deployment gets its agents too; one read unless the list changed.
     provision_agents(&pipeline, &store, Provision::IfChanged)?;
