@@ -803,9 +803,11 @@ mod tests {
         let pages = |store: &Store| {
             store
                 .with_conn(|db| match db {
-                    Db::Lite(c) => Ok(c.pragma_query_value(None, "wal_autocheckpoint", |r| {
-                        r.get::<_, i64>(0)
-                    })?),
+                    Db::Lite(c) => {
+                        Ok(c.pragma_query_value(None, "wal_autocheckpoint", |r| {
+                            r.get::<_, i64>(0)
+                        })?)
+                    }
                     Db::Pg(_) => Err(StoreError::Corrupt("not SQLite".into())),
                 })
                 .expect("pragma")
