@@ -413,34 +413,62 @@ both!(outbox_claims_never_overlap, |backend| {
         .is_empty());
 });
 
-/// Runs `sql` on the test's database outside supportd (to stage another process's claims).
-fn raw(pg: &Option<PgDb>, dir: &tempfile::TempDir, sql: &str) {
+/// Runs `sql` on the test's database outside supportd (to stage another process's claims,
+/// or to look at the schema); returns the first column of the first row as text, if any.
+fn raw(pg: &Option<PgDb>, dir: &tempfile::TempDir, sql: &str) -> Option<String> {
     match pg {
-        Some(db) => {
-            db.sql(sql);
-        }
+        Some(db) => db.sql(sql),
         None => {
             let url = format!("sqlite://{}", dir.path().join("t.db").display());
             let sql = sql.to_string();
             std::thread::spawn(move || {
-                use sqlx::Connection as _;
+                use sqlx::{Connection as _, Row as _};
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("rt")
                     .block_on(async {
                         let mut c = sqlx::SqliteConnection::connect(&url).await.expect("db");
-                        sqlx::query(sqlx::AssertSqlSafe(sql))
-                            .execute(&mut c)
+                        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .fetch_optional(&mut c)
                             .await
                             .expect("sql");
+                        row.and_then(|r| {
+                            r.try_get::<Option<String>, _>(0)
+                                .ok()
+                                .flatten()
+                                .or_else(|| r.try_get::<i64, _>(0).ok().map(|v| v.to_string()))
+                        })
                     })
             })
             .join()
-            .expect("thread");
+            .expect("thread")
         }
     }
 }
+
+// Migration 0023 dropped the two `outbox` indexes nothing read; the rate limit's index (on
+// `outbox_recipients`) stays.
+both!(unused_outbox_indexes_are_dropped, |backend| {
+    let (_s, pg, dir) = store(backend);
+    let names = |list: &str| {
+        let sql = if pg.is_some() {
+            format!("SELECT COALESCE(string_agg(indexname, ',' ORDER BY indexname), '') FROM pg_indexes WHERE indexname IN ({list})")
+        } else {
+            format!("SELECT COALESCE(group_concat(name, ','), '') FROM (SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ({list}) ORDER BY name)")
+        };
+        raw(&pg, &dir, &sql).unwrap_or_default()
+    };
+    assert_eq!(names("'outbox_rate', 'outbox_recipient_rate'"), "");
+    assert_eq!(
+        names("'outbox_recipients_rate', 'outbox_due_order', 'outbox_due'"),
+        if pg.is_some() {
+            "outbox_due_order,outbox_recipients_rate"
+        } else {
+            "outbox_due,outbox_recipients_rate"
+        }
+    );
+});
 
 // A process takes back its own replica's claims of an earlier run at once; another
 // replica's claims, and its own current ones, keep their lease.

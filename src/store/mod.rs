@@ -460,14 +460,19 @@ impl Store {
         Ok(conn)
     }
 
-    /// For a process that opens the database, commits a message or a few and exits (`ingest
-    /// -`, one process per mail from the MTA): checkpoint the WAL every [`SHORT_WAL_PAGES`]
-    /// pages instead of every 1,000. The first connection of a process rebuilds SQLite's WAL
-    /// index by reading every frame written since the WAL last restarted, one `pread` per
-    /// page and a checksum over it (~700 frames, ~3 MB, near the 1,000-page threshold), so a
-    /// short WAL makes every process's open cheaper; a checkpoint of 100 pages (two syncs)
-    /// falls to about one process in ten. A long-running daemon keeps its connections and
-    /// the WAL index with them: it keeps SQLite's threshold. No effect on PostgreSQL.
+    /// For a process that opens the database, commits a message or a few and exits (every
+    /// `supportd ingest`; with the MTA's pipe, one process per mail): checkpoint the WAL
+    /// every [`SHORT_WAL_PAGES`] pages instead of every 1,000. Call it before the store is
+    /// shared: a connection checked out meanwhile keeps the threshold it had.
+    ///
+    /// When no other process has the database open, the first connection of a process
+    /// rebuilds SQLite's WAL index by reading every frame written since the WAL last
+    /// restarted, one `pread` per page and a checksum over it (~700 frames, ~3 MB, near the
+    /// 1,000-page threshold): a short WAL makes that open cheaper, and a checkpoint of ~100
+    /// pages (two syncs) falls to about one process in ten. While a daemon (`run`, `serve`)
+    /// has the database open, its connections keep the WAL index alive and there is nothing
+    /// to rebuild: `ingest` then only checkpoints more often (the daemon's own commits keep
+    /// SQLite's threshold). No effect on PostgreSQL.
     pub fn keep_wal_short(&self) -> Result<(), StoreError> {
         let Backend::Lite(inner) = &*self.inner else {
             return Ok(());
