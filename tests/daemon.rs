@@ -166,6 +166,45 @@ async fn idle_acknowledges_a_new_message_quickly() {
     d.terminate();
 }
 
+/// Pipe mode as the README deploys it: the MTA runs `supportd ingest -` per mail and
+/// `supportd run` sends the acks the piped processes queued. Each ack leaves within ~1 s of
+/// its commit (the sender looks at the outbox every second when nothing wakes it; it slept
+/// up to 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_of_piped_mail_leave_within_seconds() {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    d.start_ready();
+    // Past the sender's first look at the (empty) outbox: now it waits.
+    std::thread::sleep(Duration::from_millis(1500));
+    let dir = tempfile::tempdir().expect("dir");
+    let mut latencies = Vec::new();
+    for i in 0..3 {
+        let file = dir.path().join(format!("{i}.eml"));
+        std::fs::write(
+            &file,
+            customer_mail(i, &format!("p{i}@clinic.example"), "pager login error"),
+        )
+        .expect("mail");
+        let queued = Instant::now();
+        d.cli(&["ingest", file.to_str().expect("path")]);
+        d.wait("the ack", Duration::from_secs(10), || {
+            (sink.count() > i).then_some(())
+        });
+        latencies.push(queued.elapsed());
+    }
+    latencies.sort();
+    println!("piped ingest → ack accepted by SMTP: {latencies:?}");
+    let slowest = latencies[latencies.len() - 1];
+    assert!(
+        slowest < Duration::from_secs(3),
+        "slowest {slowest:?}\n{}",
+        d.log()
+    );
+    d.terminate();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_restart_loses_nothing_and_doubles_nothing() {
     let mut dovecot = Dovecot::start(&[(USER, PASS)]);

@@ -23,10 +23,6 @@ pub async fn ingest(config: Config, files: &[PathBuf], dry_run: bool) -> Result<
     let pipeline = build_pipeline_cached(config)?;
     Timing::mark("setup");
     let store = open_store(&pipeline.config).await?;
-    // A cost, not a correctness matter: should SQLite refuse the setting, ingest goes on.
-    if let Err(e) = store.keep_wal_short() {
-        tracing::warn!(error = %e, "cannot set the WAL checkpoint threshold; going on");
-    }
     Timing::mark("open");
     // An MTA-only deployment gets its agents too; one read unless the list changed.
     provision_agents(&pipeline, &store, Provision::IfChanged)?;

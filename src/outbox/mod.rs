@@ -35,8 +35,12 @@ const SEND_BUDGET: Duration = Duration::from_secs(90);
 /// process takes its own claims back at once (`take_back_claims`); only a replica that
 /// never comes back leaves up to eight rows to wait out their lease.
 const CLAIM_BATCH: i64 = 8;
-/// Longest sleep when nothing is due (the pipeline wakes us earlier when it queues mail).
-const IDLE_WAIT: Duration = Duration::from_secs(30);
+/// Longest sleep when nothing is due. The pipeline of this process wakes the sender at once
+/// when it queues mail; mail queued by another process is seen at the next look: `supportd
+/// ingest` from the MTA (pipe mode, whose acks this daemon sends), `supportd serve`'s
+/// sign-in links, a replica that has no sender running. A look is one indexed `MIN` query.
+/// It was 30 s, and a piped customer's ack waited up to that long.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// The outbox sender could not be set up.
 #[derive(Debug, thiserror::Error)]

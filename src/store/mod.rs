@@ -13,7 +13,6 @@
 //! `_sqlx_migrations` table, `sqlx migrate` for admins). SQL is written with `?N` placeholders.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -207,16 +206,7 @@ struct Inner {
     path: PathBuf,
     flags: OpenFlags,
     idle: Mutex<Vec<Connection>>,
-    /// The WAL length (pages) at which a commit checkpoints: SQLite's 1,000, or
-    /// [`SHORT_WAL_PAGES`] after [`Store::keep_wal_short`].
-    checkpoint_pages: AtomicU32,
 }
-
-/// SQLite's own automatic checkpoint threshold, in pages.
-const WAL_PAGES: u32 = 1000;
-/// The threshold for a process that opens the database, commits a little and exits (see
-/// [`Store::keep_wal_short`]).
-const SHORT_WAL_PAGES: u32 = 100;
 
 /// What a database URL names.
 enum Url {
@@ -322,7 +312,6 @@ impl Store {
                 path,
                 flags,
                 idle: Mutex::new(Vec::new()),
-                checkpoint_pages: AtomicU32::new(WAL_PAGES),
             })),
         };
         // Open one connection now so a bad path fails here, with its cause.
@@ -453,38 +442,7 @@ impl Store {
         // (a header sync and a directory sync): four of its five syncs.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let pages = inner.checkpoint_pages.load(Ordering::Relaxed);
-        if pages != WAL_PAGES {
-            conn.pragma_update(None, "wal_autocheckpoint", pages)?;
-        }
         Ok(conn)
-    }
-
-    /// For a process that opens the database, commits a message or a few and exits (every
-    /// `supportd ingest`; with the MTA's pipe, one process per mail): checkpoint the WAL
-    /// every [`SHORT_WAL_PAGES`] pages instead of every 1,000. Call it before the store is
-    /// shared: a connection checked out meanwhile keeps the threshold it had.
-    ///
-    /// When no other process has the database open, the first connection of a process
-    /// rebuilds SQLite's WAL index by reading every frame written since the WAL last
-    /// restarted, one `pread` per page and a checksum over it (~700 frames, ~3 MB, near the
-    /// 1,000-page threshold): a short WAL makes that open cheaper, and a checkpoint of ~100
-    /// pages (two syncs) falls to about one process in ten. While a daemon (`run`, `serve`)
-    /// has the database open, its connections keep the WAL index alive and there is nothing
-    /// to rebuild: `ingest` then only checkpoints more often (the daemon's own commits keep
-    /// SQLite's threshold). No effect on PostgreSQL.
-    pub fn keep_wal_short(&self) -> Result<(), StoreError> {
-        let Backend::Lite(inner) = &*self.inner else {
-            return Ok(());
-        };
-        inner
-            .checkpoint_pages
-            .store(SHORT_WAL_PAGES, Ordering::Relaxed);
-        let idle = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        for conn in idle.iter() {
-            conn.pragma_update(None, "wal_autocheckpoint", SHORT_WAL_PAGES)?;
-        }
-        Ok(())
     }
 
     /// A connection from the idle list, or a new one.
@@ -795,39 +753,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn a_short_lived_process_keeps_the_wal_short_on_every_connection() {
-        let dir = tempfile::tempdir().expect("dir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let pages = |store: &Store| {
-            store
-                .with_conn(|db| match db {
-                    Db::Lite(c) => {
-                        Ok(c.pragma_query_value(None, "wal_autocheckpoint", |r| {
-                            r.get::<_, i64>(0)
-                        })?)
-                    }
-                    Db::Pg(_) => Err(StoreError::Corrupt("not SQLite".into())),
-                })
-                .expect("pragma")
-        };
-        let daemon = rt.block_on(Store::connect(&url)).expect("store");
-        assert_eq!(pages(&daemon), 1000, "SQLite's own threshold by default");
-        let ingest = rt.block_on(Store::connect(&url)).expect("store");
-        ingest.keep_wal_short().expect("short WAL");
-        // The connection opened by connect, idle since.
-        assert_eq!(pages(&ingest), 100);
-        // And one opened afterwards: a second while the first is held by a transaction.
-        let tx = ingest.begin().expect("tx");
-        assert_eq!(pages(&ingest), 100);
-        drop(tx);
-        assert_eq!(pages(&daemon), 1000, "another store keeps its own");
     }
 
     #[test]
