@@ -64,10 +64,16 @@ pub fn load<E>(
             Some(name) => weights_text(name).ok().map(|t| weights_key(&t)),
             None => None,
         };
-        if weights == built.weights && built.rules.consistent() {
+        let consistent = built.rules.consistent();
+        if weights == built.weights && consistent {
             return Ok(built.rules);
         }
-        tracing::debug!(path = %path.display(), "triage cache: the weights changed; rebuilding");
+        let why = if consistent {
+            "the weights changed"
+        } else {
+            "the rules read back do not hang together"
+        };
+        tracing::debug!(path = %path.display(), "triage cache: {why}; rebuilding");
     }
     let (rules, weights) = build()?;
     let built = Built {

@@ -414,7 +414,7 @@ both!(outbox_claims_never_overlap, |backend| {
 });
 
 /// Runs `sql` on the test's database outside supportd (to stage another process's claims,
-/// or to look at the schema); returns the first column of the first row as text, if any.
+/// or to look at the schema); returns the first column of the first row when it is text.
 fn raw(pg: &Option<PgDb>, dir: &tempfile::TempDir, sql: &str) -> Option<String> {
     match pg {
         Some(db) => db.sql(sql),
@@ -433,12 +433,7 @@ fn raw(pg: &Option<PgDb>, dir: &tempfile::TempDir, sql: &str) -> Option<String> 
                             .fetch_optional(&mut c)
                             .await
                             .expect("sql");
-                        row.and_then(|r| {
-                            r.try_get::<Option<String>, _>(0)
-                                .ok()
-                                .flatten()
-                                .or_else(|| r.try_get::<i64, _>(0).ok().map(|v| v.to_string()))
-                        })
+                        row.and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten())
                     })
             })
             .join()
@@ -453,9 +448,9 @@ both!(unused_outbox_indexes_are_dropped, |backend| {
     let (_s, pg, dir) = store(backend);
     let names = |list: &str| {
         let sql = if pg.is_some() {
-            format!("SELECT COALESCE(string_agg(indexname, ',' ORDER BY indexname), '') FROM pg_indexes WHERE indexname IN ({list})")
+            format!("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE indexname IN ({list})")
         } else {
-            format!("SELECT COALESCE(group_concat(name, ','), '') FROM (SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ({list}) ORDER BY name)")
+            format!("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ({list}) ORDER BY name)")
         };
         raw(&pg, &dir, &sql).unwrap_or_default()
     };

@@ -132,12 +132,8 @@ async fn seen_flag_and_quarantine_without_processed_folder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_acknowledges_a_new_message_quickly() {
-    let dovecot = Dovecot::start(&[(USER, PASS)]);
-    let sink = SmtpSink::start();
-    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
-    d.start_ready();
-    // Give the poller time to enter IDLE after its first (empty) sync.
-    std::thread::sleep(Duration::from_millis(500));
+    // Time for the poller to enter IDLE after its first (empty) sync.
+    let (dovecot, sink, mut d) = settled_daemon(Duration::from_millis(500));
     let mut latencies = Vec::new();
     for i in 0..3 {
         let sent = Instant::now();
@@ -154,6 +150,16 @@ async fn idle_acknowledges_a_new_message_quickly() {
     // scripts/bench-imap, measures the median on a quiet machine).
     all_under(&d, latencies, Duration::from_secs(2), "IDLE arrival");
     d.terminate();
+}
+
+/// A daemon on the standard set-up, ready, then left alone for `settle`.
+fn settled_daemon(settle: Duration) -> (Dovecot, SmtpSink, Daemon) {
+    let dovecot = Dovecot::start(&[(USER, PASS)]);
+    let sink = SmtpSink::start();
+    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
+    d.start_ready();
+    std::thread::sleep(settle);
+    (dovecot, sink, d)
 }
 
 /// How long after `since` the ack of the `i`-th mail (0-based, acks in order) reached `sink`.
@@ -174,16 +180,12 @@ fn all_under(d: &Daemon, mut latencies: Vec<Duration>, limit: Duration, what: &s
 
 /// Pipe mode as the README deploys it: the MTA runs `supportd ingest -` per mail and
 /// `supportd run` sends the acks the piped processes queued. Each ack leaves within ~1 s of
-/// its commit (the sender looks at the outbox every second when nothing wakes it; it slept
-/// up to 30 s).
+/// its commit: the sender looks at the outbox every second when nothing in its own process
+/// wakes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_of_piped_mail_leave_within_seconds() {
-    let dovecot = Dovecot::start(&[(USER, PASS)]);
-    let sink = SmtpSink::start();
-    let mut d = Daemon::configure(&Setup::standard(&dovecot, sink.port));
-    d.start_ready();
     // Past the sender's first look at the (empty) outbox: now it waits.
-    std::thread::sleep(Duration::from_millis(1500));
+    let (_dovecot, sink, mut d) = settled_daemon(Duration::from_millis(1500));
     let dir = tempfile::tempdir().expect("dir");
     let mut latencies = Vec::new();
     for i in 0..3 {

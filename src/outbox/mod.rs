@@ -39,7 +39,6 @@ const CLAIM_BATCH: i64 = 8;
 /// when it queues mail; mail queued by another process is seen at the next look: `supportd
 /// ingest` from the MTA (pipe mode, whose acks this daemon sends), `supportd serve`'s
 /// sign-in links, a replica that has no sender running. A look is one indexed `MIN` query.
-/// It was 30 s, and a piped customer's ack waited up to that long.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// The outbox sender could not be set up.

@@ -136,15 +136,16 @@ impl Rules {
     }
 
     /// Whether rules read back from the built-rules cache hang together: the n-gram table
-    /// has a column for each decision the installed weights make (3 urgency decisions, and
+    /// has a column for each decision the installed weights make (the urgency decisions, and
     /// each category when the category is learned) and none without weights. The cache is
     /// keyed and decoded with checks of its own; this catches a file that decodes to the
     /// wrong shape (then it is rebuilt).
     pub(crate) fn consistent(&self) -> bool {
+        let urgency = engine::DECISIONS.len();
         let columns = match &self.weights {
             None => 0,
-            Some(w) if w.category.is_empty() => 3,
-            Some(_) => 3 + self.categories.len(),
+            Some(w) if w.category.is_empty() => urgency,
+            Some(_) => urgency + self.categories.len(),
         };
         let k = self.categories.len();
         self.ngram_table.fits(columns)
