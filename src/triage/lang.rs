@@ -141,39 +141,79 @@ impl Languages {
 }
 
 /// English function words, and the French and Spanish ones (and greetings) that rule out a
-/// plainly English sample. Both sorted (binary search; a test keeps them so).
+/// plainly English sample ("no" is as English as it is Spanish: the other Spanish words tell). Lower-case ASCII letters, at most [`KEY_LETTERS`] each (a test
+/// keeps them so).
 const ENGLISH: &[&str] = &[
     "and", "any", "are", "been", "can", "for", "from", "has", "have", "is", "it", "not", "of",
     "our", "please", "that", "the", "they", "this", "to", "was", "we", "with", "you", "your",
 ];
 const NOT_ENGLISH: &[&str] = &[
     "al", "bonjour", "buenas", "buenos", "con", "de", "del", "des", "du", "el", "es", "est", "et",
-    "gracias", "hola", "il", "je", "la", "las", "le", "les", "lo", "los", "merci", "ne", "no",
-    "nous", "para", "pas", "por", "que", "qui", "se", "su", "un", "una", "une", "vous", "y",
+    "gracias", "hola", "il", "je", "la", "las", "le", "les", "lo", "los", "merci", "ne", "nous",
+    "para", "pas", "por", "que", "qui", "se", "su", "un", "una", "une", "vous", "y",
 ];
 
-/// A fast path before whatlang (a third of a classification's time): a sample in plain ASCII
-/// with at least 5 English function words and not one French or Spanish one is English. Any
-/// accent, or any word such as "la", "que", "de", leaves the decision to whatlang.
+/// The longest word a [`key`] holds: eight bytes, one per letter.
+const KEY_LETTERS: usize = 8;
+
+/// A word of at most [`KEY_LETTERS`] ASCII letters as one number: its bytes lower-cased,
+/// little-endian. No letter is 0, so two words of different lengths never share a key.
+/// Looking words up as numbers keeps the fast path below free of string comparisons.
+const fn key(word: &[u8]) -> u64 {
+    let mut k = 0u64;
+    let mut i = 0;
+    while i < word.len() && i < KEY_LETTERS {
+        // Bounded by the loop condition; `| 0x20` lower-cases an ASCII letter.
+        k |= ((word[i] | 0x20) as u64) << (8 * i);
+        i += 1;
+    }
+    k
+}
+
+/// Every listed word's key, sorted, with whether it is English (else it rules English out).
+const WORDS: [(u64, bool); ENGLISH.len() + NOT_ENGLISH.len()] = {
+    let mut table = [(0u64, false); ENGLISH.len() + NOT_ENGLISH.len()];
+    let mut n = 0;
+    while n < table.len() {
+        let english = n < ENGLISH.len();
+        let word = if english {
+            ENGLISH[n]
+        } else {
+            NOT_ENGLISH[n - ENGLISH.len()]
+        };
+        // Insertion sort (a const context has no `sort`).
+        let entry = (key(word.as_bytes()), english);
+        let mut at = n;
+        while at > 0 && table[at - 1].0 > entry.0 {
+            table[at] = table[at - 1];
+            at -= 1;
+        }
+        table[at] = entry;
+        n += 1;
+    }
+    table
+};
+
+/// A fast path before whatlang (a third of a classification's time): a sample whose letters
+/// are all ASCII, with at least 5 English function words and not one French or Spanish one,
+/// is English. Any accented or non-Latin letter, or any word such as "la", "que", "de",
+/// leaves the decision to whatlang; typographic punctuation (curly quotes, dashes, a
+/// no-break space), which English mail from phones and word processors is full of, does not.
 fn plainly_english(sample: &str) -> bool {
-    if !sample.is_ascii() {
+    if !sample.is_ascii() && sample.chars().any(|c| !c.is_ascii() && c.is_alphabetic()) {
         return false;
     }
     let mut english = 0;
-    // Every listed word has at most 7 letters: a longer one is none of them.
-    let mut buf = [0u8; 7];
-    for word in sample.split(|c: char| !c.is_ascii_alphabetic()) {
-        let Some(lower) = buf.get_mut(..word.len()).filter(|_| !word.is_empty()) else {
+    for word in sample.as_bytes().split(|b| !b.is_ascii_alphabetic()) {
+        // Every listed word fits a key: a longer one is none of them.
+        if word.is_empty() || word.len() > KEY_LETTERS {
             continue;
-        };
-        lower.copy_from_slice(word.as_bytes());
-        lower.make_ascii_lowercase();
-        // ASCII letters only, so always UTF-8.
-        let lower = std::str::from_utf8(lower).unwrap_or_default();
-        if NOT_ENGLISH.binary_search(&lower).is_ok() {
-            return false;
         }
-        english += usize::from(ENGLISH.binary_search(&lower).is_ok());
+        match WORDS.binary_search_by_key(&key(word), |w| w.0) {
+            Ok(i) if WORDS.get(i).is_some_and(|w| w.1) => english += 1,
+            Ok(_) => return false,
+            Err(_) => {}
+        }
     }
     english >= 5
 }
@@ -193,9 +233,27 @@ mod tests {
     #[test]
     fn the_function_word_lists_are_sorted_and_short() {
         for list in [ENGLISH, NOT_ENGLISH] {
-            assert!(list.is_sorted(), "{list:?}");
-            assert!(list.iter().all(|w| !w.is_empty() && w.len() <= 7));
+            assert!(list.iter().all(|w| {
+                (1..=KEY_LETTERS).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_lowercase())
+            }));
         }
+        // Keys tell the words apart, and the table is sorted for the binary search.
+        assert!(WORDS.windows(2).all(|p| p[0].0 < p[1].0), "{WORDS:?}");
+        assert_eq!(key(b"The"), key(b"the"));
+        assert_ne!(key(b"the"), key(b"they"));
+        assert!(plainly_english(
+            "THE app IS down AND we HAVE tried: please CALL"
+        ));
+        assert!(!plainly_english(
+            "The app is down and we have tried, gracias"
+        ));
+        // Typographic punctuation is not an accent; an accented letter is.
+        assert!(plainly_english(
+            "We\u{2019}ve tried \u{2014} no one can log in and the \u{201c}app\u{201d} is down for you"
+        ));
+        assert!(!plainly_english(
+            "We have tried and the app is down for you, caf\u{e9}"
+        ));
         assert!(plainly_english(
             "Please can you fix this, we have the app and it is down"
         ));
