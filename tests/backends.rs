@@ -769,6 +769,58 @@ both!(kb_index_searches_alike, |backend| {
     assert_eq!(s.kb_all().expect("all").len(), 1);
 });
 
+// The Help Center ranked for a whole batch in one statement (on PostgreSQL, Tx::kb_prefetch
+// before the batch's messages are decided) answers, for each mail, what ranking that mail
+// alone answers: the same articles, order, scores and matched words, and no query more.
+both!(kb_rankings_of_a_batch_are_each_mail_s_own, |backend| {
+    let kb = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kb");
+    let env = Env::on(backend, &format!("[kb]\ndir = \"{}\"\n", kb.display()));
+    env.ok(&["kb", "reindex"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let store = rt.block_on(Store::connect(&env.db_url)).expect("store");
+    let mut mails: Vec<Vec<String>> = Vec::new();
+    for e in std::fs::read_dir(fixture("kb-suggest")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "eml") {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+            mails.push(supportd::kb::suggest::mail_terms("", &text));
+        }
+    }
+    mails.sort();
+    // A mail whose words the database cannot take as words, and the same mail twice.
+    mails.push(vec!["--".into(), "&|!".into()]);
+    mails.push(mails[0].clone());
+    let alone: Vec<_> = mails
+        .iter()
+        .map(|t| store.kb_candidates(t, 10).unwrap())
+        .collect();
+    assert!(
+        alone.iter().filter(|c| !c.is_empty()).count() >= 20,
+        "too few mails are ranked at all for the comparison to say much"
+    );
+    let mut tx = store.begin().unwrap();
+    tx.kb_prefetch(&mails, 10).unwrap();
+    let before = supportd::store::pg_round_trips();
+    let batch: Vec<_> = mails
+        .iter()
+        .map(|t| tx.kb_candidates(t, 10).unwrap())
+        .collect();
+    if backend == Backend::Postgres {
+        assert_eq!(
+            supportd::store::pg_round_trips(),
+            before,
+            "answered from the batch"
+        );
+    }
+    for (i, (b, a)) in batch.iter().zip(&alone).enumerate() {
+        assert_eq!(b, a, "mail {i}: {:?}", mails[i]);
+    }
+    tx.commit().unwrap();
+});
+
 /// Round trips to PostgreSQL per message of one batch (as the IMAP poller commits them): new
 /// tickets from new senders, with an agent to notify, then a reply on each. Printed (run with
 /// `--nocapture`) and bounded, so that a change that adds statements to the hot path is seen.

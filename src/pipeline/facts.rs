@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::prepare::{self, Ready};
+use super::prepare::{self, Prepared, Ready};
 use super::Pipeline;
 use crate::kb::suggest;
 use crate::mail::address::EmailAddress;
@@ -19,6 +19,9 @@ use crate::tickets::notify::StaffMember;
 use crate::tickets::outbound::MailKind;
 use crate::tickets::plan::{Facts, KbSource, NoticeState};
 use crate::tickets::{decide, similar, Decision, Lookup, TicketSummary, UserRecord};
+
+/// How many ranked articles a suggestion chooses from (see [`crate::kb::suggest::select`]).
+const SUGGESTION_CANDIDATES: u32 = 10;
 
 impl Pipeline {
     /// Everything [`crate::tickets::plan::plan`] needs to know about `ready`.
@@ -128,6 +131,31 @@ impl Pipeline {
         Ok(f)
     }
 
+    /// Ranks the Help Center for every message of a batch in one go ([`Tx::kb_prefetch`]),
+    /// before any is decided: [`Pipeline::suggestions`] of those that open a ticket then
+    /// reads the answer instead of asking. A reply's words are ranked for nothing, in the
+    /// same statement.
+    pub(super) fn prefetch_suggestions(
+        &self,
+        tx: &mut Tx,
+        prepared: &[Prepared],
+    ) -> Result<(), StoreError> {
+        if self.config.kb.max_suggestions == 0 {
+            return Ok(());
+        }
+        let terms: Vec<Vec<String>> = prepared
+            .iter()
+            .filter_map(|p| match p {
+                Prepared::Ready(ready) => {
+                    Some(suggest::mail_terms(&ready.mail.subject, &ready.text))
+                }
+                Prepared::Aside(_) => None,
+            })
+            .filter(|words| !words.is_empty())
+            .collect();
+        tx.kb_prefetch(&terms, SUGGESTION_CANDIDATES)
+    }
+
     /// The Help Center articles a new ticket's acknowledgement lists (see [`crate::kb::suggest`]).
     fn suggestions(
         &self,
@@ -142,7 +170,7 @@ impl Pipeline {
         if words.is_empty() {
             return Ok(Vec::new());
         }
-        let candidates = tx.kb_candidates(&words, 10)?;
+        let candidates = tx.kb_candidates(&words, SUGGESTION_CANDIDATES)?;
         let tuning = suggest::Tuning {
             threshold: kb.suggest_threshold,
             min_words: usize::try_from(kb.suggest_min_words).unwrap_or(usize::MAX),

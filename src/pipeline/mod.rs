@@ -169,6 +169,17 @@ impl Pipeline {
         }
         blocking(|| {
             let mut tx = store.begin()?;
+            if tx.is_postgres() && prepared.len() > 1 {
+                match self.prefetch_suggestions(&mut tx, prepared) {
+                    Ok(()) => {}
+                    Err(e) if e.is_transient() => return Err(e.into()),
+                    // Not worth the batch: each new ticket ranks its own, as one alone does.
+                    Err(e) => {
+                        warn!(error = %e, "ranking the Help Center for the whole batch failed");
+                        tx.restart()?;
+                    }
+                }
+            }
             // On PostgreSQL a savepoint costs two round trips per message: the batch is
             // first tried without them. Should any message fail (or conflict with another
             // replica's commit), the whole try is rolled back and the batch done again, each

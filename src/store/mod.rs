@@ -12,6 +12,7 @@
 //! Migrations stay with sqlx (`migrations/sqlite` and its mirror `migrations/postgres`, the
 //! `_sqlx_migrations` table, `sqlx migrate` for admins). SQL is written with `?N` placeholders.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -526,6 +527,7 @@ impl Store {
             numbers: Numbers::default(),
             staff: None,
             kb_any: None,
+            kb_ranked: HashMap::new(),
         })
     }
 
@@ -581,6 +583,8 @@ pub struct Tx {
     staff: Option<Vec<crate::tickets::UserRecord>>,
     /// Whether the Help Center has articles, once asked ([`Tx::kb_candidates`]).
     kb_any: Option<bool>,
+    /// [`Tx::kb_prefetch`]'s rankings, by limit and words.
+    kb_ranked: HashMap<(u32, Vec<String>), Vec<crate::kb::Candidate>>,
 }
 
 /// How a writing transaction starts: on SQLite, and on PostgreSQL (see [`Store::begin`]).

@@ -86,7 +86,12 @@ impl PgBackend {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|e| StoreError::BadUrl(shown.clone(), bad_url(&e)))?;
-        let options = options.application_name("supportd");
+        // No JIT: PostgreSQL compiles a statement whose estimated cost passes
+        // `jit_above_cost`, which took ~0.4 s here for the Help Center ranking of a batch
+        // that then ran in 10 ms. supportd sends short OLTP statements only.
+        let options = options
+            .application_name("supportd")
+            .options([("jit", "off")]);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("supportd-pg")
