@@ -131,10 +131,11 @@ impl Pipeline {
         Ok(f)
     }
 
-    /// Ranks the Help Center for every message of a batch in one go ([`Tx::kb_prefetch`]),
+    /// Ranks the Help Center for the messages of a batch in one go ([`Tx::kb_prefetch`]),
     /// before any is decided: [`Pipeline::suggestions`] of those that open a ticket then
-    /// reads the answer instead of asking. A reply's words are ranked for nothing, in the
-    /// same statement.
+    /// reads the answer instead of asking. A message that names a ticket (In-Reply-To or
+    /// References, a subject tag, an access key) is most likely a reply and is left out;
+    /// should it open a ticket after all, it asks on its own.
     pub(super) fn prefetch_suggestions(
         &self,
         tx: &mut Tx,
@@ -146,10 +147,14 @@ impl Pipeline {
         let terms: Vec<Vec<String>> = prepared
             .iter()
             .filter_map(|p| match p {
-                Prepared::Ready(ready) => {
+                Prepared::Ready(ready)
+                    if ready.referenced.is_empty()
+                        && ready.tags.is_empty()
+                        && ready.access_keys.is_empty() =>
+                {
                     Some(suggest::mail_terms(&ready.mail.subject, &ready.text))
                 }
-                Prepared::Aside(_) => None,
+                _ => None,
             })
             .filter(|words| !words.is_empty())
             .collect();

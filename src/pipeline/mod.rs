@@ -170,14 +170,12 @@ impl Pipeline {
         blocking(|| {
             let mut tx = store.begin()?;
             if tx.is_postgres() && prepared.len() > 1 {
-                match self.prefetch_suggestions(&mut tx, prepared) {
-                    Ok(()) => {}
-                    Err(e) if e.is_transient() => return Err(e.into()),
-                    // Not worth the batch: each new ticket ranks its own, as one alone does.
-                    Err(e) => {
-                        warn!(error = %e, "ranking the Help Center for the whole batch failed");
-                        tx.restart()?;
-                    }
+                // Never worth the batch: on any failure (a statement timeout included) each
+                // new ticket ranks its own, as one alone does. A database that is gone fails
+                // the restart, and the batch waits for it as before.
+                if let Err(e) = self.prefetch_suggestions(&mut tx, prepared) {
+                    warn!(error = %e, "ranking the Help Center for the whole batch failed");
+                    tx.restart()?;
                 }
             }
             // On PostgreSQL a savepoint costs two round trips per message: the batch is

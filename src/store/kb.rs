@@ -247,7 +247,12 @@ impl Tx {
         if !self.kb_any()? {
             return Ok(Vec::new());
         }
-        if let Some(found) = self.kb_ranked.get(&(limit, terms.to_vec())) {
+        if let Some(found) = self
+            .kb_ranked
+            .1
+            .get(terms)
+            .filter(|_| self.kb_ranked.0 == limit)
+        {
             return Ok(found.clone());
         }
         candidates(self.conn(), terms, limit)
@@ -263,9 +268,7 @@ impl Tx {
         }
         let asked: Vec<&[String]> = terms.iter().map(Vec::as_slice).collect();
         let ranked = pg_ranked(self.conn(), &asked, limit)?;
-        for (words, found) in terms.iter().zip(ranked) {
-            self.kb_ranked.insert((limit, words.clone()), found);
-        }
+        self.kb_ranked = (limit, terms.iter().cloned().zip(ranked).collect());
         Ok(())
     }
 
@@ -323,11 +326,12 @@ fn pg_candidates(c: Db<'_>, terms: &[String], limit: u32) -> Result<Vec<Candidat
 }
 
 /// [`pg_candidates`] of several mails in one statement: the ranking of each mail (its
-/// `idx`) is computed on its own, as alone; the answers are in the order asked. What costs
-/// is per word (`plainto_tsquery`, the index probe, `ts_rank_cd`): each distinct word of the
-/// batch is looked up once, however many mails (or a subject and its body) share it. Scores are
-/// rounded to 9 decimals: the plan chooses the order a sum is added up in, and the last bit
-/// of a float must not decide between two articles, or differ with the batch around a mail.
+/// `idx`) is computed on its own, as alone; the answers are in the order asked. A score is
+/// added up in the order of the mail's words, not in the order the plan happens to give (a
+/// float sum depends on it), so that a mail scores the same to the last bit alone or in any
+/// batch. What costs is per word (`plainto_tsquery`, the index probe, `ts_rank_cd`): each
+/// distinct word of the batch is looked up once, however many mails (or a subject and its
+/// body) share it.
 fn pg_ranked(
     c: Db<'_>,
     terms: &[&[String]],
@@ -368,15 +372,15 @@ fn pg_ranked(
                  SELECT COUNT(*)::float8 AS n, GREATEST(AVG(dl), 1.0)::float8 AS avgdl FROM lens
              ),
              hits AS (
-                 SELECT w.idx, f.q, f.slug, f.tf,
+                 SELECT w.idx, w.ord, f.q, f.slug, f.tf,
                         COUNT(*) OVER (PARTITION BY w.idx, w.ord)::float8 AS df
                    FROM w JOIN found f ON f.term = w.term
              ),
              scored AS (
                  SELECT h.idx, h.slug, array_agg(h.q) AS qs,
-                        ROUND(SUM(GREATEST(ln((s.n - h.df + 0.5) / (h.df + 0.5)), 1e-6)
-                            * h.tf * 2.2 / (h.tf + 1.2 * (0.25 + 0.75 * l.dl / s.avgdl)))::numeric,
-                            9)::float8 AS score
+                        SUM(GREATEST(ln((s.n - h.df + 0.5) / (h.df + 0.5)), 1e-6)
+                            * h.tf * 2.2 / (h.tf + 1.2 * (0.25 + 0.75 * l.dl / s.avgdl))
+                            ORDER BY h.ord)::float8 AS score
                    FROM hits h JOIN lens l ON l.slug = h.slug
                   CROSS JOIN stats s
                   GROUP BY h.idx, h.slug

@@ -86,12 +86,7 @@ impl PgBackend {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|e| StoreError::BadUrl(shown.clone(), bad_url(&e)))?;
-        // No JIT: PostgreSQL compiles a statement whose estimated cost passes
-        // `jit_above_cost`, which took ~0.4 s here for the Help Center ranking of a batch
-        // that then ran in 10 ms. supportd sends short OLTP statements only.
-        let options = options
-            .application_name("supportd")
-            .options([("jit", "off")]);
+        let options = options.application_name("supportd");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("supportd-pg")

@@ -141,8 +141,9 @@ impl Languages {
 }
 
 /// English function words, and the French and Spanish ones (and greetings) that rule out a
-/// plainly English sample ("no" is as English as it is Spanish: the other Spanish words tell). Lower-case ASCII letters, at most [`KEY_LETTERS`] each (a test
-/// keeps them so).
+/// plainly English sample ("no" is as English as it is Spanish: the other Spanish words
+/// tell). Lower-case ASCII letters, at most [`KEY_LETTERS`] each (the build and a test keep
+/// them so).
 const ENGLISH: &[&str] = &[
     "and", "any", "are", "been", "can", "for", "from", "has", "have", "is", "it", "not", "of",
     "our", "please", "that", "the", "they", "this", "to", "was", "we", "with", "you", "your",
@@ -181,6 +182,8 @@ const WORDS: [(u64, bool); ENGLISH.len() + NOT_ENGLISH.len()] = {
         } else {
             NOT_ENGLISH[n - ENGLISH.len()]
         };
+        // A word a key cannot hold fails the build.
+        assert!(!word.is_empty() && word.len() <= KEY_LETTERS);
         // Insertion sort (a const context has no `sort`).
         let entry = (key(word.as_bytes()), english);
         let mut at = n;
@@ -194,13 +197,14 @@ const WORDS: [(u64, bool); ENGLISH.len() + NOT_ENGLISH.len()] = {
     table
 };
 
-/// A fast path before whatlang (a third of a classification's time): a sample whose letters
-/// are all ASCII, with at least 5 English function words and not one French or Spanish one,
-/// is English. Any accented or non-Latin letter, or any word such as "la", "que", "de",
-/// leaves the decision to whatlang; typographic punctuation (curly quotes, dashes, a
-/// no-break space), which English mail from phones and word processors is full of, does not.
+/// A fast path before whatlang (a third of a classification's time): a sample in ASCII
+/// with at least 5 English function words and not one French or Spanish one is English.
+/// Beyond ASCII, only typographic punctuation is allowed (curly quotes, dashes, ellipses, a
+/// no-break space: English mail from phones and word processors is full of them). Anything
+/// else (an accented letter, a combining accent, `¿`, `«`) or a word such as "la", "que",
+/// "de" leaves the decision to whatlang.
 fn plainly_english(sample: &str) -> bool {
-    if !sample.is_ascii() && sample.chars().any(|c| !c.is_ascii() && c.is_alphabetic()) {
+    if !sample.chars().all(|c| c.is_ascii() || typographic(c)) {
         return false;
     }
     let mut english = 0;
@@ -216,6 +220,12 @@ fn plainly_english(sample: &str) -> bool {
         }
     }
     english >= 5
+}
+
+/// A no-break space, or a character of Unicode's General Punctuation block (U+2000–U+206F:
+/// spaces, dashes, quotes, ellipsis, bullets).
+fn typographic(c: char) -> bool {
+    c == '\u{a0}' || ('\u{2000}'..='\u{206f}').contains(&c)
 }
 
 fn detector(codes: &[(&'static str, Lang)]) -> Detector {
@@ -247,13 +257,16 @@ mod tests {
         assert!(!plainly_english(
             "The app is down and we have tried, gracias"
         ));
-        // Typographic punctuation is not an accent; an accented letter is.
+        // Typographic punctuation is not an accent; an accented letter is, composed or not,
+        // and so are Spanish and French punctuation.
         assert!(plainly_english(
             "We\u{2019}ve tried \u{2014} no one can log in and the \u{201c}app\u{201d} is down for you"
         ));
-        assert!(!plainly_english(
-            "We have tried and the app is down for you, caf\u{e9}"
-        ));
+        for other in ["caf\u{e9}", "cafe\u{301}", "\u{bf}", "\u{ab}"] {
+            assert!(!plainly_english(&format!(
+                "We have tried and the app is down for you {other}"
+            )));
+        }
         assert!(plainly_english(
             "Please can you fix this, we have the app and it is down"
         ));

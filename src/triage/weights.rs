@@ -514,11 +514,11 @@ fn fnv1a_more(mut h: u32, bytes: &[u8]) -> u32 {
 /// Hashes of the word unigrams and bigrams (not across a sentence break) of the texts,
 /// sorted, without duplicates.
 pub fn ngrams(texts: &[&Folded]) -> Vec<u32> {
-    // About a word and a pair per five bytes of folded text: one allocation, mostly.
+    // A word and a pair for about every six bytes of folded text: one allocation, mostly.
     let mut out = Vec::with_capacity(texts.iter().map(|t| t.text.len() / 3).sum());
     for t in texts {
         // The state after the previous word and a space: a pair's hash goes on from it
-        // (what `fnv1a(&[p, w])` gives) instead of hashing the previous word again.
+        // (the hash of "p w" as one text) instead of hashing the previous word again.
         let mut prev: Option<u32> = None;
         for w in t.text.split(' ').filter(|w| !w.is_empty()) {
             if w.as_bytes() == [BREAK] {
@@ -573,6 +573,8 @@ mod tests {
         want.sort_unstable();
         assert_eq!(b, want);
         assert_eq!(fnv1a(&["pages", "down"]), fnv1a(&["pages down"]));
+        // FNV-1a of "pages down", computed apart from this code.
+        assert!(b.contains(&0xc187_35dd));
     }
 
     /// Three decisions of different lengths (the longest sets bucket 40 of 64), one empty,
