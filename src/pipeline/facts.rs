@@ -133,32 +133,30 @@ impl Pipeline {
 
     /// Ranks the Help Center for the messages of a batch in one go ([`Tx::kb_prefetch`]),
     /// before any is decided: [`Pipeline::suggestions`] of those that open a ticket then
-    /// reads the answer instead of asking. A message that names a ticket (In-Reply-To or
-    /// References, a subject tag, an access key) is most likely a reply and is left out;
-    /// should it open a ticket after all, it asks on its own.
+    /// reads the answer instead of asking. A message that names a ticket is most likely a
+    /// reply and is left out; should it open a ticket after all, it asks on its own.
     pub(super) fn prefetch_suggestions(
         &self,
         tx: &mut Tx,
         prepared: &[Prepared],
     ) -> Result<(), StoreError> {
-        if self.config.kb.max_suggestions == 0 {
-            return Ok(());
-        }
         let terms: Vec<Vec<String>> = prepared
             .iter()
             .filter_map(|p| match p {
-                Prepared::Ready(ready)
-                    if ready.referenced.is_empty()
-                        && ready.tags.is_empty()
-                        && ready.access_keys.is_empty() =>
-                {
-                    Some(suggest::mail_terms(&ready.mail.subject, &ready.text))
-                }
+                Prepared::Ready(ready) if !ready.names_a_ticket() => self.suggestion_terms(ready),
                 _ => None,
             })
-            .filter(|words| !words.is_empty())
             .collect();
         tx.kb_prefetch(&terms, SUGGESTION_CANDIDATES)
+    }
+
+    /// The words a message's suggestions are ranked on; None when there is nothing to rank
+    /// (suggestions turned off, or no word left).
+    fn suggestion_terms(&self, ready: &Ready) -> Option<Vec<String>> {
+        if self.config.kb.max_suggestions == 0 {
+            return None;
+        }
+        Some(suggest::mail_terms(&ready.mail.subject, &ready.text)).filter(|w| !w.is_empty())
     }
 
     /// The Help Center articles a new ticket's acknowledgement lists (see [`crate::kb::suggest`]).
@@ -168,13 +166,9 @@ impl Pipeline {
         ready: &Ready,
     ) -> Result<Vec<crate::kb::Suggestion>, StoreError> {
         let kb = &self.config.kb;
-        if kb.max_suggestions == 0 {
+        let Some(words) = self.suggestion_terms(ready) else {
             return Ok(Vec::new());
-        }
-        let words = suggest::mail_terms(&ready.mail.subject, &ready.text);
-        if words.is_empty() {
-            return Ok(Vec::new());
-        }
+        };
         let candidates = tx.kb_candidates(&words, SUGGESTION_CANDIDATES)?;
         let tuning = suggest::Tuning {
             threshold: kb.suggest_threshold,

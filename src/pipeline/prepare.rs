@@ -143,6 +143,18 @@ pub struct Ready {
     pub class: Classification,
 }
 
+impl Ready {
+    /// Whether the message names a ticket: it refers to one of our messages, carries a
+    /// subject tag, or is addressed with an access or agent key. Such a message is most
+    /// likely a reply (what it is, only the lookup and [`crate::tickets::decide`] say).
+    pub fn names_a_ticket(&self) -> bool {
+        !(self.referenced.is_empty()
+            && self.tags.is_empty()
+            && self.access_keys.is_empty()
+            && self.agent_keys.is_empty())
+    }
+}
+
 /// What preparing needs, owned, so a worker thread can outlive the caller's wait.
 #[derive(Clone)]
 pub(super) struct Preparer {

@@ -230,6 +230,14 @@ impl Store {
     }
 }
 
+/// Rankings made ahead ([`Tx::kb_prefetch`]): each mail's candidates by its words, at most
+/// `limit` each.
+#[derive(Debug)]
+pub(crate) struct Ranked {
+    limit: u32,
+    by_words: std::collections::HashMap<Vec<String>, Vec<Candidate>>,
+}
+
 impl Tx {
     /// The articles ranked for a mail's words ([`crate::kb::suggest::mail_terms`]), best
     /// first, at most `limit`: from [`Tx::kb_prefetch`]'s answers when it ranked these words
@@ -247,12 +255,8 @@ impl Tx {
         if !self.kb_any()? {
             return Ok(Vec::new());
         }
-        if let Some(found) = self
-            .kb_ranked
-            .1
-            .get(terms)
-            .filter(|_| self.kb_ranked.0 == limit)
-        {
+        let ranked = self.kb_ranked.as_ref().filter(|r| r.limit == limit);
+        if let Some(found) = ranked.and_then(|r| r.by_words.get(terms)) {
             return Ok(found.clone());
         }
         candidates(self.conn(), terms, limit)
@@ -268,7 +272,10 @@ impl Tx {
         }
         let asked: Vec<&[String]> = terms.iter().map(Vec::as_slice).collect();
         let ranked = pg_ranked(self.conn(), &asked, limit)?;
-        self.kb_ranked = (limit, terms.iter().cloned().zip(ranked).collect());
+        self.kb_ranked = Some(Ranked {
+            limit,
+            by_words: terms.iter().cloned().zip(ranked).collect(),
+        });
         Ok(())
     }
 

@@ -12,7 +12,6 @@
 //! Migrations stay with sqlx (`migrations/sqlite` and its mirror `migrations/postgres`, the
 //! `_sqlx_migrations` table, `sqlx migrate` for admins). SQL is written with `?N` placeholders.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -527,7 +526,7 @@ impl Store {
             numbers: Numbers::default(),
             staff: None,
             kb_any: None,
-            kb_ranked: (0, HashMap::new()),
+            kb_ranked: None,
         })
     }
 
@@ -583,8 +582,8 @@ pub struct Tx {
     staff: Option<Vec<crate::tickets::UserRecord>>,
     /// Whether the Help Center has articles, once asked ([`Tx::kb_candidates`]).
     kb_any: Option<bool>,
-    /// [`Tx::kb_prefetch`]'s rankings by words, and the limit they were ranked for.
-    kb_ranked: (u32, HashMap<Vec<String>, Vec<crate::kb::Candidate>>),
+    /// [`Tx::kb_prefetch`]'s rankings.
+    kb_ranked: Option<kb::Ranked>,
 }
 
 /// How a writing transaction starts: on SQLite, and on PostgreSQL (see [`Store::begin`]).
